@@ -1,0 +1,20 @@
+/* app.h — the long-lived parts of one sluiced process, handed to the
+ * modules that serve requests (scaling, flags, bindings). main.c creates and
+ * owns them; nobody else frees them. */
+#ifndef SLUICE_APP_H
+#define SLUICE_APP_H
+
+#include <stdint.h>
+
+#include "config.h"
+#include "policy.h"
+#include "store.h"
+
+struct app {
+    const struct config *cfg;
+    store *st;
+    policy *pol;
+    int64_t started_ms;
+};
+
+#endif

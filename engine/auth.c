@@ -1,0 +1,192 @@
+/* auth.c — tokens, sessions and scopes over store.h, hashing with OpenSSL. */
+#include "auth.h"
+#include "log.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+
+#define AUTH_ID_BYTES 6
+#define AUTH_SECRET_BYTES 32
+
+static const struct {
+    unsigned bit;
+    const char *name;
+} scope_names[] = {
+    {AUTH_SCOPE_READ, "scaling:read"},
+    {AUTH_SCOPE_WRITE, "scaling:write"},
+    {AUTH_SCOPE_ADMIN, "admin"},
+};
+#define N_SCOPES (sizeof scope_names / sizeof scope_names[0])
+
+const char *auth_scope_name(unsigned bit) {
+    for (size_t i = 0; i < N_SCOPES; i++)
+        if (scope_names[i].bit == bit) return scope_names[i].name;
+    return NULL;
+}
+
+unsigned auth_expand(unsigned mask) {
+    if (mask & AUTH_SCOPE_ADMIN) mask |= AUTH_SCOPE_READ | AUTH_SCOPE_WRITE;
+    return mask;
+}
+
+int auth_parse_scopes(const char *csv, unsigned *out, char *err, size_t errlen) {
+    unsigned mask = 0;
+    const char *p = csv;
+    while (p && *p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        unsigned bit = 0;
+        for (size_t i = 0; i < N_SCOPES; i++)
+            if (strlen(scope_names[i].name) == len && strncmp(scope_names[i].name, p, len) == 0)
+                bit = scope_names[i].bit;
+        if (bit == 0) {
+            snprintf(err, errlen, "unknown scope '%.*s' (expected scaling:read, scaling:write, admin)",
+                     (int)(len > 64 ? 64 : len), p);
+            return -1;
+        }
+        mask |= bit;
+        p = comma ? comma + 1 : NULL;
+    }
+    if (mask == 0) {
+        snprintf(err, errlen, "at least one scope is required");
+        return -1;
+    }
+    *out = mask;
+    return 0;
+}
+
+void auth_format_scopes(unsigned mask, char *buf, size_t size) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < N_SCOPES; i++) {
+        if (!(mask & scope_names[i].bit)) continue;
+        int n = snprintf(buf + used, size - used, "%s%s", used ? "," : "", scope_names[i].name);
+        if (n < 0 || (size_t)n >= size - used) break;
+        used += (size_t)n;
+    }
+}
+
+/* SHA-256 of s as lowercase hex. Returns 0 or -1. */
+static int auth_sha256_hex(const char *s, char out[STORE_HASH_MAX]) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    if (!EVP_Digest(s, strlen(s), md, &mdlen, EVP_sha256(), NULL) || mdlen != 32) return -1;
+    util_hex(md, mdlen, out);
+    return 0;
+}
+
+static int auth_hex_equal(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    return la == lb && CRYPTO_memcmp(a, b, la) == 0;
+}
+
+int auth_token_create(store *st, const char *name, unsigned scopes, int64_t expires_in_s,
+                      int64_t now_ms, char token_out[AUTH_TOKEN_MAX], char id_out[STORE_ID_MAX]) {
+    struct store_token t;
+    char secret[2 * AUTH_SECRET_BYTES + 1];
+    int rc;
+
+    memset(&t, 0, sizeof t);
+    if (util_random_hex(t.id, AUTH_ID_BYTES) != 0 || util_random_hex(secret, AUTH_SECRET_BYTES) != 0 ||
+        auth_sha256_hex(secret, t.secret_hash) != 0) {
+        log_msg(LOG_ERROR, "token: no randomness or hashing available");
+        return STORE_FAILED;
+    }
+    util_copy(t.name, sizeof t.name, name);
+    auth_format_scopes(scopes, t.scopes, sizeof t.scopes);
+    t.created_ms = now_ms;
+    t.expires_ms = expires_in_s > 0 ? now_ms + expires_in_s * 1000 : 0;
+    if ((rc = store_put_token(st, &t)) != STORE_OK) goto done;
+    snprintf(token_out, AUTH_TOKEN_MAX, "slc_%s_%s", t.id, secret);
+    util_copy(id_out, STORE_ID_MAX, t.id);
+done:
+    OPENSSL_cleanse(secret, sizeof secret);
+    return rc;
+}
+
+/* Load and check the token row `id`; fills p on success. */
+static int auth_check_row(store *st, const char *id, const char *secret_hash, int64_t now_ms,
+                          struct auth_principal *p) {
+    struct store_token t;
+    char err[128];
+    int rc = store_get_token(st, id, &t);
+    if (rc == STORE_NOT_FOUND) return AUTH_DENIED;
+    if (rc != STORE_OK) return rc;
+    if (secret_hash && !auth_hex_equal(t.secret_hash, secret_hash)) return AUTH_DENIED;
+    if (t.revoked_ms || (t.expires_ms && t.expires_ms <= now_ms)) return AUTH_DENIED;
+    memset(p, 0, sizeof *p);
+    util_copy(p->name, sizeof p->name, t.name);
+    util_copy(p->token_id, sizeof p->token_id, t.id);
+    if (auth_parse_scopes(t.scopes, &p->scopes, err, sizeof err) != 0) return AUTH_DENIED;
+    p->scopes = auth_expand(p->scopes);
+    return AUTH_OK;
+}
+
+int auth_verify_token(store *st, const char *token, int64_t now_ms, struct auth_principal *p) {
+    char id[STORE_ID_MAX], hash[STORE_HASH_MAX];
+    const char *sep;
+    size_t idlen;
+    if (token == NULL || strncmp(token, "slc_", 4) != 0 || strlen(token) >= AUTH_TOKEN_MAX)
+        return AUTH_DENIED;
+    sep = strchr(token + 4, '_');
+    if (sep == NULL) return AUTH_DENIED;
+    idlen = (size_t)(sep - (token + 4));
+    if (idlen != 2 * AUTH_ID_BYTES || strlen(sep + 1) != 2 * AUTH_SECRET_BYTES) return AUTH_DENIED;
+    memcpy(id, token + 4, idlen);
+    id[idlen] = '\0';
+    if (auth_sha256_hex(sep + 1, hash) != 0) return STORE_FAILED;
+    return auth_check_row(st, id, hash, now_ms, p);
+}
+
+int auth_session_open(store *st, const char *token, int64_t now_ms, struct auth_principal *p,
+                      char cookie_out[STORE_HASH_MAX]) {
+    struct store_session s;
+    struct store_token t;
+    int rc = auth_verify_token(st, token, now_ms, p);
+    if (rc != AUTH_OK) return rc;
+    memset(&s, 0, sizeof s);
+    if (util_random_hex(cookie_out, 32) != 0 || util_random_hex(s.csrf, 32) != 0 ||
+        auth_sha256_hex(cookie_out, s.id_hash) != 0)
+        return STORE_FAILED;
+    util_copy(s.token_id, sizeof s.token_id, p->token_id);
+    s.created_ms = now_ms;
+    s.expires_ms = now_ms + AUTH_SESSION_TTL_MS;
+    /* A session never outlives its token. */
+    if (store_get_token(st, p->token_id, &t) == STORE_OK && t.expires_ms && t.expires_ms < s.expires_ms)
+        s.expires_ms = t.expires_ms;
+    if ((rc = store_put_session(st, &s)) != STORE_OK) return rc;
+    p->via_session = 1;
+    util_copy(p->csrf, sizeof p->csrf, s.csrf);
+    util_copy(p->session_hash, sizeof p->session_hash, s.id_hash);
+    return AUTH_OK;
+}
+
+int auth_verify_session(store *st, const char *cookie, int64_t now_ms, struct auth_principal *p) {
+    struct store_session s;
+    char hash[STORE_HASH_MAX];
+    int rc;
+    if (cookie == NULL || strlen(cookie) != 64) return AUTH_DENIED;
+    if (auth_sha256_hex(cookie, hash) != 0) return STORE_FAILED;
+    rc = store_get_session(st, hash, &s);
+    if (rc == STORE_NOT_FOUND) return AUTH_DENIED;
+    if (rc != STORE_OK) return rc;
+    if (s.expires_ms <= now_ms) return AUTH_DENIED;
+    /* The token must still be valid: revocation ends its sessions at once. */
+    rc = auth_check_row(st, s.token_id, NULL, now_ms, p);
+    if (rc != AUTH_OK) return rc;
+    p->via_session = 1;
+    util_copy(p->csrf, sizeof p->csrf, s.csrf);
+    util_copy(p->session_hash, sizeof p->session_hash, hash);
+    return AUTH_OK;
+}
+
+int auth_session_close(store *st, const struct auth_principal *p) {
+    if (!p->via_session) return STORE_OK;
+    return store_delete_session(st, p->session_hash);
+}
+
+int auth_csrf_ok(const struct auth_principal *p, const char *header) {
+    return header != NULL && p->csrf[0] != '\0' && auth_hex_equal(p->csrf, header);
+}

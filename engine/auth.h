@@ -1,0 +1,75 @@
+/* auth.h — who is calling and what they may do.
+ *
+ * Tokens look like "slc_<id>_<secret>": 48 bits of public id used to find
+ * the row, and 256 bits of secret from the kernel, kept only as a SHA-256
+ * (OpenSSL) and compared in constant time. Tokens carry scopes, may expire,
+ * and can be revoked. Browser sessions are made from a token: an opaque
+ * cookie (stored hashed) plus a CSRF token the page must echo on unsafe
+ * requests. Uses store.h for persistence; keeps no state of its own. */
+#ifndef SLUICE_AUTH_H
+#define SLUICE_AUTH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+enum auth_scope {
+    AUTH_SCOPE_READ = 1,         /* scaling:read */
+    AUTH_SCOPE_WRITE = 2,        /* scaling:write */
+    AUTH_SCOPE_ADMIN = 4,        /* admin: implies the other two */
+};
+
+#define AUTH_TOKEN_MAX 112       /* "slc_" + 12 + "_" + 64 + NUL, with room */
+#define AUTH_SESSION_TTL_MS (12LL * 3600 * 1000)
+
+enum auth_result { AUTH_OK = 0, AUTH_DENIED = 1 };   /* or a negative store_rc */
+
+struct auth_principal {
+    char name[UTIL_NAME_MAX + 1];
+    char token_id[STORE_ID_MAX];
+    unsigned scopes;             /* effective: admin already expanded */
+    int via_session;             /* 1: cookie session, 0: bearer token */
+    char csrf[STORE_HASH_MAX];   /* the session's CSRF token */
+    char session_hash[STORE_HASH_MAX];
+};
+
+/* Parse "scaling:read,admin" into a scope mask. Returns 0, or -1 naming the
+ * unknown scope in err. An empty list is an error. */
+int auth_parse_scopes(const char *csv, unsigned *out, char *err, size_t errlen);
+
+/* Write the scope names of mask, comma-separated, into buf. */
+void auth_format_scopes(unsigned mask, char *buf, size_t size);
+
+/* Scope name of one bit ("scaling:read"), or NULL. */
+const char *auth_scope_name(unsigned bit);
+
+/* admin implies read and write. */
+unsigned auth_expand(unsigned mask);
+
+/* Create a token. The plain token is written into token_out (shown once,
+ * never stored) and its id into id_out. expires_in_s 0: no expiry.
+ * Returns a store_rc (STORE_FAILED also when the kernel gives no randomness). */
+int auth_token_create(store *st, const char *name, unsigned scopes, int64_t expires_in_s,
+                      int64_t now_ms, char token_out[AUTH_TOKEN_MAX], char id_out[STORE_ID_MAX]);
+
+/* Check a bearer token. AUTH_OK fills p; AUTH_DENIED for malformed, unknown,
+ * wrong, expired or revoked tokens (one answer for all, on purpose); a
+ * negative store_rc when the store failed. */
+int auth_verify_token(store *st, const char *token, int64_t now_ms, struct auth_principal *p);
+
+/* Log in with a token: verify it and create a session. cookie_out receives
+ * the cookie value, p the principal (with its CSRF token). */
+int auth_session_open(store *st, const char *token, int64_t now_ms, struct auth_principal *p,
+                      char cookie_out[STORE_HASH_MAX]);
+
+/* Check a session cookie; as auth_verify_token. */
+int auth_verify_session(store *st, const char *cookie, int64_t now_ms, struct auth_principal *p);
+
+/* Forget the session p was made from. */
+int auth_session_close(store *st, const struct auth_principal *p);
+
+/* 1 when header equals the session's CSRF token (constant time). */
+int auth_csrf_ok(const struct auth_principal *p, const char *header);
+
+#endif

@@ -1,0 +1,52 @@
+/* bind.c — assembles the `sluice` table from the bind_<area>.c files. This
+ * is the one place to read the whole Lua API surface; docs/lua-api.md
+ * documents each function. */
+#include "bind.h"
+#include "luajson.h"
+#include "scaling.h"
+#include "script.h"
+
+#include <lauxlib.h>
+
+void script_open_sluice(lua_State *L) {
+    lua_newtable(L);                            /* sluice */
+    bind_core_open(L);                          /* route, error, null, array, log, now_ms */
+    lua_newtable(L);
+    bind_scaling_open(L);                       /* list, get, set, history */
+    lua_setfield(L, -2, "scaling");
+    lua_newtable(L);
+    bind_auth_open(L);                          /* whoami, login, logout, tokens */
+    lua_setfield(L, -2, "auth");
+    lua_newtable(L);
+    bind_flags_open(L);                         /* list, get, set */
+    lua_setfield(L, -2, "flags");
+    lua_newtable(L);
+    bind_policy_open(L);                        /* status */
+    lua_setfield(L, -2, "policy");
+    lua_setglobal(L, "sluice");
+}
+
+int bind_push_failure(lua_State *L, struct scaling_error *err) {
+    json_t **box = luajson_box(L);              /* box */
+    *box = err->details;
+    err->details = NULL;
+    lua_pushnil(L);                             /* box, nil */
+    lua_createtable(L, 0, 5);                   /* box, nil, err */
+    lua_pushinteger(L, err->status);
+    lua_setfield(L, -2, "status");
+    lua_pushstring(L, err->code);
+    lua_setfield(L, -2, "code");
+    lua_pushstring(L, err->message);
+    lua_setfield(L, -2, "message");
+    if (*box) {
+        luajson_push(L, *box);
+        lua_setfield(L, -2, "details");
+    }
+    if (err->retry_after_s > 0) {
+        lua_pushinteger(L, err->retry_after_s);
+        lua_setfield(L, -2, "retry_after");
+    }
+    lua_remove(L, -3);                          /* nil, err (box collected later) */
+    scaling_error_clear(err);
+    return 2;
+}

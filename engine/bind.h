@@ -1,0 +1,22 @@
+/* bind.h — the Lua API areas. Each bind_<area>.c fills one sub-table (or
+ * the core functions) of the `sluice` table on top of the stack; bind.c
+ * assembles them in one place, so the whole script surface reads in one file.
+ * Every function checks, in order: argument count, context, arguments.
+ * Wrong arguments raise; run-time failures return nil, err. */
+#ifndef SLUICE_BIND_H
+#define SLUICE_BIND_H
+
+#include <lua.h>
+
+void bind_core_open(lua_State *L);       /* sluice.route, error, null, array, log, now_ms */
+void bind_scaling_open(lua_State *L);    /* sluice.scaling.* */
+void bind_auth_open(lua_State *L);       /* sluice.auth.* */
+void bind_flags_open(lua_State *L);      /* sluice.flags.* */
+void bind_policy_open(lua_State *L);     /* sluice.policy.* */
+
+/* Shared by the areas: push nil plus an error table {status, code, message,
+ * details, retry_after} built from a scaling_error (which is cleared). */
+struct scaling_error;
+int bind_push_failure(lua_State *L, struct scaling_error *err);
+
+#endif

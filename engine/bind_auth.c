@@ -1,0 +1,194 @@
+/* bind_auth.c — sluice.auth: whoami, login/logout (cookie sessions) and
+ * token management, over auth.c. */
+#include "auth.h"
+#include "bind.h"
+#include "flags.h"
+#include "luajson.h"
+#include "scaling.h"
+#include "script.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#define AUTH_COOKIE "sluice_session"
+
+static int auth_fail(lua_State *L, int status, const char *code, const char *message) {
+    struct scaling_error err = {0};
+    err.status = status;
+    util_copy(err.code, sizeof err.code, code);
+    util_copy(err.message, sizeof err.message, message);
+    return bind_push_failure(L, &err);
+}
+
+static int auth_store_fail(lua_State *L, int rc) {
+    return rc == STORE_UNAVAILABLE
+               ? auth_fail(L, 503, "store_unavailable", "the database cannot be reached; nothing was changed")
+               : auth_fail(L, 500, "internal", "internal error");
+}
+
+static void auth_push_scopes(lua_State *L, unsigned mask) {
+    lua_newtable(L);
+    for (unsigned bit = 1, k = 1; bit <= AUTH_SCOPE_ADMIN; bit <<= 1) {
+        if (!(mask & bit)) continue;
+        lua_pushstring(L, auth_scope_name(bit));
+        lua_rawseti(L, -2, k++);
+    }
+    luajson_mark_array(L, -1);
+}
+
+/* sluice.auth.whoami() -> {name, scopes, environment, writes_enabled, via} | nil, err */
+static int auth_l_whoami(lua_State *L) {
+    int enabled, rc;
+    luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
+    struct script_request *sr = script_current(L, "sluice.auth.whoami");
+    struct app *app = script_app(L);
+    if (!sr->authenticated) return auth_fail(L, 401, "unauthenticated", "not logged in");
+    if ((rc = flags_get(app, FLAG_WRITES, &enabled)) != STORE_OK) return auth_store_fail(L, rc);
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, sr->principal.name);
+    lua_setfield(L, -2, "name");
+    auth_push_scopes(L, sr->principal.scopes);
+    lua_setfield(L, -2, "scopes");
+    lua_pushstring(L, app->cfg->env);
+    lua_setfield(L, -2, "environment");
+    lua_pushboolean(L, enabled);
+    lua_setfield(L, -2, "writes_enabled");
+    lua_pushstring(L, sr->principal.via_session ? "session" : "token");
+    lua_setfield(L, -2, "via");
+    return 1;
+}
+
+/* sluice.auth.login(token) -> {name, scopes, csrf_token}, set_cookie | nil, err */
+static int auth_l_login(lua_State *L) {
+    struct auth_principal p;
+    char cookie[STORE_HASH_MAX], header[256];
+    luaL_argcheck(L, lua_gettop(L) == 1, 1, "expected a token");
+    struct script_request *sr = script_current(L, "sluice.auth.login");
+    const char *token = luaL_checkstring(L, 1);
+    int rc = auth_session_open(script_app(L)->st, token, util_now_ms(), &p, cookie);
+    if (rc < 0) return auth_store_fail(L, rc);
+    if (rc != AUTH_OK) return auth_fail(L, 401, "unauthenticated", "the token is unknown, expired or revoked");
+    util_copy(sr->http->actor, sizeof sr->http->actor, p.name);
+    snprintf(header, sizeof header, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%lld%s",
+             AUTH_COOKIE, cookie, AUTH_SESSION_TTL_MS / 1000, sr->secure ? "; Secure" : "");
+    lua_createtable(L, 0, 3);
+    lua_pushstring(L, p.name);
+    lua_setfield(L, -2, "name");
+    auth_push_scopes(L, p.scopes);
+    lua_setfield(L, -2, "scopes");
+    lua_pushstring(L, p.csrf);
+    lua_setfield(L, -2, "csrf_token");
+    lua_pushstring(L, header);
+    return 2;
+}
+
+/* sluice.auth.logout() -> set_cookie (clearing the cookie) | nil, err */
+static int auth_l_logout(lua_State *L) {
+    char header[160];
+    luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
+    struct script_request *sr = script_current(L, "sluice.auth.logout");
+    int rc = auth_session_close(script_app(L)->st, &sr->principal);
+    if (rc != STORE_OK) return auth_store_fail(L, rc);
+    snprintf(header, sizeof header, "%s=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0%s",
+             AUTH_COOKIE, sr->secure ? "; Secure" : "");
+    lua_pushstring(L, header);
+    return 1;
+}
+
+/* sluice.auth.create_token{name, scopes = {...}, expires_in_s?} -> {id, token, ...} | nil, err */
+static int auth_l_create_token(lua_State *L) {
+    char token[AUTH_TOKEN_MAX], id[STORE_ID_MAX], csv[128] = "", err[160];
+    unsigned scopes;
+    int64_t expires = 0;
+    luaL_argcheck(L, lua_gettop(L) == 1, 1, "expected {name, scopes, expires_in_s?}");
+    script_current(L, "sluice.auth.create_token");
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "name");
+    const char *name = lua_tostring(L, -1);
+    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING && util_valid_name(name), 1,
+                  "name must be 1..64 of A-Z a-z 0-9 _ . : -");
+    lua_getfield(L, 1, "scopes");
+    luaL_argcheck(L, lua_istable(L, -1), 1, "scopes must be a list");
+    for (lua_Integer i = 1; i <= (lua_Integer)lua_rawlen(L, -1); i++) {
+        lua_rawgeti(L, -1, i);
+        luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 1, "scopes must be strings");
+        size_t used = strlen(csv);
+        snprintf(csv + used, sizeof csv - used, "%s%s", used ? "," : "", lua_tostring(L, -1));
+        lua_pop(L, 1);
+    }
+    lua_getfield(L, 1, "expires_in_s");
+    if (!lua_isnil(L, -1)) {
+        luaL_argcheck(L, lua_isinteger(L, -1) && lua_tointeger(L, -1) > 0, 1,
+                      "expires_in_s must be a positive integer");
+        expires = lua_tointeger(L, -1);
+    }
+    if (auth_parse_scopes(csv, &scopes, err, sizeof err) != 0) return auth_fail(L, 400, "invalid_field", err);
+    int rc = auth_token_create(script_app(L)->st, name, scopes, expires, util_now_ms(), token, id);
+    if (rc != STORE_OK) return auth_store_fail(L, rc);
+    lua_createtable(L, 0, 4);
+    lua_pushstring(L, id);
+    lua_setfield(L, -2, "id");
+    lua_pushstring(L, token);
+    lua_setfield(L, -2, "token");
+    lua_pushstring(L, name);
+    lua_setfield(L, -2, "name");
+    auth_push_scopes(L, scopes);
+    lua_setfield(L, -2, "scopes");
+    return 1;
+}
+
+/* sluice.auth.revoke_token(id) -> true | nil, err */
+static int auth_l_revoke_token(lua_State *L) {
+    luaL_argcheck(L, lua_gettop(L) == 1, 1, "expected a token id");
+    script_current(L, "sluice.auth.revoke_token");
+    const char *id = luaL_checkstring(L, 1);
+    int rc = store_revoke_token(script_app(L)->st, id, util_now_ms());
+    if (rc == STORE_NOT_FOUND) return auth_fail(L, 404, "not_found", "no such token");
+    if (rc != STORE_OK) return auth_store_fail(L, rc);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* sluice.auth.list_tokens() -> {items = {{id, name, scopes, created_at, expires_at, revoked_at}}} */
+static int auth_l_list_tokens(lua_State *L) {
+    struct store_token *rows = NULL;
+    size_t n = 0;
+    char ts[UTIL_TIME_MAX], err[64];
+    luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
+    script_current(L, "sluice.auth.list_tokens");
+    int rc = store_list_tokens(script_app(L)->st, &rows, &n);
+    if (rc != STORE_OK) return auth_store_fail(L, rc);
+    json_t **box = luajson_box(L);
+    json_t *items = json_array();
+    for (size_t i = 0; i < n; i++) {
+        unsigned mask = 0;
+        auth_parse_scopes(rows[i].scopes, &mask, err, sizeof err);
+        json_t *scopes = json_array();
+        for (unsigned bit = 1; bit <= AUTH_SCOPE_ADMIN; bit <<= 1)
+            if (mask & bit) json_array_append_new(scopes, json_string(auth_scope_name(bit)));
+        json_array_append_new(items, json_pack("{s:s, s:s, s:o, s:s, s:o, s:o}", "id", rows[i].id,
+                                               "name", rows[i].name, "scopes", scopes, "created_at",
+                                               util_format_time(rows[i].created_ms, ts), "expires_at",
+                                               rows[i].expires_ms ? json_string(util_format_time(rows[i].expires_ms, ts)) : json_null(),
+                                               "revoked_at",
+                                               rows[i].revoked_ms ? json_string(util_format_time(rows[i].revoked_ms, ts)) : json_null()));
+    }
+    free(rows);
+    *box = json_pack("{s:o}", "items", items);
+    luajson_push_boxed(L, box);
+    return 1;
+}
+
+void bind_auth_open(lua_State *L) {
+    static const luaL_Reg fns[] = {
+        {"whoami", auth_l_whoami},
+        {"login", auth_l_login},
+        {"logout", auth_l_logout},
+        {"create_token", auth_l_create_token},
+        {"revoke_token", auth_l_revoke_token},
+        {"list_tokens", auth_l_list_tokens},
+        {NULL, NULL},
+    };
+    luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,109 @@
+/* bind_scaling.c — sluice.scaling: list, get, set and history over
+ * scaling.c. The caller's identity, scopes, source and request id come from
+ * the request being served, never from the script's arguments. */
+#include "bind.h"
+#include "luajson.h"
+#include "scaling.h"
+#include "script.h"
+
+#include <lauxlib.h>
+#include <string.h>
+
+/* Push *box (owned) or the failure. */
+static int scaling_push_result(lua_State *L, json_t **box, struct scaling_error *err) {
+    if (*box == NULL) return bind_push_failure(L, err);
+    luajson_push_boxed(L, box);
+    return 1;
+}
+
+/* sluice.scaling.list() -> {items = {Target...}} | nil, err */
+static int scaling_l_list(lua_State *L) {
+    struct scaling_error err = {0};
+    luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
+    struct app *app = script_app(L);
+    script_current(L, "sluice.scaling.list");
+    json_t **box = luajson_box(L);
+    *box = scaling_list(app, &err);
+    return scaling_push_result(L, box, &err);
+}
+
+/* sluice.scaling.get(queue) -> Target | nil, err */
+static int scaling_l_get(lua_State *L) {
+    struct scaling_error err = {0};
+    luaL_argcheck(L, lua_gettop(L) == 1, 1, "expected a queue name");
+    script_current(L, "sluice.scaling.get");
+    const char *queue = luaL_checkstring(L, 1);
+    json_t **box = luajson_box(L);
+    *box = scaling_get(script_app(L), queue, &err);
+    return scaling_push_result(L, box, &err);
+}
+
+/* Optional integer field of the table at idx; raises on a wrong type. */
+static int scaling_opt_int(lua_State *L, int idx, const char *key, int64_t *out) {
+    int t = lua_getfield(L, idx, key);
+    int present = t != LUA_TNIL && !luajson_is_null(L, -1);
+    if (present) {
+        if (!lua_isinteger(L, -1)) luaL_error(L, "sluice.scaling.set: %s must be an integer", key);
+        *out = lua_tointeger(L, -1);
+    }
+    lua_pop(L, 1);
+    return present;
+}
+
+/* sluice.scaling.set(queue, {desired_concurrency, reason, confirm?,
+ *   expected_version?, duration_s?}) -> Target + previous | nil, err */
+static int scaling_l_set(lua_State *L) {
+    struct scaling_error err = {0};
+    struct scaling_change c;
+    luaL_argcheck(L, lua_gettop(L) == 2, 2, "expected queue, change");
+    struct script_request *sr = script_current(L, "sluice.scaling.set");
+    memset(&c, 0, sizeof c);
+    c.queue = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!scaling_opt_int(L, 2, "desired_concurrency", &c.to))
+        return luaL_error(L, "sluice.scaling.set: desired_concurrency is required");
+    lua_getfield(L, 2, "reason");
+    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 2, "reason must be a string");
+    c.reason = lua_tostring(L, -1);             /* stays on the stack: kept alive */
+    lua_getfield(L, 2, "confirm");
+    c.confirm = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    c.has_expected_version = scaling_opt_int(L, 2, "expected_version", &c.expected_version);
+    scaling_opt_int(L, 2, "duration_s", &c.duration_s);
+    c.actor = sr->principal.name;
+    c.scopes = sr->principal.scopes;
+    c.source = sr->source;
+    c.request_id = sr->http->request_id;
+    json_t **box = luajson_box(L);
+    *box = scaling_set(script_app(L), &c, &err);
+    return scaling_push_result(L, box, &err);
+}
+
+/* sluice.scaling.history(queue | nil [, {limit =, before =}])
+ *   -> {items, next_before} | nil, err */
+static int scaling_l_history(lua_State *L) {
+    struct scaling_error err = {0};
+    int64_t limit = 50, before = 0;
+    int n = lua_gettop(L);
+    luaL_argcheck(L, n == 1 || n == 2, n, "expected queue or nil [, options]");
+    script_current(L, "sluice.scaling.history");
+    const char *queue = lua_isnil(L, 1) ? NULL : luaL_checkstring(L, 1);
+    if (n == 2) {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        scaling_opt_int(L, 2, "limit", &limit);
+        scaling_opt_int(L, 2, "before", &before);
+        luaL_argcheck(L, limit >= 1 && limit <= SCALING_HISTORY_MAX, 2, "limit must be 1..500");
+        luaL_argcheck(L, before >= 0, 2, "before must be >= 0");
+    }
+    json_t **box = luajson_box(L);
+    *box = scaling_history(script_app(L), queue, before, (int)limit, &err);
+    return scaling_push_result(L, box, &err);
+}
+
+void bind_scaling_open(lua_State *L) {
+    static const luaL_Reg fns[] = {
+        {"list", scaling_l_list}, {"get", scaling_l_get}, {"set", scaling_l_set},
+        {"history", scaling_l_history}, {NULL, NULL},
+    };
+    luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,182 @@
+/* config.c — option table, parsing and validation for struct config. */
+#include "config.h"
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum opt_kind { OPT_STR, OPT_INT, OPT_LONG, OPT_LISTEN };
+
+struct opt {
+    const char *flag;      /* --listen */
+    const char *env;       /* SLUICE_LISTEN */
+    enum opt_kind kind;
+    size_t offset;         /* into struct config */
+    size_t size;           /* buffer size for OPT_STR */
+    long min, max;         /* bounds for numbers */
+    const char *help;
+};
+
+#define STR(field) OPT_STR, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0, 0
+#define NUM(kind, field, lo, hi) kind, offsetof(struct config, field), 0, lo, hi
+
+static const struct opt options[] = {
+    {"--listen", "SLUICE_LISTEN", OPT_LISTEN, 0, 0, 0, 0, "ADDR:PORT to listen on (port 0 picks one)"},
+    {"--db", "SLUICE_DB", STR(db_url), "sqlite:PATH or postgres://..."},
+    {"--redis", "SLUICE_REDIS", STR(redis_url), "redis://HOST:PORT[/DB]"},
+    {"--prefix", "SLUICE_PREFIX", STR(prefix), "Redis key/channel prefix"},
+    {"--env", "SLUICE_ENV", STR(env), "environment name (flags are per environment)"},
+    {"--policies", "SLUICE_POLICIES", STR(policies_dir), "policy directory"},
+    {"--scripts", "SLUICE_SCRIPTS", STR(scripts_dir), "endpoint handler directory"},
+    {"--ui", "SLUICE_UI", STR(ui_dir), "admin UI directory"},
+    {"--threads", "SLUICE_THREADS", NUM(OPT_INT, threads, 1, 256), "HTTP threads"},
+    {"--max-body", "SLUICE_MAX_BODY", NUM(OPT_LONG, max_body, 1024, 64L << 20), "request body cap, bytes"},
+    {"--max-connections", "SLUICE_MAX_CONNECTIONS", NUM(OPT_INT, conn_limit, 1, 100000), "open connections in all"},
+    {"--max-per-ip", "SLUICE_MAX_PER_IP", NUM(OPT_INT, per_ip_limit, 1, 100000), "open connections per client address"},
+    {"--conn-timeout", "SLUICE_CONN_TIMEOUT", NUM(OPT_INT, conn_timeout_s, 1, 3600), "idle connection timeout, seconds"},
+    {"--lua-mem", "SLUICE_LUA_MEM", NUM(OPT_LONG, lua_mem, 1L << 20, 1L << 30), "memory cap per Lua state, bytes"},
+    {"--lua-budget", "SLUICE_LUA_BUDGET", NUM(OPT_LONG, lua_budget, 10000, 1000000000L), "Lua instructions per call"},
+    {"--busy-timeout", "SLUICE_BUSY_TIMEOUT", NUM(OPT_INT, busy_timeout_ms, 0, 600000), "SQLite busy timeout, ms"},
+    {"--reload-ms", "SLUICE_RELOAD_MS", NUM(OPT_INT, reload_ms, 50, 60000), "policy change check interval, ms"},
+    {"--log-level", "SLUICE_LOG_LEVEL", STR(log_level), "debug|info|warn|error"},
+};
+#define N_OPTIONS (sizeof options / sizeof options[0])
+
+static void config_defaults(struct config *c) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    memset(c, 0, sizeof *c);
+    strcpy(c->listen_host, "127.0.0.1");
+    c->listen_port = 8080;
+    strcpy(c->db_url, "sqlite:sluice.db");
+    strcpy(c->redis_url, "redis://127.0.0.1:6379");
+    strcpy(c->prefix, "sluice");
+    strcpy(c->env, "local");
+    strcpy(c->policies_dir, "./policies");
+    strcpy(c->scripts_dir, "./scripts");
+    strcpy(c->ui_dir, "./ui");
+    c->threads = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
+    c->max_body = 65536;
+    c->conn_limit = 1024;
+    c->per_ip_limit = 256;
+    c->conn_timeout_s = 30;
+    c->lua_mem = 32L << 20;
+    c->lua_budget = 5000000;
+    c->busy_timeout_ms = 5000;
+    c->reload_ms = 500;
+    strcpy(c->log_level, "info");
+}
+
+static int parse_listen(struct config *c, const char *v, char *err, size_t errlen) {
+    const char *colon = strrchr(v, ':');
+    char *end;
+    if (colon == NULL || colon == v || (size_t)(colon - v) >= sizeof c->listen_host) {
+        snprintf(err, errlen, "--listen: expected ADDR:PORT, got '%s'", v);
+        return -1;
+    }
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno || *end || end == colon + 1 || port < 0 || port > 65535) {
+        snprintf(err, errlen, "--listen: invalid port in '%s'", v);
+        return -1;
+    }
+    memcpy(c->listen_host, v, (size_t)(colon - v));
+    c->listen_host[colon - v] = '\0';
+    c->listen_port = (int)port;
+    return 0;
+}
+
+static int set_option(struct config *c, const struct opt *o, const char *v,
+                      const char *source, char *err, size_t errlen) {
+    char *field = (char *)c + o->offset;
+    char *end;
+    long n;
+
+    switch (o->kind) {
+    case OPT_LISTEN:
+        return parse_listen(c, v, err, errlen);
+    case OPT_STR:
+        if (strlen(v) >= o->size || v[0] == '\0') {
+            snprintf(err, errlen, "%s: value empty or longer than %zu bytes", source, o->size - 1);
+            return -1;
+        }
+        strcpy(field, v);
+        return 0;
+    case OPT_INT:
+    case OPT_LONG:
+        errno = 0;
+        n = strtol(v, &end, 10);
+        if (errno || *end || end == v || n < o->min || n > o->max) {
+            snprintf(err, errlen, "%s: expected an integer in %ld..%ld, got '%s'", source,
+                     o->min, o->max, v);
+            return -1;
+        }
+        if (o->kind == OPT_INT) *(int *)field = (int)n;
+        else *(long *)field = n;
+        return 0;
+    }
+    return -1;
+}
+
+static int config_validate(const struct config *c, char *err, size_t errlen) {
+    if (!util_valid_name(c->prefix)) {
+        snprintf(err, errlen, "--prefix: '%s' is not a valid name ([A-Za-z0-9_.:-], 1..64)", c->prefix);
+        return -1;
+    }
+    if (!util_valid_name(c->env)) {
+        snprintf(err, errlen, "--env: '%s' is not a valid name ([A-Za-z0-9_.:-], 1..64)", c->env);
+        return -1;
+    }
+    if (strncmp(c->db_url, "sqlite:", 7) != 0 && strncmp(c->db_url, "postgres://", 11) != 0 &&
+        strncmp(c->db_url, "postgresql://", 13) != 0) {
+        snprintf(err, errlen, "--db: expected sqlite:PATH or postgres://..., got '%s'", c->db_url);
+        return -1;
+    }
+    if (strncmp(c->redis_url, "redis://", 8) != 0) {
+        snprintf(err, errlen, "--redis: expected redis://HOST:PORT[/DB], got '%s'", c->redis_url);
+        return -1;
+    }
+    if (strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
+        strcmp(c->log_level, "warn") && strcmp(c->log_level, "error")) {
+        snprintf(err, errlen, "--log-level: expected debug|info|warn|error, got '%s'", c->log_level);
+        return -1;
+    }
+    return 0;
+}
+
+int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen) {
+    config_defaults(c);
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const char *v = getenv(options[i].env);
+        if (v && set_option(c, &options[i], v, options[i].env, err, errlen) != 0) return -1;
+    }
+    for (int a = 0; a < argc; a++) {
+        const char *arg = argv[a], *eq = strchr(arg, '=');
+        size_t flen = eq ? (size_t)(eq - arg) : strlen(arg);
+        const struct opt *o = NULL;
+        for (size_t i = 0; i < N_OPTIONS; i++)
+            if (strlen(options[i].flag) == flen && strncmp(options[i].flag, arg, flen) == 0)
+                o = &options[i];
+        if (o == NULL) {
+            snprintf(err, errlen, "unknown option '%s' (see --help)", arg);
+            return -1;
+        }
+        const char *v = eq ? eq + 1 : (a + 1 < argc ? argv[++a] : NULL);
+        if (v == NULL) {
+            snprintf(err, errlen, "%s needs a value", o->flag);
+            return -1;
+        }
+        if (set_option(c, o, v, o->flag, err, errlen) != 0) return -1;
+    }
+    return config_validate(c, err, errlen);
+}
+
+void config_usage(void) {
+    printf("options (each also read from its environment variable):\n");
+    for (size_t i = 0; i < N_OPTIONS; i++)
+        printf("  %-18s %-24s %s\n", options[i].flag, options[i].env, options[i].help);
+}

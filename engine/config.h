@@ -1,0 +1,42 @@
+/* config.h — sluiced's settings: command-line flags and SLUICE_* environment
+ * variables folded into one validated struct.
+ *
+ * Precedence: built-in default < environment variable < flag. Every value is
+ * validated here, so the rest of the engine can trust the struct. */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stddef.h>
+
+#define CONFIG_STR_MAX 1024
+
+struct config {
+    char listen_host[64];
+    int listen_port;                 /* 0: the kernel picks one (logged) */
+    char db_url[CONFIG_STR_MAX];     /* sqlite:PATH or postgres://... */
+    char redis_url[CONFIG_STR_MAX];
+    char prefix[65];                 /* Redis key/channel prefix */
+    char env[65];                    /* environment name; flags are per env */
+    char policies_dir[CONFIG_STR_MAX];
+    char scripts_dir[CONFIG_STR_MAX];
+    char ui_dir[CONFIG_STR_MAX];
+    int threads;                     /* HTTP threads, each with a Lua state */
+    long max_body;                   /* request body cap in bytes */
+    int conn_limit;                  /* open connections in all */
+    int per_ip_limit;                /* open connections per client address */
+    int conn_timeout_s;              /* idle connection timeout */
+    long lua_mem;                    /* memory cap per Lua state, bytes */
+    long lua_budget;                 /* VM instructions per call */
+    int busy_timeout_ms;             /* SQLite busy_timeout */
+    int reload_ms;                   /* policy directory check interval */
+    char log_level[8];               /* debug|info|warn|error */
+};
+
+/* Fill c with defaults, then the environment, then argv[0..argc). Unknown or
+ * invalid options fail. Returns 0, or -1 with a one-line message in err. */
+int config_load(struct config *c, int argc, char **argv, char *err, size_t errlen);
+
+/* Print the option table (for --help) to stdout. */
+void config_usage(void);
+
+#endif

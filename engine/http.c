@@ -1,0 +1,423 @@
+/* http.c — libmicrohttpd glue: request assembly, limits, static files,
+ * response building and the access log. */
+#include "http.h"
+#include "log.h"
+#include "util.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HTTP_STATIC_MAX (16L << 20)
+#define HTTP_CONN_MEMORY (64 * 1024)
+
+struct http_server {
+    struct MHD_Daemon *daemon;
+    struct http_options opt;
+    char ui_root[PATH_MAX];      /* realpath of ui_dir, "" when missing */
+    int port;
+};
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static int64_t http_now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int http_valid_request_id(const char *s) {
+    size_t n = 0;
+    if (s == NULL) return 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= STORE_RID_MAX - 1) return 0;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.' || c == ':'))
+            return 0;
+    }
+    return n > 0;
+}
+
+const char *http_header(const struct http_request *req, const char *name) {
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *http_cookie(const struct http_request *req, const char *name) {
+    return MHD_lookup_connection_value(req->conn, MHD_COOKIE_KIND, name);
+}
+
+struct query_iter {
+    void (*fn)(void *ud, const char *key, const char *value);
+    void *ud;
+};
+
+static enum MHD_Result http_query_cb(void *cls, enum MHD_ValueKind kind, const char *key,
+                                     const char *value) {
+    struct query_iter *it = cls;
+    (void)kind;
+    it->fn(it->ud, key, value);
+    return MHD_YES;
+}
+
+void http_query_foreach(const struct http_request *req,
+                        void (*fn)(void *ud, const char *key, const char *value), void *ud) {
+    struct query_iter it = {fn, ud};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, http_query_cb, &it);
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+void http_response_clear(struct http_response *resp) {
+    free(resp->body);
+    for (int i = 0; i < resp->nheaders; i++) {
+        free(resp->header_names[i]);
+        free(resp->header_values[i]);
+    }
+    memset(resp, 0, sizeof *resp);
+}
+
+void http_respond_json(struct http_response *resp, int status, json_t *body) {
+    free(resp->body);
+    resp->body = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(body);
+    if (resp->body == NULL) {
+        /* Only when out of memory or the body held invalid data. */
+        resp->body = strdup("{\"error\":{\"code\":\"internal\",\"message\":\"response could not be encoded\"}}");
+        status = 500;
+    }
+    resp->len = resp->body ? strlen(resp->body) : 0;
+    resp->status = status;
+    util_copy(resp->content_type, sizeof resp->content_type, "application/json; charset=utf-8");
+}
+
+void http_respond_error(struct http_response *resp, const struct http_request *req, int status,
+                        const char *code, const char *message, json_t *details) {
+    json_t *err = json_pack("{s:s, s:s}", "code", code, "message", message);
+    if (err && details) json_object_set_new(err, "details", details);
+    else json_decref(details);
+    http_respond_json(resp, status,
+                      json_pack("{s:o*, s:s}", "error", err, "request_id", req->request_id));
+}
+
+static int http_header_token(const char *s) {
+    if (s == NULL || *s == '\0') return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-'))
+            return 0;
+    return 1;
+}
+
+int http_add_header(struct http_response *resp, const char *name, const char *value) {
+    if (resp->nheaders >= HTTP_MAX_HEADERS || !http_header_token(name) || value == NULL)
+        return -1;
+    for (const char *v = value; *v; v++)
+        if ((unsigned char)*v < 0x20 && *v != '\t') return -1;
+    resp->header_names[resp->nheaders] = strdup(name);
+    resp->header_values[resp->nheaders] = strdup(value);
+    if (!resp->header_names[resp->nheaders] || !resp->header_values[resp->nheaders]) {
+        free(resp->header_names[resp->nheaders]);
+        free(resp->header_values[resp->nheaders]);
+        return -1;
+    }
+    resp->nheaders++;
+    return 0;
+}
+
+static enum MHD_Result http_send(struct http_request *req, struct http_response *resp,
+                                 struct MHD_Response *mr) {
+    enum MHD_Result ret;
+    if (mr == NULL) {
+        char *body = resp->body;
+        resp->body = NULL;
+        mr = MHD_create_response_from_buffer(resp->len, body ? body : (void *)"",
+                                             body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
+        if (mr == NULL) {
+            free(body);
+            return MHD_NO;
+        }
+        MHD_add_response_header(mr, "Cache-Control", "no-store");
+    }
+    if (resp->content_type[0]) MHD_add_response_header(mr, "Content-Type", resp->content_type);
+    MHD_add_response_header(mr, "X-Request-Id", req->request_id);
+    MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff");
+    for (int i = 0; i < resp->nheaders; i++)
+        MHD_add_response_header(mr, resp->header_names[i], resp->header_values[i]);
+    ret = MHD_queue_response(req->conn, (unsigned)resp->status, mr);
+    MHD_destroy_response(mr);
+    return ret;
+}
+
+/* ---- static files ------------------------------------------------------------ */
+
+int http_static_path_ok(const char *path) {
+    const char *seg = path;
+    if (path == NULL || *path == '\0' || strchr(path, '\\') || strlen(path) > 512) return 0;
+    while (*seg) {
+        const char *slash = strchr(seg, '/');
+        size_t len = slash ? (size_t)(slash - seg) : strlen(seg);
+        if (len == 0 || seg[0] == '.') return 0;    /* "", ".", "..", hidden files */
+        for (size_t i = 0; i < len; i++)
+            if ((unsigned char)seg[i] < 0x20) return 0;
+        if (!slash) break;
+        seg = slash + 1;
+        if (*seg == '\0') return 0;                 /* trailing slash */
+    }
+    return 1;
+}
+
+static const char *http_mime(const char *path) {
+    static const struct { const char *ext, *type; } types[] = {
+        {".html", "text/html; charset=utf-8"}, {".js", "text/javascript; charset=utf-8"},
+        {".mjs", "text/javascript; charset=utf-8"}, {".css", "text/css; charset=utf-8"},
+        {".json", "application/json; charset=utf-8"}, {".svg", "image/svg+xml"},
+        {".png", "image/png"}, {".ico", "image/x-icon"}, {".txt", "text/plain; charset=utf-8"},
+        {".woff2", "font/woff2"}, {".map", "application/json; charset=utf-8"},
+    };
+    const char *dot = strrchr(path, '.');
+    for (size_t i = 0; dot && i < sizeof types / sizeof types[0]; i++)
+        if (strcmp(dot, types[i].ext) == 0) return types[i].type;
+    return "application/octet-stream";
+}
+
+static void http_serve_static(http_server *srv, struct http_request *req,
+                              struct http_response *resp, struct MHD_Response **out) {
+    char full[PATH_MAX], real[PATH_MAX];
+    const char *rel;
+    struct stat sb;
+    int fd = -1;
+
+    if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0) {
+        http_add_header(resp, "Allow", "GET, HEAD");
+        http_respond_error(resp, req, 405, "method_not_allowed", "static files are read-only", NULL);
+        return;
+    }
+    if (strcmp(req->path, "/") == 0 || strcmp(req->path, "/ui/") == 0) rel = "index.html";
+    else rel = req->path + strlen("/ui/");
+    util_copy(req->route, sizeof req->route, "static");
+    if (!http_static_path_ok(rel) || srv->ui_root[0] == '\0') goto not_found;
+    if (snprintf(full, sizeof full, "%s/%s", srv->ui_root, rel) >= (int)sizeof full) goto not_found;
+    /* Resolve symlinks and require the result to stay inside the UI root. */
+    if (realpath(full, real) == NULL) goto not_found;
+    if (strncmp(real, srv->ui_root, strlen(srv->ui_root)) != 0 ||
+        real[strlen(srv->ui_root)] != '/')
+        goto not_found;
+    fd = open(real, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || sb.st_size > HTTP_STATIC_MAX)
+        goto not_found;
+    *out = MHD_create_response_from_fd((size_t)sb.st_size, fd);
+    if (*out == NULL) goto not_found;
+    resp->status = 200;
+    util_copy(resp->content_type, sizeof resp->content_type, http_mime(real));
+    MHD_add_response_header(*out, "Cache-Control", "no-cache");
+    return;
+not_found:
+    if (fd >= 0) close(fd);
+    http_respond_error(resp, req, 404, "not_found", "no such file", NULL);
+}
+
+/* ---- the request cycle ------------------------------------------------------------ */
+
+static void http_fill_remote(struct http_request *req) {
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    strcpy(req->remote, "-");
+    if (ci == NULL || ci->client_addr == NULL) return;
+    if (ci->client_addr->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ci->client_addr)->sin_addr, req->remote,
+                  sizeof req->remote);
+    else if (ci->client_addr->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ci->client_addr)->sin6_addr,
+                  req->remote, sizeof req->remote);
+}
+
+static struct http_request *http_request_new(struct MHD_Connection *conn, const char *url,
+                                             const char *method) {
+    struct http_request *req = calloc(1, sizeof *req);
+    const char *rid;
+    if (req == NULL) return NULL;
+    req->conn = conn;
+    req->method = method;
+    req->path = url;
+    req->started_us = http_now_us();
+    req->body = calloc(1, 1);
+    if (req->body == NULL) {
+        free(req);
+        return NULL;
+    }
+    rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
+    if (http_valid_request_id(rid)) util_copy(req->request_id, sizeof req->request_id, rid);
+    else if (util_random_hex(req->request_id, 8) != 0) strcpy(req->request_id, "-");
+    http_fill_remote(req);
+    return req;
+}
+
+/* Append upload data, enforcing the cap. Sets too_large instead of failing so
+ * the final call can answer 413 in the documented shape. */
+static void http_append_body(struct http_request *req, size_t max, const char *data, size_t len) {
+    if (req->too_large) return;
+    if (req->body_len + len > max) {
+        req->too_large = 1;
+        return;
+    }
+    if (req->body_len + len + 1 > req->body_cap) {
+        size_t cap = req->body_cap ? req->body_cap : 1024;
+        while (cap < req->body_len + len + 1) cap *= 2;
+        char *grown = realloc(req->body, cap);
+        if (grown == NULL) {
+            req->too_large = 1;
+            return;
+        }
+        req->body = grown;
+        req->body_cap = cap;
+    }
+    memcpy(req->body + req->body_len, data, len);
+    req->body_len += len;
+    req->body[req->body_len] = '\0';
+}
+
+static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                       const char *method, const char *version,
+                                       const char *upload_data, size_t *upload_data_size,
+                                       void **con_cls) {
+    http_server *srv = cls;
+    struct http_request *req = *con_cls;
+    struct http_response resp;
+    struct MHD_Response *mr = NULL;
+    enum MHD_Result ret;
+    (void)version;
+
+    if (req == NULL) {
+        const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        req = http_request_new(conn, url, method);
+        if (req == NULL) return MHD_NO;
+        *con_cls = req;
+        if (cl && strtoull(cl, NULL, 10) > srv->opt.max_body) req->too_large = 1;
+        if (!req->too_large) return MHD_YES;   /* wait for the body */
+        /* Declared too large: answer now, without reading the body. */
+    } else if (*upload_data_size > 0) {
+        http_append_body(req, srv->opt.max_body, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    memset(&resp, 0, sizeof resp);
+    if (req->too_large) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "request body larger than %zu bytes", srv->opt.max_body);
+        util_copy(req->route, sizeof req->route, "-");
+        http_respond_error(&resp, req, 413, "body_too_large", msg,
+                           json_pack("{s:I}", "max_bytes", (json_int_t)srv->opt.max_body));
+    } else if (strcmp(req->path, "/") == 0 || strncmp(req->path, "/ui/", 4) == 0) {
+        http_serve_static(srv, req, &resp, &mr);
+    } else {
+        srv->opt.handler(srv->opt.handler_ud, req, &resp);
+    }
+    if (resp.status == 0) http_respond_error(&resp, req, 500, "internal", "no response", NULL);
+    ret = http_send(req, &resp, mr);
+    req->status = resp.status;        /* logged when the connection finishes */
+    http_response_clear(&resp);
+    return ret;
+}
+
+static void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                              enum MHD_RequestTerminationCode toe) {
+    struct http_request *req = *con_cls;
+    (void)cls;
+    (void)conn;
+    if (req == NULL) return;
+    log_json(LOG_INFO, "request",
+             json_pack("{s:s, s:s, s:s, s:i, s:I, s:s, s:s, s:s, s:b}", "request_id",
+                       req->request_id, "method", req->method, "path", req->path, "status",
+                       req->status, "duration_us", (json_int_t)(http_now_us() - req->started_us), "remote", req->remote, "route",
+                       req->route[0] ? req->route : "-", "actor",
+                       req->actor[0] ? req->actor : "-", "completed",
+                       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
+    free(req->body);
+    free(req);
+    *con_cls = NULL;
+}
+
+static void http_mhd_log(void *cls, const char *fmt, va_list ap) {
+    char buf[512];
+    (void)cls;
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) buf[--n] = '\0';
+    log_json(LOG_WARN, "libmicrohttpd", json_pack("{s:s}", "detail", buf));
+}
+
+http_server *http_start(const struct http_options *opt, char *err, size_t errlen) {
+    http_server *srv = calloc(1, sizeof *srv);
+    struct sockaddr_in sin4;
+    struct sockaddr_in6 sin6;
+    struct sockaddr *sa;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
+                     MHD_ALLOW_SUSPEND_RESUME;
+
+    if (srv == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    srv->opt = *opt;
+    if (opt->ui_dir == NULL || realpath(opt->ui_dir, srv->ui_root) == NULL) {
+        log_json(LOG_WARN, "ui directory not found; / and /ui/ answer 404",
+                 json_pack("{s:s}", "ui", opt->ui_dir ? opt->ui_dir : ""));
+        srv->ui_root[0] = '\0';
+    }
+    memset(&sin4, 0, sizeof sin4);
+    memset(&sin6, 0, sizeof sin6);
+    if (inet_pton(AF_INET, opt->host, &sin4.sin_addr) == 1) {
+        sin4.sin_family = AF_INET;
+        sin4.sin_port = htons((uint16_t)opt->port);
+        sa = (struct sockaddr *)&sin4;
+    } else if (inet_pton(AF_INET6, opt->host, &sin6.sin6_addr) == 1) {
+        sin6.sin6_family = AF_INET6;
+        sin6.sin6_port = htons((uint16_t)opt->port);
+        sa = (struct sockaddr *)&sin6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        snprintf(err, errlen, "--listen: '%s' is not an IPv4 or IPv6 address", opt->host);
+        free(srv);
+        return NULL;
+    }
+    srv->daemon = MHD_start_daemon(
+        flags, (uint16_t)opt->port, NULL, NULL, http_on_request, srv,
+        MHD_OPTION_SOCK_ADDR, sa,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opt->threads,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->conn_limit,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opt->per_ip_limit,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->conn_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
+        MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, srv,
+        MHD_OPTION_END);
+    if (srv->daemon == NULL) {
+        snprintf(err, errlen, "cannot listen on %s:%d (address in use, or not permitted)",
+                 opt->host, opt->port);
+        free(srv);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di ? di->port : opt->port;
+    return srv;
+}
+
+int http_port(const http_server *srv) { return srv->port; }
+
+void http_stop(http_server *srv) {
+    if (srv == NULL) return;
+    MHD_stop_daemon(srv->daemon);
+    free(srv);
+}

@@ -1,0 +1,281 @@
+/* main.c — sluiced: argument parsing, subcommands, start-up order, signal
+ * handling and clean shutdown.
+ *
+ *   sluiced [serve] [options]        the engine (default)
+ *   sluiced migrate [options]        apply database migrations
+ *   sluiced token create|list|revoke manage API tokens
+ *   sluiced policy check DIR         load policies offline, report errors
+ *
+ * Start-up order: config → store (+ migrations) → policies → scripts →
+ * HTTP. Shutdown runs it backwards, after SIGINT or SIGTERM. */
+#include "app.h"
+#include "auth.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "policy.h"
+#include "script.h"
+#include "store.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SLUICE_VERSION "0.1.0"
+
+static void usage(void) {
+    printf("sluiced %s — run-time scaling control plane for queue workers\n\n"
+           "usage:\n"
+           "  sluiced [serve] [options]\n"
+           "  sluiced migrate [options]\n"
+           "  sluiced token create --name NAME --scopes a,b [--expires-in 30d] [options]\n"
+           "  sluiced token list [options]\n"
+           "  sluiced token revoke ID [options]\n"
+           "  sluiced policy check DIR\n\n",
+           SLUICE_VERSION);
+    config_usage();
+}
+
+static struct sandbox_limits limits_of(const struct config *cfg) {
+    struct sandbox_limits l = {(size_t)cfg->lua_mem, cfg->lua_budget};
+    return l;
+}
+
+/* Open the store named by cfg and bring its schema up to date. */
+static store *open_store(const struct config *cfg, int migrate) {
+    char err[512];
+    struct store_options opt = {cfg->busy_timeout_ms, cfg->threads + 4};
+    store *st = store_open(cfg->db_url, &opt, err, sizeof err);
+    int applied = 0;
+    if (st == NULL) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        return NULL;
+    }
+    if (migrate && store_migrate(st, &applied) != STORE_OK) {
+        fprintf(stderr, "sluiced: migrations failed on %s (see the log above)\n", cfg->db_url);
+        store_close(st);
+        return NULL;
+    }
+    if (!migrate && store_schema_current(st) != 1) {
+        fprintf(stderr, "sluiced: the database %s is not migrated; run: sluiced migrate --db %s\n",
+                cfg->db_url, cfg->db_url);
+        store_close(st);
+        return NULL;
+    }
+    return st;
+}
+
+static int load_config(struct config *cfg, int argc, char **argv) {
+    char err[512];
+    if (config_load(cfg, argc, argv, err, sizeof err) != 0) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        return -1;
+    }
+    log_set_level(!strcmp(cfg->log_level, "debug")  ? LOG_DEBUG
+                  : !strcmp(cfg->log_level, "warn")  ? LOG_WARN
+                  : !strcmp(cfg->log_level, "error") ? LOG_ERROR
+                                                     : LOG_INFO);
+    return 0;
+}
+
+static int cmd_migrate(int argc, char **argv) {
+    struct config cfg;
+    if (load_config(&cfg, argc, argv) != 0) return 2;
+    store *st = open_store(&cfg, 1);
+    if (st == NULL) return 1;
+    printf("database %s is up to date\n", cfg.db_url);
+    store_close(st);
+    return 0;
+}
+
+/* Take "--name X"-style options of a subcommand out of argv; the rest stays
+ * for config_load. Returns the value or NULL. */
+static const char *take_opt(int *argc, char **argv, const char *flag) {
+    for (int i = 0; i < *argc; i++) {
+        if (strcmp(argv[i], flag) != 0 || i + 1 >= *argc) continue;
+        const char *v = argv[i + 1];
+        memmove(&argv[i], &argv[i + 2], (size_t)(*argc - i - 2) * sizeof *argv);
+        *argc -= 2;
+        return v;
+    }
+    return NULL;
+}
+
+static int cmd_token(int argc, char **argv) {
+    struct config cfg;
+    char err[256], token[AUTH_TOKEN_MAX], id[STORE_ID_MAX], ts[UTIL_TIME_MAX];
+    const char *verb = argc > 0 ? argv[0] : "";
+    int rc = 1;
+    store *st = NULL;
+
+    argc--, argv++;
+    if (!strcmp(verb, "create")) {
+        const char *name = take_opt(&argc, argv, "--name");
+        const char *scopes_csv = take_opt(&argc, argv, "--scopes");
+        const char *expires = take_opt(&argc, argv, "--expires-in");
+        unsigned scopes;
+        int64_t expires_s = 0;
+        if (name == NULL || !util_valid_name(name)) {
+            fprintf(stderr, "sluiced token create: --name NAME is required (1..64 of A-Z a-z 0-9 _ . : -)\n");
+            return 2;
+        }
+        if (scopes_csv == NULL || auth_parse_scopes(scopes_csv, &scopes, err, sizeof err) != 0) {
+            fprintf(stderr, "sluiced token create: --scopes: %s\n",
+                    scopes_csv ? err : "required (scaling:read,scaling:write,admin)");
+            return 2;
+        }
+        if (expires && util_parse_duration(expires, &expires_s) != 0) {
+            fprintf(stderr, "sluiced token create: --expires-in: expected 30d, 12h, 90m or 45s\n");
+            return 2;
+        }
+        if (load_config(&cfg, argc, argv) != 0) return 2;
+        if ((st = open_store(&cfg, 1)) == NULL) return 1;
+        if (auth_token_create(st, name, scopes, expires_s, util_now_ms(), token, id) != STORE_OK) {
+            fprintf(stderr, "sluiced token create: could not store the token\n");
+            goto done;
+        }
+        printf("%s\n", token);
+        fprintf(stderr, "token %s created for '%s'; it is shown only once\n", id, name);
+        rc = 0;
+    } else if (!strcmp(verb, "list")) {
+        struct store_token *rows = NULL;
+        size_t n = 0;
+        if (load_config(&cfg, argc, argv) != 0) return 2;
+        if ((st = open_store(&cfg, 1)) == NULL) return 1;
+        if (store_list_tokens(st, &rows, &n) != STORE_OK) goto done;
+        printf("%-14s %-24s %-34s %-26s %s\n", "ID", "NAME", "SCOPES", "EXPIRES", "STATE");
+        for (size_t i = 0; i < n; i++) {
+            int64_t now = util_now_ms();
+            const char *state = rows[i].revoked_ms ? "revoked"
+                                : rows[i].expires_ms && rows[i].expires_ms <= now ? "expired"
+                                                                                  : "active";
+            printf("%-14s %-24s %-34s %-26s %s\n", rows[i].id, rows[i].name, rows[i].scopes,
+                   rows[i].expires_ms ? util_format_time(rows[i].expires_ms, ts) : "never", state);
+        }
+        free(rows);
+        rc = 0;
+    } else if (!strcmp(verb, "revoke")) {
+        if (argc < 1 || argv[0][0] == '-') {
+            fprintf(stderr, "sluiced token revoke: expected a token ID (see sluiced token list)\n");
+            return 2;
+        }
+        const char *tid = argv[0];
+        if (load_config(&cfg, argc - 1, argv + 1) != 0) return 2;
+        if ((st = open_store(&cfg, 1)) == NULL) return 1;
+        int r = store_revoke_token(st, tid, util_now_ms());
+        if (r == STORE_NOT_FOUND) fprintf(stderr, "sluiced token revoke: no token %s\n", tid);
+        else if (r != STORE_OK) fprintf(stderr, "sluiced token revoke: the store failed\n");
+        else printf("token %s revoked\n", tid), rc = 0;
+    } else {
+        fprintf(stderr, "sluiced token: expected create, list or revoke\n");
+        return 2;
+    }
+done:
+    store_close(st);
+    return rc;
+}
+
+static int cmd_policy(int argc, char **argv) {
+    struct config cfg;
+    struct policy_error err;
+    if (argc < 2 || strcmp(argv[0], "check") != 0) {
+        fprintf(stderr, "usage: sluiced policy check DIR\n");
+        return 2;
+    }
+    if (load_config(&cfg, argc - 2, argv + 2) != 0) return 2;
+    struct sandbox_limits lim = limits_of(&cfg);
+    if (policy_check_dir(argv[1], &lim, &err) != 0) {
+        if (err.line > 0) printf("%s:%d: %s\n", err.file, err.line, err.message);
+        else printf("%s: %s\n", err.file, err.message);
+        return 1;
+    }
+    printf("%s: ok\n", argv[1]);
+    return 0;
+}
+
+/* Wait for SIGINT/SIGTERM, checking the policy directory on every tick. */
+static void serve_loop(struct app *app, const sigset_t *stop) {
+    struct timespec tick = {app->cfg->reload_ms / 1000, (long)(app->cfg->reload_ms % 1000) * 1000000L};
+    for (;;) {
+        int sig = sigtimedwait(stop, NULL, &tick);
+        if (sig == SIGINT || sig == SIGTERM) {
+            log_json(LOG_INFO, "stopping", json_pack("{s:s}", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM"));
+            return;
+        }
+        policy_reload(app->pol, 0);
+    }
+}
+
+static int cmd_serve(int argc, char **argv) {
+    struct config cfg;
+    struct app app;
+    char err[512];
+    sigset_t stop;
+    int rc = 1;
+    script_host *scripts = NULL;
+    http_server *http = NULL;
+
+    memset(&app, 0, sizeof app);
+    if (load_config(&cfg, argc, argv) != 0) return 2;
+    /* Block the stop signals before any thread starts, so only serve_loop sees them. */
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGINT);
+    sigaddset(&stop, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    struct sandbox_limits lim = limits_of(&cfg);
+    app.cfg = &cfg;
+    app.started_ms = util_now_ms();
+    if ((app.st = open_store(&cfg, 1)) == NULL) goto done;
+    if ((app.pol = policy_new(cfg.policies_dir, &lim)) == NULL) goto done;
+    if (policy_reload(app.pol, 1) != 1) {
+        fprintf(stderr, "sluiced: the policies in %s do not load (see the log above); fix them or "
+                        "check with: sluiced policy check %s\n", cfg.policies_dir, cfg.policies_dir);
+        goto done;
+    }
+    if ((scripts = script_host_new(cfg.scripts_dir, &lim, &app, err, sizeof err)) == NULL) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        goto done;
+    }
+    struct http_options hopt = {cfg.listen_host, cfg.listen_port, cfg.threads, (size_t)cfg.max_body,
+                                cfg.conn_limit, cfg.per_ip_limit, cfg.conn_timeout_s, cfg.ui_dir,
+                                script_handle, scripts};
+    if ((http = http_start(&hopt, err, sizeof err)) == NULL) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        goto done;
+    }
+    log_json(LOG_INFO, "listening",
+             json_pack("{s:s, s:i, s:s, s:s, s:i, s:i, s:s}", "host", cfg.listen_host, "port",
+                       http_port(http), "db", cfg.db_url, "env", cfg.env, "threads", cfg.threads,
+                       "routes", script_route_count(scripts), "version", SLUICE_VERSION));
+    serve_loop(&app, &stop);
+    rc = 0;
+done:
+    http_stop(http);
+    script_host_free(scripts);
+    policy_free(app.pol);
+    store_close(app.st);
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    const char *cmd = argc > 1 ? argv[1] : "serve";
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage();
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("sluiced %s\n", SLUICE_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "migrate")) return cmd_migrate(argc - 2, argv + 2);
+    if (!strcmp(cmd, "token")) return cmd_token(argc - 2, argv + 2);
+    if (!strcmp(cmd, "policy")) return cmd_policy(argc - 2, argv + 2);
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 2, argv + 2);
+    if (cmd[0] == '-') return cmd_serve(argc - 1, argv + 1);
+    fprintf(stderr, "sluiced: unknown command '%s' (see sluiced --help)\n", cmd);
+    return 2;
+}

@@ -1,0 +1,311 @@
+/* scaling.c — judging and applying changes of desired concurrency. */
+#include "scaling.h"
+#include "flags.h"
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void scaling_error_clear(struct scaling_error *err) {
+    json_decref(err->details);
+    memset(err, 0, sizeof *err);
+}
+
+static void scaling_fail(struct scaling_error *err, int status, const char *code, json_t *details,
+                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void scaling_fail(struct scaling_error *err, int status, const char *code, json_t *details,
+                         const char *fmt, ...) {
+    va_list ap;
+    json_decref(err->details);
+    err->status = status;
+    util_copy(err->code, sizeof err->code, code);
+    err->details = details;
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+}
+
+/* Map a failed store_rc into err. */
+static void scaling_store_fail(struct scaling_error *err, int rc) {
+    if (rc == STORE_UNAVAILABLE)
+        scaling_fail(err, 503, "store_unavailable", NULL,
+                     "the database cannot be reached; nothing was changed");
+    else
+        scaling_fail(err, 500, "internal", NULL, "internal error");
+}
+
+static json_t *scaling_time_or_null(int64_t ms) {
+    char ts[UTIL_TIME_MAX];
+    return ms ? json_string(util_format_time(ms, ts)) : json_null();
+}
+
+static json_t *scaling_target_json(const struct store_target *t, const struct policy_bounds *b) {
+    int changed = t->version > 0;
+    return json_pack("{s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "queue", t->queue,
+                     "desired_concurrency", (json_int_t)t->desired, "version",
+                     (json_int_t)t->version, "updated_by",
+                     changed ? json_string(t->updated_by) : json_null(), "updated_at",
+                     scaling_time_or_null(changed ? t->updated_at_ms : 0), "reason",
+                     changed ? json_string(t->reason) : json_null(), "expires_at",
+                     scaling_time_or_null(t->expires_at_ms), "revert_to",
+                     t->expires_at_ms ? json_integer(t->revert_to) : json_null(), "bounds",
+                     policy_bounds_json(b));
+}
+
+/* The stored state of a declared queue, or its policy default. */
+static int scaling_load(struct app *app, const char *queue, const struct policy_bounds *b,
+                        struct store_target *t) {
+    int rc = store_get_target(app->st, queue, t);
+    if (rc == STORE_NOT_FOUND) {
+        memset(t, 0, sizeof *t);
+        util_copy(t->queue, sizeof t->queue, queue);
+        t->desired = b->def;
+        rc = STORE_OK;
+    }
+    return rc;
+}
+
+json_t *scaling_get(struct app *app, const char *queue, struct scaling_error *err) {
+    struct policy_bounds b;
+    struct store_target t;
+    int rc;
+    if (policy_bounds(app->pol, queue, &b) != 0) {
+        scaling_fail(err, 404, "unknown_queue", NULL, "queue '%s' is not declared by the policies",
+                     queue);
+        return NULL;
+    }
+    if ((rc = scaling_load(app, queue, &b, &t)) != STORE_OK) {
+        scaling_store_fail(err, rc);
+        return NULL;
+    }
+    return scaling_target_json(&t, &b);
+}
+
+json_t *scaling_list(struct app *app, struct scaling_error *err) {
+    char (*list)[UTIL_NAME_MAX + 1] = malloc(POLICY_MAX_QUEUES * sizeof *list);
+    json_t *items = json_array(), *out = NULL;
+    if (list == NULL || items == NULL) {
+        scaling_fail(err, 500, "internal", NULL, "out of memory");
+        goto done;
+    }
+    size_t n = policy_queue_names(app->pol, list, POLICY_MAX_QUEUES);
+    for (size_t i = 0; i < n && i < POLICY_MAX_QUEUES; i++) {
+        json_t *one = scaling_get(app, list[i], err);
+        /* A queue dropped by a reload between the two calls is skipped. */
+        if (one == NULL && err->status == 404) {
+            scaling_error_clear(err);
+            continue;
+        }
+        if (one == NULL) goto done;
+        json_array_append_new(items, one);
+    }
+    out = json_pack("{s:O}", "items", items);
+done:
+    json_decref(items);
+    free(list);
+    return out;
+}
+
+/* ---- judging a change ------------------------------------------------------ */
+
+struct scaling_judge {
+    struct app *app;
+    const struct scaling_change *c;
+    struct policy_bounds b;
+    struct scaling_error *err;
+};
+
+static int64_t scaling_ceil_s(int64_t ms) { return ms <= 0 ? 1 : (ms + 999) / 1000; }
+
+/* store_judge_fn: the checks from expected_version on, in lua.md's order. */
+static int scaling_judge_change(void *ud, const struct store_target *cur,
+                                const struct store_stats *stats, char code[STORE_CODE_MAX]) {
+    struct scaling_judge *j = ud;
+    const struct scaling_change *c = j->c;
+    const struct policy_bounds *b = &j->b;
+    struct scaling_error *err = j->err;
+    int64_t now = util_now_ms(), from = cur->desired, step = c->to > from ? c->to - from : from - c->to;
+    int moves = c->to != from;
+    char msg[512];
+
+    if (c->has_expected_version && c->expected_version != cur->version) {
+        scaling_fail(err, 409, "version_conflict",
+                     json_pack("{s:I}", "current_version", (json_int_t)cur->version),
+                     "%s: expected version %lld, current version is %lld", c->queue,
+                     (long long)c->expected_version, (long long)cur->version);
+    } else if (c->to < b->min || c->to > b->max) {
+        scaling_fail(err, 422, "out_of_bounds",
+                     json_pack("{s:I, s:I}", "min", (json_int_t)b->min, "max", (json_int_t)b->max),
+                     "%s: %lld is %s %s %lld", c->queue, (long long)c->to,
+                     c->to < b->min ? "below" : "above", c->to < b->min ? "min" : "max",
+                     (long long)(c->to < b->min ? b->min : b->max));
+    } else if (step > b->max_step) {
+        scaling_fail(err, 422, "step_too_large",
+                     json_pack("{s:I, s:I, s:I}", "max_step", (json_int_t)b->max_step, "from",
+                               (json_int_t)from, "to", (json_int_t)c->to),
+                     "%s: a change of %lld (from %lld to %lld) is larger than max_step %lld",
+                     c->queue, (long long)step, (long long)from, (long long)c->to,
+                     (long long)b->max_step);
+    } else if (moves && b->confirm_above >= 0 && c->to > b->confirm_above && !c->confirm) {
+        scaling_fail(err, 428, "confirmation_required",
+                     json_pack("{s:I}", "confirm_above", (json_int_t)b->confirm_above),
+                     "%s: %lld is above %lld; send \"confirm\": true to apply it", c->queue,
+                     (long long)c->to, (long long)b->confirm_above);
+    } else if (moves && b->cooldown_s > 0 && stats->last_applied_ms &&
+               now - stats->last_applied_ms < b->cooldown_s * 1000) {
+        err->retry_after_s = scaling_ceil_s(stats->last_applied_ms + b->cooldown_s * 1000 - now);
+        scaling_fail(err, 429, "rate_limited",
+                     json_pack("{s:s, s:I, s:I}", "limit", "cooldown", "cooldown_s",
+                               (json_int_t)b->cooldown_s, "retry_after_s",
+                               (json_int_t)err->retry_after_s),
+                     "%s: changed less than %llds ago (cooldown); retry in %llds", c->queue,
+                     (long long)b->cooldown_s, (long long)err->retry_after_s);
+    } else if (moves && b->changes_per_hour > 0 && stats->applied_last_hour >= b->changes_per_hour) {
+        err->retry_after_s = scaling_ceil_s(stats->oldest_in_hour_ms + 3600000 - now);
+        scaling_fail(err, 429, "rate_limited",
+                     json_pack("{s:s, s:I, s:I}", "limit", "changes_per_hour", "changes_per_hour",
+                               (json_int_t)b->changes_per_hour, "retry_after_s",
+                               (json_int_t)err->retry_after_s),
+                     "%s: %lld changes in the last hour reached the budget of %lld; retry in %llds",
+                     c->queue, (long long)stats->applied_last_hour,
+                     (long long)b->changes_per_hour, (long long)err->retry_after_s);
+    } else {
+        struct policy_change pc = {c->queue, from, c->to, c->actor, c->scopes, c->source,
+                                   c->reason, c->confirm};
+        struct policy_ctx ctx = {j->app->cfg->env, now, stats->applied_last_hour};
+        int ok = policy_validate(j->app->pol, &pc, &ctx, msg, sizeof msg);
+        if (ok == 1) return 1;
+        if (ok < 0)
+            log_json(LOG_ERROR, "policy validate() failed",
+                     json_pack("{s:s, s:s, s:s}", "queue", c->queue, "request_id", c->request_id,
+                               "error", msg));
+        scaling_fail(err, 422, "policy_rejected",
+                     json_pack("{s:s}", "check", ok < 0 ? "validate_error" : "validate"),
+                     "%s: %s", c->queue, msg);
+    }
+    util_copy(code, STORE_CODE_MAX, err->code);
+    return 0;
+}
+
+/* Audit a refusal decided before the write transaction. */
+static void scaling_audit_refusal(struct app *app, const struct scaling_change *c, int64_t from,
+                                  int64_t version, const char *code) {
+    struct store_audit e;
+    memset(&e, 0, sizeof e);
+    strcpy(e.kind, "scaling");
+    util_copy(e.subject, sizeof e.subject, c->queue);
+    e.from = from;
+    e.to = c->to;
+    e.version = version;
+    util_copy(e.actor, sizeof e.actor, c->actor);
+    util_copy(e.source, sizeof e.source, c->source);
+    util_copy(e.reason, sizeof e.reason, c->reason);
+    strcpy(e.outcome, "rejected");
+    util_copy(e.error_code, sizeof e.error_code, code);
+    e.at_ms = util_now_ms();
+    util_copy(e.request_id, sizeof e.request_id, c->request_id);
+    if (store_append_audit(app->st, &e) != STORE_OK)
+        log_json(LOG_ERROR, "could not audit a refused change",
+                 json_pack("{s:s, s:s}", "queue", c->queue, "request_id", c->request_id));
+}
+
+json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scaling_error *err) {
+    struct scaling_judge j = {app, c, {0}, err};
+    struct store_change sc;
+    struct store_change_result res;
+    struct store_target cur;
+    int enabled, rc;
+    json_t *out;
+
+    if (policy_bounds(app->pol, c->queue, &j.b) != 0) {
+        scaling_fail(err, 404, "unknown_queue", NULL, "queue '%s' is not declared by the policies",
+                     c->queue);
+        return NULL;
+    }
+    if ((rc = flags_get(app, FLAG_WRITES, &enabled)) != STORE_OK) {
+        scaling_store_fail(err, rc);
+        return NULL;
+    }
+    if (!enabled) {
+        scaling_fail(err, 403, "writes_disabled", json_pack("{s:s}", "environment", app->cfg->env),
+                     "environment '%s' is read-only: an admin must turn the 'writes' flag on",
+                     app->cfg->env);
+        if (scaling_load(app, c->queue, &j.b, &cur) == STORE_OK)
+            scaling_audit_refusal(app, c, cur.desired, cur.version, err->code);
+        return NULL;
+    }
+
+    memset(&sc, 0, sizeof sc);
+    sc.queue = c->queue;
+    sc.to = c->to;
+    sc.default_value = j.b.def;
+    sc.actor = c->actor;
+    sc.source = c->source;
+    sc.reason = c->reason;
+    sc.request_id = c->request_id;
+    sc.now_ms = util_now_ms();
+    sc.expires_at_ms = c->duration_s > 0 ? sc.now_ms + c->duration_s * 1000 : 0;
+    rc = store_apply_change(app->st, &sc, scaling_judge_change, &j, &res);
+    if (rc != STORE_OK) {
+        scaling_store_fail(err, rc);
+        return NULL;
+    }
+    if (!res.applied) return NULL;        /* err filled by the judge */
+
+    log_json(LOG_INFO, "scaling change applied",
+             json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s}", "queue", c->queue, "from",
+                       (json_int_t)res.previous, "to", (json_int_t)c->to, "version",
+                       (json_int_t)res.target.version, "actor", c->actor, "source", c->source,
+                       "request_id", c->request_id));
+    out = scaling_target_json(&res.target, &j.b);
+    json_object_set_new(out, "previous", json_integer(res.previous));
+    json_object_set_new(out, "audit_id", json_integer(res.audit_id));
+    return out;
+}
+
+static json_t *scaling_audit_json(const struct store_audit *e) {
+    char ts[UTIL_TIME_MAX];
+    int is_flag = strcmp(e->kind, "flag") == 0;
+    json_t *j = json_pack("{s:I, s:s, s:o, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:o, s:s, s:s}",
+                          "id", (json_int_t)e->id, "kind", e->kind, "queue",
+                          is_flag ? json_null() : json_string(e->subject), "from",
+                          (json_int_t)e->from, "to", (json_int_t)e->to, "version",
+                          (json_int_t)e->version, "actor", e->actor, "source", e->source,
+                          "reason", e->reason, "outcome", e->outcome, "error_code",
+                          e->error_code[0] ? json_string(e->error_code) : json_null(), "at",
+                          util_format_time(e->at_ms, ts), "request_id", e->request_id);
+    if (j && is_flag) json_object_set_new(j, "flag", json_string(e->subject));
+    return j;
+}
+
+json_t *scaling_history(struct app *app, const char *queue, int64_t before_id, int limit,
+                        struct scaling_error *err) {
+    struct policy_bounds b;
+    struct store_audit *rows = NULL;
+    size_t n = 0;
+    json_t *items, *out;
+    int rc;
+
+    if (queue && policy_bounds(app->pol, queue, &b) != 0) {
+        scaling_fail(err, 404, "unknown_queue", NULL, "queue '%s' is not declared by the policies",
+                     queue);
+        return NULL;
+    }
+    if (limit < 1 || limit > SCALING_HISTORY_MAX) limit = 50;
+    /* One row more than asked tells whether there is a next page. */
+    rc = store_list_audit(app->st, queue ? "scaling" : NULL, queue, before_id, limit + 1, &rows, &n);
+    if (rc != STORE_OK) {
+        scaling_store_fail(err, rc);
+        return NULL;
+    }
+    items = json_array();
+    for (size_t i = 0; i < n && i < (size_t)limit; i++)
+        json_array_append_new(items, scaling_audit_json(&rows[i]));
+    out = json_pack("{s:o, s:o}", "items", items, "next_before",
+                    n > (size_t)limit ? json_integer(rows[limit - 1].id) : json_null());
+    free(rows);
+    return out;
+}

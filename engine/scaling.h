@@ -1,0 +1,61 @@
+/* scaling.h — the domain service: list, read and change the desired
+ * concurrency of the queues the policies declare, and read the audit log.
+ *
+ * A change runs the checks of lua.md in their fixed order: writes flag →
+ * known queue → expected_version → bounds → step → confirmation →
+ * cooldown/budget → validate(). The first failing check decides the answer.
+ * Everything from expected_version on is judged inside the store's write
+ * transaction, from the audit log, so limits hold across restarts and
+ * replicas. Refused attempts (writes_disabled onwards) are audited with their
+ * error code. Uses store.h, policy.h and flags.h. */
+#ifndef SLUICE_SCALING_H
+#define SLUICE_SCALING_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "app.h"
+
+#define SCALING_HISTORY_MAX 500
+
+/* Why a call failed, in the terms of the API error envelope. */
+struct scaling_error {
+    int status;                  /* HTTP status */
+    char code[32];               /* api.md error code */
+    char message[512];
+    json_t *details;             /* owned; NULL when none */
+    int64_t retry_after_s;       /* 429 only */
+};
+
+void scaling_error_clear(struct scaling_error *err);
+
+struct scaling_change {
+    const char *queue;
+    int64_t to;
+    const char *reason;
+    int confirm;
+    int has_expected_version;
+    int64_t expected_version;
+    int64_t duration_s;          /* 0: permanent */
+    const char *actor;
+    unsigned scopes;
+    const char *source;          /* ui | api | cli | expiry | policy */
+    const char *request_id;
+};
+
+/* One Target (api.md), or NULL with err filled (404 unknown_queue, 503). New ref. */
+json_t *scaling_get(struct app *app, const char *queue, struct scaling_error *err);
+
+/* {"items":[Target...]} for every declared queue, in declaration order. */
+json_t *scaling_list(struct app *app, struct scaling_error *err);
+
+/* Judge and apply a change. Returns the new Target plus "previous", or NULL
+ * with err filled (and the refusal audited when it reached the checks). */
+json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scaling_error *err);
+
+/* {"items":[AuditEntry...],"next_before":id|null}, newest first. queue NULL:
+ * every entry (flags included). before_id 0: from the newest. */
+json_t *scaling_history(struct app *app, const char *queue, int64_t before_id, int limit,
+                        struct scaling_error *err);
+
+#endif

@@ -1,0 +1,99 @@
+/* store.c — picks the backend for a database URL and forwards to it.
+ * Backends live in store_<name>.c and never see each other. */
+#include "store.h"
+#include "store_impl.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct store {
+    const struct store_backend *be;
+    void *h;
+};
+
+static const struct store_backend *const backends[] = {&store_sqlite_backend, NULL};
+
+store *store_open(const char *url, const struct store_options *opt, char *err, size_t errlen) {
+    for (const struct store_backend *const *be = backends; *be; be++) {
+        if (strncmp(url, (*be)->scheme, strlen((*be)->scheme)) != 0) continue;
+        store *st = calloc(1, sizeof *st);
+        if (st == NULL) {
+            snprintf(err, errlen, "out of memory");
+            return NULL;
+        }
+        st->be = *be;
+        st->h = (*be)->open(url, opt, err, errlen);
+        if (st->h == NULL) {
+            free(st);
+            return NULL;
+        }
+        return st;
+    }
+    if (strncmp(url, "postgres", 8) == 0)
+        snprintf(err, errlen, "this build has no PostgreSQL backend yet (use sqlite:PATH)");
+    else
+        snprintf(err, errlen, "unsupported database URL '%s' (expected sqlite:PATH)", url);
+    return NULL;
+}
+
+void store_close(store *st) {
+    if (st == NULL) return;
+    st->be->close(st->h);
+    free(st);
+}
+
+int store_migrate(store *st, int *applied) { return st->be->migrate(st->h, applied); }
+int store_schema_current(store *st) { return st->be->schema_current(st->h); }
+int store_ping(store *st) { return st->be->ping(st->h); }
+
+int store_get_target(store *st, const char *queue, struct store_target *out) {
+    return st->be->get_target(st->h, queue, out);
+}
+
+int store_list_targets(store *st, struct store_target **out, size_t *n) {
+    return st->be->list_targets(st->h, out, n);
+}
+
+int store_apply_change(store *st, const struct store_change *c, store_judge_fn judge, void *ud,
+                       struct store_change_result *out) {
+    return st->be->apply_change(st->h, c, judge, ud, out);
+}
+
+int store_append_audit(store *st, struct store_audit *e) { return st->be->append_audit(st->h, e); }
+
+int store_list_audit(store *st, const char *kind, const char *subject, int64_t before_id,
+                     int limit, struct store_audit **out, size_t *n) {
+    return st->be->list_audit(st->h, kind, subject, before_id, limit, out, n);
+}
+
+int store_get_flag(store *st, const char *env, const char *name, struct store_flag *out) {
+    return st->be->get_flag(st->h, env, name, out);
+}
+
+int store_set_flag(store *st, const char *env, const char *name, int enabled, int was_enabled,
+                   const char *actor, const char *source, const char *reason,
+                   const char *request_id, int64_t now_ms) {
+    return st->be->set_flag(st->h, env, name, enabled, was_enabled, actor, source, reason,
+                            request_id, now_ms);
+}
+
+int store_put_token(store *st, const struct store_token *t) { return st->be->put_token(st->h, t); }
+int store_get_token(store *st, const char *id, struct store_token *out) {
+    return st->be->get_token(st->h, id, out);
+}
+int store_list_tokens(store *st, struct store_token **out, size_t *n) {
+    return st->be->list_tokens(st->h, out, n);
+}
+int store_revoke_token(store *st, const char *id, int64_t now_ms) {
+    return st->be->revoke_token(st->h, id, now_ms);
+}
+int store_put_session(store *st, const struct store_session *s) {
+    return st->be->put_session(st->h, s);
+}
+int store_get_session(store *st, const char *id_hash, struct store_session *out) {
+    return st->be->get_session(st->h, id_hash, out);
+}
+int store_delete_session(store *st, const char *id_hash) {
+    return st->be->delete_session(st->h, id_hash);
+}

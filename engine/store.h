@@ -1,0 +1,177 @@
+/* store.h — the storage adapter: everything sluiced keeps durably.
+ *
+ * One interface, one backend per database (store_sqlite.c now, store_pg.c
+ * later). Callers never see SQL or a dialect: they call these functions with
+ * plain structs. A backend guarantees the same behaviour: versions strictly
+ * increase per queue, a change writes its policy row, audit entry and outbox
+ * entry in one transaction, and the audit log is append-only.
+ *
+ * Every function returns a store_rc. STORE_UNAVAILABLE means the database
+ * could not be reached or was busy past its timeout, and nothing was changed
+ * (the API answers 503 store_unavailable); STORE_FAILED is anything else and
+ * is logged by the backend. All functions are safe to call from any thread. */
+#ifndef SLUICE_STORE_H
+#define SLUICE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define STORE_REASON_MAX 2048   /* 500 characters of UTF-8 always fit */
+#define STORE_ACTOR_MAX  128
+#define STORE_RID_MAX    129
+#define STORE_CODE_MAX   32
+#define STORE_HASH_MAX   65     /* SHA-256 as hex */
+#define STORE_ID_MAX     33
+
+enum store_rc {
+    STORE_OK = 0,
+    STORE_NOT_FOUND = 1,
+    STORE_UNAVAILABLE = -1,
+    STORE_FAILED = -2,
+};
+
+/* The stored desired state of one queue. */
+struct store_target {
+    char queue[UTIL_NAME_MAX + 1];
+    int64_t desired;
+    int64_t version;             /* 0: never changed (policy default) */
+    char updated_by[STORE_ACTOR_MAX];
+    int64_t updated_at_ms;
+    char reason[STORE_REASON_MAX];
+    int64_t expires_at_ms;       /* 0: no temporary override */
+    int64_t revert_to;
+};
+
+struct store_audit {
+    int64_t id;
+    char kind[16];               /* "scaling" | "flag" */
+    char subject[UTIL_NAME_MAX + 1];
+    int64_t from, to, version;
+    char actor[STORE_ACTOR_MAX];
+    char source[16];
+    char reason[STORE_REASON_MAX];
+    char outcome[16];            /* "applied" | "rejected" */
+    char error_code[STORE_CODE_MAX];   /* "" when applied */
+    int64_t at_ms;
+    char request_id[STORE_RID_MAX];
+};
+
+/* What the audit log says about recent applied changes of one queue; only
+ * changes that moved the value count. */
+struct store_stats {
+    int64_t applied_last_hour;
+    int64_t oldest_in_hour_ms;   /* 0 when none */
+    int64_t last_applied_ms;     /* 0 when never */
+};
+
+/* A proposed change of desired concurrency. */
+struct store_change {
+    const char *queue;
+    int64_t to;
+    int64_t default_value;       /* "from" when the queue has no row yet */
+    const char *actor, *source, *reason, *request_id;
+    int64_t now_ms;
+    int64_t expires_at_ms;       /* 0: permanent */
+};
+
+/* Called inside the write transaction with the current state. Returns 1 to
+ * apply, or 0 to refuse, writing the audit error code into error_code. */
+typedef int (*store_judge_fn)(void *ud, const struct store_target *current,
+                              const struct store_stats *stats,
+                              char error_code[STORE_CODE_MAX]);
+
+struct store_change_result {
+    struct store_target target;  /* state after the transaction */
+    int64_t previous;
+    int applied;                 /* 0: refused by the judge */
+    int64_t audit_id;
+};
+
+struct store_flag {
+    char name[UTIL_NAME_MAX + 1];
+    int enabled;
+    char updated_by[STORE_ACTOR_MAX];
+    int64_t updated_at_ms;
+    char reason[STORE_REASON_MAX];
+};
+
+struct store_token {
+    char id[STORE_ID_MAX];
+    char name[UTIL_NAME_MAX + 1];
+    char secret_hash[STORE_HASH_MAX];
+    char scopes[128];            /* comma-separated */
+    int64_t created_ms, expires_ms, revoked_ms;   /* 0: none */
+};
+
+struct store_session {
+    char id_hash[STORE_HASH_MAX];
+    char token_id[STORE_ID_MAX];
+    char csrf[STORE_HASH_MAX];
+    int64_t created_ms, expires_ms;
+};
+
+typedef struct store store;
+
+struct store_options {
+    int busy_timeout_ms;         /* SQLite: wait for a lock this long */
+    int pool_size;               /* connections kept open */
+};
+
+/* Open the database named by url ("sqlite:PATH"). Does not migrate. Returns
+ * NULL with a message in err when the URL is wrong or the database cannot be
+ * opened. The caller owns the store and frees it with store_close. */
+store *store_open(const char *url, const struct store_options *opt, char *err, size_t errlen);
+void store_close(store *st);
+
+/* Apply the compiled-in migrations not yet recorded. *applied (may be NULL)
+ * receives how many ran. */
+int store_migrate(store *st, int *applied);
+
+/* 1 when the schema has every compiled-in migration, 0 when not, -1 when the
+ * database cannot answer. */
+int store_schema_current(store *st);
+
+int store_ping(store *st);
+
+/* STORE_NOT_FOUND when the queue has never been changed. */
+int store_get_target(store *st, const char *queue, struct store_target *out);
+
+/* Every stored row; *out is malloc'd and owned by the caller. */
+int store_list_targets(store *st, struct store_target **out, size_t *n);
+
+/* The judged write: one transaction reads the queue's row and its audit
+ * statistics, asks judge, and writes either row + audit + outbox (applied;
+ * a change to the current value writes only the audit entry and keeps the
+ * version) or one audit entry with the refusal. */
+int store_apply_change(store *st, const struct store_change *change, store_judge_fn judge,
+                       void *ud, struct store_change_result *out);
+
+/* Append one audit entry (refusals decided before the transaction). The id
+ * is written back into entry->id. */
+int store_append_audit(store *st, struct store_audit *entry);
+
+/* Newest first. subject NULL: all; before_id 0: from the newest. *out is
+ * malloc'd, owned by the caller. */
+int store_list_audit(store *st, const char *kind, const char *subject, int64_t before_id,
+                     int limit, struct store_audit **out, size_t *n);
+
+int store_get_flag(store *st, const char *env, const char *name, struct store_flag *out);
+
+/* Set a flag and audit it (kind "flag") in one transaction. */
+int store_set_flag(store *st, const char *env, const char *name, int enabled, int was_enabled,
+                   const char *actor, const char *source, const char *reason,
+                   const char *request_id, int64_t now_ms);
+
+int store_put_token(store *st, const struct store_token *tok);
+int store_get_token(store *st, const char *id, struct store_token *out);
+int store_list_tokens(store *st, struct store_token **out, size_t *n);
+/* STORE_NOT_FOUND when no such token; revoking twice keeps the first time. */
+int store_revoke_token(store *st, const char *id, int64_t now_ms);
+
+int store_put_session(store *st, const struct store_session *s);
+int store_get_session(store *st, const char *id_hash, struct store_session *out);
+int store_delete_session(store *st, const char *id_hash);
+
+#endif

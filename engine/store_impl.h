@@ -1,0 +1,40 @@
+/* store_impl.h — the contract between store.c and a backend (private).
+ *
+ * A backend fills one struct store_backend; store.c picks it from the URL
+ * scheme and forwards every store_* call with the backend's own handle.
+ * Nothing outside store*.c includes this header. */
+#ifndef SLUICE_STORE_IMPL_H
+#define SLUICE_STORE_IMPL_H
+
+#include "store.h"
+
+struct store_backend {
+    const char *scheme;          /* URL prefix, "sqlite:" */
+    void *(*open)(const char *url, const struct store_options *opt, char *err, size_t errlen);
+    void (*close)(void *h);
+    int (*migrate)(void *h, int *applied);
+    int (*schema_current)(void *h);
+    int (*ping)(void *h);
+    int (*get_target)(void *h, const char *queue, struct store_target *out);
+    int (*list_targets)(void *h, struct store_target **out, size_t *n);
+    int (*apply_change)(void *h, const struct store_change *c, store_judge_fn judge, void *ud,
+                        struct store_change_result *out);
+    int (*append_audit)(void *h, struct store_audit *e);
+    int (*list_audit)(void *h, const char *kind, const char *subject, int64_t before_id,
+                      int limit, struct store_audit **out, size_t *n);
+    int (*get_flag)(void *h, const char *env, const char *name, struct store_flag *out);
+    int (*set_flag)(void *h, const char *env, const char *name, int enabled, int was_enabled,
+                    const char *actor, const char *source, const char *reason,
+                    const char *request_id, int64_t now_ms);
+    int (*put_token)(void *h, const struct store_token *tok);
+    int (*get_token)(void *h, const char *id, struct store_token *out);
+    int (*list_tokens)(void *h, struct store_token **out, size_t *n);
+    int (*revoke_token)(void *h, const char *id, int64_t now_ms);
+    int (*put_session)(void *h, const struct store_session *s);
+    int (*get_session)(void *h, const char *id_hash, struct store_session *out);
+    int (*delete_session)(void *h, const char *id_hash);
+};
+
+extern const struct store_backend store_sqlite_backend;
+
+#endif

@@ -1,0 +1,861 @@
+/* store_sqlite.c — the SQLite backend of store.h (laptops, minikube).
+ *
+ * A small pool of connections (one per concurrent caller) in WAL mode with
+ * synchronous=FULL, so readers never block the writer and an acknowledged
+ * change survives a power cut. Writes take BEGIN IMMEDIATE: the write lock is
+ * held from the first read of a judged change to its commit, which is what
+ * makes versions strictly increasing and cooldowns exact. Busy beyond
+ * busy_timeout, I/O errors and an unopenable file map to STORE_UNAVAILABLE. */
+#include "store_impl.h"
+#include "log.h"
+#include "migrations.h"
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SQ_POOL_MAX 64
+#define SQ_HOUR_MS 3600000LL
+
+struct sq_store {
+    char path[1024];
+    int busy_timeout_ms;
+    int size;
+    sqlite3 *conns[SQ_POOL_MAX];
+    int in_use[SQ_POOL_MAX];
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+};
+
+/* ---- connections -------------------------------------------------------- */
+
+static int sq_rc(int rc) {
+    switch (rc & 0xff) {
+    case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW: return STORE_OK;
+    case SQLITE_BUSY: case SQLITE_LOCKED: case SQLITE_IOERR: case SQLITE_CANTOPEN:
+    case SQLITE_FULL: case SQLITE_READONLY: case SQLITE_NOTADB: case SQLITE_CORRUPT:
+    case SQLITE_PROTOCOL: case SQLITE_NOMEM: case SQLITE_PERM:
+        return STORE_UNAVAILABLE;
+    default: return STORE_FAILED;
+    }
+}
+
+static int sq_fail(sqlite3 *db, int rc, const char *what) {
+    log_json(LOG_ERROR, "sqlite error",
+             json_pack("{s:s, s:i, s:s}", "op", what, "code", rc,
+                       "error", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+    return sq_rc(rc);
+}
+
+static int sq_exec(sqlite3 *db, const char *sql) {
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        log_json(LOG_ERROR, "sqlite exec failed",
+                 json_pack("{s:i, s:s}", "code", rc, "error", msg ? msg : sqlite3_errstr(rc)));
+        sqlite3_free(msg);
+        return sq_rc(rc);
+    }
+    return STORE_OK;
+}
+
+static sqlite3 *sq_connect(struct sq_store *s, char *err, size_t errlen) {
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(s->path, &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                             NULL);
+    if (rc != SQLITE_OK) {
+        snprintf(err, errlen, "sqlite: cannot open %s: %s", s->path,
+                 db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_busy_timeout(db, s->busy_timeout_ms);
+    sqlite3_extended_result_codes(db, 1);
+    if (sq_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                    " PRAGMA foreign_keys=ON;") != STORE_OK) {
+        snprintf(err, errlen, "sqlite: cannot configure %s: %s", s->path, sqlite3_errmsg(db));
+        goto fail;
+    }
+    return db;
+fail:
+    sqlite3_close(db);
+    return NULL;
+}
+
+/* Borrow a connection; blocks while all are in use. Connections are opened
+ * lazily, so a database that went away fails here as STORE_UNAVAILABLE. */
+static sqlite3 *sq_acquire(struct sq_store *s, int *slot_out) {
+    char err[256];
+    int slot = -1;
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        for (int i = 0; i < s->size && slot < 0; i++)
+            if (!s->in_use[i]) slot = i;
+        if (slot >= 0) break;
+        pthread_cond_wait(&s->freed, &s->lock);
+    }
+    s->in_use[slot] = 1;
+    pthread_mutex_unlock(&s->lock);
+    if (s->conns[slot] == NULL) {
+        s->conns[slot] = sq_connect(s, err, sizeof err);
+        if (s->conns[slot] == NULL) {
+            log_json(LOG_ERROR, "sqlite connect failed", json_pack("{s:s}", "error", err));
+            pthread_mutex_lock(&s->lock);
+            s->in_use[slot] = 0;
+            pthread_cond_signal(&s->freed);
+            pthread_mutex_unlock(&s->lock);
+            return NULL;
+        }
+    }
+    *slot_out = slot;
+    return s->conns[slot];
+}
+
+static void sq_release(struct sq_store *s, int slot) {
+    pthread_mutex_lock(&s->lock);
+    s->in_use[slot] = 0;
+    pthread_cond_signal(&s->freed);
+    pthread_mutex_unlock(&s->lock);
+}
+
+static void *sq_open(const char *url, const struct store_options *opt, char *err, size_t errlen) {
+    struct sq_store *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    util_copy(s->path, sizeof s->path, url + strlen("sqlite:"));
+    if (s->path[0] == '\0') {
+        snprintf(err, errlen, "sqlite: empty path in '%s'", url);
+        free(s);
+        return NULL;
+    }
+    s->busy_timeout_ms = opt->busy_timeout_ms;
+    s->size = opt->pool_size < 1 ? 1 : opt->pool_size > SQ_POOL_MAX ? SQ_POOL_MAX : opt->pool_size;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->freed, NULL);
+    /* Open one connection now so a wrong path fails at start, loudly. */
+    s->conns[0] = sq_connect(s, err, errlen);
+    if (s->conns[0] == NULL) {
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->freed);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void sq_close(void *h) {
+    struct sq_store *s = h;
+    for (int i = 0; i < s->size; i++) sqlite3_close(s->conns[i]);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->freed);
+    free(s);
+}
+
+/* ---- statement helpers --------------------------------------------------- */
+
+static const char *sq_text(sqlite3_stmt *st, int col) {
+    const unsigned char *t = sqlite3_column_text(st, col);
+    return t ? (const char *)t : "";
+}
+
+static void sq_bind_text(sqlite3_stmt *st, int idx, const char *v) {
+    if (v) sqlite3_bind_text(st, idx, v, -1, SQLITE_TRANSIENT);
+    else sqlite3_bind_null(st, idx);
+}
+
+static void sq_bind_opt_int(sqlite3_stmt *st, int idx, int64_t v) {
+    if (v) sqlite3_bind_int64(st, idx, v);
+    else sqlite3_bind_null(st, idx);
+}
+
+/* Run a statement that returns no rows. Finalizes it. */
+static int sq_step_done(sqlite3 *db, sqlite3_stmt *st, const char *what) {
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return sq_fail(db, rc, what);
+    return STORE_OK;
+}
+
+#define SQ_PREPARE(db, sql, st, what)                                   \
+    do {                                                                \
+        int prc_ = sqlite3_prepare_v2((db), (sql), -1, &(st), NULL);   \
+        if (prc_ != SQLITE_OK) { rc = sq_fail((db), prc_, (what)); goto done; } \
+    } while (0)
+
+/* ---- migrations ---------------------------------------------------------- */
+
+static int sq_migrate(void *h, int *applied) {
+    struct sq_store *s = h;
+    int slot, rc = STORE_OK, count = 0;
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+
+    rc = sq_exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                     " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                     " applied_at INTEGER NOT NULL)");
+    if (rc != STORE_OK) goto done;
+    for (const struct migration *m = migrations; m->backend; m++) {
+        if (strcmp(m->backend, "sqlite") != 0) continue;
+        if ((rc = sq_exec(db, "BEGIN IMMEDIATE")) != STORE_OK) goto done;
+        SQ_PREPARE(db, "SELECT 1 FROM schema_migrations WHERE version = ?", st, "migrate");
+        sqlite3_bind_int(st, 1, m->version);
+        int have = sqlite3_step(st) == SQLITE_ROW;
+        sqlite3_finalize(st);
+        st = NULL;
+        if (have) {
+            sq_exec(db, "ROLLBACK");
+            continue;
+        }
+        if ((rc = sq_exec(db, m->sql)) != STORE_OK) {
+            log_msg(LOG_ERROR, "migration %s failed", m->name);
+            sq_exec(db, "ROLLBACK");
+            goto done;
+        }
+        SQ_PREPARE(db, "INSERT INTO schema_migrations (version, name, applied_at)"
+                       " VALUES (?, ?, ?)", st, "migrate");
+        sqlite3_bind_int(st, 1, m->version);
+        sq_bind_text(st, 2, m->name);
+        sqlite3_bind_int64(st, 3, util_now_ms());
+        rc = sq_step_done(db, st, "migrate");
+        st = NULL;
+        if (rc != STORE_OK || (rc = sq_exec(db, "COMMIT")) != STORE_OK) {
+            sq_exec(db, "ROLLBACK");
+            goto done;
+        }
+        log_json(LOG_INFO, "migration applied", json_pack("{s:s}", "name", m->name));
+        count++;
+    }
+done:
+    if (rc != STORE_OK && st) sqlite3_finalize(st);
+    sq_release(s, slot);
+    if (applied) *applied = count;
+    return rc;
+}
+
+static int sq_schema_current(void *h) {
+    struct sq_store *s = h;
+    int slot, latest = 0, have = -1;
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return -1;
+    for (const struct migration *m = migrations; m->backend; m++)
+        if (strcmp(m->backend, "sqlite") == 0 && m->version > latest) latest = m->version;
+    if (sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1,
+                           &st, NULL) != SQLITE_OK) {
+        have = 0;    /* no schema_migrations table: nothing applied */
+        goto done;
+    }
+    if (sqlite3_step(st) == SQLITE_ROW) have = sqlite3_column_int(st, 0) >= latest;
+done:
+    sqlite3_finalize(st);
+    sq_release(s, slot);
+    return have;
+}
+
+static int sq_ping(void *h) {
+    struct sq_store *s = h;
+    int slot;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    int rc = sq_exec(db, "SELECT 1 FROM schema_migrations LIMIT 1");
+    sq_release(s, slot);
+    return rc;
+}
+
+/* ---- targets ------------------------------------------------------------- */
+
+#define SQ_TARGET_COLS "queue, desired_concurrency, version, updated_by, updated_at, reason," \
+                       " COALESCE(expires_at, 0), COALESCE(revert_to, 0)"
+
+static void sq_read_target(sqlite3_stmt *st, struct store_target *t) {
+    util_copy(t->queue, sizeof t->queue, sq_text(st, 0));
+    t->desired = sqlite3_column_int64(st, 1);
+    t->version = sqlite3_column_int64(st, 2);
+    util_copy(t->updated_by, sizeof t->updated_by, sq_text(st, 3));
+    t->updated_at_ms = sqlite3_column_int64(st, 4);
+    util_copy(t->reason, sizeof t->reason, sq_text(st, 5));
+    t->expires_at_ms = sqlite3_column_int64(st, 6);
+    t->revert_to = sqlite3_column_int64(st, 7);
+}
+
+static int sq_get_target_on(sqlite3 *db, const char *queue, struct store_target *out) {
+    sqlite3_stmt *st = NULL;
+    int rc;
+    SQ_PREPARE(db, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies WHERE queue = ?",
+               st, "get_target");
+    sq_bind_text(st, 1, queue);
+    int step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        sq_read_target(st, out);
+        rc = STORE_OK;
+    } else if (step == SQLITE_DONE) {
+        rc = STORE_NOT_FOUND;
+    } else {
+        rc = sq_fail(db, step, "get_target");
+    }
+done:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sq_get_target(void *h, const char *queue, struct store_target *out) {
+    struct sq_store *s = h;
+    int slot;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    int rc = sq_get_target_on(db, queue, out);
+    sq_release(s, slot);
+    return rc;
+}
+
+static int sq_list_targets(void *h, struct store_target **out, size_t *n) {
+    struct sq_store *s = h;
+    int slot, rc = STORE_OK, step;
+    size_t cap = 0, len = 0;
+    struct store_target *items = NULL;
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies ORDER BY queue", st,
+               "list_targets");
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            struct store_target *grown = realloc(items, ncap * sizeof *items);
+            if (grown == NULL) { rc = STORE_FAILED; goto done; }
+            items = grown;
+            cap = ncap;
+        }
+        sq_read_target(st, &items[len++]);
+    }
+    if (step != SQLITE_DONE) rc = sq_fail(db, step, "list_targets");
+done:
+    sqlite3_finalize(st);
+    sq_release(s, slot);
+    if (rc != STORE_OK) {
+        free(items);
+        items = NULL;
+        len = 0;
+    }
+    *out = items;
+    *n = len;
+    return rc;
+}
+
+/* ---- audit ---------------------------------------------------------------- */
+
+static int sq_insert_audit(sqlite3 *db, struct store_audit *e) {
+    sqlite3_stmt *st = NULL;
+    int rc;
+    SQ_PREPARE(db, "INSERT INTO scaling_audit (kind, subject, from_value, to_value, version,"
+                   " actor, source, reason, outcome, error_code, at, request_id)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", st, "append_audit");
+    sq_bind_text(st, 1, e->kind);
+    sq_bind_text(st, 2, e->subject);
+    sqlite3_bind_int64(st, 3, e->from);
+    sqlite3_bind_int64(st, 4, e->to);
+    sqlite3_bind_int64(st, 5, e->version);
+    sq_bind_text(st, 6, e->actor);
+    sq_bind_text(st, 7, e->source);
+    sq_bind_text(st, 8, e->reason);
+    sq_bind_text(st, 9, e->outcome);
+    sq_bind_text(st, 10, e->error_code[0] ? e->error_code : NULL);
+    sqlite3_bind_int64(st, 11, e->at_ms);
+    sq_bind_text(st, 12, e->request_id);
+    rc = sq_step_done(db, st, "append_audit");
+    st = NULL;
+    if (rc == STORE_OK) e->id = sqlite3_last_insert_rowid(db);
+done:
+    return rc;
+}
+
+static int sq_append_audit(void *h, struct store_audit *e) {
+    struct sq_store *s = h;
+    int slot;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    int rc = sq_insert_audit(db, e);
+    sq_release(s, slot);
+    return rc;
+}
+
+static void sq_read_audit(sqlite3_stmt *st, struct store_audit *e) {
+    e->id = sqlite3_column_int64(st, 0);
+    util_copy(e->kind, sizeof e->kind, sq_text(st, 1));
+    util_copy(e->subject, sizeof e->subject, sq_text(st, 2));
+    e->from = sqlite3_column_int64(st, 3);
+    e->to = sqlite3_column_int64(st, 4);
+    e->version = sqlite3_column_int64(st, 5);
+    util_copy(e->actor, sizeof e->actor, sq_text(st, 6));
+    util_copy(e->source, sizeof e->source, sq_text(st, 7));
+    util_copy(e->reason, sizeof e->reason, sq_text(st, 8));
+    util_copy(e->outcome, sizeof e->outcome, sq_text(st, 9));
+    util_copy(e->error_code, sizeof e->error_code, sq_text(st, 10));
+    e->at_ms = sqlite3_column_int64(st, 11);
+    util_copy(e->request_id, sizeof e->request_id, sq_text(st, 12));
+}
+
+static int sq_list_audit(void *h, const char *kind, const char *subject, int64_t before_id,
+                         int limit, struct store_audit **out, size_t *n) {
+    struct sq_store *s = h;
+    int slot, rc = STORE_OK, step;
+    size_t len = 0;
+    struct store_audit *items = NULL;
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db;
+
+    *out = NULL;
+    *n = 0;
+    if (limit < 1) return STORE_OK;
+    items = calloc((size_t)limit, sizeof *items);
+    if (items == NULL) return STORE_FAILED;
+    if ((db = sq_acquire(s, &slot)) == NULL) {
+        free(items);
+        return STORE_UNAVAILABLE;
+    }
+    SQ_PREPARE(db, "SELECT id, kind, subject, from_value, to_value, version, actor, source,"
+                   " reason, outcome, error_code, at, request_id FROM scaling_audit"
+                   " WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR subject = ?2)"
+                   " AND (?3 = 0 OR id < ?3) ORDER BY id DESC LIMIT ?4", st, "list_audit");
+    sq_bind_text(st, 1, kind);
+    sq_bind_text(st, 2, subject);
+    sqlite3_bind_int64(st, 3, before_id);
+    sqlite3_bind_int(st, 4, limit);
+    while (len < (size_t)limit && (step = sqlite3_step(st)) == SQLITE_ROW)
+        sq_read_audit(st, &items[len++]);
+    if (len < (size_t)limit && step != SQLITE_DONE) rc = sq_fail(db, step, "list_audit");
+done:
+    sqlite3_finalize(st);
+    sq_release(s, slot);
+    if (rc != STORE_OK) {
+        free(items);
+        return rc;
+    }
+    *out = items;
+    *n = len;
+    return STORE_OK;
+}
+
+/* ---- the judged change ------------------------------------------------------ */
+
+static int sq_stats(sqlite3 *db, const char *queue, int64_t now_ms, struct store_stats *out) {
+    sqlite3_stmt *st = NULL;
+    int rc = STORE_OK, step;
+    memset(out, 0, sizeof *out);
+    SQ_PREPARE(db, "SELECT COUNT(*), COALESCE(MIN(at), 0) FROM scaling_audit"
+                   " WHERE kind = 'scaling' AND subject = ? AND outcome = 'applied'"
+                   " AND from_value <> to_value AND at > ?", st, "stats");
+    sq_bind_text(st, 1, queue);
+    sqlite3_bind_int64(st, 2, now_ms - SQ_HOUR_MS);
+    if ((step = sqlite3_step(st)) != SQLITE_ROW) { rc = sq_fail(db, step, "stats"); goto done; }
+    out->applied_last_hour = sqlite3_column_int64(st, 0);
+    out->oldest_in_hour_ms = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    st = NULL;
+    SQ_PREPARE(db, "SELECT COALESCE(MAX(at), 0) FROM scaling_audit"
+                   " WHERE kind = 'scaling' AND subject = ? AND outcome = 'applied'"
+                   " AND from_value <> to_value", st, "stats");
+    sq_bind_text(st, 1, queue);
+    if ((step = sqlite3_step(st)) != SQLITE_ROW) { rc = sq_fail(db, step, "stats"); goto done; }
+    out->last_applied_ms = sqlite3_column_int64(st, 0);
+done:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sq_write_target(sqlite3 *db, const struct store_target *t) {
+    sqlite3_stmt *st = NULL;
+    int rc;
+    SQ_PREPARE(db, "INSERT INTO runtime_scaling_policies (queue, desired_concurrency, version,"
+                   " updated_by, updated_at, reason, expires_at, revert_to)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (queue) DO UPDATE SET"
+                   " desired_concurrency = excluded.desired_concurrency,"
+                   " version = excluded.version, updated_by = excluded.updated_by,"
+                   " updated_at = excluded.updated_at, reason = excluded.reason,"
+                   " expires_at = excluded.expires_at, revert_to = excluded.revert_to",
+               st, "write_target");
+    sq_bind_text(st, 1, t->queue);
+    sqlite3_bind_int64(st, 2, t->desired);
+    sqlite3_bind_int64(st, 3, t->version);
+    sq_bind_text(st, 4, t->updated_by);
+    sqlite3_bind_int64(st, 5, t->updated_at_ms);
+    sq_bind_text(st, 6, t->reason);
+    sq_bind_opt_int(st, 7, t->expires_at_ms);
+    if (t->expires_at_ms) sqlite3_bind_int64(st, 8, t->revert_to);
+    else sqlite3_bind_null(st, 8);
+    rc = sq_step_done(db, st, "write_target");
+done:
+    return rc;
+}
+
+static int sq_write_outbox(sqlite3 *db, const struct store_target *t) {
+    sqlite3_stmt *st = NULL;
+    int rc;
+    SQ_PREPARE(db, "INSERT INTO scaling_outbox (queue, version, desired_concurrency, created_at)"
+                   " VALUES (?, ?, ?, ?)", st, "write_outbox");
+    sq_bind_text(st, 1, t->queue);
+    sqlite3_bind_int64(st, 2, t->version);
+    sqlite3_bind_int64(st, 3, t->desired);
+    sqlite3_bind_int64(st, 4, t->updated_at_ms);
+    rc = sq_step_done(db, st, "write_outbox");
+done:
+    return rc;
+}
+
+static void sq_fill_audit(struct store_audit *e, const struct store_change *c, int64_t from,
+                          int64_t version) {
+    memset(e, 0, sizeof *e);
+    strcpy(e->kind, "scaling");
+    util_copy(e->subject, sizeof e->subject, c->queue);
+    e->from = from;
+    e->to = c->to;
+    e->version = version;
+    util_copy(e->actor, sizeof e->actor, c->actor);
+    util_copy(e->source, sizeof e->source, c->source);
+    util_copy(e->reason, sizeof e->reason, c->reason);
+    e->at_ms = c->now_ms;
+    util_copy(e->request_id, sizeof e->request_id, c->request_id);
+}
+
+static int sq_apply_change(void *h, const struct store_change *c, store_judge_fn judge, void *ud,
+                           struct store_change_result *out) {
+    struct sq_store *s = h;
+    struct store_target cur;
+    struct store_stats stats;
+    struct store_audit entry;
+    char code[STORE_CODE_MAX] = "";
+    int slot, rc, in_tx = 0;
+    sqlite3 *db = sq_acquire(s, &slot);
+
+    memset(out, 0, sizeof *out);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    if ((rc = sq_exec(db, "BEGIN IMMEDIATE")) != STORE_OK) goto done;
+    in_tx = 1;
+    memset(&cur, 0, sizeof cur);
+    rc = sq_get_target_on(db, c->queue, &cur);
+    if (rc == STORE_NOT_FOUND) {
+        util_copy(cur.queue, sizeof cur.queue, c->queue);
+        cur.desired = c->default_value;
+        cur.version = 0;
+    } else if (rc != STORE_OK) {
+        goto done;
+    }
+    if ((rc = sq_stats(db, c->queue, c->now_ms, &stats)) != STORE_OK) goto done;
+
+    out->previous = cur.desired;
+    if (!judge(ud, &cur, &stats, code)) {
+        sq_fill_audit(&entry, c, cur.desired, cur.version);
+        strcpy(entry.outcome, "rejected");
+        util_copy(entry.error_code, sizeof entry.error_code, code);
+        if ((rc = sq_insert_audit(db, &entry)) != STORE_OK) goto done;
+        out->target = cur;
+        out->applied = 0;
+    } else {
+        struct store_target next = cur;
+        if (c->to != cur.desired || c->expires_at_ms || cur.expires_at_ms) {
+            /* A real change, or a temporary override starting or ending. An
+             * override on top of an override still reverts to the value that
+             * was in force before the first one. */
+            next.desired = c->to;
+            next.version = cur.version + (c->to != cur.desired);
+            if (next.version == 0) next.version = 1;
+            util_copy(next.updated_by, sizeof next.updated_by, c->actor);
+            next.updated_at_ms = c->now_ms;
+            util_copy(next.reason, sizeof next.reason, c->reason);
+            next.expires_at_ms = c->expires_at_ms;
+            next.revert_to = !c->expires_at_ms ? 0 : cur.expires_at_ms ? cur.revert_to : cur.desired;
+            if ((rc = sq_write_target(db, &next)) != STORE_OK) goto done;
+            if (next.version != cur.version && (rc = sq_write_outbox(db, &next)) != STORE_OK)
+                goto done;
+        }
+        sq_fill_audit(&entry, c, cur.desired, next.version);
+        strcpy(entry.outcome, "applied");
+        if ((rc = sq_insert_audit(db, &entry)) != STORE_OK) goto done;
+        out->target = next;
+        out->applied = 1;
+    }
+    out->audit_id = entry.id;
+    rc = sq_exec(db, "COMMIT");
+    if (rc == STORE_OK) in_tx = 0;
+done:
+    if (in_tx) sq_exec(db, "ROLLBACK");
+    sq_release(s, slot);
+    return rc;
+}
+
+/* ---- flags ------------------------------------------------------------------ */
+
+static int sq_get_flag(void *h, const char *env, const char *name, struct store_flag *out) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc, step;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "SELECT name, enabled, updated_by, updated_at, reason FROM feature_flags"
+                   " WHERE environment = ? AND name = ?", st, "get_flag");
+    sq_bind_text(st, 1, env);
+    sq_bind_text(st, 2, name);
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        util_copy(out->name, sizeof out->name, sq_text(st, 0));
+        out->enabled = sqlite3_column_int(st, 1);
+        util_copy(out->updated_by, sizeof out->updated_by, sq_text(st, 2));
+        out->updated_at_ms = sqlite3_column_int64(st, 3);
+        util_copy(out->reason, sizeof out->reason, sq_text(st, 4));
+        rc = STORE_OK;
+    } else {
+        rc = step == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(db, step, "get_flag");
+    }
+done:
+    sqlite3_finalize(st);
+    sq_release(s, slot);
+    return rc;
+}
+
+static int sq_set_flag(void *h, const char *env, const char *name, int enabled, int was_enabled,
+                       const char *actor, const char *source, const char *reason,
+                       const char *request_id, int64_t now_ms) {
+    struct sq_store *s = h;
+    struct store_audit e;
+    sqlite3_stmt *st = NULL;
+    int slot, rc, in_tx = 0;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    if ((rc = sq_exec(db, "BEGIN IMMEDIATE")) != STORE_OK) goto done;
+    in_tx = 1;
+    SQ_PREPARE(db, "INSERT INTO feature_flags (environment, name, enabled, updated_by,"
+                   " updated_at, reason) VALUES (?, ?, ?, ?, ?, ?)"
+                   " ON CONFLICT (environment, name) DO UPDATE SET enabled = excluded.enabled,"
+                   " updated_by = excluded.updated_by, updated_at = excluded.updated_at,"
+                   " reason = excluded.reason", st, "set_flag");
+    sq_bind_text(st, 1, env);
+    sq_bind_text(st, 2, name);
+    sqlite3_bind_int(st, 3, enabled != 0);
+    sq_bind_text(st, 4, actor);
+    sqlite3_bind_int64(st, 5, now_ms);
+    sq_bind_text(st, 6, reason);
+    rc = sq_step_done(db, st, "set_flag");
+    st = NULL;
+    if (rc != STORE_OK) goto done;
+    memset(&e, 0, sizeof e);
+    strcpy(e.kind, "flag");
+    util_copy(e.subject, sizeof e.subject, name);
+    e.from = was_enabled != 0;
+    e.to = enabled != 0;
+    util_copy(e.actor, sizeof e.actor, actor);
+    util_copy(e.source, sizeof e.source, source);
+    util_copy(e.reason, sizeof e.reason, reason);
+    strcpy(e.outcome, "applied");
+    e.at_ms = now_ms;
+    util_copy(e.request_id, sizeof e.request_id, request_id);
+    if ((rc = sq_insert_audit(db, &e)) != STORE_OK) goto done;
+    if ((rc = sq_exec(db, "COMMIT")) == STORE_OK) in_tx = 0;
+done:
+    if (in_tx) sq_exec(db, "ROLLBACK");
+    sq_release(s, slot);
+    return rc;
+}
+
+/* ---- tokens and sessions ------------------------------------------------------ */
+
+static int sq_put_token(void *h, const struct store_token *t) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "INSERT INTO api_tokens (id, name, secret_hash, scopes, created_at,"
+                   " expires_at) VALUES (?, ?, ?, ?, ?, ?)", st, "put_token");
+    sq_bind_text(st, 1, t->id);
+    sq_bind_text(st, 2, t->name);
+    sq_bind_text(st, 3, t->secret_hash);
+    sq_bind_text(st, 4, t->scopes);
+    sqlite3_bind_int64(st, 5, t->created_ms);
+    sq_bind_opt_int(st, 6, t->expires_ms);
+    rc = sq_step_done(db, st, "put_token");
+done:
+    sq_release(s, slot);
+    return rc;
+}
+
+#define SQ_TOKEN_COLS "id, name, secret_hash, scopes, created_at, COALESCE(expires_at, 0)," \
+                      " COALESCE(revoked_at, 0)"
+
+static void sq_read_token(sqlite3_stmt *st, struct store_token *t) {
+    util_copy(t->id, sizeof t->id, sq_text(st, 0));
+    util_copy(t->name, sizeof t->name, sq_text(st, 1));
+    util_copy(t->secret_hash, sizeof t->secret_hash, sq_text(st, 2));
+    util_copy(t->scopes, sizeof t->scopes, sq_text(st, 3));
+    t->created_ms = sqlite3_column_int64(st, 4);
+    t->expires_ms = sqlite3_column_int64(st, 5);
+    t->revoked_ms = sqlite3_column_int64(st, 6);
+}
+
+static int sq_get_token(void *h, const char *id, struct store_token *out) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc, step;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "SELECT " SQ_TOKEN_COLS " FROM api_tokens WHERE id = ?", st, "get_token");
+    sq_bind_text(st, 1, id);
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        sq_read_token(st, out);
+        rc = STORE_OK;
+    } else {
+        rc = step == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(db, step, "get_token");
+    }
+done:
+    sqlite3_finalize(st);
+    sq_release(s, slot);
+    return rc;
+}
+
+static int sq_list_tokens(void *h, struct store_token **out, size_t *n) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    struct store_token *items = NULL;
+    size_t len = 0, cap = 0;
+    int slot, rc = STORE_OK, step;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "SELECT " SQ_TOKEN_COLS " FROM api_tokens ORDER BY created_at, id", st,
+               "list_tokens");
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            size_t ncap = cap ? cap * 2 : 8;
+            struct store_token *grown = realloc(items, ncap * sizeof *items);
+            if (grown == NULL) { rc = STORE_FAILED; goto done; }
+            items = grown;
+            cap = ncap;
+        }
+        sq_read_token(st, &items[len++]);
+    }
+    if (step != SQLITE_DONE) rc = sq_fail(db, step, "list_tokens");
+done:
+    sqlite3_finalize(st);
+    sq_release(s, slot);
+    if (rc != STORE_OK) {
+        free(items);
+        items = NULL;
+        len = 0;
+    }
+    *out = items;
+    *n = len;
+    return rc;
+}
+
+static int sq_revoke_token(void *h, const char *id, int64_t now_ms) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+               st, "revoke_token");
+    sqlite3_bind_int64(st, 1, now_ms);
+    sq_bind_text(st, 2, id);
+    rc = sq_step_done(db, st, "revoke_token");
+    if (rc == STORE_OK && sqlite3_changes(db) == 0) rc = STORE_NOT_FOUND;
+    if (rc == STORE_OK) {
+        st = NULL;
+        SQ_PREPARE(db, "DELETE FROM api_sessions WHERE token_id = ?", st, "revoke_token");
+        sq_bind_text(st, 1, id);
+        rc = sq_step_done(db, st, "revoke_token");
+    }
+done:
+    sq_release(s, slot);
+    return rc;
+}
+
+static int sq_put_session(void *h, const struct store_session *x) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    /* Sweep expired sessions on the way in, so the table stays small. */
+    SQ_PREPARE(db, "DELETE FROM api_sessions WHERE expires_at < ?", st, "put_session");
+    sqlite3_bind_int64(st, 1, x->created_ms);
+    if ((rc = sq_step_done(db, st, "put_session")) != STORE_OK) goto done;
+    SQ_PREPARE(db, "INSERT INTO api_sessions (id_hash, token_id, csrf_token, created_at,"
+                   " expires_at) VALUES (?, ?, ?, ?, ?)", st, "put_session");
+    sq_bind_text(st, 1, x->id_hash);
+    sq_bind_text(st, 2, x->token_id);
+    sq_bind_text(st, 3, x->csrf);
+    sqlite3_bind_int64(st, 4, x->created_ms);
+    sqlite3_bind_int64(st, 5, x->expires_ms);
+    rc = sq_step_done(db, st, "put_session");
+done:
+    sq_release(s, slot);
+    return rc;
+}
+
+static int sq_get_session(void *h, const char *id_hash, struct store_session *out) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc, step;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "SELECT id_hash, token_id, csrf_token, created_at, expires_at"
+                   " FROM api_sessions WHERE id_hash = ?", st, "get_session");
+    sq_bind_text(st, 1, id_hash);
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        util_copy(out->id_hash, sizeof out->id_hash, sq_text(st, 0));
+        util_copy(out->token_id, sizeof out->token_id, sq_text(st, 1));
+        util_copy(out->csrf, sizeof out->csrf, sq_text(st, 2));
+        out->created_ms = sqlite3_column_int64(st, 3);
+        out->expires_ms = sqlite3_column_int64(st, 4);
+        rc = STORE_OK;
+    } else {
+        rc = step == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(db, step, "get_session");
+    }
+done:
+    sqlite3_finalize(st);
+    sq_release(s, slot);
+    return rc;
+}
+
+static int sq_delete_session(void *h, const char *id_hash) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "DELETE FROM api_sessions WHERE id_hash = ?", st, "delete_session");
+    sq_bind_text(st, 1, id_hash);
+    rc = sq_step_done(db, st, "delete_session");
+done:
+    sq_release(s, slot);
+    return rc;
+}
+
+const struct store_backend store_sqlite_backend = {
+    .scheme = "sqlite:",
+    .open = sq_open,
+    .close = sq_close,
+    .migrate = sq_migrate,
+    .schema_current = sq_schema_current,
+    .ping = sq_ping,
+    .get_target = sq_get_target,
+    .list_targets = sq_list_targets,
+    .apply_change = sq_apply_change,
+    .append_audit = sq_append_audit,
+    .list_audit = sq_list_audit,
+    .get_flag = sq_get_flag,
+    .set_flag = sq_set_flag,
+    .put_token = sq_put_token,
+    .get_token = sq_get_token,
+    .list_tokens = sq_list_tokens,
+    .revoke_token = sq_revoke_token,
+    .put_session = sq_put_session,
+    .get_session = sq_get_session,
+    .delete_session = sq_delete_session,
+};

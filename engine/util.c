@@ -1,0 +1,120 @@
+/* util.c — time, randomness and small parsers shared by all modules. */
+#include "util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+int64_t util_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+char *util_format_time(int64_t ms, char *buf) {
+    if (ms < 0) ms = 0;
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    size_t n = strftime(buf, UTIL_TIME_MAX, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, UTIL_TIME_MAX - n, ".%03uZ", (unsigned)(ms % 1000));
+    return buf;
+}
+
+int util_random_bytes(void *buf, size_t len) {
+    unsigned char *p = buf;
+    while (len > 0) {
+        ssize_t n = getrandom(p, len, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+void util_hex(const unsigned char *in, size_t len, char *out) {
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 15];
+    }
+    out[2 * len] = '\0';
+}
+
+int util_random_hex(char *out, size_t len) {
+    unsigned char raw[64];
+    if (len > sizeof raw || util_random_bytes(raw, len) != 0) return -1;
+    util_hex(raw, len, out);
+    return 0;
+}
+
+int util_valid_name(const char *s) {
+    size_t n = 0;
+    if (s == NULL || s[0] == '.' || s[0] == '-') return 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                 (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' ||
+                 c == '-';
+        if (!ok || n >= UTIL_NAME_MAX) return 0;
+    }
+    return n > 0;
+}
+
+int util_parse_duration(const char *s, int64_t *out_s) {
+    char *end;
+    if (s == NULL || *s < '0' || *s > '9') return -1;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || v <= 0) return -1;
+    int64_t mult = 1;
+    if (*end == 'd') mult = 86400, end++;
+    else if (*end == 'h') mult = 3600, end++;
+    else if (*end == 'm') mult = 60, end++;
+    else if (*end == 's') end++;
+    if (*end != '\0' || v > INT64_MAX / mult) return -1;
+    *out_s = v * mult;
+    return 0;
+}
+
+char *util_read_file(const char *path, size_t max, size_t *out_len) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) return NULL;
+    buf = malloc(max + 1);
+    if (buf == NULL) goto fail;
+    len = fread(buf, 1, max + 1, f);
+    if (ferror(f)) goto fail;
+    if (len > max) {
+        errno = EFBIG;
+        goto fail;
+    }
+    buf[len] = '\0';
+    fclose(f);
+    if (out_len) *out_len = len;
+    return buf;
+fail:
+    free(buf);
+    fclose(f);
+    return NULL;
+}
+
+void util_copy(char *dst, size_t size, const char *src) {
+    size_t n = src ? strlen(src) : 0;
+    if (n >= size) n = size - 1;
+    if (n) memcpy(dst, src, n);
+    dst[n] = '\0';
+}

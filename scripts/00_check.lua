@@ -1,0 +1,92 @@
+-- 00_check.lua — request validation shared by every handler file.
+--
+-- Files in scripts/ load in name order into one state, so this one runs
+-- first and leaves the global `check` for the others. Each function returns
+-- nothing when the input is fine, or the (status, body) of a 400 answer.
+
+check = {}
+local s = sluice
+
+local function invalid(field, message)
+  return s.error(400, "invalid_field", message, { field = field })
+end
+check.invalid = invalid
+
+local function short(name)
+  name = tostring(name)
+  if #name > 64 then name = name:sub(1, 64) .. "..." end
+  return name
+end
+
+-- One rule per field, in the order errors should be reported:
+--   { "name", "integer"|"string"|"boolean"|"array", required = bool,
+--     min = n, max = n, text = true (1..max characters, not blank) }
+function check.body(body, rules)
+  local known = {}
+  for _, rule in ipairs(rules) do known[rule[1]] = rule end
+  -- Unknown fields first: a typo must never be silently ignored.
+  local unknown = {}
+  for k in pairs(body) do
+    if not known[k] then unknown[#unknown + 1] = tostring(k) end
+  end
+  if #unknown > 0 then
+    table.sort(unknown)
+    return invalid(unknown[1], ("unknown field '%s'"):format(short(unknown[1])))
+  end
+  for _, rule in ipairs(rules) do
+    local name, kind, v = rule[1], rule[2], body[rule[1]]
+    if v == nil or v == s.null then
+      if rule.required then return invalid(name, ("'%s' is required"):format(name)) end
+    elseif kind == "integer" then
+      if math.type(v) ~= "integer" then
+        return invalid(name, ("'%s' must be an integer"):format(name))
+      end
+      if rule.min and v < rule.min then
+        return invalid(name, ("'%s' must be at least %d"):format(name, rule.min))
+      end
+      if rule.max and v > rule.max then
+        return invalid(name, ("'%s' must be at most %d"):format(name, rule.max))
+      end
+    elseif kind == "string" then
+      if type(v) ~= "string" then
+        return invalid(name, ("'%s' must be a string"):format(name))
+      end
+      if rule.text then
+        local chars = utf8.len(v)
+        if not chars then return invalid(name, ("'%s' is not valid UTF-8"):format(name)) end
+        if chars < 1 or not v:find("%S") then
+          return invalid(name, ("'%s' must not be empty"):format(name))
+        end
+        if chars > rule.max then
+          return invalid(name, ("'%s' is longer than %d characters"):format(name, rule.max))
+        end
+      end
+    elseif kind == "boolean" then
+      if type(v) ~= "boolean" then
+        return invalid(name, ("'%s' must be true or false"):format(name))
+      end
+    elseif kind == "array" then
+      if type(v) ~= "table" then
+        return invalid(name, ("'%s' must be a list"):format(name))
+      end
+    end
+  end
+end
+
+-- A query parameter that must be a positive integer within [min, max].
+function check.query_int(query, name, default, min, max)
+  local text = query[name]
+  if text == nil then return default end
+  local n = text:match("^%d+$") and math.tointeger(tonumber(text))
+  if not n or n < min or n > max then
+    return nil, invalid(name, ("'%s' must be an integer in %d..%d"):format(name, min, max))
+  end
+  return n
+end
+
+-- Turn a failure table from a sluice.* function into an answer.
+function check.fail(err)
+  local headers
+  if err.retry_after then headers = { ["Retry-After"] = tostring(err.retry_after) } end
+  return s.error(err.status, err.code, err.message, err.details, headers)
+end

@@ -1,0 +1,56 @@
+-- scaling.lua — desired concurrency per queue, and the audit log.
+local s = sluice
+
+local change_rules = {
+  { "desired_concurrency", "integer", required = true, min = 0 },
+  { "reason", "string", required = true, text = true, max = 500 },
+  { "confirm", "boolean" },
+  { "expected_version", "integer", min = 0 },
+  { "duration_s", "integer", min = 1, max = 30 * 86400 },
+  { "wait_ms", "integer", min = 0, max = 30000 },
+}
+
+s.route("GET", "/api/v1/scaling", { scope = "scaling:read" }, function()
+  local list, err = s.scaling.list()
+  if not list then return check.fail(err) end
+  return 200, list
+end)
+
+s.route("GET", "/api/v1/scaling/{queue}", { scope = "scaling:read" }, function(req)
+  local target, err = s.scaling.get(req.params.queue)
+  if not target then return check.fail(err) end
+  return 200, target
+end)
+
+s.route("PUT", "/api/v1/scaling/{queue}", { scope = "scaling:write" }, function(req)
+  local bad, body = check.body(req.body, change_rules)
+  if bad then return bad, body end
+  local b = req.body
+  local result, err = s.scaling.set(req.params.queue, {
+    desired_concurrency = b.desired_concurrency,
+    reason = b.reason,
+    confirm = b.confirm == true,
+    expected_version = b.expected_version ~= s.null and b.expected_version or nil,
+    duration_s = b.duration_s ~= s.null and b.duration_s or nil,
+  })
+  if not result then return check.fail(err) end
+  return 200, result
+end)
+
+local function history(queue, req)
+  local limit, bad = check.query_int(req.query, "limit", 50, 1, 500)
+  if not limit then return bad end
+  local before, bad2 = check.query_int(req.query, "before", 0, 1, math.maxinteger)
+  if not before then return bad2 end
+  local page, err = s.scaling.history(queue, { limit = limit, before = before })
+  if not page then return check.fail(err) end
+  return 200, page
+end
+
+s.route("GET", "/api/v1/scaling/{queue}/history", { scope = "scaling:read" }, function(req)
+  return history(req.params.queue, req)
+end)
+
+s.route("GET", "/api/v1/audit", { scope = "scaling:read" }, function(req)
+  return history(nil, req)
+end)
