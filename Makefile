@@ -9,7 +9,7 @@
 #           make valgrind                           (unit tests under valgrind)
 
 CC      ?= cc
-BUILD   := build
+BUILD   ?= build
 PKGS    := lua5.4 jansson libmicrohttpd sqlite3 libcrypto
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -67,19 +67,19 @@ deps:
 	@tools/deps.sh
 
 run: deps all
-	@tools/run.sh
+	@BUILD=$(BUILD) tools/run.sh
 
 test: deps all
-	@tools/test.sh
+	@BUILD=$(BUILD) tools/test.sh
 
 unit: all
-	@tools/test.sh unit
+	@BUILD=$(BUILD) tools/test.sh unit
 
 api: all
-	@tools/test.sh api
+	@BUILD=$(BUILD) tools/test.sh api
 
 valgrind: all
-	@VALGRIND=1 tools/test.sh unit
+	@BUILD=$(BUILD) VALGRIND=1 tools/test.sh unit
 
 bench: deps all
 	@echo "no benchmarks yet: they arrive with propagation (issue 3)"

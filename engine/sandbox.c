@@ -47,7 +47,7 @@ static void sandbox_hook(lua_State *L, lua_Debug *ar) {
     sb->remaining -= SANDBOX_HOOK_EVERY;
     if (sb->remaining <= 0) {
         sb->exhausted = 1;
-        luaL_error(L, "instruction budget exceeded (%ld instructions)", sb->budget);
+        luaL_error(L, "instruction budget exceeded (%I instructions)", (lua_Integer)sb->budget);
     }
 }
 

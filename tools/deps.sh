@@ -1,0 +1,30 @@
+#!/bin/sh
+# deps.sh — install what Sluice needs on Debian 12, once.
+#
+# As root: apt-get update (only when something is missing), then install.
+# Not root: print the exact command and stop, so nothing happens behind the
+# user's back.
+set -eu
+
+PKGS="build-essential pkg-config libmicrohttpd-dev liblua5.4-dev libsqlite3-dev
+libjansson-dev libssl-dev libhiredis-dev redis-server sqlite3 curl ca-certificates"
+
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+    missing="$missing $p"
+done
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+command -v npm >/dev/null 2>&1 || missing="$missing npm"
+
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "Sluice needs these Debian packages:$missing" >&2
+    echo "Install them with:" >&2
+    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends$missing" >&2
+    exit 1
+  fi
+  echo "installing:$missing"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
+fi

@@ -1,0 +1,65 @@
+#!/bin/sh
+# test.sh — run the test suites against the binaries in $BUILD and end with
+# one line that counts passes and failures. Usage: tools/test.sh [unit|api]
+#
+# Under SANITIZE builds, AddressSanitizer, LeakSanitizer and UBSan abort on
+# the first finding; the API tests also fail when sluiced does not exit 0
+# after SIGTERM, which is how a leak at shutdown shows up.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+WHAT=${1:-all}
+export SLUICE_BUILD="$PWD/$BUILD"
+export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:exitcode=86"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+export LSAN_OPTIONS="suppressions=$PWD/spec/lsan.supp:print_suppressions=0"
+
+passed=0
+failed=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# Add "# <suite>: P passed, F failed" lines from $log to the totals.
+count() {
+  p=$(sed -n 's/^# .*: \([0-9]*\) passed, \([0-9]*\) failed$/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
+  f=$(sed -n 's/^# .*: \([0-9]*\) passed, \([0-9]*\) failed$/\2/p' "$log" | awk '{s+=$1} END {print s+0}')
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+
+if [ "$WHAT" = all ] || [ "$WHAT" = unit ]; then
+  echo "== C unit tests"
+  for t in "$BUILD"/unit/test_*; do
+    [ -x "$t" ] || continue
+    if [ -n "${VALGRIND:-}" ]; then
+      valgrind -q --error-exitcode=87 --leak-check=full "$t" > "$log" 2>&1
+    else
+      "$t" > "$log" 2>&1
+    fi
+    rc=$?
+    cat "$log"
+    count
+    if [ $rc -ne 0 ] && ! grep -q '^not ok' "$log"; then
+      echo "# $t: exited $rc without a failing test (crash or sanitizer finding)"
+      failed=$((failed + 1))
+    fi
+  done
+fi
+
+if [ "$WHAT" = all ] || [ "$WHAT" = api ]; then
+  echo "== API tests (node --test, real sluiced on real SQLite files)"
+  node --test --test-concurrency=2 --test-reporter=spec spec/api/ > "$log" 2>&1
+  rc=$?
+  cat "$log"
+  p=$(sed -n 's/^ℹ pass \([0-9]*\)$/\1/p' "$log" | tail -1)
+  f=$(sed -n 's/^ℹ fail \([0-9]*\)$/\1/p' "$log" | tail -1)
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0}))
+  if [ $rc -ne 0 ] && [ "${f:-0}" -eq 0 ]; then
+    echo "# API tests exited $rc without a failing test"
+    failed=$((failed + 1))
+  fi
+fi
+
+echo "tests: $passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
