@@ -394,6 +394,7 @@ http_server *http_start(const struct http_options *opt, char *err, size_t errlen
     }
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)opt->port, NULL, NULL, http_on_request, srv,
+        MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, srv,      /* first, or MHD warns */
         MHD_OPTION_SOCK_ADDR, sa,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opt->threads,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->conn_limit,
@@ -401,7 +402,6 @@ http_server *http_start(const struct http_options *opt, char *err, size_t errlen
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->conn_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, srv,
-        MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, srv,
         MHD_OPTION_END);
     if (srv->daemon == NULL) {
         snprintf(err, errlen, "cannot listen on %s:%d (address in use, or not permitted)",

@@ -73,7 +73,8 @@ function check.body(body, rules)
   end
 end
 
--- A query parameter that must be a positive integer within [min, max].
+-- A query parameter that must be an integer within [min, max]. Returns the
+-- value, or nil followed by the (status, body) of a 400 answer.
 function check.query_int(query, name, default, min, max)
   local text = query[name]
   if text == nil then return default end

@@ -38,10 +38,10 @@ s.route("PUT", "/api/v1/scaling/{queue}", { scope = "scaling:write" }, function(
 end)
 
 local function history(queue, req)
-  local limit, bad = check.query_int(req.query, "limit", 50, 1, 500)
-  if not limit then return bad end
-  local before, bad2 = check.query_int(req.query, "before", 0, 1, math.maxinteger)
-  if not before then return bad2 end
+  local limit, status, body = check.query_int(req.query, "limit", 50, 1, 500)
+  if not limit then return status, body end
+  local before, status2, body2 = check.query_int(req.query, "before", 0, 1, math.maxinteger)
+  if not before then return status2, body2 end
   local page, err = s.scaling.history(queue, { limit = limit, before = before })
   if not page then return check.fail(err) end
   return 200, page
