@@ -9,7 +9,7 @@ set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 WHAT=${1:-all}
-export SLUICE_BUILD="$PWD/$BUILD"
+case $BUILD in /*) export SLUICE_BUILD="$BUILD" ;; *) export SLUICE_BUILD="$PWD/$BUILD" ;; esac
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:halt_on_error=1:exitcode=86"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export LSAN_OPTIONS="suppressions=$PWD/spec/lsan.supp:print_suppressions=0"

@@ -50,7 +50,8 @@ export function cli(args, opts = {}) {
     });
     return { status: 0, stdout, stderr: '' };
   } catch (e) {
-    return { status: e.status, stdout: e.stdout || '', stderr: e.stderr || '' };
+    // status is null when the process could not start or was killed.
+    return { status: e.status, stdout: e.stdout || '', stderr: e.stderr || String(e.message) };
   }
 }
 
