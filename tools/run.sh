@@ -1,0 +1,50 @@
+#!/bin/sh
+# run.sh — the local demo behind `make run`: a SQLite database in .run/, a
+# private Redis when SLUICE_REDIS is not set, an admin token, and sluiced in
+# the foreground. Ctrl-C stops everything it started.
+set -eu
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+RUN=.run
+PORT=${SLUICE_PORT:-8080}
+DB="sqlite:$RUN/sluice.db"
+mkdir -p "$RUN"
+
+redis_pid=""
+cleanup() {
+  [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+# Redis carries changes to workers (propagation); start a private one on a
+# spare port unless the operator pointed us at theirs.
+if [ -z "${SLUICE_REDIS:-}" ]; then
+  REDIS_PORT=${SLUICE_REDIS_PORT:-6399}
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no \
+    --daemonize no > "$RUN/redis.log" 2>&1 &
+  redis_pid=$!
+  export SLUICE_REDIS="redis://127.0.0.1:$REDIS_PORT"
+fi
+
+"$BUILD/sluiced" migrate --db "$DB" > /dev/null
+TOKEN=$("$BUILD/sluiced" token create --db "$DB" --name "demo-admin" --scopes admin \
+        --expires-in 1d 2>/dev/null)
+
+cat <<MSG
+
+  Sluice is starting.
+    UI:     http://127.0.0.1:$PORT/
+    Token:  $TOKEN      (admin, valid 24 h; shown once)
+
+  Try it:
+    export SLUICE_TOKEN=$TOKEN
+    curl -s -H "Authorization: Bearer \$SLUICE_TOKEN" http://127.0.0.1:$PORT/api/v1/scaling
+    curl -s -X PUT -H "Authorization: Bearer \$SLUICE_TOKEN" \\
+         -d '{"desired_concurrency": 8, "reason": "trying sluice"}' \\
+         http://127.0.0.1:$PORT/api/v1/scaling/ingestion
+
+  Logs follow as JSON lines. Ctrl-C stops sluiced and the demo Redis.
+
+MSG
+
+"$BUILD/sluiced" serve --listen "127.0.0.1:$PORT" --db "$DB" --env local || true
