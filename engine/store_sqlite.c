@@ -313,27 +313,28 @@ static int sq_get_target(void *h, const char *queue, struct store_target *out) {
     return rc;
 }
 
-static int sq_list_targets(void *h, struct store_target **out, size_t *n) {
-    struct sq_store *s = h;
+/* Run a parameterless query and collect every row into a malloc'd array of
+ * elements of `size` bytes, filled by read(). The caller owns *out. */
+static int sq_collect(struct sq_store *s, const char *sql, size_t size,
+                      void (*read)(sqlite3_stmt *st, void *elem), void **out, size_t *n) {
     int slot, rc = STORE_OK, step;
     size_t cap = 0, len = 0;
-    struct store_target *items = NULL;
+    char *items = NULL;
     sqlite3_stmt *st = NULL;
     sqlite3 *db = sq_acquire(s, &slot);
     if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies ORDER BY queue", st,
-               "list_targets");
+    SQ_PREPARE(db, sql, st, "collect");
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         if (len == cap) {
             size_t ncap = cap ? cap * 2 : 8;
-            struct store_target *grown = realloc(items, ncap * sizeof *items);
+            char *grown = realloc(items, ncap * size);
             if (grown == NULL) { rc = STORE_FAILED; goto done; }
             items = grown;
             cap = ncap;
         }
-        sq_read_target(st, &items[len++]);
+        read(st, items + size * len++);
     }
-    if (step != SQLITE_DONE) rc = sq_fail(db, step, "list_targets");
+    if (step != SQLITE_DONE) rc = sq_fail(db, step, "collect");
 done:
     sqlite3_finalize(st);
     sq_release(s, slot);
@@ -345,6 +346,13 @@ done:
     *out = items;
     *n = len;
     return rc;
+}
+
+static void sq_read_target_elem(sqlite3_stmt *st, void *elem) { sq_read_target(st, elem); }
+
+static int sq_list_targets(void *h, struct store_target **out, size_t *n) {
+    return sq_collect(h, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies ORDER BY queue",
+                      sizeof **out, sq_read_target_elem, (void **)out, n);
 }
 
 /* ---- audit ---------------------------------------------------------------- */
@@ -717,38 +725,11 @@ done:
     return rc;
 }
 
+static void sq_read_token_elem(sqlite3_stmt *st, void *elem) { sq_read_token(st, elem); }
+
 static int sq_list_tokens(void *h, struct store_token **out, size_t *n) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    struct store_token *items = NULL;
-    size_t len = 0, cap = 0;
-    int slot, rc = STORE_OK, step;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "SELECT " SQ_TOKEN_COLS " FROM api_tokens ORDER BY created_at, id", st,
-               "list_tokens");
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            struct store_token *grown = realloc(items, ncap * sizeof *items);
-            if (grown == NULL) { rc = STORE_FAILED; goto done; }
-            items = grown;
-            cap = ncap;
-        }
-        sq_read_token(st, &items[len++]);
-    }
-    if (step != SQLITE_DONE) rc = sq_fail(db, step, "list_tokens");
-done:
-    sqlite3_finalize(st);
-    sq_release(s, slot);
-    if (rc != STORE_OK) {
-        free(items);
-        items = NULL;
-        len = 0;
-    }
-    *out = items;
-    *n = len;
-    return rc;
+    return sq_collect(h, "SELECT " SQ_TOKEN_COLS " FROM api_tokens ORDER BY created_at, id",
+                      sizeof **out, sq_read_token_elem, (void **)out, n);
 }
 
 static int sq_revoke_token(void *h, const char *id, int64_t now_ms) {

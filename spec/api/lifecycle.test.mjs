@@ -233,3 +233,28 @@ test('static_ui_and_healthz_are_public', async () => {
       'no access log line for /healthz');
   } finally { await srv.cleanup(); }
 });
+
+test('per_ip_connection_limit_and_idle_timeout_hold', async () => {
+  const net = await import('node:net');
+  const srv = await startServer({ tokens: false, extraArgs: ['--max-per-ip', '2', '--conn-timeout', '1'] });
+  const open = () => new Promise((resolveP) => {
+    const sock = net.connect(srv.port, '127.0.0.1');
+    const state = { sock, closedAt: 0 };
+    sock.on('close', () => { state.closedAt = Date.now(); });
+    sock.on('error', () => {});
+    sock.on('connect', () => resolveP(state));
+  });
+  try {
+    const t0 = Date.now();
+    const a = await open();
+    const b = await open();
+    const c = await open();                       // over the limit: closed at once
+    assert.ok(await waitFor(() => c.closedAt > 0, 500), 'third connection was not refused');
+    assert.equal(a.closedAt, 0);
+    // the idle ones are closed by the 1 s timeout
+    assert.ok(await waitFor(() => a.closedAt > 0 && b.closedAt > 0, 4000), 'idle connections stayed open');
+    assert.ok(a.closedAt - t0 >= 900, `closed too early: ${a.closedAt - t0} ms`);
+    // and the server still answers
+    assert.equal((await srv.request('GET', '/healthz')).status, 200);
+  } finally { await srv.cleanup(); }
+});
