@@ -31,7 +31,8 @@ int bind_push_failure(lua_State *L, struct scaling_error *err) {
     *box = err->details;
     err->details = NULL;
     lua_pushnil(L);                             /* box, nil */
-    lua_createtable(L, 0, 5);                   /* box, nil, err */
+    lua_pushstring(L, err->message);            /* box, nil, message */
+    lua_createtable(L, 0, 5);                   /* box, nil, message, info */
     lua_pushinteger(L, err->status);
     lua_setfield(L, -2, "status");
     lua_pushstring(L, err->code);
@@ -46,7 +47,7 @@ int bind_push_failure(lua_State *L, struct scaling_error *err) {
         lua_pushinteger(L, err->retry_after_s);
         lua_setfield(L, -2, "retry_after");
     }
-    lua_remove(L, -3);                          /* nil, err (box collected later) */
+    lua_remove(L, -4);                          /* nil, message, info (box collected later) */
     scaling_error_clear(err);
-    return 2;
+    return 3;
 }

@@ -14,8 +14,9 @@ void bind_auth_open(lua_State *L);       /* sluice.auth.* */
 void bind_flags_open(lua_State *L);      /* sluice.flags.* */
 void bind_policy_open(lua_State *L);     /* sluice.policy.* */
 
-/* Shared by the areas: push nil plus an error table {status, code, message,
- * details, retry_after} built from a scaling_error (which is cleared). */
+/* Shared by the areas, for run-time failures: push nil, the message, and a
+ * table {status, code, message, details, retry_after} with what an answer
+ * needs, built from a scaling_error (which is cleared). Returns 3. */
 struct scaling_error;
 int bind_push_failure(lua_State *L, struct scaling_error *err);
 

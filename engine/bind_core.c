@@ -11,6 +11,7 @@
 /* sluice.route(method, pattern, {scope = "..."}, handler)  -- load time */
 static int core_route(lua_State *L) {
     luaL_argcheck(L, lua_gettop(L) == 4, 4, "expected method, pattern, options, handler");
+    if (sandbox_phase(L) != SANDBOX_LOAD) return luaL_error(L, "sluice.route: only at load time");
     const char *method = luaL_checkstring(L, 1);
     const char *pattern = luaL_checkstring(L, 2);
     luaL_checktype(L, 3, LUA_TTABLE);

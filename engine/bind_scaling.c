@@ -9,7 +9,7 @@
 #include <lauxlib.h>
 #include <string.h>
 
-/* Push *box (owned) or the failure. */
+/* Push *box (owned), or the failure: nil, message, info. */
 static int scaling_push_result(lua_State *L, json_t **box, struct scaling_error *err) {
     if (*box == NULL) return bind_push_failure(L, err);
     luajson_push_boxed(L, box);
@@ -38,12 +38,13 @@ static int scaling_l_get(lua_State *L) {
     return scaling_push_result(L, box, &err);
 }
 
-/* Optional integer field of the table at idx; raises on a wrong type. */
-static int scaling_opt_int(lua_State *L, int idx, const char *key, int64_t *out) {
+/* Optional integer field of the table at idx; raises on a wrong type,
+ * naming fname. */
+static int scaling_opt_int(lua_State *L, int idx, const char *fname, const char *key, int64_t *out) {
     int t = lua_getfield(L, idx, key);
     int present = t != LUA_TNIL && !luajson_is_null(L, -1);
     if (present) {
-        if (!lua_isinteger(L, -1)) luaL_error(L, "sluice.scaling.set: %s must be an integer", key);
+        if (!lua_isinteger(L, -1)) luaL_error(L, "%s: %s must be an integer", fname, key);
         *out = lua_tointeger(L, -1);
     }
     lua_pop(L, 1);
@@ -60,7 +61,7 @@ static int scaling_l_set(lua_State *L) {
     memset(&c, 0, sizeof c);
     c.queue = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
-    if (!scaling_opt_int(L, 2, "desired_concurrency", &c.to))
+    if (!scaling_opt_int(L, 2, "sluice.scaling.set", "desired_concurrency", &c.to))
         return luaL_error(L, "sluice.scaling.set: desired_concurrency is required");
     lua_getfield(L, 2, "reason");
     luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 2, "reason must be a string");
@@ -68,8 +69,8 @@ static int scaling_l_set(lua_State *L) {
     lua_getfield(L, 2, "confirm");
     c.confirm = lua_toboolean(L, -1);
     lua_pop(L, 1);
-    c.has_expected_version = scaling_opt_int(L, 2, "expected_version", &c.expected_version);
-    scaling_opt_int(L, 2, "duration_s", &c.duration_s);
+    c.has_expected_version = scaling_opt_int(L, 2, "sluice.scaling.set", "expected_version", &c.expected_version);
+    scaling_opt_int(L, 2, "sluice.scaling.set", "duration_s", &c.duration_s);
     c.actor = sr->principal.name;
     c.scopes = sr->principal.scopes;
     c.source = sr->source;
@@ -90,8 +91,8 @@ static int scaling_l_history(lua_State *L) {
     const char *queue = lua_isnil(L, 1) ? NULL : luaL_checkstring(L, 1);
     if (n == 2) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        scaling_opt_int(L, 2, "limit", &limit);
-        scaling_opt_int(L, 2, "before", &before);
+        scaling_opt_int(L, 2, "sluice.scaling.history", "limit", &limit);
+        scaling_opt_int(L, 2, "sluice.scaling.history", "before", &before);
         luaL_argcheck(L, limit >= 1 && limit <= SCALING_HISTORY_MAX, 2, "limit must be 1..500");
         luaL_argcheck(L, before >= 0, 2, "before must be >= 0");
     }

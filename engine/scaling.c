@@ -220,11 +220,8 @@ json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scal
     int enabled, rc;
     json_t *out;
 
-    if (policy_bounds(app->pol, c->queue, &j.b) != 0) {
-        scaling_fail(err, 404, "unknown_queue", NULL, "queue '%s' is not declared by the policies",
-                     c->queue);
-        return NULL;
-    }
+    /* lua.md's order: the writes flag comes before the queue is known. */
+    int declared = policy_bounds(app->pol, c->queue, &j.b) == 0;
     if ((rc = flags_get(app, FLAG_WRITES, &enabled)) != STORE_OK) {
         scaling_store_fail(err, rc);
         return NULL;
@@ -233,8 +230,15 @@ json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scal
         scaling_fail(err, 403, "writes_disabled", json_pack("{s:s}", "environment", app->cfg->env),
                      "environment '%s' is read-only: an admin must turn the 'writes' flag on",
                      app->cfg->env);
-        if (scaling_load(app, c->queue, &j.b, &cur) == STORE_OK)
+        /* Only declared queues are audited: the log must not fill with
+         * names anyone can make up. */
+        if (declared && scaling_load(app, c->queue, &j.b, &cur) == STORE_OK)
             scaling_audit_refusal(app, c, cur.desired, cur.version, err->code);
+        return NULL;
+    }
+    if (!declared) {
+        scaling_fail(err, 404, "unknown_queue", NULL, "queue '%s' is not declared by the policies",
+                     c->queue);
         return NULL;
     }
 

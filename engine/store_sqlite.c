@@ -313,17 +313,21 @@ static int sq_get_target(void *h, const char *queue, struct store_target *out) {
     return rc;
 }
 
-/* Run a parameterless query and collect every row into a malloc'd array of
- * elements of `size` bytes, filled by read(). The caller owns *out. */
-static int sq_collect(struct sq_store *s, const char *sql, size_t size,
-                      void (*read)(sqlite3_stmt *st, void *elem), void **out, size_t *n) {
-    int slot, rc = STORE_OK, step;
+/* Run a query (with ?1 bound to arg when it has one) and collect every row
+ * into a malloc'd array of elements of `size` bytes, filled by read(). Uses
+ * db when given (inside a transaction), else a pooled connection. The caller
+ * owns *out. */
+static int sq_collect_on(struct sq_store *s, sqlite3 *given, const char *sql, int64_t arg,
+                         size_t size, void (*read)(sqlite3_stmt *st, void *elem), void **out,
+                         size_t *n) {
+    int slot = -1, rc = STORE_OK, step;
     size_t cap = 0, len = 0;
     char *items = NULL;
     sqlite3_stmt *st = NULL;
-    sqlite3 *db = sq_acquire(s, &slot);
+    sqlite3 *db = given ? given : sq_acquire(s, &slot);
     if (db == NULL) return STORE_UNAVAILABLE;
     SQ_PREPARE(db, sql, st, "collect");
+    if (sqlite3_bind_parameter_count(st) > 0) sqlite3_bind_int64(st, 1, arg);
     while ((step = sqlite3_step(st)) == SQLITE_ROW) {
         if (len == cap) {
             size_t ncap = cap ? cap * 2 : 8;
@@ -337,7 +341,7 @@ static int sq_collect(struct sq_store *s, const char *sql, size_t size,
     if (step != SQLITE_DONE) rc = sq_fail(db, step, "collect");
 done:
     sqlite3_finalize(st);
-    sq_release(s, slot);
+    if (!given) sq_release(s, slot);
     if (rc != STORE_OK) {
         free(items);
         items = NULL;
@@ -348,11 +352,92 @@ done:
     return rc;
 }
 
+static int sq_collect(struct sq_store *s, const char *sql, size_t size,
+                      void (*read)(sqlite3_stmt *st, void *elem), void **out, size_t *n) {
+    return sq_collect_on(s, NULL, sql, 0, size, read, out, n);
+}
+
 static void sq_read_target_elem(sqlite3_stmt *st, void *elem) { sq_read_target(st, elem); }
 
 static int sq_list_targets(void *h, struct store_target **out, size_t *n) {
     return sq_collect(h, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies ORDER BY queue",
                       sizeof **out, sq_read_target_elem, (void **)out, n);
+}
+
+/* ---- outbox and the desired-state snapshot -------------------------------- */
+
+static void sq_read_outbox(sqlite3_stmt *st, void *elem) {
+    struct store_outbox *o = elem;
+    o->id = sqlite3_column_int64(st, 0);
+    util_copy(o->queue, sizeof o->queue, sq_text(st, 1));
+    o->version = sqlite3_column_int64(st, 2);
+    o->desired = sqlite3_column_int64(st, 3);
+    o->created_ms = sqlite3_column_int64(st, 4);
+}
+
+static int sq_outbox_pending(void *h, int limit, struct store_outbox **out, size_t *n) {
+    return sq_collect_on(h, NULL, "SELECT id, queue, version, desired_concurrency, created_at"
+                                  " FROM scaling_outbox WHERE published_at IS NULL"
+                                  " ORDER BY id LIMIT ?1",
+                         limit, sizeof **out, sq_read_outbox, (void **)out, n);
+}
+
+static int sq_outbox_mark_published(void *h, int64_t id, int64_t now_ms) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "UPDATE scaling_outbox SET published_at = ? WHERE id = ?", st, "mark_published");
+    sqlite3_bind_int64(st, 1, now_ms);
+    sqlite3_bind_int64(st, 2, id);
+    rc = sq_step_done(db, st, "mark_published");
+done:
+    sq_release(s, slot);
+    return rc;
+}
+
+static void sq_read_name(sqlite3_stmt *st, void *elem) {
+    util_copy(elem, UTIL_NAME_MAX + 1, sq_text(st, 0));
+}
+
+static int sq_desired_snapshot(void *h, struct store_target **targets, size_t *nt,
+                               char (**pending)[UTIL_NAME_MAX + 1], size_t *np) {
+    struct sq_store *s = h;
+    int slot, rc;
+    sqlite3 *db = sq_acquire(s, &slot);
+    *targets = NULL;
+    *pending = NULL;
+    *nt = *np = 0;
+    if (db == NULL) return STORE_UNAVAILABLE;
+    /* A deferred transaction: both reads see the same WAL snapshot. */
+    if ((rc = sq_exec(db, "BEGIN")) != STORE_OK) goto done;
+    rc = sq_collect_on(s, db, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies"
+                              " WHERE queue NOT IN (SELECT queue FROM scaling_outbox"
+                              " WHERE published_at IS NULL) ORDER BY queue",
+                       0, sizeof **targets, sq_read_target_elem, (void **)targets, nt);
+    if (rc == STORE_OK)
+        rc = sq_collect_on(s, db, "SELECT DISTINCT queue FROM scaling_outbox"
+                                  " WHERE published_at IS NULL",
+                           0, sizeof **pending, sq_read_name, (void **)pending, np);
+    sq_exec(db, "COMMIT");
+    if (rc != STORE_OK) {
+        free(*targets);
+        free(*pending);
+        *targets = NULL;
+        *pending = NULL;
+        *nt = *np = 0;
+    }
+done:
+    sq_release(s, slot);
+    return rc;
+}
+
+static int sq_list_expired(void *h, int64_t now_ms, struct store_target **out, size_t *n) {
+    return sq_collect_on(h, NULL, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies"
+                                  " WHERE expires_at IS NOT NULL AND expires_at <= ?1"
+                                  " ORDER BY expires_at",
+                         now_ms, sizeof **out, sq_read_target_elem, (void **)out, n);
 }
 
 /* ---- audit ---------------------------------------------------------------- */
@@ -556,7 +641,13 @@ static int sq_apply_change(void *h, const struct store_change *c, store_judge_fn
     if ((rc = sq_stats(db, c->queue, c->now_ms, &stats)) != STORE_OK) goto done;
 
     out->previous = cur.desired;
-    if (!judge(ud, &cur, &stats, code)) {
+    int verdict = judge(ud, &cur, &stats, code);
+    if (verdict < 0) {
+        out->target = cur;
+        out->applied = -1;
+        goto done;                            /* in_tx: rolled back below */
+    }
+    if (verdict == 0) {
         sq_fill_audit(&entry, c, cur.desired, cur.version);
         strcpy(entry.outcome, "rejected");
         util_copy(entry.error_code, sizeof entry.error_code, code);
@@ -565,13 +656,13 @@ static int sq_apply_change(void *h, const struct store_change *c, store_judge_fn
         out->applied = 0;
     } else {
         struct store_target next = cur;
-        if (c->to != cur.desired || c->expires_at_ms || cur.expires_at_ms) {
-            /* A real change, or a temporary override starting or ending. An
-             * override on top of an override still reverts to the value that
-             * was in force before the first one. */
+        if (c->to != cur.desired || (cur.expires_at_ms && !c->expires_at_ms)) {
+            /* A real change, or a permanent change that ends a temporary
+             * override at the same value (version kept). An override on top
+             * of an override still reverts to the value that was in force
+             * before the first one. A no-op never starts an override. */
             next.desired = c->to;
             next.version = cur.version + (c->to != cur.desired);
-            if (next.version == 0) next.version = 1;
             util_copy(next.updated_by, sizeof next.updated_by, c->actor);
             next.updated_at_ms = c->now_ms;
             util_copy(next.reason, sizeof next.reason, c->reason);
@@ -830,6 +921,10 @@ const struct store_backend store_sqlite_backend = {
     .apply_change = sq_apply_change,
     .append_audit = sq_append_audit,
     .list_audit = sq_list_audit,
+    .outbox_pending = sq_outbox_pending,
+    .outbox_mark_published = sq_outbox_mark_published,
+    .desired_snapshot = sq_desired_snapshot,
+    .list_expired = sq_list_expired,
     .get_flag = sq_get_flag,
     .set_flag = sq_set_flag,
     .put_token = sq_put_token,

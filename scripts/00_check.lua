@@ -85,9 +85,10 @@ function check.query_int(query, name, default, min, max)
   return n
 end
 
--- Turn a failure table from a sluice.* function into an answer.
-function check.fail(err)
+-- Turn the third result of a failed sluice.* call (nil, message, info) into
+-- an answer: info = {status, code, message, details, retry_after}.
+function check.fail(info)
   local headers
-  if err.retry_after then headers = { ["Retry-After"] = tostring(err.retry_after) } end
-  return s.error(err.status, err.code, err.message, err.details, headers)
+  if info.retry_after then headers = { ["Retry-After"] = tostring(info.retry_after) } end
+  return s.error(info.status, info.code, info.message, info.details, headers)
 end

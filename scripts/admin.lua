@@ -6,14 +6,14 @@ s.route("GET", "/api/v1/policies", { scope = "scaling:read" }, function()
 end)
 
 s.route("GET", "/api/v1/flags", { scope = "admin" }, function()
-  local flags, err = s.flags.list()
-  if not flags then return check.fail(err) end
+  local flags, err, info = s.flags.list()
+  if not flags then return check.fail(info) end
   return 200, flags
 end)
 
 s.route("GET", "/api/v1/flags/{name}", { scope = "admin" }, function(req)
-  local flag, err = s.flags.get(req.params.name)
-  if not flag then return check.fail(err) end
+  local flag, err, info = s.flags.get(req.params.name)
+  if not flag then return check.fail(info) end
   return 200, flag
 end)
 
@@ -23,14 +23,14 @@ s.route("PUT", "/api/v1/flags/{name}", { scope = "admin" }, function(req)
     { "reason", "string", required = true, text = true, max = 500 },
   })
   if bad then return bad, body end
-  local flag, err = s.flags.set(req.params.name, req.body.enabled, req.body.reason)
-  if not flag then return check.fail(err) end
+  local flag, err, info = s.flags.set(req.params.name, req.body.enabled, req.body.reason)
+  if not flag then return check.fail(info) end
   return 200, flag
 end)
 
 s.route("GET", "/api/v1/tokens", { scope = "admin" }, function()
-  local list, err = s.auth.list_tokens()
-  if not list then return check.fail(err) end
+  local list, err, info = s.auth.list_tokens()
+  if not list then return check.fail(info) end
   return 200, list
 end)
 
@@ -49,19 +49,19 @@ s.route("POST", "/api/v1/tokens", { scope = "admin" }, function(req)
     if type(scope) ~= "string" then return check.invalid("scopes", "'scopes' must be strings") end
   end
   if #b.scopes == 0 then return check.invalid("scopes", "'scopes' must not be empty") end
-  local created, err = s.auth.create_token {
+  local created, err, info = s.auth.create_token {
     name = b.name, scopes = b.scopes,
     expires_in_s = b.expires_in_s ~= s.null and b.expires_in_s or nil,
   }
   if not created then
-    if err.code == "invalid_field" then err.details = { field = "scopes" } end
-    return check.fail(err)
+    if info.code == "invalid_field" then info.details = { field = "scopes" } end
+    return check.fail(info)
   end
   return 201, created
 end)
 
 s.route("DELETE", "/api/v1/tokens/{id}", { scope = "admin" }, function(req)
-  local ok, err = s.auth.revoke_token(req.params.id)
-  if not ok then return check.fail(err) end
+  local ok, err, info = s.auth.revoke_token(req.params.id)
+  if not ok then return check.fail(info) end
   return 200, { id = req.params.id, revoked = true }
 end)

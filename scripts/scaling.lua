@@ -11,14 +11,14 @@ local change_rules = {
 }
 
 s.route("GET", "/api/v1/scaling", { scope = "scaling:read" }, function()
-  local list, err = s.scaling.list()
-  if not list then return check.fail(err) end
+  local list, err, info = s.scaling.list()
+  if not list then return check.fail(info) end
   return 200, list
 end)
 
 s.route("GET", "/api/v1/scaling/{queue}", { scope = "scaling:read" }, function(req)
-  local target, err = s.scaling.get(req.params.queue)
-  if not target then return check.fail(err) end
+  local target, err, info = s.scaling.get(req.params.queue)
+  if not target then return check.fail(info) end
   return 200, target
 end)
 
@@ -26,14 +26,14 @@ s.route("PUT", "/api/v1/scaling/{queue}", { scope = "scaling:write" }, function(
   local bad, body = check.body(req.body, change_rules)
   if bad then return bad, body end
   local b = req.body
-  local result, err = s.scaling.set(req.params.queue, {
+  local result, err, info = s.scaling.set(req.params.queue, {
     desired_concurrency = b.desired_concurrency,
     reason = b.reason,
     confirm = b.confirm == true,
     expected_version = b.expected_version ~= s.null and b.expected_version or nil,
     duration_s = b.duration_s ~= s.null and b.duration_s or nil,
   })
-  if not result then return check.fail(err) end
+  if not result then return check.fail(info) end
   return 200, result
 end)
 
@@ -42,8 +42,8 @@ local function history(queue, req)
   if not limit then return status, body end
   local before, status2, body2 = check.query_int(req.query, "before", 0, 1, math.maxinteger)
   if not before then return status2, body2 end
-  local page, err = s.scaling.history(queue, { limit = limit, before = before })
-  if not page then return check.fail(err) end
+  local page, err, info = s.scaling.history(queue, { limit = limit, before = before })
+  if not page then return check.fail(info) end
   return 200, page
 end
 

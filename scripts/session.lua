@@ -7,19 +7,19 @@ local s = sluice
 s.route("POST", "/api/v1/session", { scope = "none" }, function(req)
   local bad, body = check.body(req.body, { { "token", "string", required = true } })
   if bad then return bad, body end
-  local who, cookie_or_err = s.auth.login(req.body.token)
-  if not who then return check.fail(cookie_or_err) end
-  return 200, who, { ["Set-Cookie"] = cookie_or_err }
+  local who, cookie, info = s.auth.login(req.body.token)
+  if not who then return check.fail(info) end
+  return 200, who, { ["Set-Cookie"] = cookie }
 end)
 
 s.route("DELETE", "/api/v1/session", { scope = "any" }, function()
-  local cookie, err = s.auth.logout()
-  if not cookie then return check.fail(err) end
+  local cookie, err, info = s.auth.logout()
+  if not cookie then return check.fail(info) end
   return 200, { logged_out = true }, { ["Set-Cookie"] = cookie }
 end)
 
 s.route("GET", "/api/v1/whoami", { scope = "any" }, function()
-  local who, err = s.auth.whoami()
-  if not who then return check.fail(err) end
+  local who, err, info = s.auth.whoami()
+  if not who then return check.fail(info) end
   return 200, who
 end)

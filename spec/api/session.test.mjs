@@ -27,6 +27,12 @@ test('production_starts_read_only_and_refuses_writes_with_an_audit_entry', async
   assert.equal(t.json.version, 0);
 });
 
+test('read_only_is_checked_before_the_queue_is_known_and_unknown_names_are_not_audited', async () => {
+  const before = await srv.dataSnapshot();
+  assertError(await putScaling(srv, 'no-such-queue', { desired_concurrency: 6, reason: 'try' }), 403, 'writes_disabled');
+  assert.equal(await srv.dataSnapshot(), before);
+});
+
 test('only_admins_turn_writes_on_and_the_change_is_audited', async () => {
   assertError(await srv.request('PUT', '/api/v1/flags/writes', { token: srv.tokens.readwrite,
     json: { enabled: true, reason: 'me' } }), 403, 'forbidden');
