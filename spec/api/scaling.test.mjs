@@ -178,11 +178,12 @@ test('history_pages_with_limit_and_before', async () => {
   assert.equal(last.json.next_before, null);
 });
 
-test('a_no_op_with_a_duration_starts_no_override_and_keeps_version_0', async () => {
-  const r = await putScaling(srv, 'guarded', { desired_concurrency: 4, reason: 'same value', duration_s: 60 });
+test('a_no_op_with_a_duration_starts_no_override_and_keeps_the_version', async () => {
+  const before = (await srv.request('GET', '/api/v1/scaling/budget', { token: srv.tokens.read })).json;
+  const r = await putScaling(srv, 'budget', { desired_concurrency: before.desired_concurrency, reason: 'same value', duration_s: 60 });
   assert.equal(r.status, 200, r.text);
-  const g = (await srv.request('GET', '/api/v1/scaling/guarded', { token: srv.tokens.read })).json;
-  assert.ok(g.version <= 1);
+  const g = (await srv.request('GET', '/api/v1/scaling/budget', { token: srv.tokens.read })).json;
+  assert.equal(g.version, before.version);
   assert.equal(g.expires_at, null);
 });
 
