@@ -10,7 +10,7 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS    := lua5.4 jansson libmicrohttpd sqlite3 libcrypto
+PKGS    := lua5.4 jansson libmicrohttpd sqlite3 libcrypto hiredis
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wwrite-strings
@@ -35,7 +35,9 @@ UNIT_BIN   := $(patsubst spec/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
 .PHONY: all run test unit api bench clean deps valgrind FORCE
 
-all: $(BUILD)/sluiced $(UNIT_BIN)
+AGENT_LIBS := $(shell pkg-config --libs hiredis jansson 2>/dev/null) -lpthread
+
+all: $(BUILD)/sluiced $(BUILD)/libsluice.a $(BUILD)/libsluice.so $(BUILD)/sluice-worker $(UNIT_BIN)
 
 # Rebuild everything when the flags change (e.g. switching to SANITIZE), so
 # build/ never mixes instrumented and plain objects.
@@ -58,6 +60,20 @@ $(BUILD)/obj/migrations.o: $(BUILD)/gen/migrations.c engine/migrations.h $(BUILD
 
 $(BUILD)/sluiced: $(BUILD)/obj/main.o $(ENGINE_OBJ)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# libsluice: the C worker agent, static and shared, and the reference worker.
+$(BUILD)/obj/agent/%.o: agents/c/%.c agents/c/sluice.h $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -Iagents/c -c $< -o $@
+
+$(BUILD)/libsluice.a: $(BUILD)/obj/agent/sluice.o
+	$(AR) rcs $@ $^
+
+$(BUILD)/libsluice.so: $(BUILD)/obj/agent/sluice.o
+	$(CC) $(LDFLAGS) -shared $^ $(AGENT_LIBS) -o $@
+
+$(BUILD)/sluice-worker: $(BUILD)/obj/agent/worker.o $(BUILD)/libsluice.a
+	$(CC) $(LDFLAGS) $^ $(AGENT_LIBS) -o $@
 
 $(BUILD)/unit/%: spec/unit/%.c spec/unit/unit.h $(ENGINE_OBJ)
 	@mkdir -p $(dir $@)

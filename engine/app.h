@@ -6,7 +6,10 @@
 
 #include <stdint.h>
 
+#include "alerts.h"
+#include "bus.h"
 #include "config.h"
+#include "fleet.h"
 #include "policy.h"
 #include "store.h"
 
@@ -14,6 +17,9 @@ struct app {
     const struct config *cfg;
     store *st;
     policy *pol;
+    fleet *fl;                   /* live workers, from reports */
+    bus *bus;                    /* NULL in commands that need no Redis */
+    alerts *alerts;
     int64_t started_ms;
 };
 

@@ -12,7 +12,7 @@ void script_open_sluice(lua_State *L) {
     lua_newtable(L);                            /* sluice */
     bind_core_open(L);                          /* route, error, null, array, log, now_ms */
     lua_newtable(L);
-    bind_scaling_open(L);                       /* list, get, set, history */
+    bind_scaling_open(L);                       /* list, get, set, history, await */
     lua_setfield(L, -2, "scaling");
     lua_newtable(L);
     bind_auth_open(L);                          /* whoami, login, logout, tokens */

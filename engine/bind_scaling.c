@@ -101,10 +101,32 @@ static int scaling_l_history(lua_State *L) {
     return scaling_push_result(L, box, &err);
 }
 
+/* sluice.scaling.await(queue, version, wait_ms)
+ * Hold this request's 200 answer until every live worker of queue has
+ * applied version, or wait_ms passed; the answer then gains
+ * "acks": {expected, acknowledged, complete}. The HTTP thread is released
+ * meanwhile. -> true */
+static int scaling_l_await(lua_State *L) {
+    luaL_argcheck(L, lua_gettop(L) == 3, 3, "expected queue, version, wait_ms");
+    struct script_request *sr = script_current(L, "sluice.scaling.await");
+    const char *queue = luaL_checkstring(L, 1);
+    lua_Integer version = luaL_checkinteger(L, 2);
+    lua_Integer wait_ms = luaL_checkinteger(L, 3);
+    luaL_argcheck(L, util_valid_name(queue), 1, "not a queue name");
+    luaL_argcheck(L, version >= 0, 2, "version must be >= 0");
+    luaL_argcheck(L, wait_ms >= 0 && wait_ms <= 30000, 3, "wait_ms must be 0..30000");
+    sr->wait.active = 1;
+    util_copy(sr->wait.queue, sizeof sr->wait.queue, queue);
+    sr->wait.version = version;
+    sr->wait.wait_ms = wait_ms;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 void bind_scaling_open(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"list", scaling_l_list}, {"get", scaling_l_get}, {"set", scaling_l_set},
-        {"history", scaling_l_history}, {NULL, NULL},
+        {"history", scaling_l_history}, {"await", scaling_l_await}, {NULL, NULL},
     };
     luaL_setfuncs(L, fns, 0);
 }

@@ -247,12 +247,14 @@ static struct http_request *http_request_new(struct MHD_Connection *conn, const 
     struct http_request *req = calloc(1, sizeof *req);
     const char *rid;
     if (req == NULL) return NULL;
+    pthread_mutex_init(&req->lock, NULL);
     req->conn = conn;
     req->method = method;
     req->path = url;
     req->started_us = http_now_us();
     req->body = calloc(1, 1);
     if (req->body == NULL) {
+        pthread_mutex_destroy(&req->lock);
         free(req);
         return NULL;
     }
@@ -313,6 +315,18 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, c
     }
 
     memset(&resp, 0, sizeof resp);
+    if (req->waiting) {
+        /* Called again after http_complete resumed the connection. */
+        pthread_mutex_lock(&req->lock);
+        int ready = req->completed;
+        if (ready) {
+            resp = *req->pending;
+            memset(req->pending, 0, sizeof *req->pending);
+        }
+        pthread_mutex_unlock(&req->lock);
+        if (!ready) return MHD_YES;
+        goto send;
+    }
     if (req->too_large) {
         char msg[96];
         snprintf(msg, sizeof msg, "request body larger than %zu bytes", srv->opt.max_body);
@@ -324,6 +338,24 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, c
     } else {
         srv->opt.handler(srv->opt.handler_ud, req, &resp);
     }
+    if (req->deferred) {
+        /* Suspend unless the answer is already there; under the lock so
+         * http_complete never resumes a connection not yet suspended. */
+        pthread_mutex_lock(&req->lock);
+        if (!req->completed) {
+            req->waiting = 1;
+            req->suspended = 1;
+            MHD_suspend_connection(conn);
+            pthread_mutex_unlock(&req->lock);
+            http_response_clear(&resp);
+            return MHD_YES;
+        }
+        http_response_clear(&resp);
+        resp = *req->pending;
+        memset(req->pending, 0, sizeof *req->pending);
+        pthread_mutex_unlock(&req->lock);
+    }
+send:
     if (resp.status == 0) http_respond_error(&resp, req, 500, "internal", "no response", NULL);
     ret = http_send(req, &resp, mr);
     req->status = resp.status;        /* logged when the connection finishes */
@@ -344,9 +376,45 @@ static void http_on_completed(void *cls, struct MHD_Connection *conn, void **con
                        req->route[0] ? req->route : "-", "actor",
                        req->actor[0] ? req->actor : "-", "completed",
                        toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
+    if (req->pending) {
+        http_response_clear(req->pending);
+        free(req->pending);
+    }
+    pthread_mutex_destroy(&req->lock);
     free(req->body);
     free(req);
     *con_cls = NULL;
+}
+
+void http_defer(struct http_request *req) {
+    pthread_mutex_lock(&req->lock);
+    req->deferred = 1;
+    pthread_mutex_unlock(&req->lock);
+}
+
+void http_complete(struct http_request *req, struct http_response *resp) {
+    struct http_response *copy = malloc(sizeof *copy);
+    pthread_mutex_lock(&req->lock);
+    if (req->completed || copy == NULL) {
+        /* A second answer is a bug and is dropped; without memory there is
+         * nothing to send, and the connection ends at shutdown. */
+        pthread_mutex_unlock(&req->lock);
+        log_json(LOG_ERROR, "deferred answer dropped",
+                 json_pack("{s:s, s:s}", "request_id", req->request_id, "why",
+                           copy ? "answered twice" : "out of memory"));
+        http_response_clear(resp);
+        free(copy);
+        return;
+    }
+    *copy = *resp;
+    memset(resp, 0, sizeof *resp);
+    req->pending = copy;
+    req->completed = 1;
+    if (req->suspended) {
+        req->suspended = 0;
+        MHD_resume_connection(req->conn);
+    }
+    pthread_mutex_unlock(&req->lock);
 }
 
 static void http_mhd_log(void *cls, const char *fmt, va_list ap) {

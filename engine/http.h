@@ -10,6 +10,7 @@
 #define SLUICE_HTTP_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -18,6 +19,16 @@
 #define HTTP_MAX_HEADERS 8
 
 struct MHD_Connection;
+
+struct http_response {
+    int status;
+    char *body;                      /* malloc'd, owned by the response */
+    size_t len;
+    char content_type[64];
+    int nheaders;
+    char *header_names[HTTP_MAX_HEADERS];
+    char *header_values[HTTP_MAX_HEADERS];
+};
 
 /* One request, owned by http.c; valid during the handler call. */
 struct http_request {
@@ -32,19 +43,13 @@ struct http_request {
     char remote[64];
     int64_t started_us;
     int status;                      /* the answer's status, for the access log */
+    /* Deferred answers (http_defer / http_complete), guarded by lock. */
+    pthread_mutex_t lock;
+    int deferred, suspended, completed, waiting;
+    struct http_response *pending;
     /* Filled by the handler for the access log and metrics. */
     char route[96];
     char actor[UTIL_NAME_MAX + 1];
-};
-
-struct http_response {
-    int status;
-    char *body;                      /* malloc'd, owned by the response */
-    size_t len;
-    char content_type[64];
-    int nheaders;
-    char *header_names[HTTP_MAX_HEADERS];
-    char *header_values[HTTP_MAX_HEADERS];
 };
 
 typedef void (*http_handler_fn)(void *ud, struct http_request *req, struct http_response *resp);
@@ -90,6 +95,15 @@ void http_respond_error(struct http_response *resp, const struct http_request *r
 /* Add a response header (copied). Returns 0, or -1 when the name or value is
  * invalid (control characters, too many headers). */
 int http_add_header(struct http_response *resp, const char *name, const char *value);
+
+/* Answer later without holding the thread: called by the handler, which
+ * leaves resp empty. http_complete() then sends the answer, from any thread,
+ * exactly once. The connection is suspended in between. */
+void http_defer(struct http_request *req);
+
+/* Send the answer of a deferred request; takes over resp's contents (resp
+ * is left empty). Safe before or after the handler returned. */
+void http_complete(struct http_request *req, struct http_response *resp);
 
 /* Release what a response holds (the server does it after sending). */
 void http_response_clear(struct http_response *resp);

@@ -16,6 +16,7 @@
 #include "policy.h"
 #include "script.h"
 #include "store.h"
+#include "ticker.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -195,16 +196,17 @@ static int cmd_policy(int argc, char **argv) {
     return 0;
 }
 
-/* Wait for SIGINT/SIGTERM, checking the policy directory on every tick. */
+/* Wait for SIGINT/SIGTERM, running the ticker between signals. */
 static void serve_loop(struct app *app, const sigset_t *stop) {
-    struct timespec tick = {app->cfg->reload_ms / 1000, (long)(app->cfg->reload_ms % 1000) * 1000000L};
+    struct timespec step = {0, TICKER_STEP_MS * 1000000L};
+    struct ticker ticker = {0, 0};
     for (;;) {
-        int sig = sigtimedwait(stop, NULL, &tick);
+        int sig = sigtimedwait(stop, NULL, &step);
         if (sig == SIGINT || sig == SIGTERM) {
             log_json(LOG_INFO, "stopping", json_pack("{s:s}", "signal", sig == SIGINT ? "SIGINT" : "SIGTERM"));
             return;
         }
-        policy_reload(app->pol, 0);
+        ticker_run(&ticker, app, util_mono_ms());
     }
 }
 
@@ -236,6 +238,12 @@ static int cmd_serve(int argc, char **argv) {
                         "check with: sluiced policy check %s\n", cfg.policies_dir, cfg.policies_dir);
         goto done;
     }
+    if ((app.fl = fleet_new()) == NULL || (app.alerts = alerts_new()) == NULL) goto done;
+    struct bus_options bopt = {cfg.redis_url, cfg.prefix, app.st, app.pol, app.fl};
+    if ((app.bus = bus_start(&bopt, err, sizeof err)) == NULL) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        goto done;
+    }
     if ((scripts = script_host_new(cfg.scripts_dir, &lim, &app, err, sizeof err)) == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
@@ -254,8 +262,13 @@ static int cmd_serve(int argc, char **argv) {
     serve_loop(&app, &stop);
     rc = 0;
 done:
+    /* Answer every held wait_ms request before the server goes. */
+    if (app.fl) fleet_check_waiters(app.fl, util_mono_ms(), 1);
     http_stop(http);
     script_host_free(scripts);
+    bus_stop(app.bus);              /* after HTTP: the relay drains the last commits */
+    alerts_free(app.alerts);
+    fleet_free(app.fl);
     policy_free(app.pol);
     store_close(app.st);
     return rc;

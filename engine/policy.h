@@ -79,6 +79,38 @@ size_t policy_queue_names(policy *p, char (*names)[UTIL_NAME_MAX + 1], size_t ma
 int policy_validate(policy *p, const struct policy_change *c, const struct policy_ctx *ctx,
                     char *msg, size_t msglen);
 
+/* What alert rules see of one queue (q) and its live workers (w). */
+struct policy_alert_worker {
+    const char *id;
+    int64_t concurrency, version, active;
+    const char *state;           /* "ok" | "mismatch" */
+};
+
+struct policy_alert_queue {
+    const char *queue;
+    int64_t desired, version;
+    int64_t waiting, active, delayed, failed;    /* depth */
+    const struct policy_alert_worker *workers;
+    size_t nworkers;
+};
+
+/* A rule whose condition holds now. worker is "" for queue rules. */
+struct policy_alert_hit {
+    char alert[UTIL_NAME_MAX + 1];
+    char queue[UTIL_NAME_MAX + 1];
+    char worker[129];
+    char severity[16];
+    int64_t for_s;
+    char message[256];
+};
+
+/* Evaluate every alert rule over the queues (tick context): queue rules
+ * once per queue, worker rules once per live worker. A rule that raises or
+ * runs out of budget is logged and counts as not holding. Returns the number
+ * of hits; *out is malloc'd (may be NULL when 0), owned by the caller. */
+size_t policy_eval_alerts(policy *p, const struct policy_alert_queue *qs, size_t nq,
+                          struct policy_alert_hit **out);
+
 /* {"loaded_at","files","sha256","last_error","queues","alerts","validate"}. New ref. */
 json_t *policy_status(policy *p);
 

@@ -259,6 +259,7 @@ json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scal
     }
     if (!res.applied) return NULL;        /* err filled by the judge */
 
+    bus_kick(app->bus);
     log_json(LOG_INFO, "scaling change applied",
              json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s}", "queue", c->queue, "from",
                        (json_int_t)res.previous, "to", (json_int_t)c->to, "version",
@@ -268,6 +269,58 @@ json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scal
     json_object_set_new(out, "previous", json_integer(res.previous));
     json_object_set_new(out, "audit_id", json_integer(res.audit_id));
     return out;
+}
+
+/* Judge of an expiry: only the very override that was due may be put back;
+ * anything newer (a change made meanwhile) wins and nothing is written. */
+static int scaling_judge_expiry(void *ud, const struct store_target *cur,
+                                const struct store_stats *stats, char code[STORE_CODE_MAX]) {
+    const struct store_target *due = ud;
+    (void)stats;
+    (void)code;
+    return cur->version == due->version && cur->expires_at_ms == due->expires_at_ms ? 1 : -1;
+}
+
+int scaling_expire_due(struct app *app) {
+    struct store_target *due = NULL;
+    size_t n = 0;
+    int reverted = 0;
+    if (store_list_expired(app->st, util_now_ms(), &due, &n) != STORE_OK) return -1;
+    for (size_t i = 0; i < n; i++) {
+        struct policy_bounds b;
+        struct store_change sc;
+        struct store_change_result res;
+        char reason[STORE_REASON_MAX], rid[STORE_RID_MAX];
+        int64_t to = due[i].revert_to;
+        if (policy_bounds(app->pol, due[i].queue, &b) == 0) {
+            if (to < b.min) to = b.min;
+            if (to > b.max) to = b.max;
+        }
+        snprintf(reason, sizeof reason, "temporary override to %lld by %s ended; back to %lld",
+                 (long long)due[i].desired, due[i].updated_by, (long long)to);
+        memcpy(rid, "expiry-", 8);
+        if (util_random_hex(rid + 7, 8) != 0) strcpy(rid, "expiry");
+        memset(&sc, 0, sizeof sc);
+        sc.queue = due[i].queue;
+        sc.to = to;
+        sc.default_value = due[i].desired;
+        sc.actor = "sluice";
+        sc.source = "expiry";
+        sc.reason = reason;
+        sc.request_id = rid;
+        sc.now_ms = util_now_ms();
+        if (store_apply_change(app->st, &sc, scaling_judge_expiry, &due[i], &res) != STORE_OK ||
+            res.applied != 1)
+            continue;
+        reverted++;
+        log_json(LOG_INFO, "temporary override ended",
+                 json_pack("{s:s, s:I, s:I, s:I}", "queue", due[i].queue, "from",
+                           (json_int_t)res.previous, "to", (json_int_t)to, "version",
+                           (json_int_t)res.target.version));
+    }
+    free(due);
+    if (reverted) bus_kick(app->bus);
+    return reverted;
 }
 
 static json_t *scaling_audit_json(const struct store_audit *e) {

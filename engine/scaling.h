@@ -53,6 +53,13 @@ json_t *scaling_list(struct app *app, struct scaling_error *err);
  * with err filled (and the refusal audited when it reached the checks). */
 json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scaling_error *err);
 
+/* Put back every temporary override whose time is up, each as a change of
+ * its own (source "expiry", actor "sluice") through the same transaction
+ * and outbox as any change; rate limits and confirmation do not apply, the
+ * bounds do (the value is clamped into them). Returns how many were put
+ * back, or -1 when the store could not be read. */
+int scaling_expire_due(struct app *app);
+
 /* {"items":[AuditEntry...],"next_before":id|null}, newest first. queue NULL:
  * every entry (flags included). before_id 0: from the newest. */
 json_t *scaling_history(struct app *app, const char *queue, int64_t before_id, int limit,

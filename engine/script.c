@@ -458,6 +458,49 @@ static int script_call_cf(lua_State *L) {
     return 0;
 }
 
+/* A 200 answer held back until the workers acknowledged (wait_ms). */
+struct script_waiter {
+    struct http_request *req;
+    json_t *body;
+    struct http_response resp;   /* status and headers of the answer */
+};
+
+/* fleet_wait_fn: add "acks" and send the held answer. */
+static void script_on_acks(void *ud, const struct fleet_acks *acks, int complete) {
+    struct script_waiter *w = ud;
+    json_object_set_new(w->body, "acks",
+                        json_pack("{s:i, s:i, s:b}", "expected", acks->expected, "acknowledged",
+                                  acks->acknowledged, "complete", complete));
+    http_respond_json(&w->resp, w->resp.status, w->body);
+    http_complete(w->req, &w->resp);
+    http_response_clear(&w->resp);
+    free(w);
+}
+
+/* Hold the answer of c until the wait set by sluice.scaling.await ends. */
+static void script_hold(struct script_call *c) {
+    struct script_waiter *w = calloc(1, sizeof *w);
+    struct app *app = c->st->host->app;
+    struct fleet_acks now;
+    if (w == NULL) {
+        http_respond_json(c->resp, c->status, c->body_out);
+        c->body_out = NULL;
+        return;
+    }
+    w->req = c->req;
+    w->body = c->body_out;
+    c->body_out = NULL;
+    w->resp = *c->resp;
+    w->resp.status = c->status;
+    memset(c->resp, 0, sizeof *c->resp);
+    http_defer(c->req);
+    if (fleet_wait(app->fl, c->sr->wait.queue, c->sr->wait.version,
+                   util_mono_ms() + c->sr->wait.wait_ms, script_on_acks, w) != 0) {
+        fleet_acks(app->fl, c->sr->wait.queue, c->sr->wait.version, util_mono_ms(), &now);
+        script_on_acks(w, &now, now.acknowledged == now.expected);
+    }
+}
+
 static void script_run(struct script_call *c) {
     lua_State *L = c->st->L;
     struct http_response *resp = c->resp;
@@ -494,7 +537,9 @@ static void script_run(struct script_call *c) {
     if (c->body_out && c->status >= 400 && json_is_object(c->body_out) &&
         json_object_get(c->body_out, "error"))
         json_object_set_new(c->body_out, "request_id", json_string(c->req->request_id));
-    if (c->body_out) {
+    if (c->body_out && c->sr->wait.active && c->status == 200 && json_is_object(c->body_out)) {
+        script_hold(c);
+    } else if (c->body_out) {
         http_respond_json(resp, c->status, c->body_out);
         c->body_out = NULL;
     } else {

@@ -32,6 +32,11 @@ struct script_request {
     struct auth_principal principal;
     const char *source;          /* "ui" (cookie session), "cli" or "api" */
     int secure;                  /* TLS in front (X-Forwarded-Proto: https) */
+    struct {                     /* set by sluice.scaling.await */
+        int active;
+        char queue[UTIL_NAME_MAX + 1];
+        int64_t version, wait_ms;
+    } wait;
 };
 
 typedef struct script_host script_host;

@@ -67,6 +67,23 @@ int store_list_audit(store *st, const char *kind, const char *subject, int64_t b
     return st->be->list_audit(st->h, kind, subject, before_id, limit, out, n);
 }
 
+int store_outbox_pending(store *st, int limit, struct store_outbox **out, size_t *n) {
+    return st->be->outbox_pending(st->h, limit, out, n);
+}
+
+int store_outbox_mark_published(store *st, int64_t id, int64_t now_ms) {
+    return st->be->outbox_mark_published(st->h, id, now_ms);
+}
+
+int store_desired_snapshot(store *st, struct store_target **targets, size_t *nt,
+                           char (**pending)[UTIL_NAME_MAX + 1], size_t *np) {
+    return st->be->desired_snapshot(st->h, targets, nt, pending, np);
+}
+
+int store_list_expired(store *st, int64_t now_ms, struct store_target **out, size_t *n) {
+    return st->be->list_expired(st->h, now_ms, out, n);
+}
+
 int store_get_flag(store *st, const char *env, const char *name, struct store_flag *out) {
     return st->be->get_flag(st->h, env, name, out);
 }

@@ -77,7 +77,9 @@ struct store_change {
 };
 
 /* Called inside the write transaction with the current state. Returns 1 to
- * apply, or 0 to refuse, writing the audit error code into error_code. */
+ * apply, 0 to refuse (writing the audit error code into error_code), or -1
+ * to abandon the transaction without writing anything (a race the caller
+ * will see in store_change_result.applied == -1). */
 typedef int (*store_judge_fn)(void *ud, const struct store_target *current,
                               const struct store_stats *stats,
                               char error_code[STORE_CODE_MAX]);
@@ -85,7 +87,7 @@ typedef int (*store_judge_fn)(void *ud, const struct store_target *current,
 struct store_change_result {
     struct store_target target;  /* state after the transaction */
     int64_t previous;
-    int applied;                 /* 0: refused by the judge */
+    int applied;                 /* 1 applied, 0 refused, -1 abandoned */
     int64_t audit_id;
 };
 
@@ -110,6 +112,15 @@ struct store_session {
     char token_id[STORE_ID_MAX];
     char csrf[STORE_HASH_MAX];
     int64_t created_ms, expires_ms;
+};
+
+/* An accepted change waiting to be relayed to Redis. */
+struct store_outbox {
+    int64_t id;
+    char queue[UTIL_NAME_MAX + 1];
+    int64_t version;
+    int64_t desired;
+    int64_t created_ms;
 };
 
 typedef struct store store;
@@ -156,6 +167,21 @@ int store_append_audit(store *st, struct store_audit *entry);
  * malloc'd, owned by the caller. */
 int store_list_audit(store *st, const char *kind, const char *subject, int64_t before_id,
                      int limit, struct store_audit **out, size_t *n);
+
+/* Unpublished outbox rows, oldest first (commit order), at most limit. */
+int store_outbox_pending(store *st, int limit, struct store_outbox **out, size_t *n);
+
+/* Mark one outbox row published. */
+int store_outbox_mark_published(store *st, int64_t id, int64_t now_ms);
+
+/* In one consistent read: every stored target whose queue has no unpublished
+ * outbox row (*targets), and the queues that do (*pending, names). Used to
+ * rewrite the desired hash without ever moving a queue backwards. */
+int store_desired_snapshot(store *st, struct store_target **targets, size_t *nt,
+                           char (**pending)[UTIL_NAME_MAX + 1], size_t *np);
+
+/* Targets whose temporary override ended at or before now_ms. */
+int store_list_expired(store *st, int64_t now_ms, struct store_target **out, size_t *n);
 
 int store_get_flag(store *st, const char *env, const char *name, struct store_flag *out);
 

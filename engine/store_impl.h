@@ -22,6 +22,11 @@ struct store_backend {
     int (*append_audit)(void *h, struct store_audit *e);
     int (*list_audit)(void *h, const char *kind, const char *subject, int64_t before_id,
                       int limit, struct store_audit **out, size_t *n);
+    int (*outbox_pending)(void *h, int limit, struct store_outbox **out, size_t *n);
+    int (*outbox_mark_published)(void *h, int64_t id, int64_t now_ms);
+    int (*desired_snapshot)(void *h, struct store_target **targets, size_t *nt,
+                            char (**pending)[UTIL_NAME_MAX + 1], size_t *np);
+    int (*list_expired)(void *h, int64_t now_ms, struct store_target **out, size_t *n);
     int (*get_flag)(void *h, const char *env, const char *name, struct store_flag *out);
     int (*set_flag)(void *h, const char *env, const char *name, int enabled, int was_enabled,
                     const char *actor, const char *source, const char *reason,

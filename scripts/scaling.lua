@@ -34,6 +34,10 @@ s.route("PUT", "/api/v1/scaling/{queue}", { scope = "scaling:write" }, function(
     duration_s = b.duration_s ~= s.null and b.duration_s or nil,
   })
   if not result then return check.fail(info) end
+  if b.wait_ms ~= nil and b.wait_ms ~= s.null then
+    -- Answer once every live worker runs this version, or wait_ms passed.
+    s.scaling.await(req.params.queue, result.version, b.wait_ms)
+  end
   return 200, result
 end)
 

@@ -1,0 +1,306 @@
+/* sluice.c — libsluice: the agent thread, desired-state handling and
+ * reports. See sluice.h for the contract. */
+#include "sluice.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#define AGENT_NAME_MAX 128
+#define AGENT_PAYLOAD_MAX 4096
+
+struct sluice_agent {
+    char host[256], redis_host[256], prefix[65], queue[65], id[AGENT_NAME_MAX + 1];
+    char key_desired[96], chan_scaling[96], chan_reports[96];
+    int redis_port, redis_db;
+    int max, heartbeat_ms, poll_ms;
+    sluice_apply_fn apply;
+    void *ud;
+    pthread_t thread;
+    atomic_int stopping;
+    atomic_int concurrency;
+    atomic_llong version;
+    atomic_llong active, completed, failed;
+    char last_error[256];
+};
+
+static long long agent_now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static long long agent_wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int agent_parse_url(sluice_agent *a, const char *url, char *err, size_t errlen) {
+    const char *p = url + 8, *colon;
+    char *end;
+    if (strncmp(url, "redis://", 8) != 0 || (colon = strchr(p, ':')) == NULL || colon == p ||
+        (size_t)(colon - p) >= sizeof a->redis_host)
+        goto bad;
+    memcpy(a->redis_host, p, (size_t)(colon - p));
+    a->redis_host[colon - p] = '\0';
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (errno || end == colon + 1 || port < 1 || port > 65535) goto bad;
+    a->redis_port = (int)port;
+    a->redis_db = 0;
+    if (*end == '/') {
+        const char *d = end + 1;
+        long db = strtol(d, &end, 10);
+        if (end == d || db < 0 || db > 15) goto bad;
+        a->redis_db = (int)db;
+    }
+    if (*end != '\0') goto bad;
+    return 0;
+bad:
+    snprintf(err, errlen, "redis url: expected redis://HOST:PORT[/DB], got '%s'", url);
+    return -1;
+}
+
+static int agent_valid_name(const char *s, size_t max) {
+    size_t n = 0;
+    for (; s && s[n]; n++) {
+        char c = s[n];
+        if (n >= max || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                          (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' || c == '-'))
+            return 0;
+    }
+    return n > 0;
+}
+
+/* ---- reports ---------------------------------------------------------------- */
+
+static void agent_report(sluice_agent *a, redisContext *c, const char *event, const char *error) {
+    json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:i, s:s, s:s, s:I, s:i, s:o}",
+                          "event", event, "worker", a->id, "queue", a->queue, "concurrency",
+                          atomic_load(&a->concurrency), "version", (json_int_t)atomic_load(&a->version),
+                          "active", (json_int_t)atomic_load(&a->active), "completed",
+                          (json_int_t)atomic_load(&a->completed), "failed",
+                          (json_int_t)atomic_load(&a->failed), "pid", (int)getpid(), "host", a->host,
+                          "agent", SLUICE_AGENT_NAME, "ts", (json_int_t)agent_wall_ms(),
+                          "interval_ms", a->heartbeat_ms, "error",
+                          error ? json_string(error) : json_null());
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (text) {
+        redisReply *r = redisCommand(c, "PUBLISH %s %s", a->chan_reports, text);
+        freeReplyObject(r);
+    }
+    free(text);
+    json_decref(j);
+}
+
+/* Apply a desired-state payload if it is for us and newer. Bad payloads are
+ * ignored: they come from outside. */
+static void agent_consider(sluice_agent *a, redisContext *c, const char *payload, size_t len) {
+    json_error_t jerr;
+    json_t *j;
+    char msg[200];
+    if (payload == NULL || len > AGENT_PAYLOAD_MAX) return;
+    j = json_loadb(payload, len, 0, &jerr);
+    json_t *q = json_object_get(j, "queue"), *n = json_object_get(j, "concurrency"),
+           *v = json_object_get(j, "version");
+    if (!json_is_string(q) || strcmp(json_string_value(q), a->queue) != 0 || !json_is_integer(n) ||
+        !json_is_integer(v) || json_integer_value(n) < 0 || json_integer_value(n) > INT_MAX ||
+        json_integer_value(v) < 0)
+        goto done;
+    long long version = json_integer_value(v);
+    if (version <= atomic_load(&a->version) && atomic_load(&a->version) > 0) goto done;
+    if (version == 0 && atomic_load(&a->version) == 0 && atomic_load(&a->concurrency) == json_integer_value(n))
+        goto done;
+    int want = (int)json_integer_value(n), clamped = want;
+    if (a->max > 0 && want > a->max) clamped = a->max;
+    int actual = a->apply(a->ud, clamped);
+    atomic_store(&a->concurrency, actual);
+    atomic_store(&a->version, version);
+    if (clamped != want) {
+        snprintf(msg, sizeof msg, "desired %d is above this worker's hard limit %d; running %d", want,
+                 a->max, actual);
+        agent_report(a, c, "error", msg);
+    } else {
+        agent_report(a, c, "ack", NULL);
+    }
+done:
+    json_decref(j);
+}
+
+static void agent_read_desired(sluice_agent *a, redisContext *c) {
+    redisReply *r = redisCommand(c, "HGET %s %s", a->key_desired, a->queue);
+    if (r && r->type == REDIS_REPLY_STRING) agent_consider(a, c, r->str, r->len);
+    freeReplyObject(r);
+}
+
+/* ---- the thread -------------------------------------------------------------- */
+
+static redisContext *agent_connect(sluice_agent *a) {
+    struct timeval tv = {1, 0};
+    redisContext *c = redisConnectWithTimeout(a->redis_host, a->redis_port, tv);
+    if (c == NULL || c->err) {
+        if (c) redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    if (a->redis_db) {
+        redisReply *r = redisCommand(c, "SELECT %d", a->redis_db);
+        int ok = r && r->type != REDIS_REPLY_ERROR;
+        freeReplyObject(r);
+        if (!ok) {
+            redisFree(c);
+            return NULL;
+        }
+    }
+    return c;
+}
+
+static void agent_drop(redisContext **c) {
+    if (*c) redisFree(*c);
+    *c = NULL;
+}
+
+static void *agent_main(void *arg) {
+    sluice_agent *a = arg;
+    redisContext *cmd = NULL, *sub = NULL;
+    long long next_beat = 0, next_poll = 0, backoff = 100;
+
+    while (!atomic_load(&a->stopping)) {
+        if (cmd == NULL || sub == NULL) {
+            agent_drop(&cmd);
+            agent_drop(&sub);
+            cmd = agent_connect(a);
+            sub = cmd ? agent_connect(a) : NULL;
+            redisReply *r = sub ? redisCommand(sub, "SUBSCRIBE %s", a->chan_scaling) : NULL;
+            if (r == NULL) {
+                freeReplyObject(r);
+                agent_drop(&cmd);
+                agent_drop(&sub);
+                for (long long t = 0; t < backoff && !atomic_load(&a->stopping); t += 50) usleep(50000);
+                backoff = backoff * 2 > 5000 ? 5000 : backoff * 2;
+                continue;
+            }
+            freeReplyObject(r);
+            backoff = 100;
+            /* After every (re)connect: the hash, not pub/sub, is the truth. */
+            agent_read_desired(a, cmd);
+            next_poll = agent_now_ms() + a->poll_ms;
+            next_beat = 0;
+        }
+        long long now = agent_now_ms();
+        if (now >= next_beat) {
+            agent_report(a, cmd, "heartbeat", NULL);
+            next_beat = now + a->heartbeat_ms;
+        }
+        if (now >= next_poll) {
+            agent_read_desired(a, cmd);
+            next_poll = now + a->poll_ms;
+        }
+        if (cmd->err) {
+            agent_drop(&cmd);
+            continue;
+        }
+        long long wait = (next_beat < next_poll ? next_beat : next_poll) - agent_now_ms();
+        if (wait > 100) wait = 100;              /* notice stop requests quickly */
+        if (wait < 0) wait = 0;
+        struct pollfd pfd = {sub->fd, POLLIN, 0};
+        int ready = poll(&pfd, 1, (int)wait);
+        if (ready > 0 && redisBufferRead(sub) != REDIS_OK) ready = -1;
+        void *reply = NULL;
+        while (ready >= 0 && redisGetReplyFromReader(sub, &reply) == REDIS_OK && reply) {
+            redisReply *m = reply;
+            if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 &&
+                m->element[2]->type == REDIS_REPLY_STRING)
+                agent_consider(a, cmd, m->element[2]->str, m->element[2]->len);
+            freeReplyObject(reply);
+            reply = NULL;
+        }
+        if (ready < 0 && errno != EINTR) agent_drop(&sub);
+    }
+    /* Leave the fleet at once instead of going stale. */
+    if (cmd == NULL) cmd = agent_connect(a);
+    if (cmd) agent_report(a, cmd, "bye", NULL);
+    agent_drop(&cmd);
+    agent_drop(&sub);
+    return NULL;
+}
+
+sluice_agent *sluice_agent_start(const struct sluice_config *cfg, char *err, size_t errlen) {
+    sluice_agent *a = calloc(1, sizeof *a);
+    if (a == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (cfg->apply == NULL || cfg->queue == NULL || !agent_valid_name(cfg->queue, 64)) {
+        snprintf(err, errlen, "queue (1..64 of A-Z a-z 0-9 _ . : -) and apply are required");
+        goto fail;
+    }
+    if (agent_parse_url(a, cfg->redis_url ? cfg->redis_url : "redis://127.0.0.1:6379", err, errlen))
+        goto fail;
+    const char *prefix = cfg->prefix ? cfg->prefix : "sluice";
+    if (!agent_valid_name(prefix, 64)) {
+        snprintf(err, errlen, "prefix: 1..64 of A-Z a-z 0-9 _ . : -");
+        goto fail;
+    }
+    snprintf(a->prefix, sizeof a->prefix, "%s", prefix);
+    snprintf(a->queue, sizeof a->queue, "%s", cfg->queue);
+    if (gethostname(a->host, sizeof a->host - 1) != 0) strcpy(a->host, "unknown");
+    a->host[64] = '\0';
+    for (char *h = a->host; *h; h++)
+        if (!agent_valid_name((char[]){*h, 0}, 1)) *h = '-';
+    if (cfg->worker_id) {
+        if (!agent_valid_name(cfg->worker_id, AGENT_NAME_MAX)) {
+            snprintf(err, errlen, "worker id: 1..128 of A-Z a-z 0-9 _ . : -");
+            goto fail;
+        }
+        snprintf(a->id, sizeof a->id, "%s", cfg->worker_id);
+    } else {
+        snprintf(a->id, sizeof a->id, "%.64s-%.50s-%d", a->queue, a->host, (int)getpid());
+    }
+    snprintf(a->key_desired, sizeof a->key_desired, "%s:desired", a->prefix);
+    snprintf(a->chan_scaling, sizeof a->chan_scaling, "%s:scaling", a->prefix);
+    snprintf(a->chan_reports, sizeof a->chan_reports, "%s:reports", a->prefix);
+    a->max = cfg->max_concurrency > 0 ? cfg->max_concurrency : 0;
+    a->heartbeat_ms = cfg->heartbeat_ms >= 50 ? cfg->heartbeat_ms : 1000;
+    a->poll_ms = cfg->poll_ms >= 50 ? cfg->poll_ms : 5000;
+    a->apply = cfg->apply;
+    a->ud = cfg->ud;
+    int initial = cfg->initial_concurrency > 0 ? cfg->initial_concurrency : 1;
+    if (a->max && initial > a->max) initial = a->max;
+    atomic_store(&a->concurrency, a->apply(a->ud, initial));
+    if (pthread_create(&a->thread, NULL, agent_main, a) != 0) {
+        snprintf(err, errlen, "cannot start the agent thread");
+        goto fail;
+    }
+    return a;
+fail:
+    free(a);
+    return NULL;
+}
+
+void sluice_agent_stop(sluice_agent *a) {
+    if (a == NULL) return;
+    atomic_store(&a->stopping, 1);
+    pthread_join(a->thread, NULL);
+    free(a);
+}
+
+int sluice_agent_concurrency(sluice_agent *a) { return atomic_load(&a->concurrency); }
+long long sluice_agent_version(sluice_agent *a) { return atomic_load(&a->version); }
+void sluice_agent_job_started(sluice_agent *a) { atomic_fetch_add(&a->active, 1); }
+
+void sluice_agent_job_finished(sluice_agent *a, int ok) {
+    atomic_fetch_sub(&a->active, 1);
+    atomic_fetch_add(ok ? &a->completed : &a->failed, 1);
+}

@@ -1,0 +1,56 @@
+/* sluice.h — libsluice, the C agent a worker process links to follow Sluice.
+ *
+ * Start an agent with the queue it serves and a callback that changes the
+ * worker's concurrency. The agent runs one thread of its own that follows
+ * the protocol of Sluice (protocol.md): it reads <prefix>:desired when it
+ * starts and after every reconnect, listens on <prefix>:scaling, re-reads
+ * the hash on a timer (pub/sub loses messages), applies only versions newer
+ * than the last one applied, acknowledges with the concurrency really in
+ * force, heartbeats with job counters, reports an error when it clamps a
+ * value to the worker's hard limit, and says bye on stop.
+ *
+ * Thread-safety: sluice_agent_job_* and the getters may be called from any
+ * thread; the apply callback runs on the agent's thread, never concurrently
+ * with itself. Needs hiredis and jansson. */
+#ifndef SLUICE_AGENT_H
+#define SLUICE_AGENT_H
+
+#include <stddef.h>
+
+#define SLUICE_AGENT_NAME "libsluice/0.1"
+
+typedef struct sluice_agent sluice_agent;
+
+/* Make `concurrency` the number of jobs the worker runs at once; return the
+ * number really in force (lower when the worker cannot do more). */
+typedef int (*sluice_apply_fn)(void *ud, int concurrency);
+
+struct sluice_config {
+    const char *redis_url;       /* redis://HOST:PORT[/DB]; NULL: redis://127.0.0.1:6379 */
+    const char *prefix;          /* NULL: "sluice" */
+    const char *queue;           /* required */
+    const char *worker_id;       /* NULL: <queue>-<host>-<pid> */
+    int initial_concurrency;     /* in force until the first desired state is read */
+    int max_concurrency;         /* hard limit, never exceeded; 0: none */
+    int heartbeat_ms;            /* 0: 1000 */
+    int poll_ms;                 /* re-read of the desired hash; 0: 5000 */
+    sluice_apply_fn apply;       /* required */
+    void *ud;
+};
+
+/* Start following. Redis being down is not an error (the agent retries).
+ * Returns NULL with a message in err on bad configuration. */
+sluice_agent *sluice_agent_start(const struct sluice_config *cfg, char *err, size_t errlen);
+
+/* Say bye, stop the thread and free the agent. NULL is a no-op. */
+void sluice_agent_stop(sluice_agent *a);
+
+/* The concurrency in force and the version it came from (0 before any). */
+int sluice_agent_concurrency(sluice_agent *a);
+long long sluice_agent_version(sluice_agent *a);
+
+/* Job accounting for heartbeats: call when a job starts and when it ends. */
+void sluice_agent_job_started(sluice_agent *a);
+void sluice_agent_job_finished(sluice_agent *a, int ok);
+
+#endif

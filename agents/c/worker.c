@@ -1,0 +1,245 @@
+/* worker.c — sluice-worker, the reference worker built on libsluice.
+ *
+ * Consumes the Sluice queue layout (protocol.md): jobs are JSON objects in
+ * <p>:q:<queue>:wait; a pool thread moves one to :active with BLMOVE, runs
+ * it ({"id","sleep_ms","fail"}), removes it from :active, and records a
+ * failure in :failed (capped). The pool follows the desired concurrency:
+ * it grows at once, and shrinks by letting threads above the new size finish
+ * their job and leave, so a job is never interrupted or lost. SIGTERM drains
+ * the running jobs and says bye. --produce N enqueues demo jobs instead. */
+#include "sluice.h"
+
+#include <errno.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define POOL_MAX 1024
+#define FAILED_CAP 1000
+
+enum slot_state { SLOT_EMPTY, SLOT_RUNNING, SLOT_EXITED };
+
+struct worker {
+    const char *redis_url, *prefix, *queue;
+    char host[256];
+    int port, db;
+    char key_wait[160], key_active[160], key_failed[160];
+    pthread_mutex_t lock;
+    int target;                          /* desired pool size */
+    enum slot_state state[POOL_MAX];
+    pthread_t threads[POOL_MAX];
+    int index[POOL_MAX];
+    atomic_int stopping;
+    sluice_agent *agent;
+};
+
+static struct worker W;
+static volatile sig_atomic_t got_signal;
+
+static void on_signal(int sig) { got_signal = sig; }
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: sluice-worker --queue NAME [--redis URL] [--prefix P] [--id ID]\n"
+            "                     [--concurrency N] [--max N] [--heartbeat-ms MS] [--poll-ms MS]\n"
+            "       sluice-worker --produce N --queue NAME [--redis URL] [--prefix P]\n"
+            "                     [--sleep-ms MS] [--fail-ratio R]\n");
+}
+
+static int parse_url(const char *url) {
+    const char *p = url + 8, *colon = strchr(p, ':');
+    if (strncmp(url, "redis://", 8) != 0 || colon == NULL || colon == p ||
+        (size_t)(colon - p) >= sizeof W.host)
+        return -1;
+    memcpy(W.host, p, (size_t)(colon - p));
+    W.host[colon - p] = '\0';
+    char *end;
+    W.port = (int)strtol(colon + 1, &end, 10);
+    W.db = *end == '/' ? atoi(end + 1) : 0;
+    return W.port > 0 && W.port < 65536 ? 0 : -1;
+}
+
+static redisContext *connect_redis(void) {
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout(W.host, W.port, tv);
+    if (c == NULL || c->err) {
+        if (c) redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, (struct timeval){5, 0});
+    if (W.db) freeReplyObject(redisCommand(c, "SELECT %d", W.db));
+    return c;
+}
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+}
+
+/* Run one job; returns 1 when it succeeded. Bad jobs fail, they never crash. */
+static int run_job(const char *text, size_t len) {
+    json_error_t jerr;
+    json_t *job = json_loadb(text, len, 0, &jerr);
+    json_t *sl = json_object_get(job, "sleep_ms"), *fail = json_object_get(job, "fail");
+    int ok = json_is_object(job);
+    if (json_is_integer(sl) && json_integer_value(sl) > 0 && json_integer_value(sl) <= 600000)
+        sleep_ms((long)json_integer_value(sl));
+    if (json_is_true(fail)) ok = 0;
+    json_decref(job);
+    return ok;
+}
+
+/* 1 when slot i should leave the pool; marks it exited under the lock so a
+ * grow that comes later restarts it instead of racing it. */
+static int slot_should_leave(int i) {
+    int leave;
+    pthread_mutex_lock(&W.lock);
+    leave = atomic_load(&W.stopping) || i >= W.target;
+    if (leave) W.state[i] = SLOT_EXITED;
+    pthread_mutex_unlock(&W.lock);
+    return leave;
+}
+
+static void *pool_thread(void *arg) {
+    int i = *(int *)arg;
+    redisContext *c = NULL;
+    while (!slot_should_leave(i)) {
+        if (c == NULL && (c = connect_redis()) == NULL) {
+            sleep_ms(500);
+            continue;
+        }
+        /* Block at most 1 s so a shrink or SIGTERM is noticed between jobs. */
+        redisReply *r = redisCommand(c, "BLMOVE %s %s RIGHT LEFT 1", W.key_wait, W.key_active);
+        if (r == NULL) {
+            redisFree(c);
+            c = NULL;
+            continue;
+        }
+        if (r->type == REDIS_REPLY_STRING) {
+            sluice_agent_job_started(W.agent);
+            int ok = run_job(r->str, r->len);
+            if (!ok) {
+                freeReplyObject(redisCommand(c, "LPUSH %s %b", W.key_failed, r->str, r->len));
+                freeReplyObject(redisCommand(c, "LTRIM %s 0 %d", W.key_failed, FAILED_CAP - 1));
+            }
+            freeReplyObject(redisCommand(c, "LREM %s 1 %b", W.key_active, r->str, r->len));
+            sluice_agent_job_finished(W.agent, ok);
+        }
+        freeReplyObject(r);
+    }
+    if (c) redisFree(c);
+    return NULL;
+}
+
+/* libsluice callback: resize the pool. Grows at once; shrinking threads
+ * leave after their current job. Returns the size now in force. */
+static int apply_concurrency(void *ud, int n) {
+    (void)ud;
+    if (n > POOL_MAX) n = POOL_MAX;
+    pthread_mutex_lock(&W.lock);
+    W.target = n;
+    for (int i = 0; i < n; i++) {
+        if (W.state[i] == SLOT_RUNNING) continue;
+        if (W.state[i] == SLOT_EXITED) pthread_join(W.threads[i], NULL);
+        W.index[i] = i;
+        W.state[i] = pthread_create(&W.threads[i], NULL, pool_thread, &W.index[i]) == 0
+                         ? SLOT_RUNNING : SLOT_EMPTY;
+    }
+    pthread_mutex_unlock(&W.lock);
+    fprintf(stderr, "sluice-worker: concurrency %d\n", n);
+    return n;
+}
+
+static int produce(long n, long sleep, double fail_ratio) {
+    redisContext *c = connect_redis();
+    if (c == NULL) {
+        fprintf(stderr, "sluice-worker: cannot connect to %s\n", W.redis_url);
+        return 1;
+    }
+    /* Failures spread evenly, so a run has exactly the ratio asked for. */
+    for (long i = 0; i < n; i++) {
+        int fail = (long)((i + 1) * fail_ratio) > (long)(i * fail_ratio);
+        char job[160];
+        snprintf(job, sizeof job, "{\"id\":\"%d-%ld\",\"sleep_ms\":%ld,\"fail\":%s}", (int)getpid(), i,
+                 sleep, fail ? "true" : "false");
+        redisAppendCommand(c, "LPUSH %s %s", W.key_wait, job);
+    }
+    for (long i = 0; i < n; i++) {
+        void *r = NULL;
+        if (redisGetReply(c, &r) != REDIS_OK) {
+            fprintf(stderr, "sluice-worker: redis failed after %ld jobs\n", i);
+            redisFree(c);
+            return 1;
+        }
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    printf("enqueued %ld jobs on %s\n", n, W.key_wait);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    struct sluice_config cfg = {0};
+    long produce_n = -1, sleep = 20;
+    double fail_ratio = 0;
+    char err[256];
+
+    W.redis_url = "redis://127.0.0.1:6379";
+    W.prefix = "sluice";
+    cfg.initial_concurrency = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (v == NULL) { usage(); return 2; }
+        if (!strcmp(a, "--queue")) W.queue = v;
+        else if (!strcmp(a, "--redis")) W.redis_url = v;
+        else if (!strcmp(a, "--prefix")) W.prefix = v;
+        else if (!strcmp(a, "--id")) cfg.worker_id = v;
+        else if (!strcmp(a, "--concurrency")) cfg.initial_concurrency = atoi(v);
+        else if (!strcmp(a, "--max")) cfg.max_concurrency = atoi(v);
+        else if (!strcmp(a, "--heartbeat-ms")) cfg.heartbeat_ms = atoi(v);
+        else if (!strcmp(a, "--poll-ms")) cfg.poll_ms = atoi(v);
+        else if (!strcmp(a, "--produce")) produce_n = atol(v);
+        else if (!strcmp(a, "--sleep-ms")) sleep = atol(v);
+        else if (!strcmp(a, "--fail-ratio")) fail_ratio = atof(v);
+        else { usage(); return 2; }
+        i++;
+    }
+    if (W.queue == NULL || parse_url(W.redis_url) != 0 || fail_ratio < 0 || fail_ratio > 1 ||
+        sleep < 0 || cfg.initial_concurrency < 0 || cfg.max_concurrency < 0 ||
+        cfg.initial_concurrency > POOL_MAX) {
+        usage();
+        return 2;
+    }
+    snprintf(W.key_wait, sizeof W.key_wait, "%s:q:%s:wait", W.prefix, W.queue);
+    snprintf(W.key_active, sizeof W.key_active, "%s:q:%s:active", W.prefix, W.queue);
+    snprintf(W.key_failed, sizeof W.key_failed, "%s:q:%s:failed", W.prefix, W.queue);
+    if (produce_n >= 0) return produce(produce_n, sleep, fail_ratio);
+
+    pthread_mutex_init(&W.lock, NULL);
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    cfg.redis_url = W.redis_url;
+    cfg.prefix = W.prefix;
+    cfg.queue = W.queue;
+    cfg.apply = apply_concurrency;
+    W.agent = sluice_agent_start(&cfg, err, sizeof err);
+    if (W.agent == NULL) {
+        fprintf(stderr, "sluice-worker: %s\n", err);
+        return 2;
+    }
+    while (!got_signal) sleep_ms(100);
+    fprintf(stderr, "sluice-worker: draining\n");
+    atomic_store(&W.stopping, 1);
+    for (int i = 0; i < POOL_MAX; i++)
+        if (W.state[i] != SLOT_EMPTY) pthread_join(W.threads[i], NULL);
+    sluice_agent_stop(W.agent);       /* says bye after the last job ended */
+    pthread_mutex_destroy(&W.lock);
+    return 0;
+}

@@ -1,0 +1,293 @@
+/* fleet.c — worker registry from reports, acknowledgement counting and the
+ * waiters of wait_ms. */
+#include "fleet.h"
+#include "log.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct fleet_waiter {
+    char queue[UTIL_NAME_MAX + 1];
+    int64_t version, deadline_ms;
+    fleet_wait_fn fn;
+    void *ud;
+    struct fleet_waiter *next;
+};
+
+struct fleet {
+    pthread_mutex_t lock;
+    struct fleet_worker *workers;
+    size_t n, cap;
+    struct fleet_waiter *waiters;
+    uint64_t malformed, suppressed;
+    int64_t last_complaint_ms;
+};
+
+fleet *fleet_new(void) {
+    fleet *fl = calloc(1, sizeof *fl);
+    if (fl) pthread_mutex_init(&fl->lock, NULL);
+    return fl;
+}
+
+void fleet_free(fleet *fl) {
+    if (fl == NULL) return;
+    fleet_check_waiters(fl, INT64_MAX, 1);
+    free(fl->workers);
+    pthread_mutex_destroy(&fl->lock);
+    free(fl);
+}
+
+/* ---- report validation ------------------------------------------------------ */
+
+static int fleet_valid_id(const char *s) {
+    size_t n = 0;
+    if (s == NULL) return 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (n >= FLEET_ID_MAX) return 0;
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '_' || c == '.' || c == ':' || c == '-'))
+            return 0;
+    }
+    return n > 0;
+}
+
+/* Integer field: absent (allowed unless required) or an integer in range. */
+static int fleet_int(json_t *o, const char *key, int required, int64_t lo, int64_t hi,
+                     int64_t *out, const char **why) {
+    json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v)) {
+        if (required) *why = key;
+        return !required;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+        *why = key;
+        return 0;
+    }
+    *out = json_integer_value(v);
+    return 1;
+}
+
+static int fleet_str(json_t *o, const char *key, size_t max, char *out, size_t outsize,
+                     const char **why) {
+    json_t *v = json_object_get(o, key);
+    if (v == NULL || json_is_null(v)) {
+        out[0] = '\0';
+        return 1;
+    }
+    if (!json_is_string(v) || json_string_length(v) > max) {
+        *why = key;
+        return 0;
+    }
+    util_copy(out, outsize, json_string_value(v));
+    return 1;
+}
+
+/* Count and (at most once a second) log a refused report. Called locked. */
+static void fleet_complain(fleet *fl, const char *why, int64_t now_ms) {
+    fl->malformed++;
+    if (now_ms - fl->last_complaint_ms < 1000) {
+        fl->suppressed++;
+        return;
+    }
+    log_json(LOG_WARN, "malformed worker report refused",
+             json_pack("{s:s, s:I, s:I}", "problem", why, "refused_total", (json_int_t)fl->malformed,
+                       "suppressed_since_last", (json_int_t)fl->suppressed));
+    fl->suppressed = 0;
+    fl->last_complaint_ms = now_ms;
+}
+
+static struct fleet_worker *fleet_find(fleet *fl, const char *id) {
+    for (size_t i = 0; i < fl->n; i++)
+        if (strcmp(fl->workers[i].id, id) == 0) return &fl->workers[i];
+    return NULL;
+}
+
+static void fleet_remove_at(fleet *fl, size_t i) {
+    fl->workers[i] = fl->workers[--fl->n];
+}
+
+int fleet_report(fleet *fl, const char *payload, size_t len, int64_t now_ms) {
+    struct fleet_worker w;
+    const char *why = NULL;
+    json_error_t jerr;
+    json_t *o = NULL;
+    int rc = -1;
+
+    memset(&w, 0, sizeof w);
+    w.interval_ms = 1000;
+    if (len > FLEET_REPORT_MAX) why = "larger than 4096 bytes";
+    else if ((o = json_loadb(payload, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) why = "not JSON";
+    else if (!json_is_object(o)) why = "not a JSON object";
+    if (why) goto refuse;
+
+    json_t *ev = json_object_get(o, "event"), *id = json_object_get(o, "worker"),
+           *queue = json_object_get(o, "queue");
+    const char *event = json_is_string(ev) ? json_string_value(ev) : "";
+    if (strcmp(event, "ack") && strcmp(event, "heartbeat") && strcmp(event, "error") &&
+        strcmp(event, "bye")) {
+        why = "event";
+        goto refuse;
+    }
+    if (!json_is_string(id) || !fleet_valid_id(json_string_value(id))) { why = "worker"; goto refuse; }
+    if (!json_is_string(queue) || !util_valid_name(json_string_value(queue))) { why = "queue"; goto refuse; }
+    util_copy(w.id, sizeof w.id, json_string_value(id));
+    util_copy(w.queue, sizeof w.queue, json_string_value(queue));
+    util_copy(w.last_event, sizeof w.last_event, event);
+    int needs_state = strcmp(event, "bye") != 0;
+    if (!fleet_int(o, "concurrency", needs_state, 0, 1000000, &w.concurrency, &why) ||
+        !fleet_int(o, "version", needs_state, 0, INT64_MAX, &w.version, &why) ||
+        !fleet_int(o, "active", 0, 0, 1000000, &w.active, &why) ||
+        !fleet_int(o, "completed", 0, 0, INT64_MAX, &w.completed, &why) ||
+        !fleet_int(o, "failed", 0, 0, INT64_MAX, &w.failed, &why) ||
+        !fleet_int(o, "pid", 0, 0, INT32_MAX, &w.pid, &why) ||
+        !fleet_int(o, "interval_ms", 0, 50, 60000, &w.interval_ms, &why) ||
+        !fleet_str(o, "host", 64, w.host, sizeof w.host, &why) ||
+        !fleet_str(o, "agent", 64, w.agent, sizeof w.agent, &why) ||
+        !fleet_str(o, "error", 256, w.error, sizeof w.error, &why))
+        goto refuse;
+
+    pthread_mutex_lock(&fl->lock);
+    struct fleet_worker *cur = fleet_find(fl, w.id);
+    if (strcmp(event, "bye") == 0) {
+        if (cur) fleet_remove_at(fl, (size_t)(cur - fl->workers));
+        rc = 0;
+    } else if (cur == NULL && fl->n == FLEET_MAX_WORKERS) {
+        fleet_complain(fl, "fleet full (4096 workers)", now_ms);
+    } else {
+        if (cur == NULL) {
+            if (fl->n == fl->cap) {
+                size_t cap = fl->cap ? fl->cap * 2 : 16;
+                struct fleet_worker *grown = realloc(fl->workers, cap * sizeof *grown);
+                if (grown == NULL) {
+                    pthread_mutex_unlock(&fl->lock);
+                    goto done;
+                }
+                fl->workers = grown;
+                fl->cap = cap;
+            }
+            cur = &fl->workers[fl->n++];
+            w.first_seen_ms = now_ms;
+        } else {
+            w.first_seen_ms = cur->first_seen_ms;
+            /* A version never goes backwards: a late, reordered report must
+             * not undo a newer acknowledgement. */
+            if (w.version < cur->version && strcmp(w.queue, cur->queue) == 0) w.version = cur->version;
+        }
+        w.last_seen_ms = now_ms;
+        *cur = w;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&fl->lock);
+    goto done;
+refuse:
+    pthread_mutex_lock(&fl->lock);
+    fleet_complain(fl, why, now_ms);
+    pthread_mutex_unlock(&fl->lock);
+done:
+    json_decref(o);
+    return rc;
+}
+
+static int fleet_is_stale(const struct fleet_worker *w, int64_t now_ms) {
+    return now_ms - w->last_seen_ms > FLEET_STALE_INTERVALS * w->interval_ms;
+}
+
+void fleet_sweep(fleet *fl, int64_t now_ms) {
+    pthread_mutex_lock(&fl->lock);
+    for (size_t i = 0; i < fl->n;) {
+        if (now_ms - fl->workers[i].last_seen_ms > FLEET_FORGET_MS) fleet_remove_at(fl, i);
+        else i++;
+    }
+    pthread_mutex_unlock(&fl->lock);
+}
+
+static int fleet_id_cmp(const void *a, const void *b) {
+    return strcmp(((const struct fleet_worker *)a)->id, ((const struct fleet_worker *)b)->id);
+}
+
+size_t fleet_workers(fleet *fl, const char *queue, int64_t now_ms, struct fleet_worker **out) {
+    size_t n = 0;
+    pthread_mutex_lock(&fl->lock);
+    *out = malloc((fl->n ? fl->n : 1) * sizeof **out);
+    for (size_t i = 0; *out && i < fl->n; i++) {
+        if (queue && strcmp(fl->workers[i].queue, queue) != 0) continue;
+        (*out)[n] = fl->workers[i];
+        (*out)[n++].stale = fleet_is_stale(&fl->workers[i], now_ms);
+    }
+    pthread_mutex_unlock(&fl->lock);
+    if (*out) qsort(*out, n, sizeof **out, fleet_id_cmp);
+    return n;
+}
+
+static void fleet_count_locked(fleet *fl, const char *queue, int64_t version, int64_t now_ms,
+                               struct fleet_acks *out) {
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < fl->n; i++) {
+        const struct fleet_worker *w = &fl->workers[i];
+        if (strcmp(w->queue, queue) != 0 || fleet_is_stale(w, now_ms)) continue;
+        out->expected++;
+        if (w->version >= version) out->acknowledged++;
+    }
+}
+
+void fleet_acks(fleet *fl, const char *queue, int64_t version, int64_t now_ms,
+                struct fleet_acks *out) {
+    pthread_mutex_lock(&fl->lock);
+    fleet_count_locked(fl, queue, version, now_ms, out);
+    pthread_mutex_unlock(&fl->lock);
+}
+
+uint64_t fleet_malformed(fleet *fl) {
+    pthread_mutex_lock(&fl->lock);
+    uint64_t n = fl->malformed;
+    pthread_mutex_unlock(&fl->lock);
+    return n;
+}
+
+/* ---- waiters ------------------------------------------------------------------- */
+
+int fleet_wait(fleet *fl, const char *queue, int64_t version, int64_t deadline_ms,
+               fleet_wait_fn fn, void *ud) {
+    struct fleet_waiter *w = calloc(1, sizeof *w);
+    if (w == NULL) return -1;
+    util_copy(w->queue, sizeof w->queue, queue);
+    w->version = version;
+    w->deadline_ms = deadline_ms;
+    w->fn = fn;
+    w->ud = ud;
+    pthread_mutex_lock(&fl->lock);
+    w->next = fl->waiters;
+    fl->waiters = w;
+    pthread_mutex_unlock(&fl->lock);
+    fleet_check_waiters(fl, util_mono_ms(), 0);
+    return 0;
+}
+
+void fleet_check_waiters(fleet *fl, int64_t now_ms, int finish_all) {
+    struct fleet_waiter *done = NULL;
+    struct fleet_acks acks;
+    pthread_mutex_lock(&fl->lock);
+    for (struct fleet_waiter **pw = &fl->waiters; *pw;) {
+        struct fleet_waiter *w = *pw;
+        fleet_count_locked(fl, w->queue, w->version, finish_all ? 0 : now_ms, &acks);
+        if (finish_all || acks.acknowledged == acks.expected || now_ms >= w->deadline_ms) {
+            *pw = w->next;
+            w->next = done;
+            done = w;
+        } else {
+            pw = &w->next;
+        }
+    }
+    pthread_mutex_unlock(&fl->lock);
+    /* Callbacks run unlocked: they may resume HTTP connections. Counted
+     * again so each sees the state at its own end. */
+    while (done) {
+        struct fleet_waiter *w = done;
+        done = w->next;
+        fleet_acks(fl, w->queue, w->version, now_ms == INT64_MAX ? util_mono_ms() : now_ms, &acks);
+        w->fn(w->ud, &acks, acks.acknowledged == acks.expected);
+        free(w);
+    }
+}

@@ -1,0 +1,84 @@
+/* fleet.h — the live registry of workers, built from their reports on the
+ * <prefix>:reports channel (protocol.md): actual concurrency, applied
+ * version, active jobs, running totals, last seen.
+ *
+ * A worker is stale after 3 missed heartbeat intervals (it stops counting as
+ * expected in acknowledgements), forgotten after 60 s, and removed at once
+ * on "bye". Malformed or oversized reports are counted and logged at most
+ * once a second, and never change the registry. Also keeps the waiters of
+ * PUT ... wait_ms: callbacks run when every live worker of a queue has
+ * applied a version, or when their deadline passes.
+ *
+ * All functions are thread-safe (one mutex owned here). Times are
+ * CLOCK_MONOTONIC milliseconds (util_mono_ms). */
+#ifndef SLUICE_FLEET_H
+#define SLUICE_FLEET_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util.h"
+
+#define FLEET_REPORT_MAX 4096        /* bytes; larger reports are refused */
+#define FLEET_MAX_WORKERS 4096
+#define FLEET_ID_MAX 128
+#define FLEET_FORGET_MS 60000
+#define FLEET_STALE_INTERVALS 3
+
+struct fleet_worker {
+    char id[FLEET_ID_MAX + 1];
+    char queue[UTIL_NAME_MAX + 1];
+    int64_t concurrency, version, active, completed, failed;
+    int64_t pid;
+    char host[65], agent[65];
+    char last_event[16];
+    char error[257];                 /* last error report, "" when none */
+    int64_t interval_ms;             /* heartbeat interval the worker declared */
+    int64_t last_seen_ms, first_seen_ms;
+    int stale;                       /* filled by fleet_workers */
+};
+
+struct fleet_acks {
+    int expected;                    /* live (not stale) workers of the queue */
+    int acknowledged;                /* of those, at or past the version */
+};
+
+typedef struct fleet fleet;
+
+fleet *fleet_new(void);
+void fleet_free(fleet *fl);
+
+/* Apply one report (raw payload). Returns 0, or -1 when it was malformed
+ * (counted, logged at a limited rate, nothing changed). */
+int fleet_report(fleet *fl, const char *payload, size_t len, int64_t now_ms);
+
+/* Forget workers silent for FLEET_FORGET_MS. */
+void fleet_sweep(fleet *fl, int64_t now_ms);
+
+/* Copy the workers of queue (NULL: all) into a malloc'd array the caller
+ * frees; returns the count, with stale computed at now_ms. */
+size_t fleet_workers(fleet *fl, const char *queue, int64_t now_ms, struct fleet_worker **out);
+
+/* Who has applied version of queue, among live workers. */
+void fleet_acks(fleet *fl, const char *queue, int64_t version, int64_t now_ms,
+                struct fleet_acks *out);
+
+/* Reports refused so far. */
+uint64_t fleet_malformed(fleet *fl);
+
+/* Called once, outside the fleet lock, when a wait ends. complete is 1 when
+ * every live worker acknowledged (vacuously so with no live workers). */
+typedef void (*fleet_wait_fn)(void *ud, const struct fleet_acks *acks, int complete);
+
+/* Wait for version of queue until deadline_ms. fn may run before this
+ * returns (already complete). Returns 0, or -1 when out of memory (fn not
+ * called). */
+int fleet_wait(fleet *fl, const char *queue, int64_t version, int64_t deadline_ms,
+               fleet_wait_fn fn, void *ud);
+
+/* End the waits that are complete or past their deadline; all of them when
+ * finish_all (shutdown). */
+void fleet_check_waiters(fleet *fl, int64_t now_ms, int finish_all);
+
+#endif

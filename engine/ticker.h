@@ -1,0 +1,21 @@
+/* ticker.h — the periodic work of a serving sluiced, driven from the main
+ * thread between signals: policy reload checks, the deadlines of wait_ms,
+ * forgetting silent workers, ending temporary overrides and evaluating
+ * alerts. Each task has its own interval; ticker_run does what is due. */
+#ifndef SLUICE_TICKER_H
+#define SLUICE_TICKER_H
+
+#include <stdint.h>
+
+#include "app.h"
+
+#define TICKER_STEP_MS 50            /* how often ticker_run should be called */
+
+struct ticker {
+    int64_t next_reload, next_second;
+};
+
+/* Do whatever is due at now_mono (util_mono_ms). */
+void ticker_run(struct ticker *t, struct app *app, int64_t now_mono);
+
+#endif
