@@ -38,6 +38,10 @@ int auth_parse_scopes(const char *csv, unsigned *out, char *err, size_t errlen) 
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
         unsigned bit = 0;
+        if (len == 0) {
+            snprintf(err, errlen, "empty scope in '%.64s'", csv);
+            return -1;
+        }
         for (size_t i = 0; i < N_SCOPES; i++)
             if (strlen(scope_names[i].name) == len && strncmp(scope_names[i].name, p, len) == 0)
                 bit = scope_names[i].bit;

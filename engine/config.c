@@ -80,7 +80,7 @@ static int parse_listen(struct config *c, const char *v, char *err, size_t errle
     }
     errno = 0;
     long port = strtol(colon + 1, &end, 10);
-    if (errno || *end || end == colon + 1 || port < 0 || port > 65535) {
+    if (errno || *end || colon[1] < '0' || colon[1] > '9' || port < 0 || port > 65535) {
         snprintf(err, errlen, "--listen: invalid port in '%s'", v);
         return -1;
     }
@@ -110,7 +110,7 @@ static int set_option(struct config *c, const struct opt *o, const char *v,
     case OPT_LONG:
         errno = 0;
         n = strtol(v, &end, 10);
-        if (errno || *end || end == v || n < o->min || n > o->max) {
+        if (errno || *end || (*v != '-' && (*v < '0' || *v > '9')) || n < o->min || n > o->max) {
             snprintf(err, errlen, "%s: expected an integer in %ld..%ld, got '%s'", source,
                      o->min, o->max, v);
             return -1;

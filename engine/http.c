@@ -169,7 +169,7 @@ int http_static_path_ok(const char *path) {
         size_t len = slash ? (size_t)(slash - seg) : strlen(seg);
         if (len == 0 || seg[0] == '.') return 0;    /* "", ".", "..", hidden files */
         for (size_t i = 0; i < len; i++)
-            if ((unsigned char)seg[i] < 0x20) return 0;
+            if ((unsigned char)seg[i] < 0x20 || seg[i] == 0x7f) return 0;
         if (!slash) break;
         seg = slash + 1;
         if (*seg == '\0') return 0;                 /* trailing slash */

@@ -198,8 +198,16 @@ static json_t *luajson_table(lua_State *L, int idx, int depth, char *err, size_t
     out = json_object();
     lua_pushnil(L);
     while (out && lua_next(L, idx) != 0) {      /* key, value */
+        size_t klen;
+        const char *key = lua_tolstring(L, -2, &klen);   /* a string: no conversion */
+        if (strlen(key) != klen) {
+            snprintf(err, errlen, "object key contains a NUL byte");
+            lua_pop(L, 2);
+            json_decref(out);
+            return NULL;
+        }
         json_t *item = luajson_value(L, -1, depth + 1, err, errlen);
-        if (item == NULL || json_object_set_new(out, lua_tostring(L, -2), item) != 0) {
+        if (item == NULL || json_object_set_new(out, key, item) != 0) {
             if (item != NULL) snprintf(err, errlen, "object key is not valid UTF-8");
             lua_pop(L, 2);
             json_decref(out);

@@ -137,7 +137,10 @@ done:
 
 /* ---- the DSL -------------------------------------------------------------------- */
 
-/* Append {name=, spec=, file=, line=} to the registry list `reg`. */
+/* Append {name=, spec=, file=, line=} to the registry list `reg` and leave
+ * the new declaration on the stack. spec_idx 0: no spec yet (queue "x" and
+ * alert "x" get theirs from the table that follows). The file is the full
+ * chunk name, not Lua's shortened short_src. */
 static void policy_record(lua_State *L, const char *reg, const char *name, int spec_idx) {
     lua_Debug ar;
     memset(&ar, 0, sizeof ar);
@@ -148,14 +151,17 @@ static void policy_record(lua_State *L, const char *reg, const char *name, int s
         lua_pushstring(L, name);
         lua_setfield(L, -2, "name");
     }
-    lua_pushvalue(L, spec_idx);
-    lua_setfield(L, -2, "spec");
-    lua_pushstring(L, ar.short_src);
+    if (spec_idx) {
+        lua_pushvalue(L, spec_idx);
+        lua_setfield(L, -2, "spec");
+    }
+    lua_pushstring(L, ar.source && ar.source[0] == '@' ? ar.source + 1 : ar.short_src);
     lua_setfield(L, -2, "file");
     lua_pushinteger(L, ar.currentline);
     lua_setfield(L, -2, "line");
-    lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
-    lua_pop(L, 1);
+    lua_pushvalue(L, -1);                       /* list, decl, decl */
+    lua_rawseti(L, -3, (lua_Integer)lua_rawlen(L, -3) + 1);
+    lua_remove(L, -2);                          /* decl */
 }
 
 static int policy_dsl_defaults(lua_State *L) {
@@ -168,36 +174,31 @@ static int policy_dsl_defaults(lua_State *L) {
     return 0;
 }
 
-/* queue "name" { ... }: the first call checks the name, the second the spec. */
-static int policy_dsl_queue_spec(lua_State *L) {
+/* queue "name" { ... } and alert "name" { ... }: the first call records the
+ * declaration, the returned function fills in its spec. A declaration whose
+ * table never came is an error at resolve time, not a silent no-op. */
+static int policy_dsl_spec(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    policy_record(L, POLICY_REG_QUEUES, lua_tostring(L, lua_upvalueindex(1)), 1);
+    lua_pushvalue(L, lua_upvalueindex(1));      /* decl */
+    if (lua_getfield(L, -1, "spec") != LUA_TNIL)
+        return luaL_error(L, "%s given twice", "the { ... } of a declaration");
+    lua_pop(L, 1);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -2, "spec");
     return 0;
 }
 
-static int policy_dsl_queue(lua_State *L) {
+static int policy_dsl_named(lua_State *L, const char *reg, const char *what) {
     const char *name = luaL_checkstring(L, 1);
     if (!util_valid_name(name))
-        return luaL_error(L, "queue name '%s' is invalid (1..64 of A-Z a-z 0-9 _ . : -)", name);
-    lua_pushvalue(L, 1);
-    lua_pushcclosure(L, policy_dsl_queue_spec, 1);
+        return luaL_error(L, "%s name '%s' is invalid (1..64 of A-Z a-z 0-9 _ . : -)", what, name);
+    policy_record(L, reg, name, 0);             /* decl */
+    lua_pushcclosure(L, policy_dsl_spec, 1);
     return 1;
 }
 
-static int policy_dsl_alert_spec(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TTABLE);
-    policy_record(L, POLICY_REG_ALERTS, lua_tostring(L, lua_upvalueindex(1)), 1);
-    return 0;
-}
-
-static int policy_dsl_alert(lua_State *L) {
-    const char *name = luaL_checkstring(L, 1);
-    if (!util_valid_name(name))
-        return luaL_error(L, "alert name '%s' is invalid (1..64 of A-Z a-z 0-9 _ . : -)", name);
-    lua_pushvalue(L, 1);
-    lua_pushcclosure(L, policy_dsl_alert_spec, 1);
-    return 1;
-}
+static int policy_dsl_queue(lua_State *L) { return policy_dsl_named(L, POLICY_REG_QUEUES, "queue"); }
+static int policy_dsl_alert(lua_State *L) { return policy_dsl_named(L, POLICY_REG_ALERTS, "alert"); }
 
 static int policy_dsl_open(lua_State *L) {
     lua_newtable(L);
@@ -321,7 +322,8 @@ static void policy_resolve_queues(lua_State *L, struct policy_gen *g) {
         const char *name = lua_tostring(L, -1);
         char what[96];
         snprintf(what, sizeof what, "queue '%s'", name);
-        lua_getfield(L, decl, "spec");                           /* list, decl, name, spec */
+        if (lua_getfield(L, decl, "spec") != LUA_TTABLE)         /* list, decl, name, spec */
+            policy_decl_error(L, decl, "%s has no { ... } after its name", what);
         struct policy_partial q = defaults;
         policy_read_bounds(L, decl, lua_gettop(L), what, &q);
         for (size_t k = 0; k < g->nqueues; k++)
@@ -360,7 +362,8 @@ static void policy_resolve_alerts(lua_State *L, struct policy_gen *g) {
         lua_getfield(L, decl, "name");
         util_copy(a.name, sizeof a.name, lua_tostring(L, -1));
         snprintf(what, sizeof what, "alert '%s'", a.name);
-        lua_getfield(L, decl, "spec");                           /* list, decl, name, spec */
+        if (lua_getfield(L, decl, "spec") != LUA_TTABLE)         /* list, decl, name, spec */
+            policy_decl_error(L, decl, "%s has no { ... } after its name", what);
         int spec = lua_gettop(L);
         policy_check_fields(L, decl, spec, fields, what);
         for (size_t k = 0; k < g->nalerts; k++)
@@ -418,7 +421,10 @@ static void policy_parse_error(const char *msg, const char *fallback_file, struc
             char file[128];
             memcpy(file, msg, (size_t)(c1 - msg));
             file[c1 - msg] = '\0';
-            policy_set_error(err, file, (int)line, end[1] == ' ' ? end + 2 : end + 1);
+            /* Lua shortens long chunk names to "...tail"; the error came
+             * from the file being loaded, whose full name we know. */
+            policy_set_error(err, strncmp(file, "...", 3) == 0 ? fallback_file : file, (int)line,
+                             end[1] == ' ' ? end + 2 : end + 1);
             return;
         }
     }

@@ -1,0 +1,318 @@
+/* test_auth.c — scopes, tokens and sessions over a real SQLite store. */
+#include "unit.h"
+#include "auth.h"
+
+#include <ctype.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+static char dir[64];
+static char db_path[128];
+
+static store *open_store(void) {
+    struct store_options opt = {1000, 2};
+    char url[160], err[256];
+    int applied = 0;
+    strcpy(dir, "/tmp/sluice-auth-XXXXXX");
+    if (mkdtemp(dir) == NULL) return NULL;
+    snprintf(db_path, sizeof db_path, "%s/a.db", dir);
+    snprintf(url, sizeof url, "sqlite:%s", db_path);
+    store *st = store_open(url, &opt, err, sizeof err);
+    if (st && store_migrate(st, &applied) != STORE_OK) {
+        store_close(st);
+        st = NULL;
+    }
+    return st;
+}
+
+static void close_store(store *st) {
+    char path[160];
+    store_close(st);
+    static const char *const suffixes[] = {"", "-wal", "-shm", NULL};
+    for (const char *const *s = suffixes; *s; s++) {
+        snprintf(path, sizeof path, "%s%s", db_path, *s);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static int is_hex(const char *s, size_t len) {
+    if (strlen(s) != len) return 0;
+    for (; *s; s++)
+        if (!isxdigit((unsigned char)*s) || isupper((unsigned char)*s)) return 0;
+    return 1;
+}
+
+static void sha256_hex(const char *s, char out[65]) {
+    static const char digits[] = "0123456789abcdef";
+    unsigned char md[32];
+    unsigned len = 0;
+    EVP_Digest(s, strlen(s), md, &len, EVP_sha256(), NULL);
+    for (unsigned i = 0; i < 32; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 15];
+    }
+    out[64] = '\0';
+}
+
+/* 1 when `needle` occurs anywhere in the file at path (absent file: 0). */
+static int file_contains(const char *path, const char *needle) {
+    size_t len = 0;
+    char *data = util_read_file(path, 64 << 20, &len);
+    int found = data && memmem(data, len, needle, strlen(needle)) != NULL;
+    free(data);
+    return found;
+}
+
+TEST(parses_scope_lists) {
+    unsigned m = 0;
+    char err[160] = "";
+    EXPECT_INT(auth_parse_scopes("scaling:read", &m, err, sizeof err), 0);
+    EXPECT_INT(m, AUTH_SCOPE_READ);
+    EXPECT_INT(auth_parse_scopes("scaling:read,admin", &m, err, sizeof err), 0);
+    EXPECT_INT(m, AUTH_SCOPE_READ | AUTH_SCOPE_ADMIN);
+    EXPECT_INT(auth_parse_scopes("scaling:write,scaling:write", &m, err, sizeof err), 0);
+    EXPECT_INT(m, AUTH_SCOPE_WRITE);
+    EXPECT_INT(auth_parse_scopes("scaling:delete", &m, err, sizeof err), -1);
+    EXPECT_CONTAINS(err, "scaling:delete");
+    err[0] = '\0';
+    EXPECT_INT(auth_parse_scopes("", &m, err, sizeof err), -1);
+    EXPECT(err[0] != '\0');
+    EXPECT_INT(auth_parse_scopes(NULL, &m, err, sizeof err), -1);
+    EXPECT_INT(auth_parse_scopes("admin,,scaling:read", &m, err, sizeof err), -1);
+    EXPECT_INT(auth_parse_scopes("Admin", &m, err, sizeof err), -1);
+}
+
+TEST(admin_implies_read_and_write) {
+    EXPECT_INT(auth_expand(AUTH_SCOPE_ADMIN),
+               AUTH_SCOPE_ADMIN | AUTH_SCOPE_READ | AUTH_SCOPE_WRITE);
+    EXPECT_INT(auth_expand(AUTH_SCOPE_READ), AUTH_SCOPE_READ);
+    EXPECT_INT(auth_expand(AUTH_SCOPE_WRITE), AUTH_SCOPE_WRITE);
+}
+
+TEST(formats_scope_names) {
+    char buf[64], small[16];
+    auth_format_scopes(AUTH_SCOPE_READ | AUTH_SCOPE_WRITE | AUTH_SCOPE_ADMIN, buf, sizeof buf);
+    EXPECT_STR(buf, "scaling:read,scaling:write,admin");
+    auth_format_scopes(AUTH_SCOPE_READ | AUTH_SCOPE_ADMIN, buf, sizeof buf);
+    EXPECT_STR(buf, "scaling:read,admin");
+    auth_format_scopes(0, buf, sizeof buf);
+    EXPECT_STR(buf, "");
+    auth_format_scopes(AUTH_SCOPE_READ | AUTH_SCOPE_WRITE, small, sizeof small);
+    EXPECT(strlen(small) < sizeof small && strncmp(small, "scaling:read", 12) == 0);
+    EXPECT_STR(auth_scope_name(AUTH_SCOPE_WRITE), "scaling:write");
+    EXPECT(auth_scope_name(8) == NULL);
+}
+
+TEST(created_token_verifies_with_name_and_scopes) {
+    char token[AUTH_TOKEN_MAX], id[STORE_ID_MAX];
+    struct auth_principal p;
+    int64_t now = util_now_ms();
+    store *st = open_store();
+    ASSERT(st != NULL);
+    EXPECT_INT(auth_token_create(st, "ci-nightly", AUTH_SCOPE_ADMIN, 0, now, token, id), STORE_OK);
+    EXPECT(is_hex(id, 12));
+    EXPECT_INT(strlen(token), 4 + 12 + 1 + 64);
+    EXPECT(strncmp(token, "slc_", 4) == 0 && strncmp(token + 4, id, 12) == 0 && token[16] == '_');
+    EXPECT(is_hex(token + 17, 64));
+    EXPECT_INT(auth_verify_token(st, token, now + 1000, &p), AUTH_OK);
+    EXPECT_STR(p.name, "ci-nightly");
+    EXPECT_STR(p.token_id, id);
+    EXPECT_INT(p.scopes, AUTH_SCOPE_ADMIN | AUTH_SCOPE_READ | AUTH_SCOPE_WRITE);
+    EXPECT_INT(p.via_session, 0);
+    close_store(st);
+}
+
+TEST(wrong_secret_or_id_is_denied) {
+    char token[AUTH_TOKEN_MAX], id[STORE_ID_MAX], bad[AUTH_TOKEN_MAX];
+    struct auth_principal p;
+    int64_t now = util_now_ms();
+    store *st = open_store();
+    ASSERT(st != NULL);
+    ASSERT(auth_token_create(st, "t", AUTH_SCOPE_READ, 0, now, token, id) == STORE_OK);
+    strcpy(bad, token);
+    bad[40] = bad[40] == 'a' ? 'b' : 'a';    /* one hex char of the secret */
+    EXPECT_INT(auth_verify_token(st, bad, now, &p), AUTH_DENIED);
+    strcpy(bad, token);
+    bad[5] = bad[5] == 'a' ? 'b' : 'a';      /* one hex char of the id */
+    EXPECT_INT(auth_verify_token(st, bad, now, &p), AUTH_DENIED);
+    EXPECT_INT(auth_verify_token(st, token, now, &p), AUTH_OK);
+    close_store(st);
+}
+
+TEST(malformed_tokens_are_denied) {
+    char token[AUTH_TOKEN_MAX], id[STORE_ID_MAX], bad[AUTH_TOKEN_MAX + 64];
+    struct auth_principal p;
+    int64_t now = util_now_ms();
+    store *st = open_store();
+    ASSERT(st != NULL);
+    ASSERT(auth_token_create(st, "t", AUTH_SCOPE_READ, 0, now, token, id) == STORE_OK);
+    EXPECT_INT(auth_verify_token(st, NULL, now, &p), AUTH_DENIED);
+    EXPECT_INT(auth_verify_token(st, "", now, &p), AUTH_DENIED);
+    EXPECT_INT(auth_verify_token(st, "slc_", now, &p), AUTH_DENIED);
+    EXPECT_INT(auth_verify_token(st, "slc__", now, &p), AUTH_DENIED);
+    EXPECT_INT(auth_verify_token(st, token + 4, now, &p), AUTH_DENIED);     /* no prefix */
+    snprintf(bad, sizeof bad, "SLC_%s", token + 4);
+    EXPECT_INT(auth_verify_token(st, bad, now, &p), AUTH_DENIED);
+    snprintf(bad, sizeof bad, "%s0", token);                                /* one too long */
+    EXPECT_INT(auth_verify_token(st, bad, now, &p), AUTH_DENIED);
+    snprintf(bad, sizeof bad, "%.*s", (int)strlen(token) - 1, token);      /* one too short */
+    EXPECT_INT(auth_verify_token(st, bad, now, &p), AUTH_DENIED);
+    snprintf(bad, sizeof bad, "slc_%.11s_%s", id, token + 17);              /* short id */
+    EXPECT_INT(auth_verify_token(st, bad, now, &p), AUTH_DENIED);
+    memset(bad, 'a', sizeof bad - 1);
+    bad[sizeof bad - 1] = '\0';
+    memcpy(bad, "slc_", 4);
+    EXPECT_INT(auth_verify_token(st, bad, now, &p), AUTH_DENIED);
+    close_store(st);
+}
+
+TEST(expired_token_is_denied) {
+    char token[AUTH_TOKEN_MAX], id[STORE_ID_MAX];
+    struct auth_principal p;
+    int64_t now = util_now_ms();
+    store *st = open_store();
+    ASSERT(st != NULL);
+    ASSERT(auth_token_create(st, "short", AUTH_SCOPE_READ, 1, now, token, id) == STORE_OK);
+    EXPECT_INT(auth_verify_token(st, token, now + 500, &p), AUTH_OK);
+    EXPECT_INT(auth_verify_token(st, token, now + 1000, &p), AUTH_DENIED);
+    EXPECT_INT(auth_verify_token(st, token, now + 2000, &p), AUTH_DENIED);
+    close_store(st);
+}
+
+TEST(revoked_token_is_denied_and_keeps_first_revocation_time) {
+    char token[AUTH_TOKEN_MAX], id[STORE_ID_MAX];
+    struct auth_principal p;
+    struct store_token t;
+    int64_t now = util_now_ms();
+    store *st = open_store();
+    ASSERT(st != NULL);
+    ASSERT(auth_token_create(st, "gone", AUTH_SCOPE_WRITE, 0, now, token, id) == STORE_OK);
+    EXPECT_INT(store_revoke_token(st, id, now + 10), STORE_OK);
+    EXPECT_INT(auth_verify_token(st, token, now + 20, &p), AUTH_DENIED);
+    EXPECT_INT(store_revoke_token(st, id, now + 99), STORE_OK);
+    ASSERT(store_get_token(st, id, &t) == STORE_OK);
+    EXPECT_INT(t.revoked_ms, now + 10);
+    EXPECT_INT(store_revoke_token(st, "000000000000", now), STORE_NOT_FOUND);
+    close_store(st);
+}
+
+TEST(only_a_sha256_of_the_secret_is_stored) {
+    char token[AUTH_TOKEN_MAX], id[STORE_ID_MAX], hash[65], path[160];
+    struct store_token t;
+    int64_t now = util_now_ms();
+    store *st = open_store();
+    ASSERT(st != NULL);
+    ASSERT(auth_token_create(st, "hashed", AUTH_SCOPE_READ | AUTH_SCOPE_ADMIN, 60, now, token,
+                             id) == STORE_OK);
+    const char *secret = token + 17;
+    ASSERT(store_get_token(st, id, &t) == STORE_OK);
+    EXPECT(is_hex(t.secret_hash, 64));
+    EXPECT(strcmp(t.secret_hash, secret) != 0);
+    sha256_hex(secret, hash);
+    EXPECT_STR(t.secret_hash, hash);
+    EXPECT_STR(t.name, "hashed");
+    EXPECT_STR(t.scopes, "scaling:read,admin");
+    EXPECT_INT(t.expires_ms, now + 60000);
+    /* The plain secret is nowhere in the database files. */
+    snprintf(path, sizeof path, "%s-wal", db_path);
+    EXPECT(file_contains(db_path, t.secret_hash) || file_contains(path, t.secret_hash));
+    EXPECT(!file_contains(db_path, secret) && !file_contains(path, secret));
+    close_store(st);
+}
+
+TEST(session_verifies_and_checks_csrf) {
+    char token[AUTH_TOKEN_MAX], id[STORE_ID_MAX], cookie[STORE_HASH_MAX], hash[65];
+    char wrong[STORE_HASH_MAX];
+    struct auth_principal p, s;
+    struct store_session row;
+    int64_t now = util_now_ms();
+    store *st = open_store();
+    ASSERT(st != NULL);
+    ASSERT(auth_token_create(st, "browser", AUTH_SCOPE_WRITE, 0, now, token, id) == STORE_OK);
+    ASSERT(auth_session_open(st, token, now, &p, cookie) == AUTH_OK);
+    EXPECT(is_hex(cookie, 64));
+    EXPECT(is_hex(p.csrf, 64));
+    EXPECT_INT(p.via_session, 1);
+    EXPECT_INT(auth_verify_session(st, cookie, now + 1000, &s), AUTH_OK);
+    EXPECT_STR(s.name, "browser");
+    EXPECT_INT(s.scopes, AUTH_SCOPE_WRITE);
+    EXPECT_INT(s.via_session, 1);
+    EXPECT_STR(s.csrf, p.csrf);
+    /* The cookie itself is not stored, only its hash. */
+    sha256_hex(cookie, hash);
+    EXPECT_INT(store_get_session(st, hash, &row), STORE_OK);
+    EXPECT_INT(store_get_session(st, cookie, &row), STORE_NOT_FOUND);
+    EXPECT_INT(auth_csrf_ok(&s, p.csrf), 1);
+    strcpy(wrong, p.csrf);
+    wrong[63] = wrong[63] == 'a' ? 'b' : 'a';
+    EXPECT_INT(auth_csrf_ok(&s, wrong), 0);
+    EXPECT_INT(auth_csrf_ok(&s, NULL), 0);
+    EXPECT_INT(auth_csrf_ok(&s, ""), 0);
+    struct auth_principal bearer;
+    ASSERT(auth_verify_token(st, token, now, &bearer) == AUTH_OK);
+    EXPECT_INT(auth_csrf_ok(&bearer, ""), 0);   /* a bearer principal has no CSRF token */
+    close_store(st);
+}
+
+TEST(session_ends_with_revocation_close_or_expiry) {
+    char token[AUTH_TOKEN_MAX], id[STORE_ID_MAX], c1[STORE_HASH_MAX], c2[STORE_HASH_MAX];
+    char t2[AUTH_TOKEN_MAX], id2[STORE_ID_MAX], c3[STORE_HASH_MAX];
+    struct auth_principal p, s;
+    int64_t now = util_now_ms();
+    store *st = open_store();
+    ASSERT(st != NULL);
+    ASSERT(auth_token_create(st, "u", AUTH_SCOPE_READ, 0, now, token, id) == STORE_OK);
+    ASSERT(auth_session_open(st, token, now, &p, c1) == AUTH_OK);
+    EXPECT_INT(auth_session_close(st, &p), STORE_OK);
+    EXPECT_INT(auth_verify_session(st, c1, now, &s), AUTH_DENIED);
+
+    ASSERT(auth_session_open(st, token, now, &p, c2) == AUTH_OK);
+    EXPECT_INT(auth_verify_session(st, c2, now + AUTH_SESSION_TTL_MS - 1, &s), AUTH_OK);
+    EXPECT_INT(auth_verify_session(st, c2, now + AUTH_SESSION_TTL_MS, &s), AUTH_DENIED);
+    EXPECT_INT(store_revoke_token(st, id, now + 5), STORE_OK);
+    EXPECT_INT(auth_verify_session(st, c2, now + 10, &s), AUTH_DENIED);
+
+    /* A session never outlives its token. */
+    ASSERT(auth_token_create(st, "v", AUTH_SCOPE_READ, 60, now, t2, id2) == STORE_OK);
+    ASSERT(auth_session_open(st, t2, now, &p, c3) == AUTH_OK);
+    EXPECT_INT(auth_verify_session(st, c3, now + 59000, &s), AUTH_OK);
+    EXPECT_INT(auth_verify_session(st, c3, now + 61000, &s), AUTH_DENIED);
+    close_store(st);
+}
+
+TEST(session_refuses_bad_tokens_and_cookies) {
+    char cookie[STORE_HASH_MAX], fake[65];
+    struct auth_principal p;
+    int64_t now = util_now_ms();
+    store *st = open_store();
+    ASSERT(st != NULL);
+    EXPECT_INT(auth_session_open(st, "slc_nope", now, &p, cookie), AUTH_DENIED);
+    EXPECT_INT(auth_verify_session(st, NULL, now, &p), AUTH_DENIED);
+    EXPECT_INT(auth_verify_session(st, "", now, &p), AUTH_DENIED);
+    memset(fake, 'a', 64);
+    fake[64] = '\0';
+    EXPECT_INT(auth_verify_session(st, fake, now, &p), AUTH_DENIED);
+    fake[63] = '\0';
+    EXPECT_INT(auth_verify_session(st, fake, now, &p), AUTH_DENIED);
+    memset(&p, 0, sizeof p);
+    EXPECT_INT(auth_session_close(st, &p), STORE_OK);   /* bearer: nothing to close */
+    close_store(st);
+}
+
+int main(void) {
+    RUN(parses_scope_lists);
+    RUN(admin_implies_read_and_write);
+    RUN(formats_scope_names);
+    RUN(created_token_verifies_with_name_and_scopes);
+    RUN(wrong_secret_or_id_is_denied);
+    RUN(malformed_tokens_are_denied);
+    RUN(expired_token_is_denied);
+    RUN(revoked_token_is_denied_and_keeps_first_revocation_time);
+    RUN(only_a_sha256_of_the_secret_is_stored);
+    RUN(session_verifies_and_checks_csrf);
+    RUN(session_ends_with_revocation_close_or_expiry);
+    RUN(session_refuses_bad_tokens_and_cookies);
+    return UNIT_DONE();
+}

@@ -1,0 +1,261 @@
+/* test_scaling.c — the domain service over a real store and policy: targets,
+ * the checks of a change in lua.md's order, audit of refusals, history and
+ * the writes flag. */
+#include "unit.h"
+#include "auth.h"
+#include "flags.h"
+#include "scaling.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+static char dir[64];
+static struct config cfg;
+static struct app app;
+
+static const char *const policy_text =
+    "defaults { default = 4, min = 1, max = 32, max_step = 8, confirm_above = 24 }\n"
+    "queue \"ingestion\" { max = 64, max_step = 16, confirm_above = 48 }\n"
+    "queue \"build\" { max = 16, cooldown_s = 3600 }\n"
+    "queue \"budget\" { changes_per_hour = 2 }\n"
+    "function validate(change, ctx)\n"
+    "  if change.to == 13 then return false, '13 is unlucky in ' .. ctx.environment end\n"
+    "  return true\n"
+    "end\n";
+
+static void path_of(char *out, size_t size, const char *name) {
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
+/* A store and a loaded policy in a fresh directory, for environment env. */
+static int setup(const char *env) {
+    struct sandbox_limits lim = {16 << 20, 200000};
+    struct store_options opt = {1000, 2};
+    char path[160], url[180], err[256];
+    strcpy(dir, "/tmp/sluice-scaling-XXXXXX");
+    if (mkdtemp(dir) == NULL) return 0;
+    path_of(path, sizeof path, "queues.lua");
+    FILE *f = fopen(path, "w");
+    if (f == NULL) return 0;
+    fputs(policy_text, f);
+    fclose(f);
+    memset(&cfg, 0, sizeof cfg);
+    util_copy(cfg.env, sizeof cfg.env, env);
+    path_of(path, sizeof path, "s.db");
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    /* No fleet, bus or alerts: scaling works without Redis. */
+    app = (struct app){.cfg = &cfg, .st = store_open(url, &opt, err, sizeof err),
+                       .pol = policy_new(dir, &lim)};
+    return app.st && app.pol && store_migrate(app.st, NULL) == STORE_OK &&
+           policy_reload(app.pol, 1) == 1;
+}
+
+static void teardown(void) {
+    static const char *const files[] = {"queues.lua", "s.db", "s.db-wal", "s.db-shm", NULL};
+    char path[160];
+    store_close(app.st);
+    policy_free(app.pol);
+    for (const char *const *n = files; *n; n++) {
+        path_of(path, sizeof path, *n);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static struct scaling_change change(const char *queue, int64_t to) {
+    struct scaling_change c = {queue, to, "test", 0, 0, 0, 0, "alice",
+                               AUTH_SCOPE_WRITE, "api", "rid-s"};
+    return c;
+}
+
+/* scaling_set; on refusal the error code (else "ok") lands in code. */
+static int64_t set(struct scaling_change c, char code[32], struct scaling_error *err) {
+    json_t *t = scaling_set(&app, &c, err);
+    int64_t version = -1;
+    util_copy(code, 32, t ? "ok" : err->code);
+    if (t) version = json_integer_value(json_object_get(t, "version"));
+    json_decref(t);
+    return version;
+}
+
+/* Code of the newest audit entry of queue. */
+static const char *last_audit_code(const char *queue, char out[STORE_CODE_MAX]) {
+    struct store_audit *rows = NULL;
+    size_t n = 0;
+    out[0] = '\0';
+    if (store_list_audit(app.st, NULL, queue, 0, 1, &rows, &n) == STORE_OK && n == 1)
+        util_copy(out, STORE_CODE_MAX, rows[0].outcome[0] == 'r' ? rows[0].error_code : "applied");
+    free(rows);
+    return out;
+}
+
+TEST(unchanged_queue_reports_its_default_at_version_0) {
+    struct scaling_error err = {0};
+    ASSERT(setup("local"));
+    json_t *t = scaling_get(&app, "ingestion", &err);
+    ASSERT(t != NULL);
+    EXPECT_INT(json_integer_value(json_object_get(t, "desired_concurrency")), 4);
+    EXPECT_INT(json_integer_value(json_object_get(t, "version")), 0);
+    EXPECT(json_is_null(json_object_get(t, "updated_by")));
+    EXPECT_INT(json_integer_value(json_object_get(json_object_get(t, "bounds"), "max")), 64);
+    json_decref(t);
+    EXPECT(scaling_get(&app, "nope", &err) == NULL);
+    EXPECT_INT(err.status, 404);
+    EXPECT_STR(err.code, "unknown_queue");
+    scaling_error_clear(&err);
+    json_t *list = scaling_list(&app, &err);
+    json_t *items = json_object_get(list, "items");
+    EXPECT_INT(json_array_size(items), 3);
+    EXPECT_STR(json_string_value(json_object_get(json_array_get(items, 2), "queue")), "budget");
+    json_decref(list);
+    teardown();
+}
+
+TEST(applies_a_change_and_audits_it) {
+    struct scaling_error err = {0};
+    char code[32], audit[STORE_CODE_MAX];
+    ASSERT(setup("local"));
+    struct scaling_change c = change("ingestion", 12);
+    json_t *t = scaling_set(&app, &c, &err);
+    ASSERT(t != NULL);
+    EXPECT_INT(json_integer_value(json_object_get(t, "version")), 1);
+    EXPECT_INT(json_integer_value(json_object_get(t, "previous")), 4);
+    EXPECT_STR(json_string_value(json_object_get(t, "updated_by")), "alice");
+    json_decref(t);
+    EXPECT_INT(set(change("ingestion", 12), code, &err), 1);     /* same value: same version */
+    EXPECT_STR(last_audit_code("ingestion", audit), "applied");
+    scaling_error_clear(&err);
+    teardown();
+}
+
+TEST(checks_run_in_the_documented_order) {
+    struct scaling_error err = {0};
+    char code[32], audit[STORE_CODE_MAX];
+    ASSERT(setup("local"));
+    struct scaling_change c = change("ingestion", 100);
+    c.has_expected_version = 1;
+    c.expected_version = 3;                           /* stale and out of bounds */
+    set(c, code, &err);
+    EXPECT_STR(code, "version_conflict");
+    EXPECT_INT(err.status, 409);
+    EXPECT_INT(json_integer_value(json_object_get(err.details, "current_version")), 0);
+    EXPECT_STR(last_audit_code("ingestion", audit), "version_conflict");
+    set(change("ingestion", 100), code, &err);        /* out of bounds and too big a step */
+    EXPECT_STR(code, "out_of_bounds");
+    EXPECT_INT(err.status, 422);
+    set(change("ingestion", 30), code, &err);         /* step 26 > 16 */
+    EXPECT_STR(code, "step_too_large");
+    EXPECT_STR(last_audit_code("ingestion", audit), "step_too_large");
+    set(change("ingestion", 13), code, &err);         /* validate() says no */
+    EXPECT_STR(code, "policy_rejected");
+    EXPECT_INT(err.status, 422);
+    EXPECT_CONTAINS(err.message, "13 is unlucky in local");
+    EXPECT_STR(last_audit_code("ingestion", audit), "policy_rejected");
+    EXPECT_INT(set(change("ingestion", 20), code, &err), 1);
+    EXPECT_INT(set(change("ingestion", 36), code, &err), 2);
+    set(change("ingestion", 50), code, &err);         /* above confirm_above 48 */
+    EXPECT_STR(code, "confirmation_required");
+    EXPECT_INT(err.status, 428);
+    struct scaling_change confirmed = change("ingestion", 50);
+    confirmed.confirm = 1;
+    EXPECT_INT(set(confirmed, code, &err), 3);
+    scaling_error_clear(&err);
+    teardown();
+}
+
+TEST(cooldown_and_hourly_budget_answer_429) {
+    struct scaling_error err = {0};
+    char code[32];
+    ASSERT(setup("local"));
+    EXPECT_INT(set(change("build", 5), code, &err), 1);
+    set(change("build", 6), code, &err);
+    EXPECT_STR(code, "rate_limited");
+    EXPECT_INT(err.status, 429);
+    EXPECT(err.retry_after_s > 3590 && err.retry_after_s <= 3600);
+    EXPECT_INT(set(change("build", 5), code, &err), 1);  /* no move: no cooldown */
+    EXPECT_INT(set(change("budget", 5), code, &err), 1);
+    EXPECT_INT(set(change("budget", 6), code, &err), 2);
+    set(change("budget", 7), code, &err);
+    EXPECT_STR(code, "rate_limited");
+    EXPECT_STR(json_string_value(json_object_get(err.details, "limit")), "changes_per_hour");
+    scaling_error_clear(&err);
+    teardown();
+}
+
+TEST(writes_flag_gates_changes_outside_local) {
+    struct scaling_error err = {0};
+    char code[32], audit[STORE_CODE_MAX];
+    int enabled = -1, rc = -1;
+    ASSERT(setup("production"));
+    EXPECT_INT(flags_get(&app, FLAG_WRITES, &enabled), STORE_OK);
+    EXPECT_INT(enabled, 0);
+    set(change("ingestion", 5), code, &err);
+    EXPECT_STR(code, "writes_disabled");
+    EXPECT_INT(err.status, 403);
+    EXPECT_STR(last_audit_code("ingestion", audit), "writes_disabled");
+    EXPECT_INT(flags_set(&app, FLAG_WRITES, 1, "root", "api", "go", "rid-f"), STORE_OK);
+    EXPECT_INT(set(change("ingestion", 5), code, &err), 1);
+    json_t *list = flags_list(&app, &rc);
+    json_t *item = json_array_get(json_object_get(list, "items"), 0);
+    EXPECT(json_is_true(json_object_get(item, "enabled")));
+    EXPECT(json_is_false(json_object_get(item, "default")));
+    EXPECT_STR(json_string_value(json_object_get(list, "environment")), "production");
+    json_decref(list);
+    EXPECT(flags_known("writes") && !flags_known("reads"));
+    scaling_error_clear(&err);
+    teardown();
+}
+
+TEST(history_pages_newest_first) {
+    struct scaling_error err = {0};
+    char code[32];
+    ASSERT(setup("local"));
+    for (int to = 5; to <= 9; to++) set(change("ingestion", to), code, &err);
+    set(change("build", 5), code, &err);
+    json_t *h = scaling_history(&app, "ingestion", 0, 2, &err);
+    json_t *items = json_object_get(h, "items");
+    EXPECT_INT(json_array_size(items), 2);
+    EXPECT_INT(json_integer_value(json_object_get(json_array_get(items, 0), "to")), 9);
+    json_int_t next = json_integer_value(json_object_get(h, "next_before"));
+    EXPECT_INT(next, json_integer_value(json_object_get(json_array_get(items, 1), "id")));
+    json_decref(h);
+    h = scaling_history(&app, "ingestion", next, 10, &err);
+    EXPECT_INT(json_array_size(json_object_get(h, "items")), 3);
+    EXPECT(json_is_null(json_object_get(h, "next_before")));
+    json_decref(h);
+    h = scaling_history(&app, NULL, 0, 50, &err);
+    EXPECT_INT(json_array_size(json_object_get(h, "items")), 6);
+    json_decref(h);
+    EXPECT(scaling_history(&app, "nope", 0, 10, &err) == NULL);
+    EXPECT_STR(err.code, "unknown_queue");
+    scaling_error_clear(&err);
+    teardown();
+}
+
+TEST(writes_flag_is_checked_before_known_queue) {
+    struct scaling_error err = {0};
+    char code[32];
+    ASSERT(setup("production"));                     /* read-only: the flag decides */
+    set(change("nope", 5), code, &err);
+    EXPECT_STR(code, "writes_disabled");
+    EXPECT_INT(err.status, 403);
+    scaling_error_clear(&err);
+    teardown();
+    ASSERT(setup("local"));
+    set(change("nope", 5), code, &err);
+    EXPECT_STR(code, "unknown_queue");
+    EXPECT_INT(err.status, 404);
+    scaling_error_clear(&err);
+    teardown();
+}
+
+int main(void) {
+    RUN(unchanged_queue_reports_its_default_at_version_0);
+    RUN(applies_a_change_and_audits_it);
+    RUN(checks_run_in_the_documented_order);
+    RUN(cooldown_and_hourly_budget_answer_429);
+    RUN(writes_flag_gates_changes_outside_local);
+    RUN(history_pages_newest_first);
+    RUN(writes_flag_is_checked_before_known_queue);
+    return UNIT_DONE();
+}

@@ -1,0 +1,457 @@
+/* test_store_sqlite.c — the SQLite backend of store.h on real database files:
+ * migrations, the judged change, audit log, outbox, flags and locking. */
+#include "unit.h"
+#include "migrations.h"
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define MIN_MS 60000LL
+
+static char dir[64], db_path[128];
+
+static store *open_at(int busy_timeout_ms, int migrate) {
+    struct store_options opt = {busy_timeout_ms, 2};
+    char url[160], err[256];
+    snprintf(url, sizeof url, "sqlite:%s", db_path);
+    store *st = store_open(url, &opt, err, sizeof err);
+    if (st && migrate && store_migrate(st, NULL) != STORE_OK) {
+        store_close(st);
+        return NULL;
+    }
+    return st;
+}
+
+static store *fresh_store(int migrate) {
+    strcpy(dir, "/tmp/sluice-store-XXXXXX");
+    if (mkdtemp(dir) == NULL) return NULL;
+    snprintf(db_path, sizeof db_path, "%s/s.db", dir);
+    return open_at(1000, migrate);
+}
+
+static void remove_store(store *st) {
+    static const char *const suffixes[] = {"", "-wal", "-shm", NULL};
+    char path[160];
+    store_close(st);
+    for (const char *const *s = suffixes; *s; s++) {
+        snprintf(path, sizeof path, "%s%s", db_path, *s);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+/* Judges: record what they were shown; accept, or refuse with a code. */
+struct seen { int calls; struct store_target cur; struct store_stats stats; };
+
+static int accept_judge(void *ud, const struct store_target *cur, const struct store_stats *stats,
+                        char code[STORE_CODE_MAX]) {
+    struct seen *s = ud;
+    (void)code;
+    if (s) *s = (struct seen){s->calls + 1, *cur, *stats};
+    return 1;
+}
+
+static int refuse_judge(void *ud, const struct store_target *cur, const struct store_stats *stats,
+                        char code[STORE_CODE_MAX]) {
+    accept_judge(ud, cur, stats, code);
+    strcpy(code, "out_of_bounds");
+    return 0;
+}
+
+static int abandon_judge(void *ud, const struct store_target *cur,
+                         const struct store_stats *stats, char code[STORE_CODE_MAX]) {
+    accept_judge(ud, cur, stats, code);
+    return -1;
+}
+
+static struct store_change change(const char *queue, int64_t to, int64_t now) {
+    struct store_change c = {queue, to, 4, "alice", "api", "load test", "rid-1", now, 0};
+    return c;
+}
+
+static int apply(store *st, const char *queue, int64_t to, int64_t now, store_judge_fn judge,
+                 struct store_change_result *res) {
+    struct store_change c = change(queue, to, now);
+    return store_apply_change(st, &c, judge, NULL, res);
+}
+
+/* Rows of a query as "a:b,c:d," (columns joined by ':'), via a raw connection. */
+static int collect_row(void *ud, int ncols, char **vals, char **names) {
+    char *buf = ud;
+    (void)names;
+    for (int i = 0; i < ncols; i++) {
+        strncat(buf, vals[i] ? vals[i] : "NULL", 1000 - strlen(buf));
+        strncat(buf, i + 1 < ncols ? ":" : ",", 1000 - strlen(buf));
+    }
+    return 0;
+}
+
+static int raw_query(const char *sql, char out[1024]) {
+    sqlite3 *db = NULL;
+    out[0] = '\0';
+    int rc = sqlite3_open(db_path, &db);
+    if (rc == SQLITE_OK) rc = sqlite3_exec(db, sql, collect_row, out, NULL);
+    sqlite3_close(db);
+    return rc;
+}
+
+TEST(migrate_is_idempotent_and_schema_current) {
+    int applied = -1, expected = 0;
+    for (const struct migration *m = migrations; m->backend; m++)
+        expected += strcmp(m->backend, "sqlite") == 0;
+    store *st = fresh_store(0);
+    ASSERT(st != NULL);
+    EXPECT_INT(store_schema_current(st), 0);
+    EXPECT_INT(store_migrate(st, &applied), STORE_OK);
+    EXPECT_INT(applied, expected);
+    EXPECT(applied >= 1);
+    EXPECT_INT(store_schema_current(st), 1);
+    EXPECT_INT(store_migrate(st, &applied), STORE_OK);
+    EXPECT_INT(applied, 0);
+    EXPECT_INT(store_ping(st), STORE_OK);
+    remove_store(st);
+}
+
+TEST(open_refuses_bad_urls_with_a_message) {
+    struct store_options opt = {100, 1};
+    static const char *const bad[] = {"mysql://localhost/x", "sqlite:", "postgres://h/db",
+                                      "sqlite:/nonexistent-dir/sub/x.db", NULL};
+    for (const char *const *u = bad; *u; u++) {
+        char err[256] = "";
+        EXPECT(store_open(*u, &opt, err, sizeof err) == NULL);
+        EXPECT(err[0] != '\0');
+    }
+}
+
+TEST(applied_changes_bump_versions_and_audit) {
+    struct store_change_result r;
+    struct store_target t;
+    struct store_audit *rows = NULL;
+    struct seen seen = {0};
+    size_t n = 0;
+    int64_t now = util_now_ms();
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    EXPECT_INT(store_get_target(st, "ingestion", &t), STORE_NOT_FOUND);
+    struct store_change c = change("ingestion", 8, now);
+    ASSERT(store_apply_change(st, &c, accept_judge, &seen, &r) == STORE_OK);
+    EXPECT_INT(seen.calls, 1);
+    EXPECT(seen.cur.desired == 4 && seen.cur.version == 0);   /* the default, never changed */
+    EXPECT_INT(r.applied, 1);
+    EXPECT_INT(r.previous, 4);
+    EXPECT(r.target.desired == 8 && r.target.version == 1 && r.audit_id > 0);
+    ASSERT(store_get_target(st, "ingestion", &t) == STORE_OK);
+    EXPECT(t.desired == 8 && t.version == 1 && t.updated_at_ms == now);
+    EXPECT_STR(t.updated_by, "alice");
+    EXPECT_STR(t.reason, "load test");
+    ASSERT(store_list_audit(st, "scaling", "ingestion", 0, 10, &rows, &n) == STORE_OK);
+    ASSERT(n == 1);
+    EXPECT_INT(rows[0].id, r.audit_id);
+    EXPECT_STR(rows[0].outcome, "applied");
+    EXPECT_STR(rows[0].error_code, "");
+    EXPECT(rows[0].from == 4 && rows[0].to == 8 && rows[0].version == 1 && rows[0].at_ms == now);
+    EXPECT(!strcmp(rows[0].source, "api") && !strcmp(rows[0].request_id, "rid-1"));
+    free(rows);
+
+    ASSERT(apply(st, "ingestion", 12, now + 1, accept_judge, &r) == STORE_OK);
+    EXPECT_INT(r.previous, 8);
+    EXPECT_INT(r.target.version, 2);
+    remove_store(st);
+}
+
+TEST(change_to_current_value_keeps_version_and_audits) {
+    struct store_change_result r;
+    struct store_target t;
+    struct store_audit *rows = NULL;
+    size_t n = 0;
+    int64_t now = util_now_ms();
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    ASSERT(apply(st, "build", 6, now, accept_judge, &r) == STORE_OK);
+    ASSERT(apply(st, "build", 6, now + 5, accept_judge, &r) == STORE_OK);
+    EXPECT(r.applied == 1 && r.previous == 6 && r.target.version == 1);
+    ASSERT(store_get_target(st, "build", &t) == STORE_OK);
+    EXPECT_INT(t.version, 1);
+    EXPECT_INT(t.updated_at_ms, now);          /* the row was not rewritten */
+    ASSERT(store_list_audit(st, "scaling", "build", 0, 10, &rows, &n) == STORE_OK);
+    EXPECT_INT(n, 2);
+    EXPECT(n == 2 && rows[0].from == 6 && rows[0].to == 6 && rows[0].version == 1 &&
+           strcmp(rows[0].outcome, "applied") == 0);
+    free(rows);
+    remove_store(st);
+}
+
+TEST(refused_change_is_audited_and_changes_nothing) {
+    struct store_change_result r;
+    struct store_target t;
+    struct store_audit *rows = NULL;
+    size_t n = 0;
+    int64_t now = util_now_ms();
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    ASSERT(apply(st, "q", 5, now, accept_judge, &r) == STORE_OK);
+    EXPECT_INT(apply(st, "q", 99, now + 1, refuse_judge, &r), STORE_OK);
+    EXPECT(r.applied == 0 && r.previous == 5 && r.target.desired == 5);
+    ASSERT(store_get_target(st, "q", &t) == STORE_OK);
+    EXPECT(t.desired == 5 && t.version == 1);
+    ASSERT(store_list_audit(st, NULL, "q", 0, 10, &rows, &n) == STORE_OK);
+    ASSERT(n == 2);
+    EXPECT_STR(rows[0].outcome, "rejected");
+    EXPECT_STR(rows[0].error_code, "out_of_bounds");
+    EXPECT(rows[0].from == 5 && rows[0].to == 99 && rows[0].version == 1);
+    free(rows);
+    remove_store(st);
+}
+
+TEST(abandoned_change_writes_nothing) {
+    struct store_change_result r;
+    char rows[1024];
+    int64_t now = util_now_ms();
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    ASSERT(apply(st, "q", 5, now, accept_judge, &r) == STORE_OK);
+    EXPECT_INT(apply(st, "q", 6, now + 1, abandon_judge, &r), STORE_OK);
+    EXPECT_INT(r.applied, -1);
+    EXPECT_INT(r.target.desired, 5);
+    EXPECT_INT(raw_query("SELECT (SELECT COUNT(*) FROM scaling_audit),"
+                         " (SELECT COUNT(*) FROM scaling_outbox),"
+                         " (SELECT version FROM runtime_scaling_policies)", rows), SQLITE_OK);
+    EXPECT_STR(rows, "1:1:1,");
+    remove_store(st);
+}
+
+TEST(judge_stats_count_only_applied_moves) {
+    struct store_change_result r;
+    struct seen seen = {0};
+    int64_t now = util_now_ms();
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    ASSERT(apply(st, "q", 5, now - 120 * MIN_MS, accept_judge, &r) == STORE_OK);  /* too old */
+    ASSERT(apply(st, "q", 6, now - 10 * MIN_MS, accept_judge, &r) == STORE_OK);
+    ASSERT(apply(st, "q", 7, now - 5 * MIN_MS, accept_judge, &r) == STORE_OK);
+    ASSERT(apply(st, "q", 7, now - 1 * MIN_MS, accept_judge, &r) == STORE_OK);    /* no move */
+    ASSERT(apply(st, "q", 9, now - 30000, refuse_judge, &r) == STORE_OK);         /* refused */
+    ASSERT(apply(st, "other", 9, now - 20000, accept_judge, &r) == STORE_OK);     /* other queue */
+    struct store_change c = change("q", 8, now);
+    ASSERT(store_apply_change(st, &c, refuse_judge, &seen, &r) == STORE_OK);
+    EXPECT_INT(seen.stats.applied_last_hour, 2);
+    EXPECT_INT(seen.stats.oldest_in_hour_ms, now - 10 * MIN_MS);
+    EXPECT_INT(seen.stats.last_applied_ms, now - 5 * MIN_MS);
+    EXPECT(seen.cur.desired == 7 && seen.cur.version == 3);
+    remove_store(st);
+}
+
+TEST(lists_audit_newest_first_with_paging_and_filters) {
+    struct store_change_result r;
+    struct store_audit *rows = NULL;
+    size_t n = 0;
+    int64_t now = util_now_ms(), ids[6];
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    for (int i = 0; i < 6; i++) {
+        ASSERT(apply(st, i % 2 ? "odd" : "even", 5 + i, now + i, accept_judge, &r) == STORE_OK);
+        ids[i] = r.audit_id;
+    }
+    ASSERT(store_list_audit(st, NULL, NULL, 0, 4, &rows, &n) == STORE_OK);
+    ASSERT(n == 4);
+    for (int i = 0; i < 4; i++) EXPECT_INT(rows[i].id, ids[5 - i]);
+    int64_t before = rows[3].id;
+    free(rows);
+    ASSERT(store_list_audit(st, NULL, NULL, before, 4, &rows, &n) == STORE_OK);
+    ASSERT(n == 2);
+    EXPECT_INT(rows[0].id, ids[1]);
+    EXPECT_INT(rows[1].id, ids[0]);
+    free(rows);
+    ASSERT(store_list_audit(st, "scaling", "odd", 0, 10, &rows, &n) == STORE_OK);
+    ASSERT(n == 3);
+    for (size_t i = 0; i < n; i++) EXPECT_STR(rows[i].subject, "odd");
+    EXPECT_INT(rows[0].id, ids[5]);
+    free(rows);
+    ASSERT(store_list_audit(st, "flag", NULL, 0, 10, &rows, &n) == STORE_OK);
+    EXPECT_INT(n, 0);
+    free(rows);
+    ASSERT(store_list_audit(st, NULL, NULL, 0, 0, &rows, &n) == STORE_OK);
+    EXPECT_INT(n, 0);
+    free(rows);
+    remove_store(st);
+}
+
+TEST(audit_log_is_append_only) {
+    struct store_change_result r;
+    struct store_audit *rows = NULL;
+    size_t n = 0;
+    sqlite3 *db = NULL;
+    char *msg = NULL;
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    ASSERT(apply(st, "q", 5, util_now_ms(), accept_judge, &r) == STORE_OK);
+    ASSERT(sqlite3_open(db_path, &db) == SQLITE_OK);
+    EXPECT(sqlite3_exec(db, "UPDATE scaling_audit SET reason = 'x'", NULL, NULL, &msg) != SQLITE_OK);
+    EXPECT_CONTAINS(msg, "append-only");
+    sqlite3_free(msg);
+    msg = NULL;
+    EXPECT(sqlite3_exec(db, "DELETE FROM scaling_audit", NULL, NULL, &msg) != SQLITE_OK);
+    EXPECT_CONTAINS(msg, "append-only");
+    sqlite3_free(msg);
+    sqlite3_close(db);
+    ASSERT(store_list_audit(st, NULL, NULL, 0, 10, &rows, &n) == STORE_OK);
+    EXPECT_INT(n, 1);
+    if (n == 1) EXPECT_STR(rows[0].reason, "load test");
+    free(rows);
+    remove_store(st);
+}
+
+TEST(outbox_gets_one_row_per_version_bump) {
+    struct store_change_result r;
+    char rows[1024];
+    int64_t now = util_now_ms();
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    ASSERT(apply(st, "q", 5, now, accept_judge, &r) == STORE_OK);         /* v1 */
+    ASSERT(apply(st, "q", 5, now + 1, accept_judge, &r) == STORE_OK);     /* same value */
+    ASSERT(apply(st, "q", 9, now + 2, refuse_judge, &r) == STORE_OK);     /* refused */
+    ASSERT(apply(st, "q", 6, now + 3, accept_judge, &r) == STORE_OK);     /* v2 */
+    ASSERT(apply(st, "z", 3, now + 4, accept_judge, &r) == STORE_OK);     /* z v1 */
+    EXPECT_INT(raw_query("SELECT queue, version, desired_concurrency FROM scaling_outbox"
+                         " ORDER BY id", rows), SQLITE_OK);
+    EXPECT_STR(rows, "q:1:5,q:2:6,z:1:3,");
+    remove_store(st);
+}
+
+TEST(flags_are_set_per_environment_and_audited) {
+    struct store_flag f;
+    struct store_audit *rows = NULL;
+    size_t n = 0;
+    int64_t now = util_now_ms();
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    EXPECT_INT(store_get_flag(st, "staging", "writes", &f), STORE_NOT_FOUND);
+    EXPECT_INT(store_set_flag(st, "staging", "writes", 1, 0, "root", "cli", "go live", "rid-f",
+                              now), STORE_OK);
+    ASSERT(store_get_flag(st, "staging", "writes", &f) == STORE_OK);
+    EXPECT(f.enabled == 1 && f.updated_at_ms == now);
+    EXPECT_STR(f.name, "writes");
+    EXPECT_STR(f.updated_by, "root");
+    EXPECT_STR(f.reason, "go live");
+    EXPECT_INT(store_get_flag(st, "production", "writes", &f), STORE_NOT_FOUND);
+    EXPECT_INT(store_set_flag(st, "staging", "writes", 0, 1, "root", "cli", "freeze", "rid-g",
+                              now + 1), STORE_OK);
+    ASSERT(store_get_flag(st, "staging", "writes", &f) == STORE_OK);
+    EXPECT_INT(f.enabled, 0);
+    ASSERT(store_list_audit(st, "flag", "writes", 0, 10, &rows, &n) == STORE_OK);
+    ASSERT(n == 2);
+    EXPECT_STR(rows[0].kind, "flag");
+    EXPECT_STR(rows[0].reason, "freeze");
+    EXPECT(rows[0].from == 1 && rows[0].to == 0);
+    EXPECT_STR(rows[1].outcome, "applied");
+    EXPECT(rows[1].from == 0 && rows[1].to == 1);
+    free(rows);
+    remove_store(st);
+}
+
+TEST(busy_database_answers_unavailable_and_writes_nothing) {
+    struct store_change_result r;
+    struct store_target t;
+    sqlite3 *locker = NULL;
+    char rows[1024];
+    int64_t now = util_now_ms();
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    ASSERT(apply(st, "q", 5, now, accept_judge, &r) == STORE_OK);
+    ASSERT(sqlite3_open(db_path, &locker) == SQLITE_OK);
+    ASSERT(sqlite3_exec(locker, "BEGIN EXCLUSIVE", NULL, NULL, NULL) == SQLITE_OK);
+    store *second = open_at(100, 0);
+    EXPECT(second != NULL);
+    int64_t started = util_mono_ms();
+    if (second) EXPECT_INT(apply(second, "q", 6, now + 1, accept_judge, &r), STORE_UNAVAILABLE);
+    EXPECT(util_mono_ms() - started < 2000);
+    sqlite3_exec(locker, "ROLLBACK", NULL, NULL, NULL);
+    sqlite3_close(locker);
+    ASSERT(store_get_target(st, "q", &t) == STORE_OK);
+    EXPECT_INT(t.desired, 5);
+    EXPECT_INT(t.version, 1);
+    EXPECT_INT(raw_query("SELECT (SELECT COUNT(*) FROM scaling_audit),"
+                         " (SELECT COUNT(*) FROM scaling_outbox)", rows), SQLITE_OK);
+    EXPECT_STR(rows, "1:1,");                     /* one audit entry, one outbox row */
+    /* Once the lock is gone the same store writes again. */
+    if (second) EXPECT_INT(apply(second, "q", 6, now + 2, accept_judge, &r), STORE_OK);
+    store_close(second);
+    remove_store(st);
+}
+
+TEST(sql_looking_and_long_utf8_text_is_stored_verbatim) {
+    static const char *const reason = "'); DROP TABLE scaling_audit; --";
+    static const char *const actor = "x' OR '1'='1";
+    char long_reason[1001];
+    struct store_change_result r;
+    struct store_target t;
+    struct store_audit *rows = NULL;
+    size_t n = 0;
+    for (int i = 0; i < 500; i++) memcpy(long_reason + 2 * i, "\xc3\xa9", 2);   /* 500 x 'é' */
+    long_reason[1000] = '\0';
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    struct store_change c = {"q", 7, 4, actor, "api", reason, "rid-x", util_now_ms(), 0};
+    ASSERT(store_apply_change(st, &c, accept_judge, NULL, &r) == STORE_OK);
+    ASSERT(store_get_target(st, "q", &t) == STORE_OK);
+    EXPECT_STR(t.reason, reason);
+    EXPECT_STR(t.updated_by, actor);
+    ASSERT(store_list_audit(st, NULL, NULL, 0, 10, &rows, &n) == STORE_OK);
+    ASSERT(n == 1);
+    EXPECT_STR(rows[0].reason, reason);
+    EXPECT_STR(rows[0].actor, actor);
+    free(rows);
+    c.to = 8;
+    c.reason = long_reason;
+    ASSERT(store_apply_change(st, &c, accept_judge, NULL, &r) == STORE_OK);
+    ASSERT(store_get_target(st, "q", &t) == STORE_OK);
+    EXPECT_STR(t.reason, long_reason);
+    remove_store(st);
+}
+
+TEST(temporary_override_remembers_the_value_to_revert_to) {
+    struct store_change_result r;
+    struct store_target *list = NULL;
+    size_t n = 0;
+    int64_t now = util_now_ms();
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    ASSERT(apply(st, "q", 6, now, accept_judge, &r) == STORE_OK);
+    struct store_change c = change("q", 10, now + 1);
+    c.expires_at_ms = now + 3600000;
+    ASSERT(store_apply_change(st, &c, accept_judge, NULL, &r) == STORE_OK);
+    EXPECT(r.target.expires_at_ms == now + 3600000 && r.target.revert_to == 6);
+    c = change("q", 12, now + 2);                  /* override on an override */
+    c.expires_at_ms = now + 7200000;
+    ASSERT(store_apply_change(st, &c, accept_judge, NULL, &r) == STORE_OK);
+    EXPECT(r.target.revert_to == 6 && r.target.version == 3);
+    ASSERT(apply(st, "a", 1, now, accept_judge, &r) == STORE_OK);
+    ASSERT(store_list_targets(st, &list, &n) == STORE_OK);
+    ASSERT(n == 2);
+    EXPECT_STR(list[0].queue, "a");
+    EXPECT_STR(list[1].queue, "q");
+    EXPECT(list[1].desired == 12 && list[1].revert_to == 6 &&
+           list[1].expires_at_ms == now + 7200000);
+    free(list);
+    remove_store(st);
+}
+
+int main(void) {
+    RUN(migrate_is_idempotent_and_schema_current);
+    RUN(open_refuses_bad_urls_with_a_message);
+    RUN(applied_changes_bump_versions_and_audit);
+    RUN(change_to_current_value_keeps_version_and_audits);
+    RUN(refused_change_is_audited_and_changes_nothing);
+    RUN(abandoned_change_writes_nothing);
+    RUN(judge_stats_count_only_applied_moves);
+    RUN(lists_audit_newest_first_with_paging_and_filters);
+    RUN(audit_log_is_append_only);
+    RUN(outbox_gets_one_row_per_version_bump);
+    RUN(flags_are_set_per_environment_and_audited);
+    RUN(busy_database_answers_unavailable_and_writes_nothing);
+    RUN(sql_looking_and_long_utf8_text_is_stored_verbatim);
+    RUN(temporary_override_remembers_the_value_to_revert_to);
+    return UNIT_DONE();
+}
