@@ -59,9 +59,7 @@ json_t *flags_list(struct app *app, int *rc) {
 
 int flags_set(struct app *app, const char *name, int enabled, const char *actor,
               const char *source, const char *reason, const char *request_id) {
-    int was;
-    int rc = flags_get(app, name, &was);
-    if (rc != STORE_OK) return rc;
-    return store_set_flag(app->st, app->cfg->env, name, enabled, was, actor, source, reason,
+    return store_set_flag(app->st, app->cfg->env, name, enabled, flags_default(app, name), actor,
+                          source, reason,
                           request_id, util_now_ms());
 }

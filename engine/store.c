@@ -88,10 +88,10 @@ int store_get_flag(store *st, const char *env, const char *name, struct store_fl
     return st->be->get_flag(st->h, env, name, out);
 }
 
-int store_set_flag(store *st, const char *env, const char *name, int enabled, int was_enabled,
+int store_set_flag(store *st, const char *env, const char *name, int enabled, int default_enabled,
                    const char *actor, const char *source, const char *reason,
                    const char *request_id, int64_t now_ms) {
-    return st->be->set_flag(st->h, env, name, enabled, was_enabled, actor, source, reason,
+    return st->be->set_flag(st->h, env, name, enabled, default_enabled, actor, source, reason,
                             request_id, now_ms);
 }
 

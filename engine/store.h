@@ -185,8 +185,9 @@ int store_list_expired(store *st, int64_t now_ms, struct store_target **out, siz
 
 int store_get_flag(store *st, const char *env, const char *name, struct store_flag *out);
 
-/* Set a flag and audit it (kind "flag") in one transaction. */
-int store_set_flag(store *st, const char *env, const char *name, int enabled, int was_enabled,
+/* Set a flag and audit it (kind "flag") in one transaction; the audit's
+ * "from" is read inside it (default_enabled when the flag was never set). */
+int store_set_flag(store *st, const char *env, const char *name, int enabled, int default_enabled,
                    const char *actor, const char *source, const char *reason,
                    const char *request_id, int64_t now_ms);
 

@@ -28,7 +28,7 @@ struct store_backend {
                             char (**pending)[UTIL_NAME_MAX + 1], size_t *np);
     int (*list_expired)(void *h, int64_t now_ms, struct store_target **out, size_t *n);
     int (*get_flag)(void *h, const char *env, const char *name, struct store_flag *out);
-    int (*set_flag)(void *h, const char *env, const char *name, int enabled, int was_enabled,
+    int (*set_flag)(void *h, const char *env, const char *name, int enabled, int default_enabled,
                     const char *actor, const char *source, const char *reason,
                     const char *request_id, int64_t now_ms);
     int (*put_token)(void *h, const struct store_token *tok);

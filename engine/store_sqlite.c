@@ -716,7 +716,7 @@ done:
     return rc;
 }
 
-static int sq_set_flag(void *h, const char *env, const char *name, int enabled, int was_enabled,
+static int sq_set_flag(void *h, const char *env, const char *name, int enabled, int default_enabled,
                        const char *actor, const char *source, const char *reason,
                        const char *request_id, int64_t now_ms) {
     struct sq_store *s = h;
@@ -727,6 +727,14 @@ static int sq_set_flag(void *h, const char *env, const char *name, int enabled, 
     if (db == NULL) return STORE_UNAVAILABLE;
     if ((rc = sq_exec(db, "BEGIN IMMEDIATE")) != STORE_OK) goto done;
     in_tx = 1;
+    int was_enabled = default_enabled;
+    SQ_PREPARE(db, "SELECT enabled FROM feature_flags WHERE environment = ? AND name = ?", st,
+               "set_flag");
+    sq_bind_text(st, 1, env);
+    sq_bind_text(st, 2, name);
+    if (sqlite3_step(st) == SQLITE_ROW) was_enabled = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
     SQ_PREPARE(db, "INSERT INTO feature_flags (environment, name, enabled, updated_by,"
                    " updated_at, reason) VALUES (?, ?, ?, ?, ?, ?)"
                    " ON CONFLICT (environment, name) DO UPDATE SET enabled = excluded.enabled,"
