@@ -98,7 +98,7 @@ valgrind: all
 	@BUILD=$(BUILD) VALGRIND=1 tools/test.sh unit
 
 bench: deps all
-	@echo "no benchmarks yet: they arrive with propagation (issue 3)"
+	@SLUICE_BUILD=$(abspath $(BUILD)) node spec/bench/propagation.mjs
 
 clean:
 	rm -rf $(BUILD)

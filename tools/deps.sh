@@ -28,3 +28,10 @@ if [ -n "$missing" ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 fi
+
+# npm packages the tests use (spec/package.json, pinned by its lock file).
+if [ ! -d spec/node_modules ] || [ spec/package-lock.json -nt spec/node_modules ]; then
+  echo "installing test packages from npm (spec/package-lock.json)"
+  (cd spec && npm ci --no-audit --no-fund --loglevel=error)
+  touch spec/node_modules
+fi

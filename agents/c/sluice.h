@@ -38,7 +38,9 @@ struct sluice_config {
     void *ud;
 };
 
-/* Start following. Redis being down is not an error (the agent retries).
+/* Start following. apply is called once before this returns, on the
+ * caller's thread, with the initial concurrency; later calls come from the
+ * agent's thread. Redis being down is not an error (the agent retries).
  * Returns NULL with a message in err on bad configuration. */
 sluice_agent *sluice_agent_start(const struct sluice_config *cfg, char *err, size_t errlen);
 

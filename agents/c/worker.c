@@ -37,7 +37,9 @@ struct worker {
     pthread_t threads[POOL_MAX];
     int index[POOL_MAX];
     atomic_int stopping;
-    sluice_agent *agent;
+    /* Set once sluice_agent_start returned; the initial apply starts pool
+     * threads before that, and they must not count jobs on NULL. */
+    _Atomic(sluice_agent *) agent;
 };
 
 static struct worker W;
@@ -110,6 +112,7 @@ static int slot_should_leave(int i) {
 static void *pool_thread(void *arg) {
     int i = *(int *)arg;
     redisContext *c = NULL;
+    while (atomic_load(&W.agent) == NULL && !atomic_load(&W.stopping)) sleep_ms(5);
     while (!slot_should_leave(i)) {
         if (c == NULL && (c = connect_redis()) == NULL) {
             sleep_ms(500);
@@ -191,6 +194,13 @@ int main(int argc, char **argv) {
     double fail_ratio = 0;
     char err[256];
 
+    /* First thing: a SIGTERM during start-up must drain, not kill. */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     W.redis_url = "redis://127.0.0.1:6379";
     W.prefix = "sluice";
     cfg.initial_concurrency = 1;
@@ -223,23 +233,25 @@ int main(int argc, char **argv) {
     if (produce_n >= 0) return produce(produce_n, sleep, fail_ratio);
 
     pthread_mutex_init(&W.lock, NULL);
-    signal(SIGTERM, on_signal);
-    signal(SIGINT, on_signal);
     cfg.redis_url = W.redis_url;
     cfg.prefix = W.prefix;
     cfg.queue = W.queue;
     cfg.apply = apply_concurrency;
-    W.agent = sluice_agent_start(&cfg, err, sizeof err);
-    if (W.agent == NULL) {
+    sluice_agent *agent = sluice_agent_start(&cfg, err, sizeof err);
+    if (agent == NULL) {
         fprintf(stderr, "sluice-worker: %s\n", err);
+        atomic_store(&W.stopping, 1);
+        for (int i = 0; i < POOL_MAX; i++)
+            if (W.state[i] != SLOT_EMPTY) pthread_join(W.threads[i], NULL);
         return 2;
     }
+    atomic_store(&W.agent, agent);
     while (!got_signal) sleep_ms(100);
     fprintf(stderr, "sluice-worker: draining\n");
     atomic_store(&W.stopping, 1);
     for (int i = 0; i < POOL_MAX; i++)
         if (W.state[i] != SLOT_EMPTY) pthread_join(W.threads[i], NULL);
-    sluice_agent_stop(W.agent);       /* says bye after the last job ended */
+    sluice_agent_stop(agent);         /* says bye after the last job ended */
     pthread_mutex_destroy(&W.lock);
     return 0;
 }
