@@ -5,33 +5,19 @@
  * change survives a power cut. Writes take BEGIN IMMEDIATE: the write lock is
  * held from the first read of a judged change to its commit, which is what
  * makes versions strictly increasing and cooldowns exact. Busy beyond
- * busy_timeout, I/O errors and an unopenable file map to STORE_UNAVAILABLE. */
-#include "store_impl.h"
+ * busy_timeout, I/O errors and an unopenable file map to STORE_UNAVAILABLE.
+ * Flags, tokens and sessions live in store_sqlite_admin.c. */
+#include "store_sqlite_int.h"
 #include "log.h"
 #include "migrations.h"
 
-#include <pthread.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define SQ_POOL_MAX 64
-#define SQ_HOUR_MS 3600000LL
-
-struct sq_store {
-    char path[1024];
-    int busy_timeout_ms;
-    int size;
-    sqlite3 *conns[SQ_POOL_MAX];
-    int in_use[SQ_POOL_MAX];
-    pthread_mutex_t lock;
-    pthread_cond_t freed;
-};
-
 /* ---- connections -------------------------------------------------------- */
 
-static int sq_rc(int rc) {
+int sq_rc(int rc) {
     switch (rc & 0xff) {
     case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW: return STORE_OK;
     case SQLITE_BUSY: case SQLITE_LOCKED: case SQLITE_IOERR: case SQLITE_CANTOPEN:
@@ -42,14 +28,14 @@ static int sq_rc(int rc) {
     }
 }
 
-static int sq_fail(sqlite3 *db, int rc, const char *what) {
+int sq_fail(sqlite3 *db, int rc, const char *what) {
     log_json(LOG_ERROR, "sqlite error",
              json_pack("{s:s, s:i, s:s}", "op", what, "code", rc,
                        "error", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
     return sq_rc(rc);
 }
 
-static int sq_exec(sqlite3 *db, const char *sql) {
+int sq_exec(sqlite3 *db, const char *sql) {
     char *msg = NULL;
     int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
@@ -86,7 +72,7 @@ fail:
 
 /* Borrow a connection; blocks while all are in use. Connections are opened
  * lazily, so a database that went away fails here as STORE_UNAVAILABLE. */
-static sqlite3 *sq_acquire(struct sq_store *s, int *slot_out) {
+sqlite3 *sq_acquire(struct sq_store *s, int *slot_out) {
     char err[256];
     int slot = -1;
     pthread_mutex_lock(&s->lock);
@@ -113,7 +99,7 @@ static sqlite3 *sq_acquire(struct sq_store *s, int *slot_out) {
     return s->conns[slot];
 }
 
-static void sq_release(struct sq_store *s, int slot) {
+void sq_release(struct sq_store *s, int slot) {
     pthread_mutex_lock(&s->lock);
     s->in_use[slot] = 0;
     pthread_cond_signal(&s->freed);
@@ -157,34 +143,28 @@ static void sq_close(void *h) {
 
 /* ---- statement helpers --------------------------------------------------- */
 
-static const char *sq_text(sqlite3_stmt *st, int col) {
+const char *sq_text(sqlite3_stmt *st, int col) {
     const unsigned char *t = sqlite3_column_text(st, col);
     return t ? (const char *)t : "";
 }
 
-static void sq_bind_text(sqlite3_stmt *st, int idx, const char *v) {
+void sq_bind_text(sqlite3_stmt *st, int idx, const char *v) {
     if (v) sqlite3_bind_text(st, idx, v, -1, SQLITE_TRANSIENT);
     else sqlite3_bind_null(st, idx);
 }
 
-static void sq_bind_opt_int(sqlite3_stmt *st, int idx, int64_t v) {
+void sq_bind_opt_int(sqlite3_stmt *st, int idx, int64_t v) {
     if (v) sqlite3_bind_int64(st, idx, v);
     else sqlite3_bind_null(st, idx);
 }
 
 /* Run a statement that returns no rows. Finalizes it. */
-static int sq_step_done(sqlite3 *db, sqlite3_stmt *st, const char *what) {
+int sq_step_done(sqlite3 *db, sqlite3_stmt *st, const char *what) {
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return sq_fail(db, rc, what);
     return STORE_OK;
 }
-
-#define SQ_PREPARE(db, sql, st, what)                                   \
-    do {                                                                \
-        int prc_ = sqlite3_prepare_v2((db), (sql), -1, &(st), NULL);   \
-        if (prc_ != SQLITE_OK) { rc = sq_fail((db), prc_, (what)); goto done; } \
-    } while (0)
 
 /* ---- migrations ---------------------------------------------------------- */
 
@@ -317,7 +297,7 @@ static int sq_get_target(void *h, const char *queue, struct store_target *out) {
  * into a malloc'd array of elements of `size` bytes, filled by read(). Uses
  * db when given (inside a transaction), else a pooled connection. The caller
  * owns *out. */
-static int sq_collect_on(struct sq_store *s, sqlite3 *given, const char *sql, int64_t arg,
+int sq_collect_on(struct sq_store *s, sqlite3 *given, const char *sql, int64_t arg,
                          size_t size, void (*read)(sqlite3_stmt *st, void *elem), void **out,
                          size_t *n) {
     int slot = -1, rc = STORE_OK, step;
@@ -352,7 +332,7 @@ done:
     return rc;
 }
 
-static int sq_collect(struct sq_store *s, const char *sql, size_t size,
+int sq_collect(struct sq_store *s, const char *sql, size_t size,
                       void (*read)(sqlite3_stmt *st, void *elem), void **out, size_t *n) {
     return sq_collect_on(s, NULL, sql, 0, size, read, out, n);
 }
@@ -442,7 +422,7 @@ static int sq_list_expired(void *h, int64_t now_ms, struct store_target **out, s
 
 /* ---- audit ---------------------------------------------------------------- */
 
-static int sq_insert_audit(sqlite3 *db, struct store_audit *e) {
+int sq_insert_audit(sqlite3 *db, struct store_audit *e) {
     sqlite3_stmt *st = NULL;
     int rc;
     SQ_PREPARE(db, "INSERT INTO scaling_audit (kind, subject, from_value, to_value, version,"
@@ -683,236 +663,6 @@ static int sq_apply_change(void *h, const struct store_change *c, store_judge_fn
     if (rc == STORE_OK) in_tx = 0;
 done:
     if (in_tx) sq_exec(db, "ROLLBACK");
-    sq_release(s, slot);
-    return rc;
-}
-
-/* ---- flags ------------------------------------------------------------------ */
-
-static int sq_get_flag(void *h, const char *env, const char *name, struct store_flag *out) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc, step;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "SELECT name, enabled, updated_by, updated_at, reason FROM feature_flags"
-                   " WHERE environment = ? AND name = ?", st, "get_flag");
-    sq_bind_text(st, 1, env);
-    sq_bind_text(st, 2, name);
-    step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        util_copy(out->name, sizeof out->name, sq_text(st, 0));
-        out->enabled = sqlite3_column_int(st, 1);
-        util_copy(out->updated_by, sizeof out->updated_by, sq_text(st, 2));
-        out->updated_at_ms = sqlite3_column_int64(st, 3);
-        util_copy(out->reason, sizeof out->reason, sq_text(st, 4));
-        rc = STORE_OK;
-    } else {
-        rc = step == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(db, step, "get_flag");
-    }
-done:
-    sqlite3_finalize(st);
-    sq_release(s, slot);
-    return rc;
-}
-
-static int sq_set_flag(void *h, const char *env, const char *name, int enabled, int default_enabled,
-                       const char *actor, const char *source, const char *reason,
-                       const char *request_id, int64_t now_ms) {
-    struct sq_store *s = h;
-    struct store_audit e;
-    sqlite3_stmt *st = NULL;
-    int slot, rc, in_tx = 0;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    if ((rc = sq_exec(db, "BEGIN IMMEDIATE")) != STORE_OK) goto done;
-    in_tx = 1;
-    int was_enabled = default_enabled;
-    SQ_PREPARE(db, "SELECT enabled FROM feature_flags WHERE environment = ? AND name = ?", st,
-               "set_flag");
-    sq_bind_text(st, 1, env);
-    sq_bind_text(st, 2, name);
-    if (sqlite3_step(st) == SQLITE_ROW) was_enabled = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    st = NULL;
-    SQ_PREPARE(db, "INSERT INTO feature_flags (environment, name, enabled, updated_by,"
-                   " updated_at, reason) VALUES (?, ?, ?, ?, ?, ?)"
-                   " ON CONFLICT (environment, name) DO UPDATE SET enabled = excluded.enabled,"
-                   " updated_by = excluded.updated_by, updated_at = excluded.updated_at,"
-                   " reason = excluded.reason", st, "set_flag");
-    sq_bind_text(st, 1, env);
-    sq_bind_text(st, 2, name);
-    sqlite3_bind_int(st, 3, enabled != 0);
-    sq_bind_text(st, 4, actor);
-    sqlite3_bind_int64(st, 5, now_ms);
-    sq_bind_text(st, 6, reason);
-    rc = sq_step_done(db, st, "set_flag");
-    st = NULL;
-    if (rc != STORE_OK) goto done;
-    memset(&e, 0, sizeof e);
-    strcpy(e.kind, "flag");
-    util_copy(e.subject, sizeof e.subject, name);
-    e.from = was_enabled != 0;
-    e.to = enabled != 0;
-    util_copy(e.actor, sizeof e.actor, actor);
-    util_copy(e.source, sizeof e.source, source);
-    util_copy(e.reason, sizeof e.reason, reason);
-    strcpy(e.outcome, "applied");
-    e.at_ms = now_ms;
-    util_copy(e.request_id, sizeof e.request_id, request_id);
-    if ((rc = sq_insert_audit(db, &e)) != STORE_OK) goto done;
-    if ((rc = sq_exec(db, "COMMIT")) == STORE_OK) in_tx = 0;
-done:
-    if (in_tx) sq_exec(db, "ROLLBACK");
-    sq_release(s, slot);
-    return rc;
-}
-
-/* ---- tokens and sessions ------------------------------------------------------ */
-
-static int sq_put_token(void *h, const struct store_token *t) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "INSERT INTO api_tokens (id, name, secret_hash, scopes, created_at,"
-                   " expires_at) VALUES (?, ?, ?, ?, ?, ?)", st, "put_token");
-    sq_bind_text(st, 1, t->id);
-    sq_bind_text(st, 2, t->name);
-    sq_bind_text(st, 3, t->secret_hash);
-    sq_bind_text(st, 4, t->scopes);
-    sqlite3_bind_int64(st, 5, t->created_ms);
-    sq_bind_opt_int(st, 6, t->expires_ms);
-    rc = sq_step_done(db, st, "put_token");
-done:
-    sq_release(s, slot);
-    return rc;
-}
-
-#define SQ_TOKEN_COLS "id, name, secret_hash, scopes, created_at, COALESCE(expires_at, 0)," \
-                      " COALESCE(revoked_at, 0)"
-
-static void sq_read_token(sqlite3_stmt *st, struct store_token *t) {
-    util_copy(t->id, sizeof t->id, sq_text(st, 0));
-    util_copy(t->name, sizeof t->name, sq_text(st, 1));
-    util_copy(t->secret_hash, sizeof t->secret_hash, sq_text(st, 2));
-    util_copy(t->scopes, sizeof t->scopes, sq_text(st, 3));
-    t->created_ms = sqlite3_column_int64(st, 4);
-    t->expires_ms = sqlite3_column_int64(st, 5);
-    t->revoked_ms = sqlite3_column_int64(st, 6);
-}
-
-static int sq_get_token(void *h, const char *id, struct store_token *out) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc, step;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "SELECT " SQ_TOKEN_COLS " FROM api_tokens WHERE id = ?", st, "get_token");
-    sq_bind_text(st, 1, id);
-    step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        sq_read_token(st, out);
-        rc = STORE_OK;
-    } else {
-        rc = step == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(db, step, "get_token");
-    }
-done:
-    sqlite3_finalize(st);
-    sq_release(s, slot);
-    return rc;
-}
-
-static void sq_read_token_elem(sqlite3_stmt *st, void *elem) { sq_read_token(st, elem); }
-
-static int sq_list_tokens(void *h, struct store_token **out, size_t *n) {
-    return sq_collect(h, "SELECT " SQ_TOKEN_COLS " FROM api_tokens ORDER BY created_at, id",
-                      sizeof **out, sq_read_token_elem, (void **)out, n);
-}
-
-static int sq_revoke_token(void *h, const char *id, int64_t now_ms) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-               st, "revoke_token");
-    sqlite3_bind_int64(st, 1, now_ms);
-    sq_bind_text(st, 2, id);
-    rc = sq_step_done(db, st, "revoke_token");
-    if (rc == STORE_OK && sqlite3_changes(db) == 0) rc = STORE_NOT_FOUND;
-    if (rc == STORE_OK) {
-        st = NULL;
-        SQ_PREPARE(db, "DELETE FROM api_sessions WHERE token_id = ?", st, "revoke_token");
-        sq_bind_text(st, 1, id);
-        rc = sq_step_done(db, st, "revoke_token");
-    }
-done:
-    sq_release(s, slot);
-    return rc;
-}
-
-static int sq_put_session(void *h, const struct store_session *x) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    /* Sweep expired sessions on the way in, so the table stays small. */
-    SQ_PREPARE(db, "DELETE FROM api_sessions WHERE expires_at < ?", st, "put_session");
-    sqlite3_bind_int64(st, 1, x->created_ms);
-    if ((rc = sq_step_done(db, st, "put_session")) != STORE_OK) goto done;
-    SQ_PREPARE(db, "INSERT INTO api_sessions (id_hash, token_id, csrf_token, created_at,"
-                   " expires_at) VALUES (?, ?, ?, ?, ?)", st, "put_session");
-    sq_bind_text(st, 1, x->id_hash);
-    sq_bind_text(st, 2, x->token_id);
-    sq_bind_text(st, 3, x->csrf);
-    sqlite3_bind_int64(st, 4, x->created_ms);
-    sqlite3_bind_int64(st, 5, x->expires_ms);
-    rc = sq_step_done(db, st, "put_session");
-done:
-    sq_release(s, slot);
-    return rc;
-}
-
-static int sq_get_session(void *h, const char *id_hash, struct store_session *out) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc, step;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "SELECT id_hash, token_id, csrf_token, created_at, expires_at"
-                   " FROM api_sessions WHERE id_hash = ?", st, "get_session");
-    sq_bind_text(st, 1, id_hash);
-    step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        util_copy(out->id_hash, sizeof out->id_hash, sq_text(st, 0));
-        util_copy(out->token_id, sizeof out->token_id, sq_text(st, 1));
-        util_copy(out->csrf, sizeof out->csrf, sq_text(st, 2));
-        out->created_ms = sqlite3_column_int64(st, 3);
-        out->expires_ms = sqlite3_column_int64(st, 4);
-        rc = STORE_OK;
-    } else {
-        rc = step == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(db, step, "get_session");
-    }
-done:
-    sqlite3_finalize(st);
-    sq_release(s, slot);
-    return rc;
-}
-
-static int sq_delete_session(void *h, const char *id_hash) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "DELETE FROM api_sessions WHERE id_hash = ?", st, "delete_session");
-    sq_bind_text(st, 1, id_hash);
-    rc = sq_step_done(db, st, "delete_session");
-done:
     sq_release(s, slot);
     return rc;
 }

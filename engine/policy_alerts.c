@@ -1,0 +1,153 @@
+/* policy_alerts.c — evaluating the alert rules of the policy in force, in
+ * its own sandboxed state (tick context), for alerts.c. */
+#include "policy_int.h"
+#include "log.h"
+
+#include <lauxlib.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct policy_eval {
+    const struct policy_alert *alert;
+    lua_Integer decl_index;                  /* in POLICY_REG_ALERTS */
+    const struct policy_alert_queue *q;
+    struct policy_alert_hit *hits;
+    size_t n, cap;
+};
+
+static void policy_push_q(lua_State *L, const struct policy_alert_queue *q) {
+    lua_createtable(L, 0, 6);
+    lua_pushstring(L, q->queue);
+    lua_setfield(L, -2, "queue");
+    lua_pushinteger(L, q->desired);
+    lua_setfield(L, -2, "desired");
+    lua_pushinteger(L, q->version);
+    lua_setfield(L, -2, "version");
+    lua_pushinteger(L, (lua_Integer)q->nworkers);
+    lua_setfield(L, -2, "worker_count");
+    lua_createtable(L, 0, 4);
+    lua_pushinteger(L, q->waiting);
+    lua_setfield(L, -2, "waiting");
+    lua_pushinteger(L, q->active);
+    lua_setfield(L, -2, "active");
+    lua_pushinteger(L, q->delayed);
+    lua_setfield(L, -2, "delayed");
+    lua_pushinteger(L, q->failed);
+    lua_setfield(L, -2, "failed");
+    lua_setfield(L, -2, "depth");
+}
+
+static void policy_push_w(lua_State *L, const struct policy_alert_worker *w) {
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, w->id);
+    lua_setfield(L, -2, "id");
+    lua_pushinteger(L, w->concurrency);
+    lua_setfield(L, -2, "concurrency");
+    lua_pushinteger(L, w->version);
+    lua_setfield(L, -2, "version");
+    lua_pushinteger(L, w->active);
+    lua_setfield(L, -2, "active");
+    lua_pushstring(L, w->state);
+    lua_setfield(L, -2, "state");
+}
+
+static void policy_add_hit(lua_State *L, struct policy_eval *e, const char *worker, int nargs) {
+    struct policy_alert_hit *h;
+    if (e->n == e->cap) {
+        size_t cap = e->cap ? e->cap * 2 : 8;
+        struct policy_alert_hit *grown = realloc(e->hits, cap * sizeof *grown);
+        if (grown == NULL) luaL_error(L, "out of memory");
+        e->hits = grown;
+        e->cap = cap;
+    }
+    h = &e->hits[e->n];
+    memset(h, 0, sizeof *h);
+    util_copy(h->alert, sizeof h->alert, e->alert->name);
+    util_copy(h->queue, sizeof h->queue, e->q->queue);
+    util_copy(h->worker, sizeof h->worker, worker);
+    util_copy(h->severity, sizeof h->severity, e->alert->severity);
+    h->for_s = e->alert->for_s;
+    /* message(w, q) or message(q), with the arguments already on the stack */
+    if (lua_getfield(L, 1, "message") == LUA_TFUNCTION) {   /* spec, args..., fn */
+        lua_insert(L, -1 - nargs);                          /* spec, fn, args... */
+        lua_call(L, nargs, 1);
+        util_copy(h->message, sizeof h->message,
+                  lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
+        lua_pop(L, 1);
+    } else {
+        lua_pop(L, 1 + nargs);
+    }
+    if (h->message[0] == '\0')
+        snprintf(h->message, sizeof h->message, "%s on %s%s%s", e->alert->name, e->q->queue,
+                 worker[0] ? " worker " : "", worker);
+    e->n++;
+}
+
+/* Protected: evaluate one rule over one queue. */
+static int policy_eval_cf(lua_State *L) {
+    struct policy_eval *e = lua_touserdata(L, 1);
+    lua_settop(L, 0);
+    lua_getfield(L, LUA_REGISTRYINDEX, POLICY_REG_ALERTS);
+    lua_rawgeti(L, -1, e->decl_index);
+    lua_getfield(L, -1, "spec");
+    lua_replace(L, 1);                          /* spec */
+    lua_settop(L, 1);
+    if (!e->alert->per_worker) {
+        lua_getfield(L, 1, "queue");            /* spec, fn */
+        policy_push_q(L, e->q);                 /* spec, fn, q */
+        lua_pushvalue(L, -1);
+        lua_insert(L, 2);                       /* spec, q, fn, q */
+        lua_call(L, 1, 1);                      /* spec, q, holds */
+        int holds = lua_toboolean(L, -1);
+        lua_pop(L, 1);                          /* spec, q */
+        if (holds) policy_add_hit(L, e, "", 1);
+        return 0;
+    }
+    for (size_t i = 0; i < e->q->nworkers; i++) {
+        lua_settop(L, 1);
+        lua_getfield(L, 1, "worker");           /* spec, fn */
+        policy_push_w(L, &e->q->workers[i]);    /* spec, fn, w */
+        policy_push_q(L, e->q);                 /* spec, fn, w, q */
+        lua_pushvalue(L, -2);
+        lua_pushvalue(L, -2);                   /* spec, fn, w, q, w, q */
+        lua_rotate(L, 2, 2);                    /* spec, w, q, fn, w, q */
+        lua_call(L, 2, 1);                      /* spec, w, q, holds */
+        int holds = lua_toboolean(L, -1);
+        lua_pop(L, 1);                          /* spec, w, q */
+        if (holds) policy_add_hit(L, e, e->q->workers[i].id, 2);
+    }
+    return 0;
+}
+
+size_t policy_eval_alerts(policy *p, const struct policy_alert_queue *qs, size_t nq,
+                          struct policy_alert_hit **out) {
+    struct policy_eval e;
+    memset(&e, 0, sizeof e);
+    pthread_mutex_lock(&p->lock);
+    struct policy_gen *g = p->cur;
+    for (size_t a = 0; g && a < g->nalerts; a++) {
+        for (size_t q = 0; q < nq; q++) {
+            e.alert = &g->alerts[a];
+            e.decl_index = (lua_Integer)a + 1;
+            e.q = &qs[q];
+            size_t before = e.n;
+            sandbox_set_phase(g->L, SANDBOX_TICK);
+            lua_settop(g->L, 0);
+            lua_pushcfunction(g->L, policy_eval_cf);
+            lua_pushlightuserdata(g->L, &e);
+            if (sandbox_pcall(g->L, 1, 0) != LUA_OK) {
+                e.n = before;               /* a failed rule holds nothing */
+                log_json(LOG_ERROR, "alert rule failed",
+                         json_pack("{s:s, s:s, s:s}", "alert", g->alerts[a].name, "queue",
+                                   qs[q].queue, "error", lua_tostring(g->L, -1)));
+            }
+            lua_settop(g->L, 0);
+            sandbox_set_phase(g->L, SANDBOX_IDLE);
+        }
+    }
+    pthread_mutex_unlock(&p->lock);
+    *out = e.hits;
+    return e.n;
+}
+

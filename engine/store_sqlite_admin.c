@@ -1,0 +1,238 @@
+/* store_sqlite_admin.c — the SQLite backend's administrative tables:
+ * feature flags (audited in the flag's own transaction), API tokens and
+ * browser sessions. Shares the pool and helpers of store_sqlite.c through
+ * store_sqlite_int.h. */
+#include "store_sqlite_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- flags ------------------------------------------------------------------ */
+
+int sq_get_flag(void *h, const char *env, const char *name, struct store_flag *out) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc, step;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "SELECT name, enabled, updated_by, updated_at, reason FROM feature_flags"
+                   " WHERE environment = ? AND name = ?", st, "get_flag");
+    sq_bind_text(st, 1, env);
+    sq_bind_text(st, 2, name);
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        util_copy(out->name, sizeof out->name, sq_text(st, 0));
+        out->enabled = sqlite3_column_int(st, 1);
+        util_copy(out->updated_by, sizeof out->updated_by, sq_text(st, 2));
+        out->updated_at_ms = sqlite3_column_int64(st, 3);
+        util_copy(out->reason, sizeof out->reason, sq_text(st, 4));
+        rc = STORE_OK;
+    } else {
+        rc = step == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(db, step, "get_flag");
+    }
+done:
+    sqlite3_finalize(st);
+    sq_release(s, slot);
+    return rc;
+}
+
+int sq_set_flag(void *h, const char *env, const char *name, int enabled, int default_enabled,
+                       const char *actor, const char *source, const char *reason,
+                       const char *request_id, int64_t now_ms) {
+    struct sq_store *s = h;
+    struct store_audit e;
+    sqlite3_stmt *st = NULL;
+    int slot, rc, in_tx = 0;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    if ((rc = sq_exec(db, "BEGIN IMMEDIATE")) != STORE_OK) goto done;
+    in_tx = 1;
+    int was_enabled = default_enabled;
+    SQ_PREPARE(db, "SELECT enabled FROM feature_flags WHERE environment = ? AND name = ?", st,
+               "set_flag");
+    sq_bind_text(st, 1, env);
+    sq_bind_text(st, 2, name);
+    if (sqlite3_step(st) == SQLITE_ROW) was_enabled = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    SQ_PREPARE(db, "INSERT INTO feature_flags (environment, name, enabled, updated_by,"
+                   " updated_at, reason) VALUES (?, ?, ?, ?, ?, ?)"
+                   " ON CONFLICT (environment, name) DO UPDATE SET enabled = excluded.enabled,"
+                   " updated_by = excluded.updated_by, updated_at = excluded.updated_at,"
+                   " reason = excluded.reason", st, "set_flag");
+    sq_bind_text(st, 1, env);
+    sq_bind_text(st, 2, name);
+    sqlite3_bind_int(st, 3, enabled != 0);
+    sq_bind_text(st, 4, actor);
+    sqlite3_bind_int64(st, 5, now_ms);
+    sq_bind_text(st, 6, reason);
+    rc = sq_step_done(db, st, "set_flag");
+    st = NULL;
+    if (rc != STORE_OK) goto done;
+    memset(&e, 0, sizeof e);
+    strcpy(e.kind, "flag");
+    util_copy(e.subject, sizeof e.subject, name);
+    e.from = was_enabled != 0;
+    e.to = enabled != 0;
+    util_copy(e.actor, sizeof e.actor, actor);
+    util_copy(e.source, sizeof e.source, source);
+    util_copy(e.reason, sizeof e.reason, reason);
+    strcpy(e.outcome, "applied");
+    e.at_ms = now_ms;
+    util_copy(e.request_id, sizeof e.request_id, request_id);
+    if ((rc = sq_insert_audit(db, &e)) != STORE_OK) goto done;
+    if ((rc = sq_exec(db, "COMMIT")) == STORE_OK) in_tx = 0;
+done:
+    if (in_tx) sq_exec(db, "ROLLBACK");
+    sq_release(s, slot);
+    return rc;
+}
+
+/* ---- tokens and sessions ------------------------------------------------------ */
+
+int sq_put_token(void *h, const struct store_token *t) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "INSERT INTO api_tokens (id, name, secret_hash, scopes, created_at,"
+                   " expires_at) VALUES (?, ?, ?, ?, ?, ?)", st, "put_token");
+    sq_bind_text(st, 1, t->id);
+    sq_bind_text(st, 2, t->name);
+    sq_bind_text(st, 3, t->secret_hash);
+    sq_bind_text(st, 4, t->scopes);
+    sqlite3_bind_int64(st, 5, t->created_ms);
+    sq_bind_opt_int(st, 6, t->expires_ms);
+    rc = sq_step_done(db, st, "put_token");
+done:
+    sq_release(s, slot);
+    return rc;
+}
+
+#define SQ_TOKEN_COLS "id, name, secret_hash, scopes, created_at, COALESCE(expires_at, 0)," \
+                      " COALESCE(revoked_at, 0)"
+
+static void sq_read_token(sqlite3_stmt *st, struct store_token *t) {
+    util_copy(t->id, sizeof t->id, sq_text(st, 0));
+    util_copy(t->name, sizeof t->name, sq_text(st, 1));
+    util_copy(t->secret_hash, sizeof t->secret_hash, sq_text(st, 2));
+    util_copy(t->scopes, sizeof t->scopes, sq_text(st, 3));
+    t->created_ms = sqlite3_column_int64(st, 4);
+    t->expires_ms = sqlite3_column_int64(st, 5);
+    t->revoked_ms = sqlite3_column_int64(st, 6);
+}
+
+int sq_get_token(void *h, const char *id, struct store_token *out) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc, step;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "SELECT " SQ_TOKEN_COLS " FROM api_tokens WHERE id = ?", st, "get_token");
+    sq_bind_text(st, 1, id);
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        sq_read_token(st, out);
+        rc = STORE_OK;
+    } else {
+        rc = step == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(db, step, "get_token");
+    }
+done:
+    sqlite3_finalize(st);
+    sq_release(s, slot);
+    return rc;
+}
+
+static void sq_read_token_elem(sqlite3_stmt *st, void *elem) { sq_read_token(st, elem); }
+
+int sq_list_tokens(void *h, struct store_token **out, size_t *n) {
+    return sq_collect(h, "SELECT " SQ_TOKEN_COLS " FROM api_tokens ORDER BY created_at, id",
+                      sizeof **out, sq_read_token_elem, (void **)out, n);
+}
+
+int sq_revoke_token(void *h, const char *id, int64_t now_ms) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+               st, "revoke_token");
+    sqlite3_bind_int64(st, 1, now_ms);
+    sq_bind_text(st, 2, id);
+    rc = sq_step_done(db, st, "revoke_token");
+    if (rc == STORE_OK && sqlite3_changes(db) == 0) rc = STORE_NOT_FOUND;
+    if (rc == STORE_OK) {
+        st = NULL;
+        SQ_PREPARE(db, "DELETE FROM api_sessions WHERE token_id = ?", st, "revoke_token");
+        sq_bind_text(st, 1, id);
+        rc = sq_step_done(db, st, "revoke_token");
+    }
+done:
+    sq_release(s, slot);
+    return rc;
+}
+
+int sq_put_session(void *h, const struct store_session *x) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    /* Sweep expired sessions on the way in, so the table stays small. */
+    SQ_PREPARE(db, "DELETE FROM api_sessions WHERE expires_at < ?", st, "put_session");
+    sqlite3_bind_int64(st, 1, x->created_ms);
+    if ((rc = sq_step_done(db, st, "put_session")) != STORE_OK) goto done;
+    SQ_PREPARE(db, "INSERT INTO api_sessions (id_hash, token_id, csrf_token, created_at,"
+                   " expires_at) VALUES (?, ?, ?, ?, ?)", st, "put_session");
+    sq_bind_text(st, 1, x->id_hash);
+    sq_bind_text(st, 2, x->token_id);
+    sq_bind_text(st, 3, x->csrf);
+    sqlite3_bind_int64(st, 4, x->created_ms);
+    sqlite3_bind_int64(st, 5, x->expires_ms);
+    rc = sq_step_done(db, st, "put_session");
+done:
+    sq_release(s, slot);
+    return rc;
+}
+
+int sq_get_session(void *h, const char *id_hash, struct store_session *out) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc, step;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "SELECT id_hash, token_id, csrf_token, created_at, expires_at"
+                   " FROM api_sessions WHERE id_hash = ?", st, "get_session");
+    sq_bind_text(st, 1, id_hash);
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        util_copy(out->id_hash, sizeof out->id_hash, sq_text(st, 0));
+        util_copy(out->token_id, sizeof out->token_id, sq_text(st, 1));
+        util_copy(out->csrf, sizeof out->csrf, sq_text(st, 2));
+        out->created_ms = sqlite3_column_int64(st, 3);
+        out->expires_ms = sqlite3_column_int64(st, 4);
+        rc = STORE_OK;
+    } else {
+        rc = step == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(db, step, "get_session");
+    }
+done:
+    sqlite3_finalize(st);
+    sq_release(s, slot);
+    return rc;
+}
+
+int sq_delete_session(void *h, const char *id_hash) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "DELETE FROM api_sessions WHERE id_hash = ?", st, "delete_session");
+    sq_bind_text(st, 1, id_hash);
+    rc = sq_step_done(db, st, "delete_session");
+done:
+    sq_release(s, slot);
+    return rc;
+}

@@ -1,0 +1,80 @@
+/* store_sqlite_int.h — what the two files of the SQLite backend share
+ * (private: only store_sqlite*.c include it).
+ *
+ * store_sqlite.c owns the connection pool, migrations, targets, the audit
+ * log, the judged change and the outbox; store_sqlite_admin.c owns flags,
+ * tokens and sessions. The sq_ prefix marks the backend's own names. */
+#ifndef SLUICE_STORE_SQLITE_INT_H
+#define SLUICE_STORE_SQLITE_INT_H
+
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include "store_impl.h"
+
+#define SQ_POOL_MAX 64
+#define SQ_HOUR_MS 3600000LL
+
+struct sq_store {
+    char path[1024];
+    int busy_timeout_ms;
+    int size;
+    sqlite3 *conns[SQ_POOL_MAX];
+    int in_use[SQ_POOL_MAX];
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+};
+
+/* A store_rc for a SQLite result code. */
+int sq_rc(int rc);
+
+/* Log a failed statement and map its code. */
+int sq_fail(sqlite3 *db, int rc, const char *what);
+
+/* Run SQL without results; logs and maps errors. */
+int sq_exec(sqlite3 *db, const char *sql);
+
+/* Borrow a pooled connection (NULL: unavailable) and give it back. */
+sqlite3 *sq_acquire(struct sq_store *s, int *slot_out);
+void sq_release(struct sq_store *s, int slot);
+
+/* Column text, never NULL. */
+const char *sq_text(sqlite3_stmt *st, int col);
+
+/* Bind text (NULL binds NULL) and an optional integer (0 binds NULL). */
+void sq_bind_text(sqlite3_stmt *st, int idx, const char *v);
+void sq_bind_opt_int(sqlite3_stmt *st, int idx, int64_t v);
+
+/* Step a statement that returns no rows, and finalize it. */
+int sq_step_done(sqlite3 *db, sqlite3_stmt *st, const char *what);
+
+/* Append an audit entry on db (inside the caller's transaction). */
+int sq_insert_audit(sqlite3 *db, struct store_audit *e);
+
+/* Collect the rows of a query into a malloc'd array (see store_sqlite.c). */
+int sq_collect_on(struct sq_store *s, sqlite3 *given, const char *sql, int64_t arg, size_t size,
+                  void (*read)(sqlite3_stmt *st, void *elem), void **out, size_t *n);
+int sq_collect(struct sq_store *s, const char *sql, size_t size,
+               void (*read)(sqlite3_stmt *st, void *elem), void **out, size_t *n);
+
+/* Prepare a statement or fail the enclosing function through "done". */
+#define SQ_PREPARE(db, sql, st, what)                                   \
+    do {                                                                \
+        int prc_ = sqlite3_prepare_v2((db), (sql), -1, &(st), NULL);   \
+        if (prc_ != SQLITE_OK) { rc = sq_fail((db), prc_, (what)); goto done; } \
+    } while (0)
+
+/* store_sqlite_admin.c */
+int sq_get_flag(void *h, const char *env, const char *name, struct store_flag *out);
+int sq_set_flag(void *h, const char *env, const char *name, int enabled, int default_enabled,
+                const char *actor, const char *source, const char *reason,
+                const char *request_id, int64_t now_ms);
+int sq_put_token(void *h, const struct store_token *t);
+int sq_get_token(void *h, const char *id, struct store_token *out);
+int sq_list_tokens(void *h, struct store_token **out, size_t *n);
+int sq_revoke_token(void *h, const char *id, int64_t now_ms);
+int sq_put_session(void *h, const struct store_session *x);
+int sq_get_session(void *h, const char *id_hash, struct store_session *out);
+int sq_delete_session(void *h, const char *id_hash);
+
+#endif
