@@ -11,7 +11,11 @@ DB="sqlite:$RUN/sluice.db"
 mkdir -p "$RUN"
 
 redis_pid=""
+demo_pids=""
 cleanup() {
+  # Workers drain their running jobs on SIGTERM and say bye.
+  for p in $demo_pids; do kill "$p" 2>/dev/null || true; done
+  wait $demo_pids 2>/dev/null || true
   [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null || true
 }
 trap cleanup EXIT INT TERM
@@ -27,6 +31,22 @@ if [ -z "${SLUICE_REDIS:-}" ]; then
 fi
 
 "$BUILD/sluiced" migrate --db "$DB" > /dev/null
+
+# Two reference workers per queue, and producers that keep the queues
+# moving (a few percent of jobs fail, so failure rates show).
+for q in ingestion build workflow; do
+  for i in 1 2; do
+    "$BUILD/sluice-worker" --queue "$q" --redis "$SLUICE_REDIS" --id "$q-demo-$i" \
+      2>> "$RUN/workers.log" &
+    demo_pids="$demo_pids $!"
+  done
+  ( while :; do
+      "$BUILD/sluice-worker" --produce 20 --queue "$q" --redis "$SLUICE_REDIS" \
+        --sleep-ms 150 --fail-ratio 0.03 > /dev/null 2>&1 || true
+      sleep 2
+    done ) &
+  demo_pids="$demo_pids $!"
+done
 TOKEN=$("$BUILD/sluiced" token create --db "$DB" --name "demo-admin" --scopes admin \
         --expires-in 1d 2>/dev/null)
 
@@ -43,7 +63,8 @@ cat <<MSG
          -d '{"desired_concurrency": 8, "reason": "trying sluice"}' \\
          http://127.0.0.1:$PORT/api/v1/scaling/ingestion
 
-  Logs follow as JSON lines. Ctrl-C stops sluiced and the demo Redis.
+  Two demo workers per queue log to $RUN/workers.log; producers keep
+  the queues busy. Logs follow as JSON lines. Ctrl-C stops everything.
 
 MSG
 
