@@ -106,7 +106,10 @@ export async function startServer({ policies = TEST_POLICY, env = 'local', db, s
       this.exited = new Promise((r) => this.proc.on('exit', (code, signal) => r({ code, signal })));
       this.port = await new Promise((resolveP, reject) => {
         let buf = '';
-        const timer = setTimeout(() => reject(new Error(`sluiced did not start:\n${this.log}`)), 15000);
+        const timer = setTimeout(() => {
+          this.proc.kill('SIGKILL');           // never leave a half-started server behind
+          reject(new Error(`sluiced did not announce its port within 15 s:\n${this.log}`));
+        }, 15000);
         this.proc.stderr.on('data', (d) => {
           this.log += d;
           buf += d;
