@@ -50,6 +50,7 @@ static void alerts_announce(struct app *app, const struct alert_entry *e, const 
                             e->hit.message, "at", util_format_time(now_ms, ts));
     if (msg && e->hit.worker[0]) json_object_set_new(msg, "worker", json_string(e->hit.worker));
     log_json(strcmp(state, "firing") == 0 ? LOG_WARN : LOG_INFO, "alert", json_deep_copy(msg));
+    events_broadcast(app->events, "alert", msg);
     bus_publish_alert(app->bus, msg);
 }
 

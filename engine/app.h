@@ -9,9 +9,12 @@
 #include "alerts.h"
 #include "bus.h"
 #include "config.h"
+#include "events.h"
 #include "fleet.h"
+#include "metrics.h"
 #include "policy.h"
 #include "store.h"
+#include "telemetry.h"
 
 struct app {
     const struct config *cfg;
@@ -20,6 +23,9 @@ struct app {
     fleet *fl;                   /* live workers, from reports */
     bus *bus;                    /* NULL in commands that need no Redis */
     alerts *alerts;
+    telemetry *telemetry;
+    metrics *metrics;
+    events *events;              /* live SSE streams */
     int64_t started_ms;
 };
 

@@ -23,6 +23,9 @@ void script_open_sluice(lua_State *L) {
     lua_newtable(L);
     bind_policy_open(L);                        /* status */
     lua_setfield(L, -2, "policy");
+    lua_newtable(L);
+    bind_telemetry_open(L);                     /* snapshot, stream, metrics, ready */
+    lua_setfield(L, -2, "telemetry");
     lua_setglobal(L, "sluice");
 }
 

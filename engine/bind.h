@@ -13,6 +13,9 @@ void bind_scaling_open(lua_State *L);    /* sluice.scaling.* */
 void bind_auth_open(lua_State *L);       /* sluice.auth.* */
 void bind_flags_open(lua_State *L);      /* sluice.flags.* */
 void bind_policy_open(lua_State *L);     /* sluice.policy.* */
+void bind_telemetry_open(lua_State *L);  /* sluice.telemetry.* */
+
+#include "scaling.h"
 
 /* Shared by the areas, for run-time failures: push nil, the message, and a
  * table {status, code, message, details, retry_after} with what an answer

@@ -34,6 +34,7 @@ struct bus {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     atomic_int stopping;
+    atomic_int resync;
     int kicked;
     struct bus_alert *alerts, **alerts_tail;
     size_t nalerts;
@@ -279,6 +280,7 @@ static void *bus_relay_main(void *arg) {
         }
         /* Drain first, then rewrite: the snapshot then only skips queues
          * with rows committed after the drain, which the relay brings. */
+        if (atomic_exchange(&b->resync, 0)) resync = 1;
         int rc = bus_drain_outbox(b, c);
         if (rc == 0 && resync) {
             int r = bus_rewrite_desired(b, c);
@@ -416,6 +418,12 @@ void bus_kick(bus *b) {
     b->kicked = 1;
     pthread_cond_signal(&b->wake);
     pthread_mutex_unlock(&b->lock);
+}
+
+void bus_resync(bus *b) {
+    if (b == NULL) return;
+    atomic_store(&b->resync, 1);
+    bus_kick(b);
 }
 
 void bus_publish_alert(bus *b, json_t *msg) {

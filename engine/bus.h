@@ -47,6 +47,9 @@ void bus_stop(bus *b);
 /* Wake the relay now (a change was committed). */
 void bus_kick(bus *b);
 
+/* Rewrite the desired hash from the database soon (new queues declared). */
+void bus_resync(bus *b);
+
 /* Queue a message for <p>:alerts; takes ownership of msg. */
 void bus_publish_alert(bus *b, json_t *msg);
 

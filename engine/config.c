@@ -43,6 +43,7 @@ static const struct opt options[] = {
     {"--lua-budget", "SLUICE_LUA_BUDGET", NUM(OPT_LONG, lua_budget, 10000, 1000000000L), "Lua instructions per call"},
     {"--busy-timeout", "SLUICE_BUSY_TIMEOUT", NUM(OPT_INT, busy_timeout_ms, 0, 600000), "SQLite busy timeout, ms"},
     {"--reload-ms", "SLUICE_RELOAD_MS", NUM(OPT_INT, reload_ms, 50, 60000), "policy change check interval, ms"},
+    {"--max-streams", "SLUICE_MAX_STREAMS", NUM(OPT_INT, max_streams, 1, 10000), "live event streams at once"},
     {"--log-level", "SLUICE_LOG_LEVEL", STR(log_level), "debug|info|warn|error"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -68,6 +69,7 @@ static void config_defaults(struct config *c) {
     c->lua_budget = 5000000;
     c->busy_timeout_ms = 5000;
     c->reload_ms = 500;
+    c->max_streams = 64;
     strcpy(c->log_level, "info");
 }
 

@@ -29,6 +29,7 @@ struct config {
     long lua_budget;                 /* VM instructions per call */
     int busy_timeout_ms;             /* SQLite busy_timeout */
     int reload_ms;                   /* policy directory check interval */
+    int max_streams;                 /* live event (SSE) streams at once */
     char log_level[8];               /* debug|info|warn|error */
 };
 

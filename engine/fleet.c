@@ -15,10 +15,20 @@ struct fleet_waiter {
     struct fleet_waiter *next;
 };
 
+#define FLEET_MAX_QUEUES 256
+
+/* Totals per queue, kept across workers coming and going. */
+struct fleet_totals {
+    char queue[UTIL_NAME_MAX + 1];
+    uint64_t completed, failed;
+};
+
 struct fleet {
     pthread_mutex_t lock;
     struct fleet_worker *workers;
     size_t n, cap;
+    struct fleet_totals totals[FLEET_MAX_QUEUES];
+    size_t ntotals;
     struct fleet_waiter *waiters;
     uint64_t malformed, suppressed;
     int64_t last_complaint_ms;
@@ -104,6 +114,46 @@ static struct fleet_worker *fleet_find(fleet *fl, const char *id) {
     return NULL;
 }
 
+/* Increase of a running total from prev to cur; a counter that went down
+ * was reset (a restart), so everything it shows now is new. */
+static int64_t fleet_increase(int64_t prev, int64_t cur) { return cur >= prev ? cur - prev : cur; }
+
+static struct fleet_totals *fleet_totals_of(fleet *fl, const char *queue) {
+    for (size_t i = 0; i < fl->ntotals; i++)
+        if (strcmp(fl->totals[i].queue, queue) == 0) return &fl->totals[i];
+    if (fl->ntotals == FLEET_MAX_QUEUES) return NULL;
+    struct fleet_totals *t = &fl->totals[fl->ntotals++];
+    memset(t, 0, sizeof *t);
+    util_copy(t->queue, sizeof t->queue, queue);
+    return t;
+}
+
+/* Record the counters of a report into the worker's ring and the queue's
+ * totals. Called locked, with cur holding the previous report. */
+static void fleet_sample(fleet *fl, struct fleet_worker *w, const struct fleet_worker *prev,
+                         int64_t now_ms) {
+    struct fleet_totals *t = fleet_totals_of(fl, w->queue);
+    if (prev) {
+        memcpy(w->samples, prev->samples, sizeof w->samples);
+        w->nsamples = prev->nsamples;
+        w->sample_head = prev->sample_head;
+        if (t && strcmp(prev->queue, w->queue) == 0) {
+            t->completed += (uint64_t)fleet_increase(prev->completed, w->completed);
+            t->failed += (uint64_t)fleet_increase(prev->failed, w->failed);
+        }
+    } else if (t) {
+        /* A worker new to us brings what it did so far. */
+        t->completed += (uint64_t)w->completed;
+        t->failed += (uint64_t)w->failed;
+    }
+    int slot = (w->sample_head + w->nsamples) % FLEET_SAMPLES;
+    if (w->nsamples == FLEET_SAMPLES) w->sample_head = (w->sample_head + 1) % FLEET_SAMPLES;
+    else w->nsamples++;
+    w->samples[slot].at_ms = now_ms;
+    w->samples[slot].completed = w->completed;
+    w->samples[slot].failed = w->failed;
+}
+
 static void fleet_remove_at(fleet *fl, size_t i) {
     fl->workers[i] = fl->workers[--fl->n];
 }
@@ -169,13 +219,16 @@ int fleet_report(fleet *fl, const char *payload, size_t len, int64_t now_ms) {
             }
             cur = &fl->workers[fl->n++];
             w.first_seen_ms = now_ms;
+            w.last_seen_ms = now_ms;
+            fleet_sample(fl, &w, NULL, now_ms);
         } else {
             w.first_seen_ms = cur->first_seen_ms;
             /* A version never goes backwards: a late, reordered report must
              * not undo a newer acknowledgement. */
             if (w.version < cur->version && strcmp(w.queue, cur->queue) == 0) w.version = cur->version;
+            w.last_seen_ms = now_ms;
+            fleet_sample(fl, &w, cur, now_ms);
         }
-        w.last_seen_ms = now_ms;
         *cur = w;
         rc = 0;
     }
@@ -219,6 +272,46 @@ size_t fleet_workers(fleet *fl, const char *queue, int64_t now_ms, struct fleet_
     pthread_mutex_unlock(&fl->lock);
     if (*out) qsort(*out, n, sizeof **out, fleet_id_cmp);
     return n;
+}
+
+void fleet_rates(fleet *fl, const char *queue, int64_t now_ms, struct fleet_rates *out) {
+    double completed = 0, failed = 0, span_max = 0;
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&fl->lock);
+    for (size_t i = 0; i < fl->n; i++) {
+        const struct fleet_worker *w = &fl->workers[i];
+        if (strcmp(w->queue, queue) != 0) continue;
+        /* Sum the increases between consecutive samples inside the window;
+         * divide by the span they cover. */
+        int64_t inc_c = 0, inc_f = 0, first = 0, last = 0;
+        const struct fleet_sample *prev = NULL;
+        for (int k = 0; k < w->nsamples; k++) {
+            const struct fleet_sample *sm = &w->samples[(w->sample_head + k) % FLEET_SAMPLES];
+            if (now_ms - sm->at_ms > FLEET_RATE_WINDOW_MS) continue;
+            if (prev) {
+                inc_c += fleet_increase(prev->completed, sm->completed);
+                inc_f += fleet_increase(prev->failed, sm->failed);
+            } else {
+                first = sm->at_ms;
+            }
+            last = sm->at_ms;
+            prev = sm;
+        }
+        double span = (double)(last - first) / 1000.0;
+        if (span <= 0) continue;
+        completed += (double)inc_c / span;
+        failed += (double)inc_f / span;
+        if (span > span_max) span_max = span;
+    }
+    for (size_t i = 0; i < fl->ntotals; i++) {
+        if (strcmp(fl->totals[i].queue, queue) != 0) continue;
+        out->completed_total = fl->totals[i].completed;
+        out->failed_total = fl->totals[i].failed;
+    }
+    pthread_mutex_unlock(&fl->lock);
+    out->completed_per_s = completed;
+    out->failed_per_s = failed;
+    out->window_s = span_max > 0 ? span_max : 0;
 }
 
 static void fleet_count_locked(fleet *fl, const char *queue, int64_t version, int64_t now_ms,

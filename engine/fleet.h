@@ -25,6 +25,13 @@
 #define FLEET_ID_MAX 128
 #define FLEET_FORGET_MS 60000
 #define FLEET_STALE_INTERVALS 3
+#define FLEET_SAMPLES 64                 /* counter samples kept per worker */
+#define FLEET_RATE_WINDOW_MS 60000
+
+/* One heartbeat's running totals, for rates. */
+struct fleet_sample {
+    int64_t at_ms, completed, failed;
+};
 
 struct fleet_worker {
     char id[FLEET_ID_MAX + 1];
@@ -37,6 +44,16 @@ struct fleet_worker {
     int64_t interval_ms;             /* heartbeat interval the worker declared */
     int64_t last_seen_ms, first_seen_ms;
     int stale;                       /* filled by fleet_workers */
+    struct fleet_sample samples[FLEET_SAMPLES];   /* ring, oldest at sample_head */
+    int nsamples, sample_head;
+};
+
+/* Job throughput of a queue over the last FLEET_RATE_WINDOW_MS, or the time
+ * observed so far when shorter. */
+struct fleet_rates {
+    double completed_per_s, failed_per_s;
+    double window_s;                 /* the span the rates cover */
+    uint64_t completed_total, failed_total;   /* since sluiced started; never go back */
 };
 
 struct fleet_acks {
@@ -59,6 +76,11 @@ void fleet_sweep(fleet *fl, int64_t now_ms);
 /* Copy the workers of queue (NULL: all) into a malloc'd array the caller
  * frees; returns the count, with stale computed at now_ms. */
 size_t fleet_workers(fleet *fl, const char *queue, int64_t now_ms, struct fleet_worker **out);
+
+/* Rates of queue from its workers' heartbeat counters. A worker whose
+ * counters go down (it restarted under the same id) counts from zero again,
+ * never negatively. */
+void fleet_rates(fleet *fl, const char *queue, int64_t now_ms, struct fleet_rates *out);
 
 /* Who has applied version of queue, among live workers. */
 void fleet_acks(fleet *fl, const char *queue, int64_t version, int64_t now_ms,

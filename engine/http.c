@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <stdatomic.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +24,7 @@
 
 struct http_server {
     struct MHD_Daemon *daemon;
+    atomic_int deferred;         /* deferred answers not yet finished */
     struct http_options opt;
     char ui_root[PATH_MAX];      /* realpath of ui_dir, "" when missing */
     int port;
@@ -135,9 +137,34 @@ int http_add_header(struct http_response *resp, const char *name, const char *va
     return 0;
 }
 
+/* MHD content reader over an http_stream. */
+static ssize_t http_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    struct http_request *req = cls;
+    (void)pos;
+    long n = req->stream.read(req->stream.cls, req->conn, buf, max);
+    return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : (ssize_t)n;
+}
+
+static void http_stream_done(void *cls) {
+    struct http_request *req = cls;
+    if (req->stream.done) req->stream.done(req->stream.cls);
+    req->stream.done = NULL;
+}
+
 static enum MHD_Result http_send(struct http_request *req, struct http_response *resp,
                                  struct MHD_Response *mr) {
     enum MHD_Result ret;
+    if (mr == NULL && resp->stream.read) {
+        req->stream = resp->stream;
+        memset(&resp->stream, 0, sizeof resp->stream);
+        mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, http_stream_read, req,
+                                               http_stream_done);
+        if (mr == NULL) {
+            http_stream_done(req);
+            return MHD_NO;
+        }
+        MHD_add_response_header(mr, "Cache-Control", "no-store");
+    }
     if (mr == NULL) {
         char *body = resp->body;
         resp->body = NULL;
@@ -304,6 +331,7 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, c
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         req = http_request_new(conn, url, method);
         if (req == NULL) return MHD_NO;
+        req->server = srv;
         *con_cls = req;
         if (cl && strtoull(cl, NULL, 10) > srv->opt.max_body) req->too_large = 1;
         if (!req->too_large) return MHD_YES;   /* wait for the body */
@@ -365,10 +393,14 @@ send:
 
 static void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                               enum MHD_RequestTerminationCode toe) {
+    http_server *srv = cls;
     struct http_request *req = *con_cls;
-    (void)cls;
     (void)conn;
     if (req == NULL) return;
+    if (req->deferred) atomic_fetch_sub(&srv->deferred, 1);
+    if (srv->opt.observe)
+        srv->opt.observe(srv->opt.observe_ud, req->route[0] ? req->route : "-", req->status,
+                         (double)(http_now_us() - req->started_us) / 1e6);
     log_json(LOG_INFO, "request",
              json_pack("{s:s, s:s, s:s, s:i, s:I, s:s, s:s, s:s, s:b}", "request_id",
                        req->request_id, "method", req->method, "path", req->path, "status",
@@ -388,8 +420,19 @@ static void http_on_completed(void *cls, struct MHD_Connection *conn, void **con
 
 void http_defer(struct http_request *req) {
     pthread_mutex_lock(&req->lock);
+    if (!req->deferred) atomic_fetch_add(&req->server->deferred, 1);
     req->deferred = 1;
     pthread_mutex_unlock(&req->lock);
+}
+
+void http_drain(http_server *srv, int timeout_ms) {
+    if (srv == NULL) return;
+    MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
+    if (fd != MHD_INVALID_SOCKET) close(fd);
+    for (int waited = 0; atomic_load(&srv->deferred) > 0 && waited < timeout_ms; waited += 10) {
+        struct timespec ts = {0, 10000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 void http_complete(struct http_request *req, struct http_response *resp) {

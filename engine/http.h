@@ -20,10 +20,20 @@
 
 struct MHD_Connection;
 
+/* A streamed body (Server-Sent Events): read() returns bytes copied into
+ * buf, 0 after suspending the connection (nothing to send yet), or -1 at
+ * the end; done() runs once when the connection is gone. */
+struct http_stream {
+    long (*read)(void *cls, struct MHD_Connection *conn, char *buf, size_t max);
+    void (*done)(void *cls);
+    void *cls;
+};
+
 struct http_response {
     int status;
     char *body;                      /* malloc'd, owned by the response */
     size_t len;
+    struct http_stream stream;       /* read != NULL: stream instead of body */
     char content_type[64];
     int nheaders;
     char *header_names[HTTP_MAX_HEADERS];
@@ -33,6 +43,7 @@ struct http_response {
 /* One request, owned by http.c; valid during the handler call. */
 struct http_request {
     struct MHD_Connection *conn;
+    struct http_server *server;
     const char *method;
     const char *path;                /* decoded path, without the query */
     char *body;                      /* NUL-terminated, may be empty */
@@ -43,6 +54,7 @@ struct http_request {
     char remote[64];
     int64_t started_us;
     int status;                      /* the answer's status, for the access log */
+    struct http_stream stream;       /* a streamed answer in progress */
     /* Deferred answers (http_defer / http_complete), guarded by lock. */
     pthread_mutex_t lock;
     int deferred, suspended, completed, waiting;
@@ -63,6 +75,9 @@ struct http_options {
     const char *ui_dir;
     http_handler_fn handler;
     void *handler_ud;
+    /* Called once per answered request (metrics); may be NULL. */
+    void (*observe)(void *ud, const char *route, int status, double seconds);
+    void *observe_ud;
 };
 
 typedef struct http_server http_server;
@@ -73,6 +88,10 @@ http_server *http_start(const struct http_options *opt, char *err, size_t errlen
 
 /* The port actually bound (useful with port 0). */
 int http_port(const http_server *srv);
+
+/* Stop accepting new connections and give deferred answers up to
+ * timeout_ms to reach their clients (shutdown). */
+void http_drain(http_server *srv, int timeout_ms);
 
 /* Stop accepting, finish in-flight requests, free everything. NULL is a no-op. */
 void http_stop(http_server *srv);

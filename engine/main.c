@@ -199,7 +199,7 @@ static int cmd_policy(int argc, char **argv) {
 /* Wait for SIGINT/SIGTERM, running the ticker between signals. */
 static void serve_loop(struct app *app, const sigset_t *stop) {
     struct timespec step = {0, TICKER_STEP_MS * 1000000L};
-    struct ticker ticker = {0, 0};
+    struct ticker ticker = {0};
     for (;;) {
         int sig = sigtimedwait(stop, NULL, &step);
         if (sig == SIGINT || sig == SIGTERM) {
@@ -238,7 +238,13 @@ static int cmd_serve(int argc, char **argv) {
                         "check with: sluiced policy check %s\n", cfg.policies_dir, cfg.policies_dir);
         goto done;
     }
-    if ((app.fl = fleet_new()) == NULL || (app.alerts = alerts_new()) == NULL) goto done;
+    if ((app.fl = fleet_new()) == NULL || (app.alerts = alerts_new()) == NULL ||
+        (app.metrics = metrics_new()) == NULL || (app.events = events_new(cfg.max_streams)) == NULL)
+        goto done;
+    if ((app.telemetry = telemetry_new(cfg.redis_url, cfg.prefix, err, sizeof err)) == NULL) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        goto done;
+    }
     struct bus_options bopt = {cfg.redis_url, cfg.prefix, app.st, app.pol, app.fl};
     if ((app.bus = bus_start(&bopt, err, sizeof err)) == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);
@@ -248,9 +254,13 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
     }
-    struct http_options hopt = {cfg.listen_host, cfg.listen_port, cfg.threads, (size_t)cfg.max_body,
-                                cfg.conn_limit, cfg.per_ip_limit, cfg.conn_timeout_s, cfg.ui_dir,
-                                script_handle, scripts};
+    struct http_options hopt = {
+        .host = cfg.listen_host, .port = cfg.listen_port, .threads = cfg.threads,
+        .max_body = (size_t)cfg.max_body, .conn_limit = cfg.conn_limit,
+        .per_ip_limit = cfg.per_ip_limit, .conn_timeout_s = cfg.conn_timeout_s,
+        .ui_dir = cfg.ui_dir, .handler = script_handle, .handler_ud = scripts,
+        .observe = metrics_observe_request, .observe_ud = app.metrics,
+    };
     if ((http = http_start(&hopt, err, sizeof err)) == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
@@ -262,12 +272,21 @@ static int cmd_serve(int argc, char **argv) {
     serve_loop(&app, &stop);
     rc = 0;
 done:
-    /* Answer every held wait_ms request before the server goes. */
-    if (app.fl) fleet_check_waiters(app.fl, util_mono_ms(), 1);
+    /* Stop accepting, answer every held wait_ms request and end the event
+     * streams, and give those answers a moment to reach their clients. */
+    if (http) {
+        http_drain(http, 0);
+        events_close_all(app.events);
+        fleet_check_waiters(app.fl, util_mono_ms(), 1);
+        http_drain(http, 2000);
+    }
     http_stop(http);
+    events_free(app.events);
     script_host_free(scripts);
     bus_stop(app.bus);              /* after HTTP: the relay drains the last commits */
     alerts_free(app.alerts);
+    telemetry_free(app.telemetry);
+    metrics_free(app.metrics);
     fleet_free(app.fl);
     policy_free(app.pol);
     store_close(app.st);

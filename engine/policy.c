@@ -173,7 +173,8 @@ static int policy_dsl_open(lua_State *L) {
 /* ---- resolving declarations (runs in protected mode) -------------------------------- */
 
 static const char *const bound_fields[] = {"default", "min", "max", "max_step", "cooldown_s",
-                                           "changes_per_hour", "confirm_above", "layout", NULL};
+                                           "changes_per_hour", "confirm_above", "layout",
+                                           "bullmq_prefix", NULL};
 
 /* Raise "file:line: what" using the declaration at decl_idx. */
 static int policy_decl_error(lua_State *L, int decl_idx, const char *fmt, ...)
@@ -250,6 +251,14 @@ static void policy_read_bounds(lua_State *L, int decl_idx, int spec_idx, const c
         util_copy(p->b.layout, sizeof p->b.layout, layout);
     }
     lua_pop(L, 1);
+    lua_getfield(L, spec_idx, "bullmq_prefix");
+    if (!lua_isnil(L, -1)) {
+        const char *prefix = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
+        if (!util_valid_name(prefix) || strlen(prefix) >= sizeof p->b.bullmq_prefix)
+            policy_decl_error(L, decl_idx, "%s: bullmq_prefix must be 1..32 of A-Z a-z 0-9 _ . : -", what);
+        util_copy(p->b.bullmq_prefix, sizeof p->b.bullmq_prefix, prefix);
+    }
+    lua_pop(L, 1);
 }
 
 static void policy_resolve_queues(lua_State *L, struct policy_gen *g) {
@@ -257,6 +266,7 @@ static void policy_resolve_queues(lua_State *L, struct policy_gen *g) {
     memset(&defaults, 0, sizeof defaults);
     defaults.b.confirm_above = -1;
     strcpy(defaults.b.layout, "sluice");
+    strcpy(defaults.b.bullmq_prefix, "bull");
     defaults.b.max_step = 0;     /* 0 here: "not set", becomes max - min */
 
     lua_getfield(L, LUA_REGISTRYINDEX, POLICY_REG_DEFAULTS);    /* defs */

@@ -28,6 +28,7 @@ struct policy_bounds {
     int64_t changes_per_hour;    /* 0: unlimited */
     int64_t confirm_above;       /* -1: no confirmation threshold */
     char layout[8];              /* "sluice" | "bullmq" */
+    char bullmq_prefix[33];      /* BullMQ key prefix, "bull" unless set */
 };
 
 struct policy_change {

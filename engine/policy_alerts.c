@@ -72,8 +72,8 @@ static void policy_add_hit(lua_State *L, struct policy_eval *e, const char *work
     if (lua_getfield(L, 1, "message") == LUA_TFUNCTION) {   /* spec, args..., fn */
         lua_insert(L, -1 - nargs);                          /* spec, fn, args... */
         lua_call(L, nargs, 1);
-        util_copy(h->message, sizeof h->message,
-                  lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
+        util_copy_utf8(h->message, sizeof h->message,
+                       lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "");
         lua_pop(L, 1);
     } else {
         lua_pop(L, 1 + nargs);
@@ -138,9 +138,14 @@ size_t policy_eval_alerts(policy *p, const struct policy_alert_queue *qs, size_t
             lua_pushlightuserdata(g->L, &e);
             if (sandbox_pcall(g->L, 1, 0) != LUA_OK) {
                 e.n = before;               /* a failed rule holds nothing */
-                log_json(LOG_ERROR, "alert rule failed",
-                         json_pack("{s:s, s:s, s:s}", "alert", g->alerts[a].name, "queue",
-                                   qs[q].queue, "error", lua_tostring(g->L, -1)));
+                /* Once a minute per policy, not once a second per queue. */
+                int64_t now = util_mono_ms();
+                if (now - p->rule_error_logged_ms >= 60000) {
+                    p->rule_error_logged_ms = now;
+                    log_json(LOG_ERROR, "alert rule failed (logged at most once a minute)",
+                             json_pack("{s:s, s:s, s:s}", "alert", g->alerts[a].name, "queue",
+                                       qs[q].queue, "error", lua_tostring(g->L, -1)));
+                }
             }
             lua_settop(g->L, 0);
             sandbox_set_phase(g->L, SANDBOX_IDLE);

@@ -49,6 +49,7 @@ struct policy {
     int has_error;
     struct policy_error error;
     int64_t error_at_ms;
+    int64_t rule_error_logged_ms;   /* rate limit of alert rule errors */
 };
 
 

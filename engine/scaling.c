@@ -190,6 +190,23 @@ static int scaling_judge_change(void *ud, const struct store_target *cur,
     return 0;
 }
 
+/* Tell live event streams about an applied change, then the new state. */
+static void scaling_announce(struct app *app, const struct store_change_result *res,
+                             const char *actor, const char *source, const char *reason) {
+    char ts[UTIL_TIME_MAX];
+    if (app->events == NULL || events_count(app->events) == 0) return;
+    json_t *change = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s}", "queue",
+                               res->target.queue, "from", (json_int_t)res->previous, "to",
+                               (json_int_t)res->target.desired, "version",
+                               (json_int_t)res->target.version, "actor", actor, "source", source,
+                               "reason", reason, "at", util_format_time(util_now_ms(), ts));
+    events_broadcast(app->events, "change", change);
+    json_decref(change);
+    json_t *snap = telemetry_snapshot(app->telemetry, app);
+    events_broadcast(app->events, "snapshot", snap);
+    json_decref(snap);
+}
+
 /* Audit a refusal decided before the write transaction. */
 static void scaling_audit_refusal(struct app *app, const struct scaling_change *c, int64_t from,
                                   int64_t version, const char *code) {
@@ -232,8 +249,10 @@ json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scal
                      app->cfg->env);
         /* Only declared queues are audited: the log must not fill with
          * names anyone can make up. */
-        if (declared && scaling_load(app, c->queue, &j.b, &cur) == STORE_OK)
+        if (declared && scaling_load(app, c->queue, &j.b, &cur) == STORE_OK) {
             scaling_audit_refusal(app, c, cur.desired, cur.version, err->code);
+            metrics_count_change(app->metrics, c->queue, "rejected");
+        }
         return NULL;
     }
     if (!declared) {
@@ -257,9 +276,11 @@ json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scal
         scaling_store_fail(err, rc);
         return NULL;
     }
+    metrics_count_change(app->metrics, c->queue, res.applied ? "applied" : "rejected");
     if (!res.applied) return NULL;        /* err filled by the judge */
 
     bus_kick(app->bus);
+    scaling_announce(app, &res, c->actor, c->source, c->reason);
     log_json(LOG_INFO, "scaling change applied",
              json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s}", "queue", c->queue, "from",
                        (json_int_t)res.previous, "to", (json_int_t)c->to, "version",
@@ -313,6 +334,7 @@ int scaling_expire_due(struct app *app) {
             res.applied != 1)
             continue;
         reverted++;
+        scaling_announce(app, &res, sc.actor, sc.source, sc.reason);
         log_json(LOG_INFO, "temporary override ended",
                  json_pack("{s:s, s:I, s:I, s:I}", "queue", due[i].queue, "from",
                            (json_int_t)res.previous, "to", (json_int_t)to, "version",

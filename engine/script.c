@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define SCRIPT_MAX_FILES 64
 #define SCRIPT_FILE_MAX (1 << 20)
@@ -369,6 +370,7 @@ struct script_call {
     json_t *body_out;
     char *text_out;
     size_t text_len;
+    char content_type[64];       /* from the handler's headers, if any */
     struct http_response *resp;
 };
 
@@ -450,6 +452,11 @@ static int script_call_cf(lua_State *L) {
                 (lua_type(L, -1) != LUA_TSTRING && lua_type(L, -1) != LUA_TNUMBER))
                 return luaL_error(L, "response headers must map names to strings");
             lua_pushvalue(L, -1);                       /* ..., key, value, copy */
+            if (strcasecmp(lua_tostring(L, -3), "Content-Type") == 0) {
+                util_copy(c->content_type, sizeof c->content_type, lua_tostring(L, -1));
+                lua_pop(L, 2);
+                continue;
+            }
             if (http_add_header(c->resp, lua_tostring(L, -3), lua_tostring(L, -1)) != 0)
                 return luaL_error(L, "invalid response header '%s'", lua_tostring(L, -3));
             lua_pop(L, 2);
@@ -530,8 +537,21 @@ static void script_run(struct script_call *c) {
         resp->status = c->status;
         resp->body = c->text_out;
         resp->len = c->text_len;
-        util_copy(resp->content_type, sizeof resp->content_type, "text/plain; charset=utf-8");
+        util_copy(resp->content_type, sizeof resp->content_type,
+                  c->content_type[0] ? c->content_type : "text/plain; charset=utf-8");
         c->text_out = NULL;
+        return;
+    }
+    if (c->sr->stream && c->status == 200) {
+        struct app *app = c->st->host->app;
+        json_t *first = telemetry_snapshot(app->telemetry, app);
+        int rc = events_open(app->events, resp, first);
+        json_decref(first);
+        json_decref(c->body_out);
+        c->body_out = NULL;
+        if (rc != 0)
+            http_respond_error(resp, c->req, 503, "too_many_streams",
+                               "the limit of live event streams is reached; retry later", NULL);
         return;
     }
     if (c->body_out && c->status >= 400 && json_is_object(c->body_out) &&

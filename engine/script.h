@@ -32,6 +32,7 @@ struct script_request {
     struct auth_principal principal;
     const char *source;          /* "ui" (cookie session), "cli" or "api" */
     int secure;                  /* TLS in front (X-Forwarded-Proto: https) */
+    int stream;                  /* set by sluice.telemetry.stream */
     struct {                     /* set by sluice.scaling.await */
         int active;
         char queue[UTIL_NAME_MAX + 1];

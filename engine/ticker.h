@@ -12,7 +12,7 @@
 #define TICKER_STEP_MS 50            /* how often ticker_run should be called */
 
 struct ticker {
-    int64_t next_reload, next_second;
+    int64_t next_reload, next_second, next_snapshot, next_ping;
 };
 
 /* Do whatever is due at now_mono (util_mono_ms). */

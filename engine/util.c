@@ -118,3 +118,14 @@ void util_copy(char *dst, size_t size, const char *src) {
     if (n) memcpy(dst, src, n);
     dst[n] = '\0';
 }
+
+void util_copy_utf8(char *dst, size_t size, const char *src) {
+    size_t n = src ? strlen(src) : 0;
+    if (n >= size) {
+        n = size - 1;
+        /* Back off continuation bytes (10xxxxxx) and the lead byte they follow. */
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80) n--;
+    }
+    if (n) memcpy(dst, src, n);
+    dst[n] = '\0';
+}

@@ -44,6 +44,10 @@ int util_parse_duration(const char *s, int64_t *out_s);
  * NUL-terminates. */
 void util_copy(char *dst, size_t size, const char *src);
 
+/* As util_copy, but never cuts a UTF-8 sequence in half: a truncated copy
+ * of valid UTF-8 stays valid. */
+void util_copy_utf8(char *dst, size_t size, const char *src);
+
 /* Read a whole file (at most max bytes) into a NUL-terminated malloc'd buffer.
  * The caller owns the result. Returns NULL on error, errno set (EFBIG when the
  * file is larger than max). */

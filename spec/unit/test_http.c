@@ -109,7 +109,9 @@ static http_server *start(size_t max_body) {
     if (symlink("/etc/passwd", path) != 0) return NULL;
     snprintf(path, sizeof path, "%s/sub", ui);
     mkdir(path, 0755);
-    struct http_options opt = {"127.0.0.1", 0, 2, max_body, 16, 16, 5, ui, echo_handler, NULL};
+    struct http_options opt = {.host = "127.0.0.1", .port = 0, .threads = 2, .max_body = max_body,
+                               .conn_limit = 16, .per_ip_limit = 16, .conn_timeout_s = 5,
+                               .ui_dir = ui, .handler = echo_handler};
     return http_start(&opt, err, sizeof err);
 }
 
@@ -299,7 +301,9 @@ TEST(start_refuses_bad_hosts_and_busy_ports) {
     char err[256] = "";
     http_server *first = start(1024);
     ASSERT(first != NULL);
-    struct http_options opt = {"not-an-ip", 0, 1, 1024, 4, 4, 5, ui, echo_handler, NULL};
+    struct http_options opt = {.host = "not-an-ip", .threads = 1, .max_body = 1024, .conn_limit = 4,
+                               .per_ip_limit = 4, .conn_timeout_s = 5, .ui_dir = ui,
+                               .handler = echo_handler};
     EXPECT(http_start(&opt, err, sizeof err) == NULL);
     EXPECT_CONTAINS(err, "not-an-ip");
     err[0] = '\0';

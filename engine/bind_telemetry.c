@@ -1,0 +1,72 @@
+/* bind_telemetry.c — sluice.telemetry: the queue-health snapshot, live
+ * event streams, Prometheus metrics and readiness. */
+#include "bind.h"
+#include "luajson.h"
+#include "script.h"
+
+#include <lauxlib.h>
+#include <stdlib.h>
+
+/* sluice.telemetry.snapshot() -> the /admin/runtime-scaling table */
+static int telemetry_l_snapshot(lua_State *L) {
+    luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
+    script_current(L, "sluice.telemetry.snapshot");
+    struct app *app = script_app(L);
+    json_t **box = luajson_box(L);
+    *box = telemetry_snapshot(app->telemetry, app);
+    luajson_push_boxed(L, box);
+    return 1;
+}
+
+/* sluice.telemetry.stream() -> true; the answer becomes a Server-Sent
+ * Events stream (the handler's body is ignored). */
+static int telemetry_l_stream(lua_State *L) {
+    luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
+    struct script_request *sr = script_current(L, "sluice.telemetry.stream");
+    sr->stream = 1;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* sluice.telemetry.metrics() -> the Prometheus text exposition | nil, err, info */
+static int telemetry_l_metrics(lua_State *L) {
+    size_t len = 0;
+    luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
+    script_current(L, "sluice.telemetry.metrics");
+    struct app *app = script_app(L);
+    char *text = metrics_render(app->metrics, app, &len);
+    if (text == NULL) {
+        struct scaling_error err = {500, "internal", "metrics could not be rendered", NULL, 0};
+        return bind_push_failure(L, &err);
+    }
+    /* Boxed, so a memory error while pushing cannot leak it. */
+    json_t **box = luajson_box(L);
+    *box = json_stringn(text, len);
+    free(text);
+    luajson_push_boxed(L, box);
+    return 1;
+}
+
+/* sluice.telemetry.ready() -> {store = "up"|"down", redis = "up"|"down"} */
+static int telemetry_l_ready(lua_State *L) {
+    luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
+    script_current(L, "sluice.telemetry.ready");
+    struct app *app = script_app(L);
+    int store_up = store_ping(app->st) == STORE_OK;
+    int redis_up = bus_redis_up(app->bus) && telemetry_redis_up(app->telemetry);
+    lua_createtable(L, 0, 2);
+    lua_pushstring(L, store_up ? "up" : "down");
+    lua_setfield(L, -2, "store");
+    lua_pushstring(L, redis_up ? "up" : "down");
+    lua_setfield(L, -2, "redis");
+    return 1;
+}
+
+void bind_telemetry_open(lua_State *L) {
+    static const luaL_Reg fns[] = {
+        {"snapshot", telemetry_l_snapshot}, {"stream", telemetry_l_stream},
+        {"metrics", telemetry_l_metrics},   {"ready", telemetry_l_ready},
+        {NULL, NULL},
+    };
+    luaL_setfuncs(L, fns, 0);
+}

@@ -1,0 +1,205 @@
+/* events.c — SSE stream registry, buffering and suspension. */
+#include "events.h"
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct stream {
+    events *ev;
+    pthread_mutex_t lock;
+    char *buf;
+    size_t len, cap;
+    int closed;                  /* end the answer once the buffer is sent */
+    struct MHD_Connection *suspended;
+    struct stream *next;
+};
+
+struct events {
+    pthread_mutex_t lock;
+    struct stream *streams;
+    int count, max;
+};
+
+events *events_new(int max_streams) {
+    events *ev = calloc(1, sizeof *ev);
+    if (ev == NULL) return NULL;
+    pthread_mutex_init(&ev->lock, NULL);
+    ev->max = max_streams;
+    return ev;
+}
+
+void events_free(events *ev) {
+    if (ev == NULL) return;
+    /* Streams still registered belong to a server that is gone. */
+    while (ev->streams) {
+        struct stream *s = ev->streams;
+        ev->streams = s->next;
+        pthread_mutex_destroy(&s->lock);
+        free(s->buf);
+        free(s);
+    }
+    pthread_mutex_destroy(&ev->lock);
+    free(ev);
+}
+
+int events_count(events *ev) {
+    pthread_mutex_lock(&ev->lock);
+    int n = ev->count;
+    pthread_mutex_unlock(&ev->lock);
+    return n;
+}
+
+/* Append text to s and wake its connection. Called with s->lock held. */
+static void stream_push(struct stream *s, const char *text, size_t n) {
+    if (s->closed) return;
+    if (s->len + n > EVENTS_BUFFER_MAX) {
+        s->closed = 1;                     /* too slow a reader: cut it off */
+    } else {
+        if (s->len + n > s->cap) {
+            size_t cap = s->cap ? s->cap : 4096;
+            while (cap < s->len + n) cap *= 2;
+            char *grown = realloc(s->buf, cap);
+            if (grown == NULL) {
+                s->closed = 1;
+                goto wake;
+            }
+            s->buf = grown;
+            s->cap = cap;
+        }
+        memcpy(s->buf + s->len, text, n);
+        s->len += n;
+    }
+wake:
+    if (s->suspended) {
+        MHD_resume_connection(s->suspended);
+        s->suspended = NULL;
+    }
+}
+
+/* http_stream.read: send what is buffered, or suspend until there is more. */
+static long stream_read(void *cls, struct MHD_Connection *conn, char *buf, size_t max) {
+    struct stream *s = cls;
+    long n;
+    pthread_mutex_lock(&s->lock);
+    if (s->len > 0) {
+        n = (long)(s->len < max ? s->len : max);
+        memcpy(buf, s->buf, (size_t)n);
+        memmove(s->buf, s->buf + n, s->len - (size_t)n);
+        s->len -= (size_t)n;
+    } else if (s->closed) {
+        n = -1;
+    } else {
+        MHD_suspend_connection(conn);
+        s->suspended = conn;
+        n = 0;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+/* http_stream.done: the connection is gone; forget the stream. */
+static void stream_done(void *cls) {
+    struct stream *s = cls;
+    events *ev = s->ev;
+    pthread_mutex_lock(&ev->lock);
+    for (struct stream **p = &ev->streams; *p; p = &(*p)->next) {
+        if (*p == s) {
+            *p = s->next;
+            ev->count--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ev->lock);
+    pthread_mutex_destroy(&s->lock);
+    free(s->buf);
+    free(s);
+}
+
+/* "event: type\ndata: json\n\n", malloc'd. */
+static char *events_format(const char *type, json_t *data, size_t *n) {
+    char *json = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS);
+    char *out = NULL;
+    if (json == NULL) return NULL;
+    size_t size = strlen(type) + strlen(json) + 32;
+    out = malloc(size);
+    if (out) *n = (size_t)snprintf(out, size, "event: %s\ndata: %s\n\n", type, json);
+    free(json);
+    return out;
+}
+
+int events_open(events *ev, struct http_response *resp, json_t *first) {
+    struct stream *s = calloc(1, sizeof *s);
+    size_t n = 0;
+    char *text = events_format("snapshot", first, &n);
+    if (s == NULL || text == NULL) {
+        free(s);
+        free(text);
+        return -1;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    s->ev = ev;
+    pthread_mutex_lock(&ev->lock);
+    if (ev->count >= ev->max) {
+        pthread_mutex_unlock(&ev->lock);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        free(text);
+        return -1;
+    }
+    s->next = ev->streams;
+    ev->streams = s;
+    ev->count++;
+    pthread_mutex_lock(&s->lock);
+    stream_push(s, text, n);
+    pthread_mutex_unlock(&s->lock);
+    pthread_mutex_unlock(&ev->lock);
+    free(text);
+    resp->status = 200;
+    util_copy(resp->content_type, sizeof resp->content_type, "text/event-stream; charset=utf-8");
+    http_add_header(resp, "X-Accel-Buffering", "no");
+    resp->stream.read = stream_read;
+    resp->stream.done = stream_done;
+    resp->stream.cls = s;
+    return 0;
+}
+
+static void events_push_all(events *ev, const char *text, size_t n) {
+    pthread_mutex_lock(&ev->lock);
+    for (struct stream *s = ev->streams; s; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        stream_push(s, text, n);
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&ev->lock);
+}
+
+void events_broadcast(events *ev, const char *type, json_t *data) {
+    size_t n = 0;
+    char *text;
+    if (ev == NULL || events_count(ev) == 0) return;
+    if ((text = events_format(type, data, &n)) == NULL) return;
+    events_push_all(ev, text, n);
+    free(text);
+}
+
+void events_ping(events *ev) {
+    if (ev) events_push_all(ev, ": ping\n\n", 8);
+}
+
+void events_close_all(events *ev) {
+    if (ev == NULL) return;
+    pthread_mutex_lock(&ev->lock);
+    for (struct stream *s = ev->streams; s; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        s->closed = 1;
+        if (s->suspended) {
+            MHD_resume_connection(s->suspended);
+            s->suspended = NULL;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&ev->lock);
+}

@@ -1,0 +1,43 @@
+/* events.h — live Server-Sent Events streams for /admin/runtime-scaling/events.
+ *
+ * Each stream is a buffered HTTP answer that never holds a thread: when it
+ * has nothing to send, its connection is suspended; broadcasting appends to
+ * every buffer and resumes the connection. A client that reads too slowly
+ * (more than EVENTS_BUFFER_MAX pending) is cut off rather than buffered
+ * without bound; a client that went away is noticed at the next write (at
+ * least every 2 s: the snapshot). The number of streams is capped.
+ * Thread-safe. */
+#ifndef SLUICE_EVENTS_H
+#define SLUICE_EVENTS_H
+
+#include <jansson.h>
+
+#include "http.h"
+
+#define EVENTS_BUFFER_MAX (256 * 1024)
+
+typedef struct events events;
+
+events *events_new(int max_streams);
+
+/* Free the registry; streams must be closed first (events_close_all and the
+ * HTTP server stopped). NULL is a no-op. */
+void events_free(events *ev);
+
+/* Make resp a stream starting with `first` (an event of type "snapshot";
+ * borrowed). Returns 0, or -1 when the cap is reached (resp untouched). */
+int events_open(events *ev, struct http_response *resp, json_t *first);
+
+/* Send an event to every stream (data borrowed). */
+void events_broadcast(events *ev, const char *type, json_t *data);
+
+/* Send the ": ping" comment to every stream. */
+void events_ping(events *ev);
+
+/* End every stream (shutdown). */
+void events_close_all(events *ev);
+
+/* Streams open now. */
+int events_count(events *ev);
+
+#endif

@@ -1,0 +1,226 @@
+/* metrics.c — counters, the duration histogram and the text format. */
+#include "metrics.h"
+#include "app.h"
+#include "telemetry.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define METRICS_SERIES_MAX 2048
+
+static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+#define NBUCKETS (sizeof buckets / sizeof buckets[0])
+
+struct series {
+    char a[97], b[UTIL_NAME_MAX + 1];   /* two label values */
+    int status;
+    uint64_t count;
+};
+
+struct metrics {
+    pthread_mutex_t lock;
+    struct series requests[METRICS_SERIES_MAX];   /* route, status */
+    size_t nrequests;
+    struct series changes[METRICS_SERIES_MAX];    /* queue, outcome */
+    size_t nchanges;
+    uint64_t bucket[NBUCKETS], hcount;
+    double hsum;
+};
+
+metrics *metrics_new(void) {
+    metrics *m = calloc(1, sizeof *m);
+    if (m) pthread_mutex_init(&m->lock, NULL);
+    return m;
+}
+
+void metrics_free(metrics *m) {
+    if (m == NULL) return;
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}
+
+/* Find or add a series; NULL when the table is full (bounded memory). */
+static struct series *metrics_series(struct series *tab, size_t *n, const char *a, const char *b,
+                                     int status) {
+    for (size_t i = 0; i < *n; i++)
+        if (tab[i].status == status && strcmp(tab[i].a, a) == 0 && strcmp(tab[i].b, b) == 0)
+            return &tab[i];
+    if (*n == METRICS_SERIES_MAX) return NULL;
+    struct series *s = &tab[(*n)++];
+    memset(s, 0, sizeof *s);
+    util_copy(s->a, sizeof s->a, a);
+    util_copy(s->b, sizeof s->b, b);
+    s->status = status;
+    return s;
+}
+
+void metrics_observe_request(void *ud, const char *route, int status, double seconds) {
+    metrics *m = ud;
+    pthread_mutex_lock(&m->lock);
+    struct series *s = metrics_series(m->requests, &m->nrequests, route, "", status);
+    if (s) s->count++;
+    for (size_t i = 0; i < NBUCKETS; i++)
+        if (seconds <= buckets[i]) m->bucket[i]++;
+    m->hcount++;
+    m->hsum += seconds;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_count_change(metrics *m, const char *queue, const char *outcome) {
+    if (m == NULL) return;
+    pthread_mutex_lock(&m->lock);
+    struct series *s = metrics_series(m->changes, &m->nchanges, queue, outcome, 0);
+    if (s) s->count++;
+    pthread_mutex_unlock(&m->lock);
+}
+
+/* ---- rendering ---------------------------------------------------------------- */
+
+struct out {
+    char *buf;
+    size_t len, cap;
+    int failed;
+};
+
+static void out_printf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void out_printf(struct out *o, const char *fmt, ...) {
+    va_list ap;
+    for (;;) {
+        va_start(ap, fmt);
+        int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            o->failed = 1;
+            return;
+        }
+        if ((size_t)n < o->cap - o->len) {
+            o->len += (size_t)n;
+            return;
+        }
+        size_t cap = o->cap * 2 + (size_t)n;
+        char *grown = realloc(o->buf, cap);
+        if (grown == NULL) {
+            o->failed = 1;
+            return;
+        }
+        o->buf = grown;
+        o->cap = cap;
+    }
+}
+
+/* A label value with \\, " and newline escaped, as the text format wants. */
+static const char *esc(const char *s, char *buf, size_t size) {
+    size_t j = 0;
+    for (; s && *s && j + 3 < size; s++) {
+        if (*s == '\\' || *s == '"') buf[j++] = '\\', buf[j++] = *s;
+        else if (*s == '\n') buf[j++] = '\\', buf[j++] = 'n';
+        else buf[j++] = *s;
+    }
+    buf[j] = '\0';
+    return buf;
+}
+
+static void head(struct out *o, const char *name, const char *type, const char *help) {
+    out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One gauge or counter family over every queue of the snapshot. */
+static void per_queue(struct out *o, json_t *queues, const char *name, const char *type,
+                      const char *help, const char *key, const char *sub) {
+    char q[200];
+    size_t i;
+    json_t *item;
+    head(o, name, type, help);
+    json_array_foreach(queues, i, item) {
+        json_t *src = sub ? json_object_get(item, sub) : item;
+        json_t *v = json_object_get(src, key);
+        if (!json_is_number(v)) continue;           /* unknown: no sample */
+        out_printf(o, "%s{queue=\"%s\"} %.17g\n", name,
+                   esc(json_string_value(json_object_get(item, "queue")), q, sizeof q),
+                   json_number_value(v));
+    }
+}
+
+char *metrics_render(metrics *m, struct app *app, size_t *len) {
+    struct out o = {malloc(16384), 0, 16384, 0};
+    char a[200], b[200];
+    size_t i;
+    json_t *item, *snap;
+    if (o.buf == NULL) return NULL;
+    snap = telemetry_snapshot(app->telemetry, app);
+    json_t *queues = json_object_get(snap, "queues");
+
+    per_queue(&o, queues, "sluice_desired_concurrency", "gauge", "Desired concurrency per worker of the queue.", "desired_concurrency", NULL);
+    per_queue(&o, queues, "sluice_actual_concurrency", "gauge", "Sum of the concurrency live workers report.", "active_concurrency", NULL);
+    per_queue(&o, queues, "sluice_workers", "gauge", "Live workers of the queue.", "worker_count", NULL);
+    head(&o, "sluice_queue_depth", "gauge", "Jobs in the queue by state.");
+    json_array_foreach(queues, i, item) {
+        const char *state;
+        json_t *v;
+        json_object_foreach(json_object_get(item, "depth"), state, v) {
+            if (!json_is_integer(v)) continue;
+            out_printf(&o, "sluice_queue_depth{queue=\"%s\",state=\"%s\"} %lld\n",
+                       esc(json_string_value(json_object_get(item, "queue")), a, sizeof a),
+                       esc(state, b, sizeof b), (long long)json_integer_value(v));
+        }
+    }
+    per_queue(&o, queues, "sluice_jobs_completed_total", "counter", "Jobs completed, from worker heartbeats, since sluiced started.", "completed_total", "rates");
+    per_queue(&o, queues, "sluice_jobs_failed_total", "counter", "Jobs failed, from worker heartbeats, since sluiced started.", "failed_total", "rates");
+    per_queue(&o, queues, "sluice_pending_updates", "gauge", "Changes not yet published or not yet acknowledged by every live worker.", "pending_updates", NULL);
+    head(&o, "sluice_alert_firing", "gauge", "1 for every firing alert.");
+    json_array_foreach(queues, i, item) {
+        size_t k;
+        json_t *al;
+        json_array_foreach(json_object_get(item, "alerts"), k, al) {
+            if (strcmp(json_string_value(json_object_get(al, "state")), "firing") != 0) continue;
+            out_printf(&o, "sluice_alert_firing{alert=\"%s\",queue=\"%s\"", 
+                       esc(json_string_value(json_object_get(al, "name")), a, sizeof a),
+                       esc(json_string_value(json_object_get(item, "queue")), b, sizeof b));
+            if (json_is_string(json_object_get(al, "worker")))
+                out_printf(&o, ",worker=\"%s\"", esc(json_string_value(json_object_get(al, "worker")), a, sizeof a));
+            out_printf(&o, "} 1\n");
+        }
+    }
+
+    pthread_mutex_lock(&m->lock);
+    head(&o, "sluice_scaling_changes_total", "counter", "Scaling change attempts by outcome since sluiced started.");
+    for (size_t k = 0; k < m->nchanges; k++)
+        out_printf(&o, "sluice_scaling_changes_total{queue=\"%s\",outcome=\"%s\"} %llu\n",
+                   esc(m->changes[k].a, a, sizeof a), esc(m->changes[k].b, b, sizeof b),
+                   (unsigned long long)m->changes[k].count);
+    head(&o, "sluice_http_requests_total", "counter", "HTTP requests by route pattern and status.");
+    for (size_t k = 0; k < m->nrequests; k++)
+        out_printf(&o, "sluice_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+                   esc(m->requests[k].a, a, sizeof a), m->requests[k].status,
+                   (unsigned long long)m->requests[k].count);
+    head(&o, "sluice_http_request_duration_seconds", "histogram", "Time to answer HTTP requests.");
+    for (size_t k = 0; k < NBUCKETS; k++)
+        out_printf(&o, "sluice_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n", buckets[k],
+                   (unsigned long long)m->bucket[k]);
+    out_printf(&o, "sluice_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+               (unsigned long long)m->hcount);
+    out_printf(&o, "sluice_http_request_duration_seconds_sum %.9f\n", m->hsum);
+    out_printf(&o, "sluice_http_request_duration_seconds_count %llu\n", (unsigned long long)m->hcount);
+    pthread_mutex_unlock(&m->lock);
+
+    const char *redis = json_string_value(json_object_get(snap, "redis"));
+    const char *storev = json_string_value(json_object_get(snap, "store"));
+    head(&o, "sluice_event_streams", "gauge", "Live Server-Sent Events streams.");
+    out_printf(&o, "sluice_event_streams %d\n", app->events ? events_count(app->events) : 0);
+    head(&o, "sluice_redis_up", "gauge", "1 when Redis answers.");
+    out_printf(&o, "sluice_redis_up %d\n", redis && strcmp(redis, "up") == 0);
+    head(&o, "sluice_store_up", "gauge", "1 when the database answers.");
+    out_printf(&o, "sluice_store_up %d\n", storev && strcmp(storev, "up") == 0);
+    json_decref(snap);
+    if (o.failed) {
+        free(o.buf);
+        return NULL;
+    }
+    *len = o.len;
+    return o.buf;
+}

@@ -1,0 +1,37 @@
+-- telemetry.lua — queue health: the snapshot, live events, Prometheus
+-- metrics and readiness.
+local s = sluice
+
+local function snapshot()
+  return 200, s.telemetry.snapshot()
+end
+
+s.route("GET", "/admin/runtime-scaling", { scope = "scaling:read" }, snapshot)
+-- The same snapshot under the name existing dashboards use.
+s.route("GET", "/admin/event-health", { scope = "scaling:read" }, snapshot)
+
+-- Server-Sent Events: a snapshot at once, then "change", "alert" and
+-- "snapshot" events (at least every 2 s) and a ": ping" every 15 s.
+s.route("GET", "/admin/runtime-scaling/events", { scope = "scaling:read" }, function()
+  s.telemetry.stream()
+  return 200
+end)
+
+s.route("GET", "/metrics", { scope = "none" }, function()
+  local text, err, info = s.telemetry.metrics()
+  if not text then return check.fail(info) end
+  return 200, text, { ["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8" }
+end)
+
+-- Ready when both the database and Redis answer; otherwise 503 naming the
+-- part that does not.
+s.route("GET", "/readyz", { scope = "none" }, function()
+  local parts = s.telemetry.ready()
+  if parts.store == "up" and parts.redis == "up" then
+    return 200, { status = "ready", store = parts.store, redis = parts.redis }
+  end
+  local down = {}
+  if parts.store ~= "up" then down[#down + 1] = "store" end
+  if parts.redis ~= "up" then down[#down + 1] = "redis" end
+  return s.error(503, "not_ready", table.concat(down, " and ") .. " not answering", parts)
+end)
