@@ -172,7 +172,7 @@ static int64_t telemetry_pending_of(const struct store_outbox *rows, size_t n, c
 
 static json_t *telemetry_queue(telemetry *t, struct app *app, const char *queue,
                                const struct policy_bounds *b, const struct store_outbox *pending,
-                               size_t npending, int store_ok, int64_t mono) {
+                               size_t npending, int store_ok, int redis_ok, int64_t mono) {
     struct store_target target;
     struct fleet_worker *ws = NULL;
     struct fleet_rates rates;
@@ -216,7 +216,8 @@ static json_t *telemetry_queue(telemetry *t, struct app *app, const char *queue,
     }
     return json_pack("{s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:{s:f, s:f, s:o, s:f, s:I, s:I},"
                      " s:I, s:o}",
-                     "queue", queue, "layout", b->layout, "depth", telemetry_depth_json(t, queue),
+                     "queue", queue, "layout", b->layout, "depth",
+                     redis_ok ? telemetry_depth_json(t, queue) : json_null(),
                      "desired_concurrency", have_target ? json_integer(target.desired) : json_null(),
                      "version", have_target ? json_integer(target.version) : json_null(),
                      "active_concurrency", (json_int_t)active_conc, "worker_count", (json_int_t)live,
@@ -238,19 +239,21 @@ json_t *telemetry_snapshot(telemetry *t, struct app *app) {
     int store_ok = store_ping(app->st) == STORE_OK &&
                    store_outbox_pending(app->st, 10000, &pending, &npending) == STORE_OK &&
                    flags_get(app, FLAG_WRITES, &enabled) == STORE_OK;
+    /* Depth is unknown as soon as either Redis connection is known down. */
+    int redis_ok = telemetry_redis_up(t) && bus_redis_up(app->bus);
     json_t *queues = json_array();
     size_t nq = names ? policy_queue_names(app->pol, names, POLICY_MAX_QUEUES) : 0;
     for (size_t i = 0; i < nq && i < POLICY_MAX_QUEUES; i++) {
         struct policy_bounds b;
         if (policy_bounds(app->pol, names[i], &b) != 0) continue;
         json_array_append_new(queues, telemetry_queue(t, app, names[i], &b, pending, npending,
-                                                      store_ok, mono));
+                                                      store_ok, redis_ok, mono));
     }
     free(names);
     free(pending);
     return json_pack("{s:s, s:o, s:s, s:s, s:s, s:o}", "environment", app->cfg->env,
                      "writes_enabled", store_ok ? json_boolean(enabled) : json_null(),
                      "generated_at", util_format_time(util_now_ms(), ts), "redis",
-                     telemetry_redis_up(t) && bus_redis_up(app->bus) ? "up" : "down", "store",
+                     redis_ok ? "up" : "down", "store",
                      store_ok ? "up" : "down", "queues", queues);
 }
