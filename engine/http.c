@@ -137,30 +137,43 @@ int http_add_header(struct http_response *resp, const char *name, const char *va
     return 0;
 }
 
-/* MHD content reader over an http_stream. */
+/* What MHD's content reader sees: the stream and its connection. It lives
+ * as long as the MHD response, which outlives the request record. */
+struct http_stream_ctx {
+    struct http_stream stream;
+    struct MHD_Connection *conn;
+};
+
 static ssize_t http_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
-    struct http_request *req = cls;
+    struct http_stream_ctx *ctx = cls;
     (void)pos;
-    long n = req->stream.read(req->stream.cls, req->conn, buf, max);
+    long n = ctx->stream.read(ctx->stream.cls, ctx->conn, buf, max);
     return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : (ssize_t)n;
 }
 
 static void http_stream_done(void *cls) {
-    struct http_request *req = cls;
-    if (req->stream.done) req->stream.done(req->stream.cls);
-    req->stream.done = NULL;
+    struct http_stream_ctx *ctx = cls;
+    if (ctx->stream.done) ctx->stream.done(ctx->stream.cls);
+    free(ctx);
 }
 
 static enum MHD_Result http_send(struct http_request *req, struct http_response *resp,
                                  struct MHD_Response *mr) {
     enum MHD_Result ret;
     if (mr == NULL && resp->stream.read) {
-        req->stream = resp->stream;
+        struct http_stream_ctx *ctx = malloc(sizeof *ctx);
+        if (ctx == NULL) {
+            if (resp->stream.done) resp->stream.done(resp->stream.cls);
+            memset(&resp->stream, 0, sizeof resp->stream);
+            return MHD_NO;
+        }
+        ctx->stream = resp->stream;
+        ctx->conn = req->conn;
         memset(&resp->stream, 0, sizeof resp->stream);
-        mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, http_stream_read, req,
+        mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, http_stream_read, ctx,
                                                http_stream_done);
         if (mr == NULL) {
-            http_stream_done(req);
+            http_stream_done(ctx);
             return MHD_NO;
         }
         MHD_add_response_header(mr, "Cache-Control", "no-store");

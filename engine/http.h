@@ -54,7 +54,6 @@ struct http_request {
     char remote[64];
     int64_t started_us;
     int status;                      /* the answer's status, for the access log */
-    struct http_stream stream;       /* a streamed answer in progress */
     /* Deferred answers (http_defer / http_complete), guarded by lock. */
     pthread_mutex_t lock;
     int deferred, suspended, completed, waiting;

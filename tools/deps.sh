@@ -29,7 +29,13 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 fi
 
-# npm packages the tests use (spec/package.json, pinned by its lock file).
+# npm packages: sluice-bullmq's own, then the tests' (each pinned by its
+# lock file; the tests use sluice-bullmq from agents/bullmq).
+if [ ! -d agents/bullmq/node_modules ] || [ agents/bullmq/package-lock.json -nt agents/bullmq/node_modules ]; then
+  echo "installing sluice-bullmq's packages from npm (agents/bullmq/package-lock.json)"
+  (cd agents/bullmq && npm ci --no-audit --no-fund --loglevel=error)
+  touch agents/bullmq/node_modules
+fi
 if [ ! -d spec/node_modules ] || [ spec/package-lock.json -nt spec/node_modules ]; then
   echo "installing test packages from npm (spec/package-lock.json)"
   (cd spec && npm ci --no-audit --no-fund --loglevel=error)

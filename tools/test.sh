@@ -48,7 +48,7 @@ fi
 
 if [ "$WHAT" = all ] || [ "$WHAT" = api ]; then
   echo "== API tests (node --test, real sluiced on real SQLite files)"
-  node --test --test-concurrency=2 --test-reporter=spec spec/api/ > "$log" 2>&1
+  node --test --test-concurrency=2 --test-timeout=180000 --test-reporter=spec spec/api/ > "$log" 2>&1
   rc=$?
   cat "$log"
   p=$(sed -n 's/^ℹ pass \([0-9]*\)$/\1/p' "$log" | tail -1)

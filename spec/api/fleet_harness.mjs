@@ -56,6 +56,7 @@ export async function startRedis() {
     },
     async cleanup() {
       for (const c of this.clients) c.disconnect();
+      this.clients = [];
       await this.stop();
     },
   };

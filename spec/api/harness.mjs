@@ -137,8 +137,7 @@ export async function startServer({ policies = TEST_POLICY, env = 'local', db, s
       assert.equal(code, 0, `sluiced exited with ${code ?? signal}; log:\n${this.log.slice(-4000)}`);
     },
     async cleanup() {
-      await this.stop();
-      rmSync(dir, { recursive: true, force: true });
+      try { await this.stop(); } finally { rmSync(dir, { recursive: true, force: true }); }
     },
     request(method, path, { token, cookie, csrf, headers = {}, body, json } = {}) {
       const h = { ...headers };

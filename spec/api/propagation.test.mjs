@@ -21,8 +21,7 @@ before(async () => {
   srv = await startServer({ policies: POLICY, extraArgs: ['--redis', redis.url] });
 });
 after(async () => {
-  await srv.cleanup();
-  await redis.cleanup();
+  try { await srv.cleanup(); } finally { await redis.cleanup(); }
 });
 
 const desired = async (queue) => JSON.parse(await redis.client().hget('sluice:desired', queue));

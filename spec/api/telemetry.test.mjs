@@ -19,8 +19,7 @@ before(async () => {
   srv = await startServer({ policies: POLICY, extraArgs: ['--redis', redis.url, '--max-streams', '3'] });
 });
 after(async () => {
-  await srv.cleanup();
-  await redis.cleanup();
+  try { await srv.cleanup(); } finally { await redis.cleanup(); }
 });
 
 const snapshot = async () => (await srv.request('GET', '/admin/runtime-scaling', { token: srv.tokens.read })).json;
