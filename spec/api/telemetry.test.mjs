@@ -10,6 +10,10 @@ import { startRedis, startWorker, produce, reports, waitFor, sleep } from './fle
 
 const POLICY = TEST_POLICY + `
 queue "bq" { layout = "bullmq" }
+alert "budget_mismatch" {
+  severity = "warning", for_s = 0,
+  worker = function(w, q) return q.queue == "budget" and w.concurrency ~= q.desired end,
+}
 `;
 
 let redis;
@@ -185,6 +189,25 @@ test('an_sse_client_gets_a_snapshot_at_once_and_a_change_within_a_second', async
     // snapshots keep coming at least every 2 s
     const n = s.events.filter((e) => e.type === 'snapshot').length;
     assert.ok(await waitFor(() => s.events.filter((e) => e.type === 'snapshot').length > n, 2600));
+  } finally { s.req.destroy(); }
+});
+
+test('an_sse_client_gets_alert_events_as_they_fire_and_resolve', async () => {
+  const s = await openEvents();
+  const c = redis.client();
+  const beat = (concurrency) => c.publish('sluice:reports', JSON.stringify({ event: 'heartbeat',
+    worker: 'budget-odd', queue: 'budget', concurrency, version: 0, interval_ms: 200 }));
+  try {
+    const desired = queueOf(await snapshot(), 'budget').desired_concurrency;
+    const timer = setInterval(() => beat(desired + 1), 100);
+    const fired = await waitFor(() => s.events.find((e) => e.type === 'alert' && e.data.alert === 'budget_mismatch' && e.data.state === 'firing'), 4000);
+    clearInterval(timer);
+    assert.ok(fired, 'no alert event');
+    assert.equal(fired.data.worker, 'budget-odd');
+    const timer2 = setInterval(() => beat(desired), 100);
+    const resolved = await waitFor(() => s.events.find((e) => e.type === 'alert' && e.data.state === 'resolved'), 4000);
+    clearInterval(timer2);
+    assert.ok(resolved, 'no resolved event');
   } finally { s.req.destroy(); }
 });
 
