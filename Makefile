@@ -37,7 +37,16 @@ UNIT_BIN   := $(patsubst spec/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
 AGENT_LIBS := $(shell pkg-config --libs hiredis jansson 2>/dev/null) -lpthread
 
-all: $(BUILD)/sluiced $(BUILD)/libsluice.a $(BUILD)/libsluice.so $(BUILD)/sluice-worker $(UNIT_BIN)
+UI_VENDOR := ui/vendor/uPlot.iife.min.js ui/vendor/uPlot.min.css
+
+all: $(BUILD)/sluiced $(BUILD)/libsluice.a $(BUILD)/libsluice.so $(BUILD)/sluice-worker $(UNIT_BIN) \
+     $(UI_VENDOR)
+
+# The UI's chart library comes from npm at build time (ui/package-lock.json),
+# never from a CDN at run time.
+ui/vendor/%: ui/node_modules/uplot/dist/%
+	@mkdir -p ui/vendor
+	cp $< $@
 
 # Rebuild everything when the flags change (e.g. switching to SANITIZE), so
 # build/ never mixes instrumented and plain objects.

@@ -80,6 +80,13 @@ static size_t alerts_inputs(struct app *app, int64_t mono, struct policy_alert_q
         q->queue = qname;
         q->desired = t.desired;
         q->version = t.version;
+        int64_t depth[4];
+        if (telemetry_depth(app->telemetry, names[i], depth) == 0) {
+            q->waiting = depth[0];
+            q->active = depth[1];
+            q->delayed = depth[2];
+            q->failed = depth[3];
+        }
         struct fleet_worker *ws = NULL;
         size_t nw = fleet_workers(app->fl, names[i], mono, &ws);
         struct policy_alert_worker *vs = calloc(nw ? nw : 1, sizeof *vs);

@@ -56,6 +56,11 @@ static int auth_l_whoami(lua_State *L) {
     lua_setfield(L, -2, "writes_enabled");
     lua_pushstring(L, sr->principal.via_session ? "session" : "token");
     lua_setfield(L, -2, "via");
+    if (sr->principal.via_session) {
+        /* The page may reload: it finds its CSRF token here (same-origin only). */
+        lua_pushstring(L, sr->principal.csrf);
+        lua_setfield(L, -2, "csrf_token");
+    }
     return 1;
 }
 

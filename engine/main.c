@@ -261,6 +261,7 @@ static int cmd_serve(int argc, char **argv) {
         .ui_dir = cfg.ui_dir, .handler = script_handle, .handler_ud = scripts,
         .observe = metrics_observe_request, .observe_ud = app.metrics,
     };
+    telemetry_refresh(app.telemetry, &app);     /* depth known from the first request */
     if ((http = http_start(&hopt, err, sizeof err)) == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;

@@ -141,6 +141,34 @@ done:
     free(names);
 }
 
+int telemetry_depth(telemetry *t, const char *queue, int64_t out[4]) {
+    int rc = -1;
+    if (t == NULL) return -1;
+    pthread_mutex_lock(&t->lock);
+    for (size_t i = 0; i < t->ndepth; i++) {
+        const struct tel_depth *d = &t->depth[i];
+        if (strcmp(d->queue, queue) != 0) continue;
+        const long long *v = d->v;
+#define NN(x) ((x) > 0 ? (x) : 0)
+        if (d->bullmq) {        /* waiting, paused, active, delayed, prioritized, w-children, failed */
+            out[0] = NN(v[0]) + NN(v[1]) + NN(v[4]);
+            out[1] = NN(v[2]);
+            out[2] = NN(v[3]);
+            out[3] = NN(v[6]);
+        } else {                /* waiting, active, failed */
+            out[0] = NN(v[0]);
+            out[1] = NN(v[1]);
+            out[2] = 0;
+            out[3] = NN(v[2]);
+        }
+#undef NN
+        rc = 0;
+        break;
+    }
+    pthread_mutex_unlock(&t->lock);
+    return rc;
+}
+
 /* The depth object of queue from the cache, or null when unknown. */
 static json_t *telemetry_depth_json(telemetry *t, const char *queue) {
     json_t *out = json_null();

@@ -26,6 +26,10 @@ void telemetry_free(telemetry *t);
 /* Read the depth of every declared queue (ticker thread only). */
 void telemetry_refresh(telemetry *t, struct app *app);
 
+/* The cached depth of queue (waiting, active, delayed, failed; BullMQ's
+ * paused and prioritized count as waiting). Returns 0, or -1 when unknown. */
+int telemetry_depth(telemetry *t, const char *queue, int64_t out[4]);
+
 /* 1 when the last refresh reached Redis. */
 int telemetry_redis_up(telemetry *t);
 

@@ -17,3 +17,9 @@ alert "no_workers" {
   queue = function(q) return q.desired > 0 and q.worker_count == 0 end,
   message = function(q) return ("%s wants %d but has no workers"):format(q.queue, q.desired) end,
 }
+
+alert "backlog" {
+  severity = "warning", for_s = 120,
+  queue = function(q) return q.depth.waiting > 10000 end,
+  message = function(q) return ("%s has %d jobs waiting"):format(q.queue, q.depth.waiting) end,
+}

@@ -36,6 +36,11 @@ if [ ! -d agents/bullmq/node_modules ] || [ agents/bullmq/package-lock.json -nt 
   (cd agents/bullmq && npm ci --no-audit --no-fund --loglevel=error)
   touch agents/bullmq/node_modules
 fi
+if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules ]; then
+  echo "installing the UI's chart library from npm (ui/package-lock.json)"
+  (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+  touch ui/node_modules
+fi
 if [ ! -d spec/node_modules ] || [ spec/package-lock.json -nt spec/node_modules ]; then
   echo "installing test packages from npm (spec/package-lock.json)"
   (cd spec && npm ci --no-audit --no-fund --loglevel=error)
