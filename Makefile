@@ -33,7 +33,7 @@ ENGINE_OBJ := $(patsubst engine/%.c,$(BUILD)/obj/%.o,$(ENGINE_SRC)) $(BUILD)/obj
 UNIT_SRC   := $(wildcard spec/unit/test_*.c)
 UNIT_BIN   := $(patsubst spec/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-.PHONY: all run test unit api bench clean deps valgrind FORCE
+.PHONY: all run test unit api ui bench clean deps valgrind FORCE
 
 AGENT_LIBS := $(shell pkg-config --libs hiredis jansson 2>/dev/null) -lpthread
 
@@ -102,6 +102,9 @@ unit: all
 
 api: all
 	@BUILD=$(BUILD) tools/test.sh api
+
+ui: all
+	@BUILD=$(BUILD) tools/test.sh ui
 
 valgrind: all
 	@BUILD=$(BUILD) VALGRIND=1 tools/test.sh unit

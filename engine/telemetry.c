@@ -242,8 +242,9 @@ static json_t *telemetry_queue(telemetry *t, struct app *app, const char *queue,
         int64_t published = target.version - unpublished;
         if (published > min_version) behind = published - min_version;
     }
-    return json_pack("{s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:{s:f, s:f, s:o, s:f, s:I, s:I},"
+    return json_pack("{s:o, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:{s:f, s:f, s:o, s:f, s:I, s:I},"
                      " s:I, s:o}",
+                     "bounds", policy_bounds_json(b),
                      "queue", queue, "layout", b->layout, "depth",
                      redis_ok ? telemetry_depth_json(t, queue) : json_null(),
                      "desired_concurrency", have_target ? json_integer(target.desired) : json_null(),

@@ -46,9 +46,12 @@ if [ "$WHAT" = all ] || [ "$WHAT" = unit ]; then
   done
 fi
 
-if [ "$WHAT" = all ] || [ "$WHAT" = api ]; then
-  echo "== API tests (node --test, real sluiced on real SQLite files)"
-  node --test --test-concurrency=2 --test-timeout=180000 --test-reporter=spec spec/api/ > "$log" 2>&1
+if [ "$WHAT" = all ] || [ "$WHAT" = api ] || [ "$WHAT" = ui ]; then
+  dirs="spec/api/ spec/ui/"
+  [ "$WHAT" = api ] && dirs="spec/api/"
+  [ "$WHAT" = ui ] && dirs="spec/ui/"
+  echo "== API and browser tests (node --test: real sluiced, Redis, workers, BullMQ, Chromium)"
+  node --test --test-concurrency=2 --test-timeout=180000 --test-reporter=spec $dirs > "$log" 2>&1
   rc=$?
   cat "$log"
   p=$(sed -n 's/^ℹ pass \([0-9]*\)$/\1/p' "$log" | tail -1)
