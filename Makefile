@@ -10,7 +10,7 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS    := lua5.4 jansson libmicrohttpd sqlite3 libcrypto hiredis
+PKGS    := lua5.4 jansson libmicrohttpd sqlite3 libcrypto hiredis libpq
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wwrite-strings

@@ -49,8 +49,14 @@ static void alerts_announce(struct app *app, const struct alert_entry *e, const 
                             e->hit.queue, "state", state, "severity", e->hit.severity, "message",
                             e->hit.message, "at", util_format_time(now_ms, ts));
     if (msg && e->hit.worker[0]) json_object_set_new(msg, "worker", json_string(e->hit.worker));
-    log_json(strcmp(state, "firing") == 0 ? LOG_WARN : LOG_INFO, "alert", json_deep_copy(msg));
+    /* Every replica evaluates (its API shows the alerts); only the leader
+     * logs and notifies, so one transition is announced once. */
     events_broadcast(app->events, "alert", msg);
+    if (!leader_is(app->leader)) {
+        json_decref(msg);
+        return;
+    }
+    log_json(strcmp(state, "firing") == 0 ? LOG_WARN : LOG_INFO, "alert", json_deep_copy(msg));
     bus_publish_alert(app->bus, msg);
 }
 

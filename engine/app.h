@@ -11,6 +11,7 @@
 #include "config.h"
 #include "events.h"
 #include "fleet.h"
+#include "leader.h"
 #include "metrics.h"
 #include "policy.h"
 #include "store.h"
@@ -26,6 +27,7 @@ struct app {
     telemetry *telemetry;
     metrics *metrics;
     events *events;              /* live SSE streams */
+    leader *leader;              /* runs the relay, expiry, alert notices */
     int64_t started_ms;
 };
 

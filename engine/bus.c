@@ -265,6 +265,7 @@ static void *bus_relay_main(void *arg) {
     redisContext *c = NULL;
     int64_t backoff = BUS_BACKOFF_MIN_MS;
     int logged_down = 0, resync = 1;
+    unsigned term = 0;
 
     while (!atomic_load(&b->stopping)) {
         if (c == NULL) {
@@ -276,6 +277,17 @@ static void *bus_relay_main(void *arg) {
                 continue;
             }
             backoff = BUS_BACKOFF_MIN_MS;
+            resync = 1;
+        }
+        /* Only the leader relays. A new term starts with a full resync, as
+         * after a reconnect: the previous leader may have stopped anywhere. */
+        if (!leader_is(b->opt.ld)) {
+            atomic_store(&b->relay_up, 1);
+            if (bus_sleep(b, BUS_IDLE_MS)) break;
+            continue;
+        }
+        if (leader_term(b->opt.ld) != term) {
+            term = leader_term(b->opt.ld);
             resync = 1;
         }
         /* Drain first, then rewrite: the snapshot then only skips queues
@@ -297,7 +309,7 @@ static void *bus_relay_main(void *arg) {
         atomic_store(&b->relay_up, 1);
         if (bus_sleep(b, BUS_IDLE_MS)) break;
     }
-    if (c) {
+    if (c && leader_is(b->opt.ld)) {
         bus_drain_outbox(b, c);          /* last chance for what was just committed */
         bus_flush_alerts(b, c);
         redisFree(c);

@@ -20,6 +20,7 @@
 #include <stddef.h>
 
 #include "fleet.h"
+#include "leader.h"
 #include "policy.h"
 #include "store.h"
 
@@ -29,6 +30,7 @@ struct bus_options {
     store *st;
     policy *pol;
     fleet *fl;
+    leader *ld;                  /* only the leader relays; NULL: always */
 };
 
 typedef struct bus bus;

@@ -232,6 +232,10 @@ static int cmd_serve(int argc, char **argv) {
     app.cfg = &cfg;
     app.started_ms = util_now_ms();
     if ((app.st = open_store(&cfg, 1)) == NULL) goto done;
+    if (store_claim(app.st, err, sizeof err) != STORE_OK) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        goto done;
+    }
     if ((app.pol = policy_new(cfg.policies_dir, &lim)) == NULL) goto done;
     if (policy_reload(app.pol, 1) != 1) {
         fprintf(stderr, "sluiced: the policies in %s do not load (see the log above); fix them or "
@@ -245,7 +249,11 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
     }
-    struct bus_options bopt = {cfg.redis_url, cfg.prefix, app.st, app.pol, app.fl};
+    if ((app.leader = leader_start(cfg.db_url, err, sizeof err)) == NULL) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        goto done;
+    }
+    struct bus_options bopt = {cfg.redis_url, cfg.prefix, app.st, app.pol, app.fl, app.leader};
     if ((app.bus = bus_start(&bopt, err, sizeof err)) == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
@@ -285,6 +293,7 @@ done:
     events_free(app.events);
     script_host_free(scripts);
     bus_stop(app.bus);              /* after HTTP: the relay drains the last commits */
+    leader_stop(app.leader);        /* releases leadership at once */
     alerts_free(app.alerts);
     telemetry_free(app.telemetry);
     metrics_free(app.metrics);

@@ -12,7 +12,7 @@ struct store {
     void *h;
 };
 
-static const struct store_backend *const backends[] = {&store_sqlite_backend, NULL};
+static const struct store_backend *const backends[] = {&store_sqlite_backend, &store_pg_backend, NULL};
 
 store *store_open(const char *url, const struct store_options *opt, char *err, size_t errlen) {
     for (const struct store_backend *const *be = backends; *be; be++) {
@@ -30,10 +30,7 @@ store *store_open(const char *url, const struct store_options *opt, char *err, s
         }
         return st;
     }
-    if (strncmp(url, "postgres", 8) == 0)
-        snprintf(err, errlen, "this build has no PostgreSQL backend yet (use sqlite:PATH)");
-    else
-        snprintf(err, errlen, "unsupported database URL '%s' (expected sqlite:PATH)", url);
+    snprintf(err, errlen, "unsupported database URL '%s' (expected sqlite:PATH or postgres://...)", url);
     return NULL;
 }
 
@@ -41,6 +38,10 @@ void store_close(store *st) {
     if (st == NULL) return;
     st->be->close(st->h);
     free(st);
+}
+
+int store_claim(store *st, char *err, size_t errlen) {
+    return st->be->claim ? st->be->claim(st->h, err, errlen) : STORE_OK;
 }
 
 int store_migrate(store *st, int *applied) { return st->be->migrate(st->h, applied); }

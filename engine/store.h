@@ -136,6 +136,11 @@ struct store_options {
 store *store_open(const char *url, const struct store_options *opt, char *err, size_t errlen);
 void store_close(store *st);
 
+/* Claim the database for a serving sluiced. SQLite serves one replica:
+ * a second sluiced on the same file is refused (a lock next to it, held
+ * until store_close). PostgreSQL allows any number: always STORE_OK. */
+int store_claim(store *st, char *err, size_t errlen);
+
 /* Apply the compiled-in migrations not yet recorded. *applied (may be NULL)
  * receives how many ran. */
 int store_migrate(store *st, int *applied);

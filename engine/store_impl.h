@@ -12,6 +12,7 @@ struct store_backend {
     const char *scheme;          /* URL prefix, "sqlite:" */
     void *(*open)(const char *url, const struct store_options *opt, char *err, size_t errlen);
     void (*close)(void *h);
+    int (*claim)(void *h, char *err, size_t errlen);   /* NULL: nothing to claim */
     int (*migrate)(void *h, int *applied);
     int (*schema_current)(void *h);
     int (*ping)(void *h);
@@ -41,5 +42,6 @@ struct store_backend {
 };
 
 extern const struct store_backend store_sqlite_backend;
+extern const struct store_backend store_pg_backend;
 
 #endif

@@ -11,7 +11,11 @@
 #include "log.h"
 #include "migrations.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/file.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,6 +124,7 @@ static void *sq_open(const char *url, const struct store_options *opt, char *err
     }
     s->busy_timeout_ms = opt->busy_timeout_ms;
     s->size = opt->pool_size < 1 ? 1 : opt->pool_size > SQ_POOL_MAX ? SQ_POOL_MAX : opt->pool_size;
+    s->claim_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->freed, NULL);
     /* Open one connection now so a wrong path fails at start, loudly. */
@@ -133,8 +138,30 @@ static void *sq_open(const char *url, const struct store_options *opt, char *err
     return s;
 }
 
+/* One serving sluiced per SQLite file: an exclusive lock on PATH.lock,
+ * held until close (the kernel drops it if the process dies). */
+static int sq_claim(void *h, char *err, size_t errlen) {
+    struct sq_store *s = h;
+    char path[1100];
+    snprintf(path, sizeof path, "%s.lock", s->path);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+        return STORE_FAILED;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        snprintf(err, errlen, "another sluiced already serves %s; SQLite serves one replica "
+                 "(run replicas on PostgreSQL, see docs/configuration.md)", s->path);
+        close(fd);
+        return STORE_FAILED;
+    }
+    s->claim_fd = fd;
+    return STORE_OK;
+}
+
 static void sq_close(void *h) {
     struct sq_store *s = h;
+    if (s->claim_fd >= 0) close(s->claim_fd);
     for (int i = 0; i < s->size; i++) sqlite3_close(s->conns[i]);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->freed);
@@ -671,6 +698,7 @@ const struct store_backend store_sqlite_backend = {
     .scheme = "sqlite:",
     .open = sq_open,
     .close = sq_close,
+    .claim = sq_claim,
     .migrate = sq_migrate,
     .schema_current = sq_schema_current,
     .ping = sq_ping,

@@ -23,6 +23,7 @@ struct sq_store {
     int in_use[SQ_POOL_MAX];
     pthread_mutex_t lock;
     pthread_cond_t freed;
+    int claim_fd;                /* lock held by a serving sluiced, -1 */
 };
 
 /* A store_rc for a SQLite result code. */

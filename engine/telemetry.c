@@ -280,9 +280,11 @@ json_t *telemetry_snapshot(telemetry *t, struct app *app) {
     }
     free(names);
     free(pending);
-    return json_pack("{s:s, s:o, s:s, s:s, s:s, s:o}", "environment", app->cfg->env,
+    json_t *out = json_pack("{s:s, s:o, s:s, s:s, s:s, s:o}", "environment", app->cfg->env,
                      "writes_enabled", store_ok ? json_boolean(enabled) : json_null(),
                      "generated_at", util_format_time(util_now_ms(), ts), "redis",
                      redis_ok ? "up" : "down", "store",
                      store_ok ? "up" : "down", "queues", queues);
+    if (out) json_object_set_new(out, "leader", json_boolean(leader_is(app->leader)));
+    return out;
 }

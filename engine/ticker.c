@@ -12,7 +12,7 @@ void ticker_run(struct ticker *t, struct app *app, int64_t now_mono) {
     }
     if (now_mono >= t->next_second) {
         fleet_sweep(app->fl, now_mono);
-        scaling_expire_due(app);
+        if (leader_is(app->leader)) scaling_expire_due(app);   /* once, not per replica */
         telemetry_refresh(app->telemetry, app);
         alerts_tick(app->alerts, app, util_now_ms());
         t->next_second = now_mono + 1000;

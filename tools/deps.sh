@@ -7,7 +7,8 @@
 set -eu
 
 PKGS="build-essential pkg-config libmicrohttpd-dev liblua5.4-dev libsqlite3-dev
-libjansson-dev libssl-dev libhiredis-dev redis-server sqlite3 curl ca-certificates chromium"
+libjansson-dev libssl-dev libhiredis-dev libpq-dev postgresql redis-server sqlite3 curl
+ca-certificates chromium"
 
 missing=""
 for p in $PKGS; do

@@ -64,5 +64,28 @@ if [ "$WHAT" = all ] || [ "$WHAT" = api ] || [ "$WHAT" = ui ]; then
   fi
 fi
 
+# The same API suite again on PostgreSQL, plus the replica tests.
+if [ "$WHAT" = all ] || [ "$WHAT" = pg ]; then
+  echo "== API tests on PostgreSQL (a private server as the postgres user)"
+  pgdir=$(mktemp -d /tmp/sluice-pg.XXXXXX)
+  pgport=$((20000 + $$ % 20000))
+  if url=$(tools/pg.sh start "$pgdir" "$pgport" 2> "$log"); then
+    SLUICE_TEST_PG="$url" SLUICE_TEST_PG_DIR="$pgdir" node --test --test-concurrency=2 \
+      --test-timeout=180000 --test-reporter=spec spec/api/ > "$log" 2>&1
+    rc=$?
+    cat "$log"
+    p=$(sed -n 's/^ℹ pass \([0-9]*\)$/\1/p' "$log" | tail -1)
+    f=$(sed -n 's/^ℹ fail \([0-9]*\)$/\1/p' "$log" | tail -1)
+    passed=$((passed + ${p:-0}))
+    failed=$((failed + ${f:-0}))
+    if [ $rc -ne 0 ] && [ "${f:-0}" -eq 0 ]; then failed=$((failed + 1)); fi
+  else
+    cat "$log"
+    echo "# PostgreSQL did not start: counted as a failure"
+    failed=$((failed + 1))
+  fi
+  tools/pg.sh stop "$pgdir"
+fi
+
 echo "tests: $passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -107,7 +107,9 @@ function listen() {
   es.onerror = async () => {
     setBanner('conn', 'warn', 'Live updates interrupted; reconnecting…');
     const who = await api('GET', '/api/v1/whoami').catch(() => null);
-    if (who && who.status === 401) showLogin('Your session ended; log in again.');
+    if (who && who.status === 401) return showLogin('Your session ended; log in again.');
+    // A refused stream (e.g. too many open) is not retried by the browser.
+    if (es.readyState === EventSource.CLOSED && state.events === es) setTimeout(() => state.who && listen(), 3000);
   };
 }
 
@@ -133,7 +135,19 @@ function render(snap) {
   setBanner('ro', snap.writes_enabled === false ? 'warn' : null,
     `Read-only: environment "${snap.environment}" has writes turned off. An admin can turn the "writes" flag on.`);
   const down = [snap.redis === 'down' && 'Redis', snap.store === 'down' && 'the database'].filter(Boolean);
-  setBanner('down', down.length ? 'bad' : null, `${down.join(' and ')} not answering: the numbers below may be out of date.`);
+  const what = down.join(' and ');
+  setBanner('down', down.length ? 'bad' : null,
+    `${what.charAt(0).toUpperCase()}${what.slice(1)} not answering: the numbers below may be out of date.`);
+  // Controls follow the writes flag and the caller's scopes without a reload.
+  const writable = canWrite();
+  if (state.writable !== undefined && writable !== state.writable) {
+    for (const [name, card] of state.cards) {
+      const old = card.controlsBox;
+      card.slider = card.number = null;
+      old.replaceWith(makeControls(card, snap.queues.find((x) => x.queue === name) || { queue: name }));
+    }
+  }
+  state.writable = writable;
   for (const q of snap.queues) {
     let card = state.cards.get(q.queue);
     if (!card) {
@@ -311,12 +325,18 @@ function confirmDialog(text) {
 async function apply(c) {
   const q = state.snap.queues.find((x) => x.queue === c.queue);
   const b = q.bounds;
-  const value = Number(c.number.value);
+  const text = c.number.value.trim();
+  const value = Number(text);
   const reason = c.reason.value.trim();
   c.result.className = 'result';
-  if (!Number.isInteger(value)) { c.result.textContent = 'Enter a whole number.'; return; }
+  c.result.setAttribute('role', 'status');
+  if (text === '' || !Number.isInteger(value)) { c.result.textContent = 'Enter a whole number.'; return; }
+  if (value < b.min || value > b.max) {
+    c.result.textContent = `Choose a value between ${b.min} and ${b.max}: the policy allows no other.`;
+    return;
+  }
   if (!reason) { c.result.textContent = 'A reason is required: it goes into the history.'; c.reason.focus(); return; }
-  const big = b.confirm_above != null && value > b.confirm_above;
+  const big = b.confirm_above != null && value > b.confirm_above && value !== q.desired_concurrency;
   const toMin = value === b.min && value !== q.desired_concurrency;
   if (big || toMin) {
     const why = big ? `${value} is above ${b.confirm_above}, the level this queue asks confirmation for.`
@@ -348,7 +368,10 @@ async function apply(c) {
   const message = r.json?.error?.message || `The server answered ${r.status}.`;
   c.result.className = 'result error';
   c.result.setAttribute('role', 'alert');
-  c.result.textContent = `Refused: ${message}` + (r.status === 429 && r.retryAfter ? ` Try again in ${r.retryAfter} s.` : '');
+  // The server's message already says when to retry a 429.
+  c.result.textContent = `Refused: ${message}`;
+  loadHistory(c.queue);                       // refusals are history too
+  loadAudit();
 }
 
 // ---- history ------------------------------------------------------------------------

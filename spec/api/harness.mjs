@@ -37,6 +37,25 @@ function validate(change, ctx)
 end
 `;
 
+// The store the suite runs on: SQLite files, or databases of the PostgreSQL
+// server named by SLUICE_TEST_PG (tools/test.sh starts one and runs the
+// same suite again).
+export const PG = process.env.SLUICE_TEST_PG || '';
+export const BACKEND = PG ? 'postgres' : 'sqlite';
+
+function psql(url, sql) {
+  return execFileSync('psql', [url, '-v', 'ON_ERROR_STOP=1', '-At', '-c', sql], { encoding: 'utf8' }).trim();
+}
+
+// A fresh, empty database for one server; returns its URL.
+function freshPgDatabase() {
+  const name = `sluice_t_${process.pid}_${Math.random().toString(16).slice(2, 10)}`;
+  psql(PG, `CREATE DATABASE ${name}`);
+  const u = new URL(PG);
+  u.pathname = `/${name}`;
+  return { name, url: u.toString() };
+}
+
 export function tempDir(prefix = 'sluice-test-') {
   return mkdtempSync(join(tmpdir(), prefix));
 }
@@ -55,8 +74,8 @@ export function cli(args, opts = {}) {
   }
 }
 
-export function createToken(db, name, scopes, extra = []) {
-  const r = cli(['token', 'create', '--db', `sqlite:${db}`, '--name', name, '--scopes', scopes, ...extra]);
+export function createToken(dbUrl, name, scopes, extra = []) {
+  const r = cli(['token', 'create', '--db', dbUrl, '--name', name, '--scopes', scopes, ...extra]);
   assert.equal(r.status, 0, `token create failed: ${r.stderr}`);
   return r.stdout.trim();
 }
@@ -83,23 +102,30 @@ export function rawRequest(port, method, path, { headers = {}, body } = {}) {
 }
 
 export async function startServer({ policies = TEST_POLICY, env = 'local', db, scriptsDir,
-                                     extraArgs = [], tokens = true } = {}) {
+                                     extraArgs = [], tokens = true, shareWith } = {}) {
   const dir = tempDir();
   const policyDir = join(dir, 'policies');
   mkdirSync(policyDir);
   writeFileSync(join(policyDir, 'test.lua'), policies);
-  db = db || join(dir, 'sluice.db');
-  const madeTokens = {};
-  if (tokens) {
-    madeTokens.admin = createToken(db, 'root-admin', 'admin');
-    madeTokens.read = createToken(db, 'reader', 'scaling:read');
-    madeTokens.write = createToken(db, 'writer', 'scaling:write');
-    madeTokens.readwrite = createToken(db, 'ci-job', 'scaling:read,scaling:write');
+  // shareWith: a second replica on the first one's database and tokens.
+  const pg = PG && !shareWith ? freshPgDatabase() : null;
+  db = shareWith ? shareWith.db : db || join(dir, 'sluice.db');
+  const dbUrl = shareWith ? shareWith.dbUrl : pg ? pg.url : `sqlite:${db}`;
+  const madeTokens = shareWith ? shareWith.tokens : {};
+  if (tokens && !shareWith) {
+    madeTokens.admin = createToken(dbUrl, 'root-admin', 'admin');
+    madeTokens.read = createToken(dbUrl, 'reader', 'scaling:read');
+    madeTokens.write = createToken(dbUrl, 'writer', 'scaling:write');
+    madeTokens.readwrite = createToken(dbUrl, 'ci-job', 'scaling:read,scaling:write');
   }
   const srv = {
-    dir, db, policyDir, tokens: madeTokens, env, scriptsDir, extraArgs, log: '', port: 0,
+    dir, db, dbUrl, policyDir, tokens: madeTokens, env, scriptsDir, extraArgs, log: '', port: 0,
+    // One value from the store, whatever the backend.
+    sql(query) {
+      return pg ? psql(dbUrl, query) : execFileSync('sqlite3', [db, query], { encoding: 'utf8' }).trim();
+    },
     async start() {
-      const args = ['serve', '--listen', '127.0.0.1:0', '--db', `sqlite:${db}`, '--env', env,
+      const args = ['serve', '--listen', '127.0.0.1:0', '--db', dbUrl, '--env', env,
         '--policies', policyDir, '--scripts', scriptsDir || join(ROOT, 'scripts'),
         '--ui', join(ROOT, 'ui'), '--threads', '2', '--reload-ms', '100', ...extraArgs];
       this.proc = spawn(SLUICED, args, { stdio: ['ignore', 'ignore', 'pipe'] });
@@ -137,7 +163,10 @@ export async function startServer({ policies = TEST_POLICY, env = 'local', db, s
       assert.equal(code, 0, `sluiced exited with ${code ?? signal}; log:\n${this.log.slice(-4000)}`);
     },
     async cleanup() {
-      try { await this.stop(); } finally { rmSync(dir, { recursive: true, force: true }); }
+      try { await this.stop(); } finally {
+        rmSync(dir, { recursive: true, force: true });
+        if (pg) psql(PG, `DROP DATABASE IF EXISTS ${pg.name} WITH (FORCE)`);
+      }
     },
     request(method, path, { token, cookie, csrf, headers = {}, body, json } = {}) {
       const h = { ...headers };

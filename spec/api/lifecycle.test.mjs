@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync, mkdirSync, cpSync, rmSync, symlinkSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, putScaling, assertError, cli, tempDir, waitFor, TEST_POLICY, ROOT, sleep } from './harness.mjs';
+import { startServer, putScaling, assertError, cli, tempDir, waitFor, TEST_POLICY, ROOT, sleep, BACKEND } from './harness.mjs';
 
 test('policy_edits_apply_within_2s_without_restart', async () => {
   const srv = await startServer();
@@ -104,7 +104,9 @@ test('changes_persist_across_restarts', async () => {
   } finally { await srv.cleanup(); }
 });
 
-test('a_locked_database_answers_503_store_unavailable_and_changes_nothing', async () => {
+// SQLite's outage is a lock held past busy_timeout; PostgreSQL's is a
+// restart (spec/api/postgres.test.mjs).
+test('a_locked_database_answers_503_store_unavailable_and_changes_nothing', { skip: BACKEND !== 'sqlite' && 'SQLite only' }, async () => {
   const srv = await startServer({ extraArgs: ['--busy-timeout', '200'] });
   const locker = spawn('sqlite3', [srv.db], { stdio: ['pipe', 'pipe', 'pipe'] });
   try {
@@ -208,7 +210,7 @@ test('bad_configuration_is_refused_before_anything_starts', () => {
   assert.match(env.stderr, /SLUICE_MAX_BODY/);
 });
 
-test('migrate_is_idempotent_and_serve_refuses_nothing_on_a_fresh_file', async () => {
+test('migrate_is_idempotent_and_serve_refuses_nothing_on_a_fresh_file', { skip: BACKEND !== 'sqlite' && 'SQLite files' }, async () => {
   const dir = tempDir();
   const db = `sqlite:${join(dir, 'm.db')}`;
   assert.equal(cli(['migrate', '--db', db]).status, 0);
@@ -255,6 +257,16 @@ test('per_ip_connection_limit_and_idle_timeout_hold', async () => {
     assert.ok(await waitFor(() => a.closedAt > 0 && b.closedAt > 0, 4000), 'idle connections stayed open');
     assert.ok(a.closedAt - t0 >= 900, `closed too early: ${a.closedAt - t0} ms`);
     // and the server still answers
+    assert.equal((await srv.request('GET', '/healthz')).status, 200);
+  } finally { await srv.cleanup(); }
+});
+
+test('a_second_sluiced_on_the_same_sqlite_file_is_refused', { skip: BACKEND !== 'sqlite' && 'SQLite only' }, async () => {
+  const srv = await startServer();
+  try {
+    const r = cli(['serve', '--listen', '127.0.0.1:0', '--db', srv.dbUrl, '--policies', srv.policyDir]);
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /another sluiced already serves .*SQLite serves one replica/);
     assert.equal((await srv.request('GET', '/healthz')).status, 200);
   } finally { await srv.cleanup(); }
 });

@@ -43,11 +43,11 @@ let srv;
 const creds = {};
 before(async () => {
   srv = await startServer();
-  const db = srv.db;
+  const db = srv.dbUrl;
   creds.expired = createToken(db, 'short-lived', 'admin', ['--expires-in', '1s']);
   const revoked = createToken(db, 'gone', 'admin');
   const id = revoked.split('_')[1];
-  assert.equal(cli(['token', 'revoke', id, '--db', `sqlite:${db}`]).status, 0);
+  assert.equal(cli(['token', 'revoke', id, '--db', db]).status, 0);
   creds.revoked = revoked;
   creds.read = srv.tokens.read;
   creds.write = srv.tokens.write;

@@ -157,7 +157,7 @@ test('changes_made_while_redis_is_down_arrive_in_order_when_it_returns', async (
   // the hash was repaired for every queue
   assert.ok(await waitFor(async () => (await redis.client().hlen('sluice:desired')) === 6, 3000));
   assert.equal((await desired('beta')).version, v[2]);
-  const rows = execFileSync('sqlite3', [srv.db, 'SELECT COUNT(*) FROM scaling_outbox WHERE published_at IS NULL']).toString().trim();
+  const rows = srv.sql('SELECT COUNT(*) FROM scaling_outbox WHERE published_at IS NULL');
   assert.equal(rows, '0');
 });
 

@@ -109,7 +109,7 @@ test('logout_ends_the_session', async () => {
 });
 
 test('revoking_a_token_ends_its_sessions_and_its_bearer_use', async () => {
-  const token = createToken(srv.db, 'temp-user', 'scaling:read');
+  const token = createToken(srv.dbUrl, 'temp-user', 'scaling:read');
   const s = await login(token);
   const id = token.split('_')[1];
   const rev = await srv.request('DELETE', `/api/v1/tokens/${id}`, { token: srv.tokens.admin });
@@ -134,15 +134,15 @@ test('tokens_made_through_the_api_work_once_shown_and_are_listed_without_secrets
 });
 
 test('token_cli_lists_and_revokes', async () => {
-  const token = createToken(srv.db, 'cli-made', 'scaling:read');
+  const token = createToken(srv.dbUrl, 'cli-made', 'scaling:read');
   const id = token.split('_')[1];
-  const list = cli(['token', 'list', '--db', `sqlite:${srv.db}`]);
+  const list = cli(['token', 'list', '--db', srv.dbUrl]);
   assert.equal(list.status, 0);
   assert.match(list.stdout, new RegExp(`${id}\\s+cli-made\\s+scaling:read\\s+never\\s+active`));
-  assert.equal(cli(['token', 'revoke', id, '--db', `sqlite:${srv.db}`]).status, 0);
-  assert.match(cli(['token', 'list', '--db', `sqlite:${srv.db}`]).stdout, new RegExp(`${id}.*revoked`));
-  assert.equal(cli(['token', 'revoke', 'ffffffffffff', '--db', `sqlite:${srv.db}`]).status, 1);
-  const bad = cli(['token', 'create', '--db', `sqlite:${srv.db}`, '--name', 'x', '--scopes', 'root']);
+  assert.equal(cli(['token', 'revoke', id, '--db', srv.dbUrl]).status, 0);
+  assert.match(cli(['token', 'list', '--db', srv.dbUrl]).stdout, new RegExp(`${id}.*revoked`));
+  assert.equal(cli(['token', 'revoke', 'ffffffffffff', '--db', srv.dbUrl]).status, 1);
+  const bad = cli(['token', 'create', '--db', srv.dbUrl, '--name', 'x', '--scopes', 'root']);
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /unknown scope 'root'/);
 });

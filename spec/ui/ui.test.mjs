@@ -139,7 +139,7 @@ test('refusals_are_shown_as_readable_text', async () => {
       await k.getByRole('button', { name: 'Apply' }).click();
       await sleep(300);
     }
-    await k.getByRole('alert').filter({ hasText: /changed less than 30s ago.*Try again in \d+ s\./ }).waitFor();
+    await k.getByRole("alert").filter({ hasText: /changed less than 30s ago \(cooldown\); retry in \d+s/ }).waitFor();
     // 428: the server insists on confirmation the page did not ask for
     const r = await page.evaluate(async () => {
       const who = await (await fetch('/api/v1/whoami')).json();
@@ -149,6 +149,27 @@ test('refusals_are_shown_as_readable_text', async () => {
     });
     assert.ok([422, 428].includes(r));
   } finally { await page.close(); }
+});
+
+test('the_number_box_is_bounded_and_controls_follow_the_writes_flag_live', async () => {
+  const page = await loggedIn(srv.tokens.admin);
+  try {
+    const c = card(page, 'alpha');
+    await c.getByLabel('Desired concurrency for alpha (number)').fill('200');
+    await c.getByLabel('Reason').fill('out of range');
+    await c.getByRole('button', { name: 'Apply' }).click();
+    await c.getByRole('status').filter({ hasText: /between 1 and 32/ }).waitFor();
+    assert.equal(await page.getByRole('dialog').isVisible(), false);
+    const off = await srv.request('PUT', '/api/v1/flags/writes', { token: srv.tokens.admin, json: { enabled: false, reason: 'freeze' } });
+    assert.equal(off.status, 200);
+    await page.getByText(/Read-only: environment/).waitFor({ timeout: 5000 });
+    await page.waitForFunction(() => !document.querySelector('button.primary'), null, { timeout: 5000 });
+    await srv.request('PUT', '/api/v1/flags/writes', { token: srv.tokens.admin, json: { enabled: true, reason: 'thaw' } });
+    await page.getByRole('button', { name: 'Apply' }).first().waitFor({ timeout: 5000 });
+  } finally {
+    await srv.request('PUT', '/api/v1/flags/writes', { token: srv.tokens.admin, json: { enabled: true, reason: 'thaw' } });
+    await page.close();
+  }
 });
 
 test('a_change_made_through_the_api_appears_without_reload', async () => {

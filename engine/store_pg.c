@@ -1,0 +1,765 @@
+/* store_pg.c — the PostgreSQL backend of store.h (production, replicas).
+ *
+ * A pool of libpq connections; every statement is prepared once per
+ * connection and then executed with bound parameters. A judged change runs
+ * in one transaction that first takes pg_advisory_xact_lock on the queue, so
+ * writers on different replicas queue up per queue: no lost update and no
+ * duplicate version. A connection that broke (PostgreSQL restarted) is
+ * reset on its next use; while the database cannot be reached, calls answer
+ * STORE_UNAVAILABLE and nothing is half-written (the transaction is gone
+ * with the connection). Same behaviour as store_sqlite.c, different dialect. */
+#include "store_impl.h"
+#include "log.h"
+#include "migrations.h"
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define PG_POOL_MAX 64
+#define PG_PREPARED_MAX 64
+#define PG_HOUR_MS 3600000LL
+#define PG_MIGRATION_LOCK 4711000
+
+struct pg_slot {
+    PGconn *c;
+    const char *prepared[PG_PREPARED_MAX];   /* SQL texts prepared on c */
+    int nprepared;
+};
+
+struct pg_store {
+    char url[1024];
+    int size;
+    struct pg_slot slots[PG_POOL_MAX];
+    int in_use[PG_POOL_MAX];
+    pthread_mutex_t lock;
+    pthread_cond_t freed;
+};
+
+/* ---- connections ------------------------------------------------------------- */
+
+static PGconn *pg_connect(const char *url) {
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
+    const char *vals[] = {url, "3", "sluiced", NULL};
+    return PQconnectdbParams(keys, vals, 1);
+}
+
+static struct pg_slot *pg_acquire(struct pg_store *s) {
+    int slot = -1;
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        for (int i = 0; i < s->size && slot < 0; i++)
+            if (!s->in_use[i]) slot = i;
+        if (slot >= 0) break;
+        pthread_cond_wait(&s->freed, &s->lock);
+    }
+    s->in_use[slot] = 1;
+    pthread_mutex_unlock(&s->lock);
+    struct pg_slot *p = &s->slots[slot];
+    if (p->c == NULL) p->c = pg_connect(s->url);
+    else if (PQstatus(p->c) != CONNECTION_OK) PQreset(p->c);
+    if (p->c && PQstatus(p->c) == CONNECTION_OK && PQtransactionStatus(p->c) == PQTRANS_IDLE) {
+        return p;
+    }
+    if (p->c && PQstatus(p->c) != CONNECTION_OK) p->nprepared = 0;   /* gone with the session */
+    log_json(LOG_ERROR, "postgres unavailable",
+             json_pack("{s:s}", "error", p->c ? PQerrorMessage(p->c) : "out of memory"));
+    pthread_mutex_lock(&s->lock);
+    s->in_use[slot] = 0;
+    pthread_cond_signal(&s->freed);
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+static void pg_release(struct pg_store *s, struct pg_slot *p) {
+    if (p->c && PQtransactionStatus(p->c) != PQTRANS_IDLE) {
+        PGresult *r = PQexec(p->c, "ROLLBACK");      /* never leave a transaction open */
+        PQclear(r);
+    }
+    pthread_mutex_lock(&s->lock);
+    s->in_use[p - s->slots] = 0;
+    pthread_cond_signal(&s->freed);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* A store_rc for a failed result (or NULL result). */
+static int pg_fail(struct pg_slot *p, PGresult *r, const char *what) {
+    const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    int down = PQstatus(p->c) != CONNECTION_OK || state == NULL ||
+               strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
+               strncmp(state, "53", 2) == 0;
+    if (PQstatus(p->c) != CONNECTION_OK) p->nprepared = 0;
+    log_json(LOG_ERROR, "postgres error",
+             json_pack("{s:s, s:s, s:s}", "op", what, "sqlstate", state ? state : "-", "error",
+                       r ? PQresultErrorMessage(r) : PQerrorMessage(p->c)));
+    return down ? STORE_UNAVAILABLE : STORE_FAILED;
+}
+
+/* Execute sql (prepared on first use on this connection) with n text
+ * parameters (NULL means SQL NULL). Returns the result or NULL; *rc set. */
+static PGresult *pg_run(struct pg_slot *p, const char *sql, int n, const char *const *params,
+                        const char *what, int *rc) {
+    char name[24];
+    int k;
+    for (k = 0; k < p->nprepared && p->prepared[k] != sql; k++) {}
+    snprintf(name, sizeof name, "s%p", (const void *)sql);
+    if (k == p->nprepared) {
+        PGresult *prep = PQprepare(p->c, name, sql, n, NULL);
+        if (PQresultStatus(prep) != PGRES_COMMAND_OK) {
+            *rc = pg_fail(p, prep, what);
+            PQclear(prep);
+            return NULL;
+        }
+        PQclear(prep);
+        if (p->nprepared < PG_PREPARED_MAX) p->prepared[p->nprepared++] = sql;
+    }
+    PGresult *r = PQexecPrepared(p->c, name, n, params, NULL, NULL, 0);
+    ExecStatusType st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+        *rc = pg_fail(p, r, what);
+        PQclear(r);
+        return NULL;
+    }
+    *rc = STORE_OK;
+    return r;
+}
+
+/* Plain SQL without parameters (transactions, migrations). */
+static int pg_exec(struct pg_slot *p, const char *sql, const char *what) {
+    PGresult *r = PQexec(p->c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    int rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? STORE_OK : pg_fail(p, r, what);
+    PQclear(r);
+    return rc;
+}
+
+static void *pg_open(const char *url, const struct store_options *opt, char *err, size_t errlen) {
+    struct pg_store *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    util_copy(s->url, sizeof s->url, url);
+    s->size = opt->pool_size < 1 ? 1 : opt->pool_size > PG_POOL_MAX ? PG_POOL_MAX : opt->pool_size;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->freed, NULL);
+    s->slots[0].c = pg_connect(url);
+    if (s->slots[0].c == NULL || PQstatus(s->slots[0].c) != CONNECTION_OK) {
+        snprintf(err, errlen, "postgres: cannot connect: %s",
+                 s->slots[0].c ? PQerrorMessage(s->slots[0].c) : "out of memory");
+        size_t n = strlen(err);
+        while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' ')) err[--n] = '\0';
+        PQfinish(s->slots[0].c);
+        pthread_mutex_destroy(&s->lock);
+        pthread_cond_destroy(&s->freed);
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void pg_close(void *h) {
+    struct pg_store *s = h;
+    for (int i = 0; i < s->size; i++) PQfinish(s->slots[i].c);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->freed);
+    free(s);
+}
+
+/* ---- helpers -------------------------------------------------------------------- */
+
+#define I64(buf, v) (snprintf((buf), sizeof(buf), "%lld", (long long)(v)), (buf))
+
+static int64_t pg_int(PGresult *r, int row, int col) {
+    return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+static const char *pg_text(PGresult *r, int row, int col) { return PQgetvalue(r, row, col); }
+
+/* Run a read and hand each row to read(); collects into a malloc'd array. */
+static int pg_collect(struct pg_store *s, struct pg_slot *given, const char *sql, int n,
+                      const char *const *params, size_t size,
+                      void (*read)(PGresult *r, int row, void *elem), void **out, size_t *count) {
+    int rc;
+    struct pg_slot *p = given ? given : pg_acquire(s);
+    *out = NULL;
+    *count = 0;
+    if (p == NULL) return STORE_UNAVAILABLE;
+    PGresult *r = pg_run(p, sql, n, params, "collect", &rc);
+    if (r) {
+        int rows = PQntuples(r);
+        char *items = calloc(rows ? (size_t)rows : 1, size);
+        if (items == NULL) rc = STORE_FAILED;
+        for (int i = 0; items && i < rows; i++) read(r, i, items + size * (size_t)i);
+        if (items) {
+            *out = items;
+            *count = (size_t)rows;
+        }
+        PQclear(r);
+    }
+    if (!given) pg_release(s, p);
+    return rc;
+}
+
+/* ---- migrations ------------------------------------------------------------------ */
+
+static int pg_migrate(void *h, int *applied) {
+    struct pg_store *s = h;
+    int rc, count = 0;
+    char v[24];
+    struct pg_slot *p = pg_acquire(s);
+    if (p == NULL) return STORE_UNAVAILABLE;
+    /* Replicas starting together migrate one at a time. */
+    rc = pg_exec(p, "SELECT pg_advisory_lock(4711000)", "migrate");
+    if (rc == STORE_OK)
+        rc = pg_exec(p, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
+                        " name TEXT NOT NULL, applied_at BIGINT NOT NULL)", "migrate");
+    for (const struct migration *m = migrations; rc == STORE_OK && m->backend; m++) {
+        if (strcmp(m->backend, "postgres") != 0) continue;
+        const char *pv[3] = {I64(v, m->version), m->name, NULL};
+        PGresult *r = pg_run(p, "SELECT 1 FROM schema_migrations WHERE version = $1::int", 1, pv,
+                             "migrate", &rc);
+        int have = r && PQntuples(r) > 0;
+        PQclear(r);
+        if (rc != STORE_OK || have) continue;
+        if ((rc = pg_exec(p, "BEGIN", "migrate")) != STORE_OK) break;
+        if ((rc = pg_exec(p, m->sql, m->name)) == STORE_OK) {
+            char now[24];
+            const char *iv[3] = {v, m->name, I64(now, util_now_ms())};
+            PQclear(pg_run(p, "INSERT INTO schema_migrations (version, name, applied_at)"
+                              " VALUES ($1::int, $2, $3::bigint)", 3, iv, "migrate", &rc));
+        }
+        if (rc == STORE_OK) rc = pg_exec(p, "COMMIT", "migrate");
+        if (rc != STORE_OK) {
+            pg_exec(p, "ROLLBACK", "migrate");
+            break;
+        }
+        log_json(LOG_INFO, "migration applied", json_pack("{s:s}", "name", m->name));
+        count++;
+    }
+    pg_exec(p, "SELECT pg_advisory_unlock(4711000)", "migrate");
+    pg_release(s, p);
+    if (applied) *applied = count;
+    return rc;
+}
+
+static int pg_schema_current(void *h) {
+    struct pg_store *s = h;
+    int latest = 0, have = -1, rc;
+    struct pg_slot *p = pg_acquire(s);
+    if (p == NULL) return -1;
+    for (const struct migration *m = migrations; m->backend; m++)
+        if (strcmp(m->backend, "postgres") == 0 && m->version > latest) latest = m->version;
+    PGresult *r = pg_run(p, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", 0, NULL,
+                         "schema", &rc);
+    have = r ? pg_int(r, 0, 0) >= latest : 0;
+    PQclear(r);
+    pg_release(s, p);
+    return have;
+}
+
+static int pg_ping(void *h) {
+    struct pg_store *s = h;
+    struct pg_slot *p = pg_acquire(s);
+    if (p == NULL) return STORE_UNAVAILABLE;
+    int rc = pg_exec(p, "SELECT 1", "ping");
+    pg_release(s, p);
+    return rc;
+}
+
+/* ---- targets ---------------------------------------------------------------------- */
+
+#define PG_TARGET_COLS "queue, desired_concurrency, version, updated_by, updated_at, reason," \
+                       " COALESCE(expires_at, 0), COALESCE(revert_to, 0)"
+
+static void pg_read_target(PGresult *r, int row, void *elem) {
+    struct store_target *t = elem;
+    util_copy(t->queue, sizeof t->queue, pg_text(r, row, 0));
+    t->desired = pg_int(r, row, 1);
+    t->version = pg_int(r, row, 2);
+    util_copy(t->updated_by, sizeof t->updated_by, pg_text(r, row, 3));
+    t->updated_at_ms = pg_int(r, row, 4);
+    util_copy(t->reason, sizeof t->reason, pg_text(r, row, 5));
+    t->expires_at_ms = pg_int(r, row, 6);
+    t->revert_to = pg_int(r, row, 7);
+}
+
+static int pg_get_target_on(struct pg_slot *p, const char *queue, struct store_target *out) {
+    int rc;
+    const char *pv[1] = {queue};
+    PGresult *r = pg_run(p, "SELECT " PG_TARGET_COLS " FROM runtime_scaling_policies WHERE queue = $1",
+                         1, pv, "get_target", &rc);
+    if (r == NULL) return rc;
+    if (PQntuples(r) == 0) rc = STORE_NOT_FOUND;
+    else pg_read_target(r, 0, out);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_get_target(void *h, const char *queue, struct store_target *out) {
+    struct pg_store *s = h;
+    struct pg_slot *p = pg_acquire(s);
+    if (p == NULL) return STORE_UNAVAILABLE;
+    int rc = pg_get_target_on(p, queue, out);
+    pg_release(s, p);
+    return rc;
+}
+
+static int pg_list_targets(void *h, struct store_target **out, size_t *n) {
+    return pg_collect(h, NULL, "SELECT " PG_TARGET_COLS " FROM runtime_scaling_policies ORDER BY queue",
+                      0, NULL, sizeof **out, pg_read_target, (void **)out, n);
+}
+
+/* ---- outbox and the desired-state snapshot ------------------------------------------- */
+
+static void pg_read_outbox(PGresult *r, int row, void *elem) {
+    struct store_outbox *o = elem;
+    o->id = pg_int(r, row, 0);
+    util_copy(o->queue, sizeof o->queue, pg_text(r, row, 1));
+    o->version = pg_int(r, row, 2);
+    o->desired = pg_int(r, row, 3);
+    o->created_ms = pg_int(r, row, 4);
+}
+
+static int pg_outbox_pending(void *h, int limit, struct store_outbox **out, size_t *n) {
+    char l[24];
+    const char *pv[1] = {I64(l, limit)};
+    return pg_collect(h, NULL, "SELECT id, queue, version, desired_concurrency, created_at FROM scaling_outbox"
+                               " WHERE published_at IS NULL ORDER BY id LIMIT $1::int",
+                      1, pv, sizeof **out, pg_read_outbox, (void **)out, n);
+}
+
+static int pg_outbox_mark_published(void *h, int64_t id, int64_t now_ms) {
+    struct pg_store *s = h;
+    char a[24], b[24];
+    const char *pv[2] = {I64(a, now_ms), I64(b, id)};
+    int rc;
+    struct pg_slot *p = pg_acquire(s);
+    if (p == NULL) return STORE_UNAVAILABLE;
+    PQclear(pg_run(p, "UPDATE scaling_outbox SET published_at = $1::bigint WHERE id = $2::bigint", 2,
+                   pv, "mark_published", &rc));
+    pg_release(s, p);
+    return rc;
+}
+
+static void pg_read_name(PGresult *r, int row, void *elem) {
+    util_copy(elem, UTIL_NAME_MAX + 1, pg_text(r, row, 0));
+}
+
+static int pg_desired_snapshot(void *h, struct store_target **targets, size_t *nt,
+                               char (**pending)[UTIL_NAME_MAX + 1], size_t *np) {
+    struct pg_store *s = h;
+    int rc;
+    struct pg_slot *p = pg_acquire(s);
+    *targets = NULL;
+    *pending = NULL;
+    *nt = *np = 0;
+    if (p == NULL) return STORE_UNAVAILABLE;
+    /* One snapshot for both reads. */
+    rc = pg_exec(p, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", "snapshot");
+    if (rc == STORE_OK)
+        rc = pg_collect(s, p, "SELECT " PG_TARGET_COLS " FROM runtime_scaling_policies WHERE queue NOT IN"
+                              " (SELECT queue FROM scaling_outbox WHERE published_at IS NULL) ORDER BY queue",
+                        0, NULL, sizeof **targets, pg_read_target, (void **)targets, nt);
+    if (rc == STORE_OK)
+        rc = pg_collect(s, p, "SELECT DISTINCT queue FROM scaling_outbox WHERE published_at IS NULL",
+                        0, NULL, sizeof **pending, pg_read_name, (void **)pending, np);
+    if (rc == STORE_OK) rc = pg_exec(p, "COMMIT", "snapshot");
+    if (rc != STORE_OK) {
+        free(*targets);
+        free(*pending);
+        *targets = NULL;
+        *pending = NULL;
+        *nt = *np = 0;
+    }
+    pg_release(s, p);
+    return rc;
+}
+
+static int pg_list_expired(void *h, int64_t now_ms, struct store_target **out, size_t *n) {
+    char a[24];
+    const char *pv[1] = {I64(a, now_ms)};
+    return pg_collect(h, NULL, "SELECT " PG_TARGET_COLS " FROM runtime_scaling_policies"
+                               " WHERE expires_at IS NOT NULL AND expires_at <= $1::bigint ORDER BY expires_at",
+                      1, pv, sizeof **out, pg_read_target, (void **)out, n);
+}
+
+/* ---- audit ---------------------------------------------------------------------------- */
+
+static int pg_insert_audit(struct pg_slot *p, struct store_audit *e) {
+    char from[24], to[24], ver[24], at[24];
+    int rc;
+    const char *pv[12] = {e->kind, e->subject, I64(from, e->from), I64(to, e->to), I64(ver, e->version),
+                          e->actor, e->source, e->reason, e->outcome,
+                          e->error_code[0] ? e->error_code : NULL, I64(at, e->at_ms), e->request_id};
+    PGresult *r = pg_run(p, "INSERT INTO scaling_audit (kind, subject, from_value, to_value, version, actor,"
+                            " source, reason, outcome, error_code, at, request_id) VALUES ($1, $2,"
+                            " $3::bigint, $4::bigint, $5::bigint, $6, $7, $8, $9, $10, $11::bigint, $12)"
+                            " RETURNING id", 12, pv, "append_audit", &rc);
+    if (r) e->id = pg_int(r, 0, 0);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_append_audit(void *h, struct store_audit *e) {
+    struct pg_store *s = h;
+    struct pg_slot *p = pg_acquire(s);
+    if (p == NULL) return STORE_UNAVAILABLE;
+    int rc = pg_insert_audit(p, e);
+    pg_release(s, p);
+    return rc;
+}
+
+static void pg_read_audit(PGresult *r, int row, void *elem) {
+    struct store_audit *e = elem;
+    e->id = pg_int(r, row, 0);
+    util_copy(e->kind, sizeof e->kind, pg_text(r, row, 1));
+    util_copy(e->subject, sizeof e->subject, pg_text(r, row, 2));
+    e->from = pg_int(r, row, 3);
+    e->to = pg_int(r, row, 4);
+    e->version = pg_int(r, row, 5);
+    util_copy(e->actor, sizeof e->actor, pg_text(r, row, 6));
+    util_copy(e->source, sizeof e->source, pg_text(r, row, 7));
+    util_copy(e->reason, sizeof e->reason, pg_text(r, row, 8));
+    util_copy(e->outcome, sizeof e->outcome, pg_text(r, row, 9));
+    util_copy(e->error_code, sizeof e->error_code, pg_text(r, row, 10));
+    e->at_ms = pg_int(r, row, 11);
+    util_copy(e->request_id, sizeof e->request_id, pg_text(r, row, 12));
+}
+
+static int pg_list_audit(void *h, const char *kind, const char *subject, int64_t before_id, int limit,
+                         struct store_audit **out, size_t *n) {
+    char b[24], l[24];
+    const char *pv[4] = {kind, subject, I64(b, before_id), I64(l, limit)};
+    return pg_collect(h, NULL, "SELECT id, kind, subject, from_value, to_value, version, actor, source, reason,"
+                               " outcome, COALESCE(error_code, ''), at, request_id FROM scaling_audit"
+                               " WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR subject = $2)"
+                               " AND ($3::bigint = 0 OR id < $3::bigint) ORDER BY id DESC LIMIT $4::int",
+                      4, pv, sizeof **out, pg_read_audit, (void **)out, n);
+}
+
+/* ---- the judged change ----------------------------------------------------------------- */
+
+static int pg_stats(struct pg_slot *p, const char *queue, int64_t now_ms, struct store_stats *out) {
+    char since[24];
+    int rc;
+    const char *pv[2] = {queue, I64(since, now_ms - PG_HOUR_MS)};
+    memset(out, 0, sizeof *out);
+    PGresult *r = pg_run(p, "SELECT COUNT(*) FILTER (WHERE at > $2::bigint),"
+                            " COALESCE(MIN(at) FILTER (WHERE at > $2::bigint), 0), COALESCE(MAX(at), 0)"
+                            " FROM scaling_audit WHERE kind = 'scaling' AND subject = $1"
+                            " AND outcome = 'applied' AND from_value <> to_value", 2, pv, "stats", &rc);
+    if (r) {
+        out->applied_last_hour = pg_int(r, 0, 0);
+        out->oldest_in_hour_ms = pg_int(r, 0, 1);
+        out->last_applied_ms = pg_int(r, 0, 2);
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int pg_write_target(struct pg_slot *p, const struct store_target *t) {
+    char d[24], v[24], at[24], ex[24], rv[24];
+    int rc;
+    const char *pv[8] = {t->queue, I64(d, t->desired), I64(v, t->version), t->updated_by,
+                         I64(at, t->updated_at_ms), t->reason,
+                         t->expires_at_ms ? I64(ex, t->expires_at_ms) : NULL,
+                         t->expires_at_ms ? I64(rv, t->revert_to) : NULL};
+    PQclear(pg_run(p, "INSERT INTO runtime_scaling_policies (queue, desired_concurrency, version, updated_by,"
+                      " updated_at, reason, expires_at, revert_to) VALUES ($1, $2::bigint, $3::bigint, $4,"
+                      " $5::bigint, $6, $7::bigint, $8::bigint) ON CONFLICT (queue) DO UPDATE SET"
+                      " desired_concurrency = excluded.desired_concurrency, version = excluded.version,"
+                      " updated_by = excluded.updated_by, updated_at = excluded.updated_at,"
+                      " reason = excluded.reason, expires_at = excluded.expires_at,"
+                      " revert_to = excluded.revert_to", 8, pv, "write_target", &rc));
+    return rc;
+}
+
+static int pg_write_outbox(struct pg_slot *p, const struct store_target *t) {
+    char v[24], d[24], at[24];
+    int rc;
+    const char *pv[4] = {t->queue, I64(v, t->version), I64(d, t->desired), I64(at, t->updated_at_ms)};
+    PQclear(pg_run(p, "INSERT INTO scaling_outbox (queue, version, desired_concurrency, created_at)"
+                      " VALUES ($1, $2::bigint, $3::bigint, $4::bigint)", 4, pv, "write_outbox", &rc));
+    return rc;
+}
+
+static void pg_fill_audit(struct store_audit *e, const struct store_change *c, int64_t from,
+                          int64_t version) {
+    memset(e, 0, sizeof *e);
+    strcpy(e->kind, "scaling");
+    util_copy(e->subject, sizeof e->subject, c->queue);
+    e->from = from;
+    e->to = c->to;
+    e->version = version;
+    util_copy(e->actor, sizeof e->actor, c->actor);
+    util_copy(e->source, sizeof e->source, c->source);
+    util_copy(e->reason, sizeof e->reason, c->reason);
+    e->at_ms = c->now_ms;
+    util_copy(e->request_id, sizeof e->request_id, c->request_id);
+}
+
+static int pg_apply_change(void *h, const struct store_change *c, store_judge_fn judge, void *ud,
+                           struct store_change_result *out) {
+    struct pg_store *s = h;
+    struct store_target cur;
+    struct store_stats stats;
+    struct store_audit entry;
+    char code[STORE_CODE_MAX] = "";
+    int rc;
+    const char *lockp[1] = {c->queue};
+    struct pg_slot *p = pg_acquire(s);
+
+    memset(out, 0, sizeof *out);
+    if (p == NULL) return STORE_UNAVAILABLE;
+    if ((rc = pg_exec(p, "BEGIN", "apply_change")) != STORE_OK) goto done;
+    /* Writers of one queue, on any replica, take turns from here to COMMIT. */
+    PQclear(pg_run(p, "SELECT pg_advisory_xact_lock(hashtext('sluice.queue:' || $1))", 1, lockp,
+                   "apply_change", &rc));
+    if (rc != STORE_OK) goto done;
+    memset(&cur, 0, sizeof cur);
+    rc = pg_get_target_on(p, c->queue, &cur);
+    if (rc == STORE_NOT_FOUND) {
+        util_copy(cur.queue, sizeof cur.queue, c->queue);
+        cur.desired = c->default_value;
+        cur.version = 0;
+    } else if (rc != STORE_OK) {
+        goto done;
+    }
+    if ((rc = pg_stats(p, c->queue, c->now_ms, &stats)) != STORE_OK) goto done;
+    out->previous = cur.desired;
+    int verdict = judge(ud, &cur, &stats, code);
+    if (verdict < 0) {
+        out->target = cur;
+        out->applied = -1;
+        rc = STORE_OK;
+        goto done;                            /* rolled back by pg_release */
+    }
+    if (verdict == 0) {
+        pg_fill_audit(&entry, c, cur.desired, cur.version);
+        strcpy(entry.outcome, "rejected");
+        util_copy(entry.error_code, sizeof entry.error_code, code);
+        if ((rc = pg_insert_audit(p, &entry)) != STORE_OK) goto done;
+        out->target = cur;
+    } else {
+        struct store_target next = cur;
+        if (c->to != cur.desired || (cur.expires_at_ms && !c->expires_at_ms)) {
+            next.desired = c->to;
+            next.version = cur.version + (c->to != cur.desired);
+            util_copy(next.updated_by, sizeof next.updated_by, c->actor);
+            next.updated_at_ms = c->now_ms;
+            util_copy(next.reason, sizeof next.reason, c->reason);
+            next.expires_at_ms = c->expires_at_ms;
+            next.revert_to = !c->expires_at_ms ? 0 : cur.expires_at_ms ? cur.revert_to : cur.desired;
+            if ((rc = pg_write_target(p, &next)) != STORE_OK) goto done;
+            if (next.version != cur.version && (rc = pg_write_outbox(p, &next)) != STORE_OK) goto done;
+        }
+        pg_fill_audit(&entry, c, cur.desired, next.version);
+        strcpy(entry.outcome, "applied");
+        if ((rc = pg_insert_audit(p, &entry)) != STORE_OK) goto done;
+        out->target = next;
+        out->applied = 1;
+    }
+    out->audit_id = entry.id;
+    rc = pg_exec(p, "COMMIT", "apply_change");
+done:
+    pg_release(s, p);
+    return rc;
+}
+
+/* ---- flags, tokens, sessions ----------------------------------------------------------------- */
+
+static int pg_simple(struct pg_store *s, const char *sql, int n, const char *const *pv, const char *what,
+                     int *affected) {
+    int rc;
+    struct pg_slot *p = pg_acquire(s);
+    if (p == NULL) return STORE_UNAVAILABLE;
+    PGresult *r = pg_run(p, sql, n, pv, what, &rc);
+    if (r && affected) *affected = atoi(PQcmdTuples(r));
+    PQclear(r);
+    pg_release(s, p);
+    return rc;
+}
+
+static int pg_get_flag(void *h, const char *env, const char *name, struct store_flag *out) {
+    struct pg_store *s = h;
+    int rc;
+    const char *pv[2] = {env, name};
+    struct pg_slot *p = pg_acquire(s);
+    if (p == NULL) return STORE_UNAVAILABLE;
+    PGresult *r = pg_run(p, "SELECT name, enabled, updated_by, updated_at, reason FROM feature_flags"
+                            " WHERE environment = $1 AND name = $2", 2, pv, "get_flag", &rc);
+    if (r && PQntuples(r) == 0) rc = STORE_NOT_FOUND;
+    else if (r) {
+        util_copy(out->name, sizeof out->name, pg_text(r, 0, 0));
+        out->enabled = (int)pg_int(r, 0, 1);
+        util_copy(out->updated_by, sizeof out->updated_by, pg_text(r, 0, 2));
+        out->updated_at_ms = pg_int(r, 0, 3);
+        util_copy(out->reason, sizeof out->reason, pg_text(r, 0, 4));
+    }
+    PQclear(r);
+    pg_release(s, p);
+    return rc;
+}
+
+static int pg_set_flag(void *h, const char *env, const char *name, int enabled, int default_enabled,
+                       const char *actor, const char *source, const char *reason, const char *request_id,
+                       int64_t now_ms) {
+    struct pg_store *s = h;
+    struct store_audit e;
+    char en[4], at[24], lockkey[160];
+    int rc, was = default_enabled;
+    struct pg_slot *p = pg_acquire(s);
+    if (p == NULL) return STORE_UNAVAILABLE;
+    snprintf(lockkey, sizeof lockkey, "sluice.flag:%s:%s", env, name);
+    const char *lk[1] = {lockkey};
+    const char *gv[2] = {env, name};
+    const char *pv[6] = {env, name, I64(en, enabled != 0), actor, I64(at, now_ms), reason};
+    if ((rc = pg_exec(p, "BEGIN", "set_flag")) != STORE_OK) goto done;
+    PQclear(pg_run(p, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, lk, "set_flag", &rc));
+    if (rc != STORE_OK) goto done;
+    PGresult *r = pg_run(p, "SELECT enabled FROM feature_flags WHERE environment = $1 AND name = $2", 2, gv,
+                         "set_flag", &rc);
+    if (r && PQntuples(r) > 0) was = (int)pg_int(r, 0, 0);
+    PQclear(r);
+    if (rc != STORE_OK) goto done;
+    PQclear(pg_run(p, "INSERT INTO feature_flags (environment, name, enabled, updated_by, updated_at, reason)"
+                      " VALUES ($1, $2, $3::int, $4, $5::bigint, $6) ON CONFLICT (environment, name) DO UPDATE"
+                      " SET enabled = excluded.enabled, updated_by = excluded.updated_by,"
+                      " updated_at = excluded.updated_at, reason = excluded.reason", 6, pv, "set_flag", &rc));
+    if (rc != STORE_OK) goto done;
+    memset(&e, 0, sizeof e);
+    strcpy(e.kind, "flag");
+    util_copy(e.subject, sizeof e.subject, name);
+    e.from = was != 0;
+    e.to = enabled != 0;
+    util_copy(e.actor, sizeof e.actor, actor);
+    util_copy(e.source, sizeof e.source, source);
+    util_copy(e.reason, sizeof e.reason, reason);
+    strcpy(e.outcome, "applied");
+    e.at_ms = now_ms;
+    util_copy(e.request_id, sizeof e.request_id, request_id);
+    if ((rc = pg_insert_audit(p, &e)) != STORE_OK) goto done;
+    rc = pg_exec(p, "COMMIT", "set_flag");
+done:
+    pg_release(s, p);
+    return rc;
+}
+
+static int pg_put_token(void *h, const struct store_token *t) {
+    char c[24], e[24];
+    const char *pv[6] = {t->id, t->name, t->secret_hash, t->scopes, I64(c, t->created_ms),
+                         t->expires_ms ? I64(e, t->expires_ms) : NULL};
+    return pg_simple(h, "INSERT INTO api_tokens (id, name, secret_hash, scopes, created_at, expires_at)"
+                        " VALUES ($1, $2, $3, $4, $5::bigint, $6::bigint)", 6, pv, "put_token", NULL);
+}
+
+#define PG_TOKEN_COLS "id, name, secret_hash, scopes, created_at, COALESCE(expires_at, 0), COALESCE(revoked_at, 0)"
+
+static void pg_read_token(PGresult *r, int row, void *elem) {
+    struct store_token *t = elem;
+    util_copy(t->id, sizeof t->id, pg_text(r, row, 0));
+    util_copy(t->name, sizeof t->name, pg_text(r, row, 1));
+    util_copy(t->secret_hash, sizeof t->secret_hash, pg_text(r, row, 2));
+    util_copy(t->scopes, sizeof t->scopes, pg_text(r, row, 3));
+    t->created_ms = pg_int(r, row, 4);
+    t->expires_ms = pg_int(r, row, 5);
+    t->revoked_ms = pg_int(r, row, 6);
+}
+
+static int pg_get_token(void *h, const char *id, struct store_token *out) {
+    struct store_token *rows = NULL;
+    size_t n = 0;
+    const char *pv[1] = {id};
+    int rc = pg_collect(h, NULL, "SELECT " PG_TOKEN_COLS " FROM api_tokens WHERE id = $1", 1, pv,
+                        sizeof *rows, pg_read_token, (void **)&rows, &n);
+    if (rc == STORE_OK && n == 0) rc = STORE_NOT_FOUND;
+    if (rc == STORE_OK) *out = rows[0];
+    free(rows);
+    return rc;
+}
+
+static int pg_list_tokens(void *h, struct store_token **out, size_t *n) {
+    return pg_collect(h, NULL, "SELECT " PG_TOKEN_COLS " FROM api_tokens ORDER BY created_at, id", 0, NULL,
+                      sizeof **out, pg_read_token, (void **)out, n);
+}
+
+static int pg_revoke_token(void *h, const char *id, int64_t now_ms) {
+    char a[24];
+    int affected = 0;
+    const char *pv[2] = {I64(a, now_ms), id};
+    const char *dv[1] = {id};
+    int rc = pg_simple(h, "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1::bigint) WHERE id = $2",
+                       2, pv, "revoke_token", &affected);
+    if (rc == STORE_OK && affected == 0) return STORE_NOT_FOUND;
+    if (rc == STORE_OK)
+        rc = pg_simple(h, "DELETE FROM api_sessions WHERE token_id = $1", 1, dv, "revoke_token", NULL);
+    return rc;
+}
+
+static int pg_put_session(void *h, const struct store_session *x) {
+    char c[24], e[24];
+    const char *sweep[1] = {I64(c, x->created_ms)};
+    const char *pv[5] = {x->id_hash, x->token_id, x->csrf, c, I64(e, x->expires_ms)};
+    int rc = pg_simple(h, "DELETE FROM api_sessions WHERE expires_at < $1::bigint", 1, sweep, "put_session",
+                       NULL);
+    if (rc == STORE_OK)
+        rc = pg_simple(h, "INSERT INTO api_sessions (id_hash, token_id, csrf_token, created_at, expires_at)"
+                          " VALUES ($1, $2, $3, $4::bigint, $5::bigint)", 5, pv, "put_session", NULL);
+    return rc;
+}
+
+static void pg_read_session(PGresult *r, int row, void *elem) {
+    struct store_session *x = elem;
+    util_copy(x->id_hash, sizeof x->id_hash, pg_text(r, row, 0));
+    util_copy(x->token_id, sizeof x->token_id, pg_text(r, row, 1));
+    util_copy(x->csrf, sizeof x->csrf, pg_text(r, row, 2));
+    x->created_ms = pg_int(r, row, 3);
+    x->expires_ms = pg_int(r, row, 4);
+}
+
+static int pg_get_session(void *h, const char *id_hash, struct store_session *out) {
+    struct store_session *rows = NULL;
+    size_t n = 0;
+    const char *pv[1] = {id_hash};
+    int rc = pg_collect(h, NULL, "SELECT id_hash, token_id, csrf_token, created_at, expires_at FROM api_sessions"
+                                 " WHERE id_hash = $1", 1, pv, sizeof *rows, pg_read_session, (void **)&rows, &n);
+    if (rc == STORE_OK && n == 0) rc = STORE_NOT_FOUND;
+    if (rc == STORE_OK) *out = rows[0];
+    free(rows);
+    return rc;
+}
+
+static int pg_delete_session(void *h, const char *id_hash) {
+    const char *pv[1] = {id_hash};
+    return pg_simple(h, "DELETE FROM api_sessions WHERE id_hash = $1", 1, pv, "delete_session", NULL);
+}
+
+const struct store_backend store_pg_backend = {
+    .scheme = "postgres",
+    .open = pg_open,
+    .close = pg_close,
+    .migrate = pg_migrate,
+    .schema_current = pg_schema_current,
+    .ping = pg_ping,
+    .get_target = pg_get_target,
+    .list_targets = pg_list_targets,
+    .apply_change = pg_apply_change,
+    .append_audit = pg_append_audit,
+    .list_audit = pg_list_audit,
+    .outbox_pending = pg_outbox_pending,
+    .outbox_mark_published = pg_outbox_mark_published,
+    .desired_snapshot = pg_desired_snapshot,
+    .list_expired = pg_list_expired,
+    .get_flag = pg_get_flag,
+    .set_flag = pg_set_flag,
+    .put_token = pg_put_token,
+    .get_token = pg_get_token,
+    .list_tokens = pg_list_tokens,
+    .revoke_token = pg_revoke_token,
+    .put_session = pg_put_session,
+    .get_session = pg_get_session,
+    .delete_session = pg_delete_session,
+};
