@@ -28,7 +28,7 @@ LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
 # Objects of sluiced; every module but main is also linked into unit tests.
-ENGINE_SRC := $(filter-out engine/main.c,$(wildcard engine/*.c))
+ENGINE_SRC := $(filter-out engine/main.c engine/sluicectl.c,$(wildcard engine/*.c))
 ENGINE_OBJ := $(patsubst engine/%.c,$(BUILD)/obj/%.o,$(ENGINE_SRC)) $(BUILD)/obj/migrations.o
 UNIT_SRC   := $(wildcard spec/unit/test_*.c)
 UNIT_BIN   := $(patsubst spec/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
@@ -39,7 +39,7 @@ AGENT_LIBS := $(shell pkg-config --libs hiredis jansson 2>/dev/null) -lpthread
 
 UI_VENDOR := ui/vendor/uPlot.iife.min.js ui/vendor/uPlot.min.css
 
-all: $(BUILD)/sluiced $(BUILD)/libsluice.a $(BUILD)/libsluice.so $(BUILD)/sluice-worker $(UNIT_BIN) \
+all: $(BUILD)/sluiced $(BUILD)/sluicectl $(BUILD)/libsluice.a $(BUILD)/libsluice.so $(BUILD)/sluice-worker $(UNIT_BIN) \
      $(UI_VENDOR)
 
 # The UI's chart library comes from npm at build time (ui/package-lock.json),
@@ -69,6 +69,10 @@ $(BUILD)/obj/migrations.o: $(BUILD)/gen/migrations.c engine/migrations.h $(BUILD
 
 $(BUILD)/sluiced: $(BUILD)/obj/main.o $(ENGINE_OBJ)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# sluicectl: the client for CI jobs and shells (libcurl for HTTP).
+$(BUILD)/sluicectl: $(BUILD)/obj/sluicectl.o $(BUILD)/obj/util.o
+	$(CC) $(LDFLAGS) $^ $(shell pkg-config --libs libcurl jansson) -o $@
 
 # libsluice: the C worker agent, static and shared, and the reference worker.
 $(BUILD)/obj/agent/%.o: agents/c/%.c agents/c/sluice.h $(BUILD)/.flags

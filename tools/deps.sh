@@ -7,7 +7,7 @@
 set -eu
 
 PKGS="build-essential pkg-config libmicrohttpd-dev liblua5.4-dev libsqlite3-dev
-libjansson-dev libssl-dev libhiredis-dev libpq-dev postgresql redis-server sqlite3 curl
+libjansson-dev libssl-dev libhiredis-dev libpq-dev libcurl4-openssl-dev postgresql redis-server sqlite3 curl
 ca-certificates chromium"
 
 missing=""
