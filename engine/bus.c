@@ -312,8 +312,8 @@ static void *bus_relay_main(void *arg) {
     if (c && leader_is(b->opt.ld)) {
         bus_drain_outbox(b, c);          /* last chance for what was just committed */
         bus_flush_alerts(b, c);
-        redisFree(c);
     }
+    if (c) redisFree(c);
     atomic_store(&b->relay_up, 0);
     return NULL;
 }

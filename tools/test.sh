@@ -68,7 +68,7 @@ fi
 if [ "$WHAT" = all ] || [ "$WHAT" = pg ]; then
   echo "== API tests on PostgreSQL (a private server as the postgres user)"
   pgdir=$(mktemp -d /tmp/sluice-pg.XXXXXX)
-  pgport=$((20000 + $$ % 20000))
+  pgport=$(node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
   if url=$(tools/pg.sh start "$pgdir" "$pgport" 2> "$log"); then
     SLUICE_TEST_PG="$url" SLUICE_TEST_PG_DIR="$pgdir" node --test --test-concurrency=2 \
       --test-timeout=180000 --test-reporter=spec spec/api/ > "$log" 2>&1
