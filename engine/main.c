@@ -86,7 +86,9 @@ static int cmd_migrate(int argc, char **argv) {
     if (load_config(&cfg, argc, argv) != 0) return 2;
     store *st = open_store(&cfg, 1);
     if (st == NULL) return 1;
-    printf("database %s is up to date\n", cfg.db_url);
+    char shown[CONFIG_STR_MAX];
+    util_redact_url(cfg.db_url, shown, sizeof shown);
+    printf("database %s is up to date\n", shown);
     store_close(st);
     return 0;
 }
@@ -274,9 +276,11 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
     }
+    char shown_db[CONFIG_STR_MAX];
+    util_redact_url(cfg.db_url, shown_db, sizeof shown_db);   /* no password in logs */
     log_json(LOG_INFO, "listening",
              json_pack("{s:s, s:i, s:s, s:s, s:i, s:i, s:s}", "host", cfg.listen_host, "port",
-                       http_port(http), "db", cfg.db_url, "env", cfg.env, "threads", cfg.threads,
+                       http_port(http), "db", shown_db, "env", cfg.env, "threads", cfg.threads,
                        "routes", script_route_count(scripts), "version", SLUICE_VERSION));
     serve_loop(&app, &stop);
     rc = 0;

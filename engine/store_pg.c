@@ -40,10 +40,23 @@ struct pg_store {
 
 /* ---- connections ------------------------------------------------------------- */
 
+/* Server notices ("relation already exists, skipping") go to our log, not
+ * raw onto stderr between the JSON lines. */
+static void pg_notice(void *arg, const char *message) {
+    (void)arg;
+    char line[512];
+    util_copy(line, sizeof line, message);
+    size_t n = strlen(line);
+    while (n > 0 && line[n - 1] == '\n') line[--n] = '\0';
+    log_json(LOG_DEBUG, "postgres notice", json_pack("{s:s}", "notice", line));
+}
+
 static PGconn *pg_connect(const char *url) {
     const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
     const char *vals[] = {url, "3", "sluiced", NULL};
-    return PQconnectdbParams(keys, vals, 1);
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (c) PQsetNoticeProcessor(c, pg_notice, NULL);
+    return c;
 }
 
 static struct pg_slot *pg_acquire(struct pg_store *s) {

@@ -48,6 +48,10 @@ void util_copy(char *dst, size_t size, const char *src);
  * of valid UTF-8 stays valid. */
 void util_copy_utf8(char *dst, size_t size, const char *src);
 
+/* Copy url into out (size bytes) with any password hidden: the part
+ * between "user:" and "@" of the authority becomes "***". For logs. */
+void util_redact_url(const char *url, char *out, size_t size);
+
 /* Read a whole file (at most max bytes) into a NUL-terminated malloc'd buffer.
  * The caller owns the result. Returns NULL on error, errno set (EFBIG when the
  * file is larger than max). */

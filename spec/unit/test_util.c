@@ -58,11 +58,22 @@ TEST(copy_truncates_and_terminates) {
     EXPECT_STR(small, "");
 }
 
+TEST(redacts_passwords_in_urls_for_logs) {
+    char out[256];
+    util_redact_url("postgres://sluice:s3cret@db:5432/sluice", out, sizeof out);
+    EXPECT_STR(out, "postgres://sluice:***@db:5432/sluice");
+    util_redact_url("postgres://postgres@127.0.0.1:5432/x", out, sizeof out);
+    EXPECT_STR(out, "postgres://postgres@127.0.0.1:5432/x");
+    util_redact_url("sqlite:/data/sluice.db", out, sizeof out);
+    EXPECT_STR(out, "sqlite:/data/sluice.db");
+}
+
 int main(void) {
     RUN(formats_rfc3339_utc_with_milliseconds);
     RUN(accepts_only_safe_names);
     RUN(parses_durations);
     RUN(random_hex_differs_each_call);
     RUN(copy_truncates_and_terminates);
+    RUN(redacts_passwords_in_urls_for_logs);
     return UNIT_DONE();
 }
