@@ -227,6 +227,8 @@ int fleet_report(fleet *fl, const char *payload, size_t len, int64_t now_ms) {
              * not undo a newer acknowledgement. */
             if (w.version < cur->version && strcmp(w.queue, cur->queue) == 0) w.version = cur->version;
             w.last_seen_ms = now_ms;
+            /* An error report stands until a later ack says otherwise. */
+            if (w.error[0] == '\0' && strcmp(event, "heartbeat") == 0) util_copy(w.error, sizeof w.error, cur->error);
             fleet_sample(fl, &w, cur, now_ms);
         }
         *cur = w;

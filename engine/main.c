@@ -54,14 +54,16 @@ static store *open_store(const struct config *cfg, int migrate) {
         fprintf(stderr, "sluiced: %s\n", err);
         return NULL;
     }
+    char shown[CONFIG_STR_MAX];
+    util_redact_url(cfg->db_url, shown, sizeof shown);   /* never a password in logs */
     if (migrate && store_migrate(st, &applied) != STORE_OK) {
-        fprintf(stderr, "sluiced: migrations failed on %s (see the log above)\n", cfg->db_url);
+        fprintf(stderr, "sluiced: migrations failed on %s (see the log above)\n", shown);
         store_close(st);
         return NULL;
     }
     if (!migrate && store_schema_current(st) != 1) {
         fprintf(stderr, "sluiced: the database %s is not migrated; run: sluiced migrate --db %s\n",
-                cfg->db_url, cfg->db_url);
+                shown, shown);
         store_close(st);
         return NULL;
     }

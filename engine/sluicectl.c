@@ -162,7 +162,10 @@ static int ctl_set(const struct ctl *c, const char *queue, json_t *body, int wai
     }
     json_t *acks = json_object_get(a, "acks");
     int complete = json_is_true(json_object_get(acks, "complete"));
-    if (waiting && !complete) rc = EXIT_UNACKED;
+    json_int_t expected = json_integer_value(json_object_get(acks, "expected"));
+    /* With no live worker nothing acknowledged: a CI job must not read that
+     * as success. */
+    if (waiting && (!complete || expected == 0)) rc = EXIT_UNACKED;
     if (c->json) {
         json_dumpf(a, stdout, JSON_INDENT(2));
         putchar('\n');
@@ -177,7 +180,9 @@ static int ctl_set(const struct ctl *c, const char *queue, json_t *body, int wai
                    (long long)json_integer_value(json_object_get(acks, "expected")),
                    complete ? "" : " before the wait ended");
     }
-    if (rc == EXIT_UNACKED) fprintf(stderr, "sluicectl: not every worker acknowledged in time\n");
+    if (rc == EXIT_UNACKED)
+        fprintf(stderr, expected == 0 ? "sluicectl: no live worker of %s to acknowledge the change\n"
+                                      : "sluicectl: not every worker acknowledged in time\n", queue);
     json_decref(a);
     return rc;
 }
@@ -348,8 +353,10 @@ int main(int argc, char **argv) {
         else if (reason == NULL) fprintf(stderr, "sluicectl: set needs --reason (it goes into the audit log)\n");
         else if (duration && util_parse_duration(duration, &dur_s) != 0)
             fprintf(stderr, "sluicectl: --duration: expected 90s, 15m, 2h or 1d\n");
-        else if (wait && ctl_ms(wait, &wait_ms) != 0)
-            fprintf(stderr, "sluicectl: --wait: expected 5s, 1500ms or 1m\n");
+        else if (wait && (ctl_ms(wait, &wait_ms) != 0 || wait_ms > 30000))
+            fprintf(stderr, "sluicectl: --wait: expected 5s, 1500ms or 30s (at most 30 s)\n");
+        else if (expected && (strtoll(expected, &end, 10) < 0 || *end || end == expected))
+            fprintf(stderr, "sluicectl: --expected-version: expected a version number, got '%s'\n", expected);
         else {
             body = json_pack("{s:I, s:s, s:b}", "desired_concurrency", (json_int_t)n, "reason", reason,
                              "confirm", confirm);

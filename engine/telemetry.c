@@ -227,11 +227,14 @@ static json_t *telemetry_queue(telemetry *t, struct app *app, const char *queue,
             active_conc += w->concurrency;
             if (min_version < 0 || w->version < min_version) min_version = w->version;
         }
-        json_array_append_new(workers, json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "id", w->id,
+        json_t *row = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "id", w->id,
                                                  "concurrency", (json_int_t)w->concurrency, "version",
                                                  (json_int_t)w->version, "active", (json_int_t)w->active,
                                                  "last_seen_ms", (json_int_t)(mono - w->last_seen_ms),
-                                                 "state", state, "agent", w->agent));
+                                                 "state", state, "agent", w->agent);
+        /* A worker that clamps to its hard limit says why: show it. */
+        if (row) json_object_set_new(row, "error", w->error[0] ? json_string(w->error) : json_null());
+        json_array_append_new(workers, row);
     }
     free(ws);
     fleet_rates(app->fl, queue, mono, &rates);

@@ -185,6 +185,10 @@ test('a_worker_running_the_wrong_concurrency_fires_and_resolves_the_mismatch_ale
     assert.equal(fired.queue, 'zero');
     assert.equal(fired.severity, 'warning');
     assert.match(fired.message, /zero-capped runs 3, desired 5/);
+    const snap = (await srv.request('GET', '/admin/runtime-scaling', { token: srv.tokens.read })).json;
+    const row = snap.queues.find((q) => q.queue === 'zero').workers.find((w) => w.id === 'zero-capped');
+    assert.equal(row.state, 'mismatch');
+    assert.match(row.error, /hard limit 3/);              // why it runs less is visible
     assert.ok(await waitFor(() => /"msg":"alert"/.test(srv.log), 1000));
     const back = await putScaling(srv, 'zero', { desired_concurrency: 3, reason: 'within the limit' });
     assert.equal(back.status, 200, back.text);

@@ -74,6 +74,22 @@ test('a_wait_that_ends_without_every_ack_exits_3', async () => {
   } finally { clearInterval(beat); }
 });
 
+test('a_wait_with_no_live_worker_exits_3_not_0', async () => {
+  const r = await ctl(['set', 'budget', '5', '--reason', 'no worker runs budget', '--wait', '1s']);
+  assert.equal(r.code, 3, r.stderr);
+  assert.match(r.stdout, /acknowledged by 0 of 0 live workers/);
+  assert.match(r.stderr, /no live worker of budget to acknowledge the change/);
+});
+
+test('bad_flags_are_usage_errors', async () => {
+  const longWait = await ctl(['set', 'beta', '5', '--reason', 'x', '--wait', '1m']);
+  assert.equal(longWait.code, 1);
+  assert.match(longWait.stderr, /at most 30 s/);
+  const badVersion = await ctl(['set', 'beta', '5', '--reason', 'x', '--expected-version', 'abc']);
+  assert.equal(badVersion.code, 1);
+  assert.match(badVersion.stderr, /--expected-version: expected a version number/);
+});
+
 test('a_server_that_is_down_exits_1', async () => {
   const r = await ctl(['get'], { url: `http://127.0.0.1:${await freePort()}` });
   assert.equal(r.code, 1);
