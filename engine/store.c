@@ -14,6 +14,43 @@ struct store {
 
 static const struct store_backend *const backends[] = {&store_sqlite_backend, &store_pg_backend, NULL};
 
+int store_plan_change(const struct store_change *c, const struct store_target *cur,
+                      struct store_target *next, int *bumped) {
+    *next = *cur;
+    *bumped = 0;
+    /* A real change, or a permanent change that ends a temporary override at
+     * the same value (version kept). An override on top of an override still
+     * reverts to the value in force before the first one. A no-op never
+     * starts an override. */
+    if (c->to == cur->desired && !(cur->expires_at_ms && !c->expires_at_ms)) return 0;
+    next->desired = c->to;
+    *bumped = c->to != cur->desired;
+    next->version = cur->version + *bumped;
+    util_copy(next->updated_by, sizeof next->updated_by, c->actor);
+    next->updated_at_ms = c->now_ms;
+    util_copy(next->reason, sizeof next->reason, c->reason);
+    next->expires_at_ms = c->expires_at_ms;
+    next->revert_to = !c->expires_at_ms ? 0 : cur->expires_at_ms ? cur->revert_to : cur->desired;
+    return 1;
+}
+
+void store_change_audit(struct store_audit *e, const struct store_change *c, int64_t from,
+                        int64_t version, const char *outcome, const char *error_code) {
+    memset(e, 0, sizeof *e);
+    strcpy(e->kind, "scaling");
+    util_copy(e->subject, sizeof e->subject, c->queue);
+    e->from = from;
+    e->to = c->to;
+    e->version = version;
+    util_copy(e->actor, sizeof e->actor, c->actor);
+    util_copy(e->source, sizeof e->source, c->source);
+    util_copy(e->reason, sizeof e->reason, c->reason);
+    util_copy(e->outcome, sizeof e->outcome, outcome);
+    util_copy(e->error_code, sizeof e->error_code, error_code);
+    e->at_ms = c->now_ms;
+    util_copy(e->request_id, sizeof e->request_id, c->request_id);
+}
+
 store *store_open(const char *url, const struct store_options *opt, char *err, size_t errlen) {
     for (const struct store_backend *const *be = backends; *be; be++) {
         if (strncmp(url, (*be)->scheme, strlen((*be)->scheme)) != 0) continue;

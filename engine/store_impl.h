@@ -41,6 +41,17 @@ struct store_backend {
     int (*delete_session)(void *h, const char *id_hash);
 };
 
+/* What a judged change writes, the same for every backend. Given the
+ * current state and an accepted change, fill *next and say whether the
+ * policy row must be written and whether the version moved (an outbox row
+ * is due). Returns 1 when the row is written. */
+int store_plan_change(const struct store_change *c, const struct store_target *cur,
+                      struct store_target *next, int *bumped);
+
+/* The audit entry of a judged change: "applied" or "rejected" (with code). */
+void store_change_audit(struct store_audit *e, const struct store_change *c, int64_t from,
+                        int64_t version, const char *outcome, const char *error_code);
+
 extern const struct store_backend store_sqlite_backend;
 extern const struct store_backend store_pg_backend;
 

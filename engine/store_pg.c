@@ -499,21 +499,6 @@ static int pg_write_outbox(struct pg_slot *p, const struct store_target *t) {
     return rc;
 }
 
-static void pg_fill_audit(struct store_audit *e, const struct store_change *c, int64_t from,
-                          int64_t version) {
-    memset(e, 0, sizeof *e);
-    strcpy(e->kind, "scaling");
-    util_copy(e->subject, sizeof e->subject, c->queue);
-    e->from = from;
-    e->to = c->to;
-    e->version = version;
-    util_copy(e->actor, sizeof e->actor, c->actor);
-    util_copy(e->source, sizeof e->source, c->source);
-    util_copy(e->reason, sizeof e->reason, c->reason);
-    e->at_ms = c->now_ms;
-    util_copy(e->request_id, sizeof e->request_id, c->request_id);
-}
-
 static int pg_apply_change(void *h, const struct store_change *c, store_judge_fn judge, void *ud,
                            struct store_change_result *out) {
     struct pg_store *s = h;
@@ -551,26 +536,17 @@ static int pg_apply_change(void *h, const struct store_change *c, store_judge_fn
         goto done;                            /* rolled back by pg_release */
     }
     if (verdict == 0) {
-        pg_fill_audit(&entry, c, cur.desired, cur.version);
-        strcpy(entry.outcome, "rejected");
-        util_copy(entry.error_code, sizeof entry.error_code, code);
+        store_change_audit(&entry, c, cur.desired, cur.version, "rejected", code);
         if ((rc = pg_insert_audit(p, &entry)) != STORE_OK) goto done;
         out->target = cur;
     } else {
-        struct store_target next = cur;
-        if (c->to != cur.desired || (cur.expires_at_ms && !c->expires_at_ms)) {
-            next.desired = c->to;
-            next.version = cur.version + (c->to != cur.desired);
-            util_copy(next.updated_by, sizeof next.updated_by, c->actor);
-            next.updated_at_ms = c->now_ms;
-            util_copy(next.reason, sizeof next.reason, c->reason);
-            next.expires_at_ms = c->expires_at_ms;
-            next.revert_to = !c->expires_at_ms ? 0 : cur.expires_at_ms ? cur.revert_to : cur.desired;
+        struct store_target next;
+        int bumped;
+        if (store_plan_change(c, &cur, &next, &bumped)) {
             if ((rc = pg_write_target(p, &next)) != STORE_OK) goto done;
-            if (next.version != cur.version && (rc = pg_write_outbox(p, &next)) != STORE_OK) goto done;
+            if (bumped && (rc = pg_write_outbox(p, &next)) != STORE_OK) goto done;
         }
-        pg_fill_audit(&entry, c, cur.desired, next.version);
-        strcpy(entry.outcome, "applied");
+        store_change_audit(&entry, c, cur.desired, next.version, "applied", "");
         if ((rc = pg_insert_audit(p, &entry)) != STORE_OK) goto done;
         out->target = next;
         out->applied = 1;
