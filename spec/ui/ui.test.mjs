@@ -5,8 +5,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
-import { startServer, putScaling, createToken, ROOT, TEST_POLICY } from '../api/harness.mjs';
-import { writeFileSync } from 'node:fs';
+import { startServer, putScaling, createToken, ROOT, TEST_POLICY, tempDir } from '../api/harness.mjs';
+import { writeFileSync, statSync, rmSync } from 'node:fs';
 import { startRedis, startWorker, produce, waitFor, sleep, freePort } from '../api/fleet_harness.mjs';
 
 const POLICY = TEST_POLICY + `
@@ -224,6 +224,12 @@ test('the_overview_screenshot_for_the_docs', async () => {
   try {
     await sleep(6000);                     // a few snapshots, so the chart has a line
     await card(page, 'ingestion').scrollIntoViewIfNeeded();
-    await page.screenshot({ path: join(ROOT, 'docs', 'ui-overview.png'), fullPage: false });
+    // Into docs/ only when asked (SLUICE_SCREENSHOT=1 make ui): tests do not
+    // write into the source tree.
+    const dir = process.env.SLUICE_SCREENSHOT ? join(ROOT, 'docs') : tempDir('sluice-shot-');
+    const path = join(dir, 'ui-overview.png');
+    await page.screenshot({ path, fullPage: false });
+    assert.ok(statSync(path).size > 10000, 'screenshot is empty');
+    if (!process.env.SLUICE_SCREENSHOT) rmSync(dir, { recursive: true, force: true });
   } finally { await page.close(); }
 });
