@@ -21,8 +21,15 @@ async function api(method, path, body) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (method !== 'GET' && state.csrf) headers['X-CSRF-Token'] = state.csrf;
-  const res = await fetch(path, { method, headers, credentials: 'same-origin',
-    body: body === undefined ? undefined : JSON.stringify(body) });
+  let res;
+  try {
+    res = await fetch(path, { method, headers, credentials: 'same-origin',
+      body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    // The server cannot be reached (restarting, network): an answer like
+    // any other, so no caller stops half-way (e.g. before listening).
+    return { status: 0, json: { error: { message: 'The server cannot be reached; try again.' } }, retryAfter: null };
+  }
   let json = null;
   try { json = await res.json(); } catch { /* empty body */ }
   return { status: res.status, json, retryAfter: res.headers.get('Retry-After') };
@@ -62,6 +69,10 @@ $('#login-form').addEventListener('submit', async (e) => {
   }
   $('#token').value = '';
   const who = await api('GET', '/api/v1/whoami');
+  if (who.status !== 200) {
+    $('#login-error').textContent = who.json?.error?.message || `Login failed (${who.status})`;
+    return;
+  }
   enter(who.json);
 });
 
@@ -106,8 +117,8 @@ function listen() {
   es.addEventListener('alert', () => {});     // the next snapshot shows it
   es.onerror = async () => {
     setBanner('conn', 'warn', 'Live updates interrupted; reconnecting…');
-    const who = await api('GET', '/api/v1/whoami').catch(() => null);
-    if (who && who.status === 401) return showLogin('Your session ended; log in again.');
+    const who = await api('GET', '/api/v1/whoami');
+    if (who.status === 401) return showLogin('Your session ended; log in again.');
     // A refused stream (e.g. too many open) is not retried by the browser.
     if (es.readyState === EventSource.CLOSED && state.events === es) setTimeout(() => state.who && listen(), 3000);
   };
@@ -369,7 +380,7 @@ async function apply(c) {
   c.result.className = 'result error';
   c.result.setAttribute('role', 'alert');
   // The server's message already says when to retry a 429.
-  c.result.textContent = `Refused: ${message}`;
+  c.result.textContent = r.status === 0 ? `Not applied: ${message}` : `Refused: ${message}`;
   loadHistory(c.queue);                       // refusals are history too
   loadAudit();
 }

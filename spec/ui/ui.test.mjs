@@ -189,8 +189,11 @@ test('the_page_reconnects_by_itself_after_a_server_restart', async () => {
   const page = await loggedIn(srv.tokens.read);
   try {
     await srv.stop();
-    await page.getByText(/Live updates interrupted/).waitFor({ timeout: 5000 });
-    await srv.start();
+    try {
+      await page.getByText(/Live updates interrupted/).waitFor({ timeout: 5000 });
+    } finally {
+      await srv.start();                   // the next tests need it, whatever happened
+    }
     const r = await putScaling(srv, 'zero', { desired_concurrency: 7, reason: 'after the restart' });
     assert.equal(r.status, 200, r.text);
     const c = card(page, 'zero');
