@@ -1,23 +1,36 @@
 # Sluice — the one entry point. Targets a newcomer can guess:
-#   make          build everything into build/
+#   make          install what the build needs, build everything into build/
 #   make run      install what is missing, build, start the local demo
-#   make test     everything CI runs (unit + API tests), with a closing count
+#   make test     everything CI runs (unit + API + browser tests), with a count
 #   make bench    benchmarks (not tests)
+#   make install  PREFIX=/usr/local DESTDIR=   (programs, library, share, etc)
 #   make clean
 # Variants: make test SANITIZE=address,undefined   (AddressSanitizer + UBSan)
 #           make test WERROR=1                      (warnings are errors, as in CI)
 #           make valgrind                           (unit tests under valgrind)
+# Root only, not part of make test:
+#           make fresh-check                        (a fresh clone on a bare machine)
+#
+# Why two levels: the compiler flags come from pkg-config, which can only
+# answer once the -dev packages are installed. So every public target first
+# runs tools/deps.sh (installs, or says in one line what to install), then
+# re-invokes make, which reads this file again with the packages present.
 
+VERSION := 0.2.0
 CC      ?= cc
 BUILD   ?= build
-PKGS    := lua5.4 jansson libmicrohttpd sqlite3 libcrypto hiredis libpq
+PREFIX  ?= /usr/local
+DESTDIR ?=
+PKGS    := lua5.4 jansson libmicrohttpd sqlite3 libcrypto hiredis libpq libcurl
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wwrite-strings
 OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -Iengine \
+           -DSLUICE_VERSION='"$(VERSION)"' \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+LDLIBS  := $(shell pkg-config --libs lua5.4 jansson libmicrohttpd sqlite3 libcrypto hiredis libpq 2>/dev/null) \
+           -lpthread -lm
 
 ifdef WERROR
 CFLAGS  += -Werror
@@ -33,20 +46,77 @@ ENGINE_OBJ := $(patsubst engine/%.c,$(BUILD)/obj/%.o,$(ENGINE_SRC)) $(BUILD)/obj
 UNIT_SRC   := $(wildcard spec/unit/test_*.c)
 UNIT_BIN   := $(patsubst spec/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
-.PHONY: all run test unit api ui bench clean deps valgrind FORCE
-
+PROGRAMS   := $(BUILD)/sluiced $(BUILD)/sluicectl $(BUILD)/sluice-worker
+LIBS       := $(BUILD)/libsluice.a $(BUILD)/libsluice.so
 AGENT_LIBS := $(shell pkg-config --libs hiredis jansson 2>/dev/null) -lpthread
+UI_VENDOR  := ui/vendor/uPlot.iife.min.js ui/vendor/uPlot.min.css
+SUB        := $(MAKE) --no-print-directory
 
-UI_VENDOR := ui/vendor/uPlot.iife.min.js ui/vendor/uPlot.min.css
+.PHONY: all run test unit api ui bench clean deps valgrind install fresh-check \
+        build check-packages FORCE
 
-all: $(BUILD)/sluiced $(BUILD)/sluicectl $(BUILD)/libsluice.a $(BUILD)/libsluice.so $(BUILD)/sluice-worker $(UNIT_BIN) \
-     $(UI_VENDOR)
+# ---- public targets ----------------------------------------------------------
+
+all:
+	@tools/deps.sh build
+	@$(SUB) build
+
+deps:
+	@tools/deps.sh test
+
+run:
+	@tools/deps.sh run
+	@$(SUB) build
+	@BUILD=$(BUILD) tools/run.sh
+
+test:
+	@tools/deps.sh test
+	@$(SUB) build
+	@BUILD=$(BUILD) tools/test.sh
+
+unit api ui:
+	@tools/deps.sh test
+	@$(SUB) build
+	@BUILD=$(BUILD) tools/test.sh $@
+
+valgrind:
+	@tools/deps.sh test
+	@$(SUB) build
+	@BUILD=$(BUILD) VALGRIND=1 tools/test.sh unit
+
+bench:
+	@tools/deps.sh test
+	@$(SUB) build
+	@SLUICE_BUILD=$(abspath $(BUILD)) node spec/bench/propagation.mjs
+
+install:
+	@tools/deps.sh build
+	@$(SUB) build
+	@BUILD=$(BUILD) PREFIX=$(PREFIX) DESTDIR=$(DESTDIR) tools/install.sh
+
+fresh-check:
+	@tools/fresh-check.sh
+
+clean:
+	rm -rf $(BUILD) ui/vendor
+
+# ---- the build itself (run by the targets above) ------------------------------
+
+build: check-packages $(PROGRAMS) $(LIBS) $(UNIT_BIN) $(UI_VENDOR)
+
+# One line, never a compiler's "lua.h: No such file", when someone runs an
+# inner target on a machine without the packages.
+check-packages:
+	@pkg-config --exists $(PKGS) 2>/dev/null || { echo "sluice: build packages are missing; run 'make' (it installs them) or tools/deps.sh build" >&2; exit 1; }
 
 # The UI's chart library comes from npm at build time (ui/package-lock.json),
 # never from a CDN at run time.
-ui/vendor/%: ui/node_modules/uplot/dist/%
+ui/vendor/%: ui/node_modules/.package-lock.json
 	@mkdir -p ui/vendor
-	cp $< $@
+	cp ui/node_modules/uplot/dist/$* $@
+
+ui/node_modules/.package-lock.json: ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund --loglevel=error
 
 # Rebuild everything when the flags change (e.g. switching to SANITIZE), so
 # build/ never mixes instrumented and plain objects.
@@ -72,7 +142,7 @@ $(BUILD)/sluiced: $(BUILD)/obj/main.o $(ENGINE_OBJ)
 
 # sluicectl: the client for CI jobs and shells (libcurl for HTTP).
 $(BUILD)/sluicectl: $(BUILD)/obj/sluicectl.o $(BUILD)/obj/util.o
-	$(CC) $(LDFLAGS) $^ $(shell pkg-config --libs libcurl jansson) -o $@
+	$(CC) $(LDFLAGS) $^ $(shell pkg-config --libs libcurl jansson 2>/dev/null) -o $@
 
 # libsluice: the C worker agent, static and shared, and the reference worker.
 $(BUILD)/obj/agent/%.o: agents/c/%.c agents/c/sluice.h $(BUILD)/.flags
@@ -83,7 +153,7 @@ $(BUILD)/libsluice.a: $(BUILD)/obj/agent/sluice.o
 	$(AR) rcs $@ $^
 
 $(BUILD)/libsluice.so: $(BUILD)/obj/agent/sluice.o
-	$(CC) $(LDFLAGS) -shared $^ $(AGENT_LIBS) -o $@
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libsluice.so.0 $^ $(AGENT_LIBS) -o $@
 
 $(BUILD)/sluice-worker: $(BUILD)/obj/agent/worker.o $(BUILD)/libsluice.a
 	$(CC) $(LDFLAGS) $^ $(AGENT_LIBS) -o $@
@@ -91,30 +161,3 @@ $(BUILD)/sluice-worker: $(BUILD)/obj/agent/worker.o $(BUILD)/libsluice.a
 $(BUILD)/unit/%: spec/unit/%.c spec/unit/unit.h $(ENGINE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ispec/unit $< $(ENGINE_OBJ) $(LDFLAGS) $(LDLIBS) -o $@
-
-deps:
-	@tools/deps.sh
-
-run: deps all
-	@BUILD=$(BUILD) tools/run.sh
-
-test: deps all
-	@BUILD=$(BUILD) tools/test.sh
-
-unit: all
-	@BUILD=$(BUILD) tools/test.sh unit
-
-api: all
-	@BUILD=$(BUILD) tools/test.sh api
-
-ui: all
-	@BUILD=$(BUILD) tools/test.sh ui
-
-valgrind: all
-	@BUILD=$(BUILD) VALGRIND=1 tools/test.sh unit
-
-bench: deps all
-	@SLUICE_BUILD=$(abspath $(BUILD)) node spec/bench/propagation.mjs
-
-clean:
-	rm -rf $(BUILD)

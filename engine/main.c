@@ -24,7 +24,9 @@
 #include <string.h>
 #include <time.h>
 
-#define SLUICE_VERSION "0.1.0"
+#ifndef SLUICE_VERSION           /* the Makefile passes VERSION */
+#define SLUICE_VERSION "0.0.0-dev"
+#endif
 
 static void usage(void) {
     printf("sluiced %s — run-time scaling control plane for queue workers\n\n"
@@ -281,9 +283,11 @@ static int cmd_serve(int argc, char **argv) {
     char shown_db[CONFIG_STR_MAX];
     util_redact_url(cfg.db_url, shown_db, sizeof shown_db);   /* no password in logs */
     log_json(LOG_INFO, "listening",
-             json_pack("{s:s, s:i, s:s, s:s, s:i, s:i, s:s}", "host", cfg.listen_host, "port",
-                       http_port(http), "db", shown_db, "env", cfg.env, "threads", cfg.threads,
-                       "routes", script_route_count(scripts), "version", SLUICE_VERSION));
+             json_pack("{s:s, s:i, s:s, s:s, s:i, s:i, s:s, s:s, s:s, s:s}", "host",
+                       cfg.listen_host, "port", http_port(http), "db", shown_db, "env", cfg.env,
+                       "threads", cfg.threads, "routes", script_route_count(scripts), "version",
+                       SLUICE_VERSION, "policies", cfg.policies_dir, "scripts", cfg.scripts_dir,
+                       "ui", cfg.ui_dir));
     serve_loop(&app, &stop);
     rc = 0;
 done:

@@ -1,28 +1,41 @@
 #!/bin/sh
 # deps.sh — install what Sluice needs on Debian 12, once.
+#   tools/deps.sh build   compiler, -dev packages, Node.js and npm
+#   tools/deps.sh run     build + redis-server (the demo behind `make run`)
+#   tools/deps.sh test    run + PostgreSQL, Chromium, and the tests' npm packages
 #
 # As root: apt-get update (only when something is missing), then install.
-# Not root: print the exact command and stop, so nothing happens behind the
-# user's back.
+# Not root: one line naming the exact command, exit 1, so nothing happens
+# behind the user's back.
 set -eu
+cd "$(dirname "$0")/.."
+tier=${1:-test}
 
-PKGS="build-essential pkg-config libmicrohttpd-dev liblua5.4-dev libsqlite3-dev
-libjansson-dev libssl-dev libhiredis-dev libpq-dev libcurl4-openssl-dev postgresql redis-server sqlite3 curl
-ca-certificates chromium"
+BUILD_PKGS="build-essential pkg-config libmicrohttpd-dev liblua5.4-dev libsqlite3-dev
+libjansson-dev libssl-dev libhiredis-dev libpq-dev libcurl4-openssl-dev ca-certificates"
+RUN_PKGS="redis-server curl"
+TEST_PKGS="postgresql sqlite3 chromium"
 
+case $tier in
+build) want="$BUILD_PKGS" ;;
+run)   want="$BUILD_PKGS $RUN_PKGS" ;;
+test)  want="$BUILD_PKGS $RUN_PKGS $TEST_PKGS" ;;
+*) echo "usage: tools/deps.sh build|run|test" >&2; exit 2 ;;
+esac
+
+# One dpkg-query for all of them: packages it does not know are missing too.
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' $want 2>/dev/null |
+            awk '/ install ok installed$/ {print $1}')
 missing=""
-for p in $PKGS; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
-    missing="$missing $p"
+for p in $want; do
+  echo "$installed" | grep -qx "$p" || missing="$missing $p"
 done
 command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 command -v npm >/dev/null 2>&1 || missing="$missing npm"
 
 if [ -n "$missing" ]; then
   if [ "$(id -u)" -ne 0 ]; then
-    echo "Sluice needs these Debian packages:$missing" >&2
-    echo "Install them with:" >&2
-    echo "  sudo apt-get update && sudo apt-get install -y --no-install-recommends$missing" >&2
+    echo "sluice: missing Debian packages; install them with: sudo apt-get update && sudo apt-get install -y --no-install-recommends$missing" >&2
     exit 1
   fi
   echo "installing:$missing"
@@ -30,20 +43,15 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 fi
 
-# npm packages: sluice-bullmq's own, then the tests' (each pinned by its
-# lock file; the tests use sluice-bullmq from agents/bullmq).
-if [ ! -d agents/bullmq/node_modules ] || [ agents/bullmq/package-lock.json -nt agents/bullmq/node_modules ]; then
-  echo "installing sluice-bullmq's packages from npm (agents/bullmq/package-lock.json)"
-  (cd agents/bullmq && npm ci --no-audit --no-fund --loglevel=error)
-  touch agents/bullmq/node_modules
-fi
-if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules ]; then
-  echo "installing the UI's chart library from npm (ui/package-lock.json)"
-  (cd ui && npm ci --no-audit --no-fund --loglevel=error)
-  touch ui/node_modules
-fi
-if [ ! -d spec/node_modules ] || [ spec/package-lock.json -nt spec/node_modules ]; then
-  echo "installing test packages from npm (spec/package-lock.json)"
-  (cd spec && npm ci --no-audit --no-fund --loglevel=error)
-  touch spec/node_modules
-fi
+[ "$tier" = test ] || exit 0
+
+# npm packages for the tests, each pinned by its lock file (the UI's chart
+# library is the build's business: see the Makefile). npm writes
+# node_modules/.package-lock.json last, so its age tells a finished install.
+for d in agents/bullmq spec; do
+  if [ ! -f "$d/node_modules/.package-lock.json" ] ||
+     [ "$d/package-lock.json" -nt "$d/node_modules/.package-lock.json" ]; then
+    echo "installing npm packages for $d ($d/package-lock.json)"
+    (cd "$d" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
