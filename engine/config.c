@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum opt_kind { OPT_STR, OPT_INT, OPT_LONG, OPT_LISTEN };
@@ -48,6 +49,50 @@ static const struct opt options[] = {
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
+static int config_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The directory that holds the running sluiced, resolved through symlinks
+ * (/proc/self/exe), into out. Returns 0, or -1 when it cannot be known. */
+static int config_exe_dir(char *out, size_t outlen) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return -1;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash == NULL || (size_t)(slash - exe) >= outlen) return -1;
+    *slash = '\0';
+    snprintf(out, outlen, "%s", exe[0] ? exe : "/");
+    return 0;
+}
+
+/* Default for a resource directory that no flag or variable names, so that
+ * `sluiced serve` works from any directory: first the installed layout
+ * (PREFIX/bin/sluiced finds PREFIX/<installed>), then a source tree
+ * (build/sluiced finds <source> in the repository), else <source> in the
+ * current directory, as before. */
+static void config_find_dir(char *out, size_t outlen, const char *installed, const char *source) {
+    char bin[PATH_MAX], path[PATH_MAX + 64];
+    if (config_exe_dir(bin, sizeof bin) == 0) {
+        /* PREFIX=/usr keeps configuration in /etc, not /usr/etc. */
+        int usr = strcmp(bin, "/usr/bin") == 0 && strncmp(installed, "etc/", 4) == 0;
+        if (usr) snprintf(path, sizeof path, "/%s", installed);
+        else snprintf(path, sizeof path, "%s/../%s", bin, installed);
+        if (config_is_dir(path) && realpath(path, bin) != NULL && strlen(bin) < outlen) {
+            strcpy(out, bin);
+            return;
+        }
+        snprintf(path, sizeof path, "%s/../%s", bin, source);
+        if (config_is_dir(path) && realpath(path, bin) != NULL && strlen(bin) < outlen) {
+            strcpy(out, bin);
+            return;
+        }
+    }
+    snprintf(out, outlen, "./%s", source);
+}
+
 static void config_defaults(struct config *c) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     memset(c, 0, sizeof *c);
@@ -57,9 +102,9 @@ static void config_defaults(struct config *c) {
     strcpy(c->redis_url, "redis://127.0.0.1:6379");
     strcpy(c->prefix, "sluice");
     strcpy(c->env, "local");
-    strcpy(c->policies_dir, "./policies");
-    strcpy(c->scripts_dir, "./scripts");
-    strcpy(c->ui_dir, "./ui");
+    config_find_dir(c->policies_dir, sizeof c->policies_dir, "etc/sluice/policies", "policies");
+    config_find_dir(c->scripts_dir, sizeof c->scripts_dir, "share/sluice/scripts", "scripts");
+    config_find_dir(c->ui_dir, sizeof c->ui_dir, "share/sluice/ui", "ui");
     c->threads = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
     c->max_body = 65536;
     c->conn_limit = 1024;
