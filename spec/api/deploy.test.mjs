@@ -76,11 +76,15 @@ test('production: replicas on PostgreSQL from a Secret, probes, a disruption bud
   assert.equal(find(docs, 'Secret', 'sluice-db').stringData.url.startsWith('postgres://'), true);
 });
 
-test('the Dockerfile builds on Debian 12 in two stages and runs sluiced on 8080', () => {
+test('the Dockerfile builds on Debian 12 in two stages with make install and runs sluiced on 8080', () => {
   const text = readFileSync(join(ROOT, 'deploy', 'Dockerfile'), 'utf8');
-  assert.equal((text.match(/^FROM debian:12-slim/gm) || []).length, 2);
+  assert.equal((text.match(/^FROM docker\.io\/library\/debian:12-slim/gm) || []).length, 2);
+  assert.match(text, /^RUN .*make install .*PREFIX=\/usr\/local DESTDIR=\/stage$/m);
+  assert.match(text, /^COPY --from=build \/stage\/ \/$/m);
   assert.match(text, /^EXPOSE 8080$/m);
   assert.match(text, /^ENTRYPOINT \["\/usr\/local\/bin\/sluiced"\]$/m);
-  assert.match(text, /^USER sluice$/m);
-  for (const dir of ['scripts', 'policies', 'ui/vendor']) assert.ok(text.includes(`/src/${dir}`), dir);
+  assert.match(text, /^USER 10001$/m);
+  assert.match(text, /^HEALTHCHECK .*\/healthz/m);
+  const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8');
+  for (const p of ['build', '**/node_modules', '.git']) assert.match(ignore, new RegExp(`^${p.replace(/[.*]/g, '\\$&')}$`, 'm'));
 });
