@@ -33,19 +33,27 @@ fi
 "$BUILD/sluiced" migrate --db "$DB" > /dev/null
 
 # Two reference workers per queue, and producers that keep the queues
-# moving (a few percent of jobs fail, so failure rates show).
+# moving: 20 jobs every 2 s, 3 % of them failing (so failure rates show), and
+# every 40 s or so a burst of 300 that the workers take a while to drain, so
+# depth and the charts move. Each queue starts its bursts at another time.
+phase=0
 for q in ingestion build workflow; do
   for i in 1 2; do
     "$BUILD/sluice-worker" --queue "$q" --redis "$SLUICE_REDIS" --id "$q-demo-$i" \
       2>> "$RUN/workers.log" &
     demo_pids="$demo_pids $!"
   done
-  ( while :; do
-      "$BUILD/sluice-worker" --produce 20 --queue "$q" --redis "$SLUICE_REDIS" \
+  ( tick=$phase
+    while :; do
+      n=20
+      [ $((tick % 20)) -eq 19 ] && n=300
+      "$BUILD/sluice-worker" --produce "$n" --queue "$q" --redis "$SLUICE_REDIS" \
         --sleep-ms 150 --fail-ratio 0.03 > /dev/null 2>&1 || true
+      tick=$((tick + 1))
       sleep 2
     done ) &
   demo_pids="$demo_pids $!"
+  phase=$((phase + 7))
 done
 TOKEN=$("$BUILD/sluiced" token create --db "$DB" --name "demo-admin" --scopes admin \
         --expires-in 1d 2>/dev/null)

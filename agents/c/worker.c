@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -166,9 +167,14 @@ static int produce(long n, long sleep, double fail_ratio) {
         fprintf(stderr, "sluice-worker: cannot connect to %s\n", W.redis_url);
         return 1;
     }
-    /* Failures spread evenly, so a run has exactly the ratio asked for. */
+    /* Failures spread evenly from a random phase: a batch of n has floor or
+     * ceil of n × ratio failures (exactly that when it is whole), so small
+     * batches still fail at the ratio on average instead of rounding to 0. */
+    double phase = 0;
+    unsigned int seed;
+    if (getrandom(&seed, sizeof seed, 0) == (ssize_t)sizeof seed) phase = seed / 4294967296.0;
     for (long i = 0; i < n; i++) {
-        int fail = (long)((i + 1) * fail_ratio) > (long)(i * fail_ratio);
+        int fail = (long)((i + 1) * fail_ratio + phase) > (long)(i * fail_ratio + phase);
         char job[160];
         snprintf(job, sizeof job, "{\"id\":\"%d-%ld\",\"sleep_ms\":%ld,\"fail\":%s}", (int)getpid(), i,
                  sleep, fail ? "true" : "false");
