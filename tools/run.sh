@@ -12,8 +12,12 @@ mkdir -p "$RUN"
 
 redis_pid=""
 demo_pids=""
+sluiced_pid=""
 cleanup() {
-  # Workers drain their running jobs on SIGTERM and say bye.
+  trap - EXIT INT TERM
+  # sluiced first (it drains held answers), then the workers, which drain
+  # their running jobs on SIGTERM and say bye, then Redis.
+  [ -n "$sluiced_pid" ] && kill "$sluiced_pid" 2>/dev/null && { wait "$sluiced_pid" 2>/dev/null || true; }
   for p in $demo_pids; do kill "$p" 2>/dev/null || true; done
   wait $demo_pids 2>/dev/null || true
   [ -n "$redis_pid" ] && kill "$redis_pid" 2>/dev/null || true
@@ -76,4 +80,8 @@ cat <<MSG
 
 MSG
 
-"$BUILD/sluiced" serve --listen "127.0.0.1:$PORT" --db "$DB" --env local || true
+# In the background and waited for, so that a SIGTERM to this script (not
+# only Ctrl-C to the whole terminal) stops sluiced too.
+"$BUILD/sluiced" serve --listen "127.0.0.1:$PORT" --db "$DB" --env local &
+sluiced_pid=$!
+wait "$sluiced_pid" || true
