@@ -10,6 +10,8 @@
 #           make valgrind                           (unit tests under valgrind)
 # Root only, not part of make test:
 #           make fresh-check                        (a fresh clone on a bare machine)
+#           make image-check                        (build the image, run it, check it)
+# make image builds the container image (podman, or docker).
 #
 # Why two levels: the compiler flags come from pkg-config, which can only
 # answer once the -dev packages are installed. So every public target first
@@ -20,6 +22,7 @@ VERSION := 0.2.0
 CC      ?= cc
 BUILD   ?= build
 PREFIX  ?= /usr/local
+IMAGE   ?= sluice:0.1
 DESTDIR ?=
 PKGS    := lua5.4 jansson libmicrohttpd sqlite3 libcrypto hiredis libpq libcurl
 
@@ -52,7 +55,7 @@ AGENT_LIBS := $(shell pkg-config --libs hiredis jansson 2>/dev/null) -lpthread
 UI_VENDOR  := ui/vendor/uPlot.iife.min.js ui/vendor/uPlot.min.css
 SUB        := $(MAKE) --no-print-directory
 
-.PHONY: all run test unit api ui bench clean deps valgrind install fresh-check \
+.PHONY: all run test unit api ui bench clean deps valgrind install fresh-check image image-check \
         build check-packages FORCE
 
 # ---- public targets ----------------------------------------------------------
@@ -96,6 +99,12 @@ install:
 
 fresh-check:
 	@tools/fresh-check.sh
+
+image:
+	@IMAGE=$(IMAGE) tools/image.sh
+
+image-check:
+	@IMAGE=$(IMAGE) tools/image-check.sh
 
 clean:
 	rm -rf $(BUILD) ui/vendor

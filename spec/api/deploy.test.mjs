@@ -79,12 +79,77 @@ test('production: replicas on PostgreSQL from a Secret, probes, a disruption bud
 test('the Dockerfile builds on Debian 12 in two stages with make install and runs sluiced on 8080', () => {
   const text = readFileSync(join(ROOT, 'deploy', 'Dockerfile'), 'utf8');
   assert.equal((text.match(/^FROM docker\.io\/library\/debian:12-slim/gm) || []).length, 2);
-  assert.match(text, /^RUN .*make install .*PREFIX=\/usr\/local DESTDIR=\/stage$/m);
+  assert.match(text, /make install .*PREFIX=\/usr\/local DESTDIR=\/stage$/m);
   assert.match(text, /^COPY --from=build \/stage\/ \/$/m);
   assert.match(text, /^EXPOSE 8080$/m);
   assert.match(text, /^ENTRYPOINT \["\/usr\/local\/bin\/sluiced"\]$/m);
-  assert.match(text, /^USER 10001$/m);
-  assert.match(text, /^HEALTHCHECK .*\/healthz/m);
+  assert.match(text, /^USER 10001:10001$/m);
+  assert.match(text, /^HEALTHCHECK [^]*?curl -fsS "http:\/\/\$h:\$\{SLUICE_LISTEN##\*:\}\/healthz"/m);
   const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8');
   for (const p of ['build', '**/node_modules', '.git']) assert.match(ignore, new RegExp(`^${p.replace(/[.*]/g, '\\$&')}$`, 'm'));
 });
+
+// What the image really is, read from the Dockerfile's last stage and the
+// Makefile, so that the manifests cannot drift from it.
+function imageFacts() {
+  const text = readFileSync(join(ROOT, 'deploy', 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
+  const run = text.slice(text.lastIndexOf('\nFROM '));
+  const one = (re) => { const m = run.match(re); assert.ok(m, `Dockerfile: no match for ${re}`); return m[1]; };
+  const [uid, gid] = one(/^USER (\S+)$/m).split(':').map(Number);
+  const env = Object.fromEntries([...one(/^ENV (.+)$/m).matchAll(/(\w+)=(\S+)/g)].map((m) => [m[1], m[2]]));
+  const prefix = text.match(/make install .*PREFIX=(\S+)/)[1];
+  return {
+    image: readFileSync(join(ROOT, 'Makefile'), 'utf8').match(/^IMAGE\s*\?=\s*(\S+)/m)[1],
+    uid, gid, env, prefix,
+    port: Number(one(/^EXPOSE (\d+)$/m)),
+    volume: one(/^VOLUME (\S+)$/m),
+    health: one(/^HEALTHCHECK .*curl -fsS "http:\/\/\$h:\$\{SLUICE_LISTEN##\*:\}(\/[a-z]+)"/m),
+    entrypoint: JSON.parse(one(/^ENTRYPOINT (\[.*\])$/m)),
+  };
+}
+
+for (const dir of ['minikube', 'production']) {
+  test(`${dir}: manifests agree with the image (name, port, probes, user, paths)`, () => {
+    const img = imageFacts();
+    assert.equal(img.uid, 10001);
+    assert.deepEqual(img.entrypoint, [`${img.prefix}/bin/sluiced`]);
+    assert.equal(img.env.SLUICE_LISTEN.split(':').pop(), String(img.port));
+    const docs = load(dir);
+    const pods = docs.filter((d) => d.kind === 'Deployment' && d.spec.template.spec.containers.some((c) => c.image?.startsWith('sluice:')));
+    assert.ok(pods.length >= 1);
+    for (const dep of pods) {
+      const spec = dep.spec.template.spec;
+      const sc = spec.securityContext;
+      assert.equal(sc.runAsNonRoot, true, `${dep.metadata.name}: runAsNonRoot`);
+      assert.equal(sc.runAsUser, img.uid, `${dep.metadata.name}: runAsUser`);
+      assert.equal(sc.runAsGroup, img.gid, `${dep.metadata.name}: runAsGroup`);
+      for (const c of [...(spec.initContainers || []), ...spec.containers]) {
+        assert.equal(c.image, img.image, `${dep.metadata.name}/${c.name}: image`);
+        assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+        assert.equal(c.securityContext.readOnlyRootFilesystem, true);
+        assert.deepEqual(c.securityContext.capabilities.drop, ['ALL']);
+        // A command, when given, is a program the image installs.
+        if (c.command) assert.match(c.command[0], new RegExp(`^${img.prefix}/bin/(sluiced|sluicectl|sluice-worker)$`));
+      }
+    }
+    const dep = find(docs, 'Deployment', 'sluiced');
+    const c = dep.spec.template.spec.containers[0];
+    assert.equal(c.ports[0].containerPort, img.port);
+    assert.equal(c.livenessProbe.httpGet.path, img.health);
+    assert.equal(env(c).SLUICE_LISTEN, `0.0.0.0:${img.port}`);
+    const svc = find(docs, 'Service', 'sluiced');
+    assert.equal(svc.spec.ports[0].targetPort, c.ports[0].name);
+    // A read-only root needs a writable /tmp.
+    const tmp = c.volumeMounts.find((m) => m.mountPath === '/tmp');
+    assert.ok(tmp && dep.spec.template.spec.volumes.find((v) => v.name === tmp.name).emptyDir, 'no /tmp emptyDir');
+    if (dir === 'minikube') {
+      // The SQLite file lives on the image's volume, in both containers.
+      assert.equal(env(c).SLUICE_DB, img.env.SLUICE_DB);
+      assert.ok(img.env.SLUICE_DB.startsWith(`sqlite:${img.volume}/`));
+      for (const k of [...dep.spec.template.spec.initContainers, c]) {
+        assert.ok(k.volumeMounts.some((m) => m.mountPath === img.volume), `${k.name}: ${img.volume} not mounted`);
+      }
+      assert.equal(dep.spec.template.spec.securityContext.fsGroup, img.gid, 'the volume must be writable by the image user');
+    }
+  });
+}
