@@ -24,13 +24,19 @@ fi
 free_port() { node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})" 2>/dev/null ||
               shuf -i 20000-40000 -n 1; }
 
+# The shell's own kill cannot signal a process group in every sh; procps' can.
+killgroup() { env kill -s "$1" -- "-$2" 2>/dev/null || true; }
+
 work=$(mktemp -d /tmp/sluice-fresh.XXXXXX)
 runpid=""
 finish() {
   rc=$?
-  if [ -n "$runpid" ]; then kill -TERM -- "-$runpid" 2>/dev/null || true; sleep 1; kill -KILL -- "-$runpid" 2>/dev/null || true; fi
+  if [ -n "$runpid" ]; then
+    killgroup TERM "$runpid"; sleep 2; killgroup KILL "$runpid"
+  fi
   if [ $rc -ne 0 ]; then
-    echo "fresh-check: FAILED; the last lines of make run:" >&2
+    cp "$work/run.log" /tmp/sluice-fresh-run.log 2>/dev/null || true
+    echo "fresh-check: FAILED; the last lines of make run (all of it: /tmp/sluice-fresh-run.log):" >&2
     tail -n 30 "$work/run.log" 2>/dev/null >&2 || true
   fi
   rm -rf "$work"
@@ -62,8 +68,9 @@ until curl -fsS "http://127.0.0.1:$port/healthz" > /dev/null 2>&1; do
   sleep 1
 done
 echo "fresh-check: /healthz answered after $(( $(date +%s) - start ))s"
+grep -q "^installing:.*$pkg" "$work/run.log" || { echo "fresh-check: make run did not install $pkg" >&2; exit 1; }
 grep -q 'Token:  slc_' "$work/run.log" || { echo "fresh-check: make run printed no admin token" >&2; exit 1; }
-kill -TERM -- "-$runpid"
+killgroup TERM "$runpid"
 wait "$runpid" 2>/dev/null || true
 runpid=""
 
