@@ -24,7 +24,7 @@ BUILD   ?= build
 PREFIX  ?= /usr/local
 IMAGE   ?= sluice:0.1
 DESTDIR ?=
-PKGS    := lua5.4 jansson libmicrohttpd sqlite3 libcrypto hiredis libpq libcurl
+PKGS    := lua5.4 jansson libmicrohttpd sqlite3 openssl hiredis libpq libcurl
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
            -Wwrite-strings
@@ -32,7 +32,7 @@ OPT     ?= -O2
 CFLAGS  := -std=c11 -D_GNU_SOURCE -g $(OPT) $(WARN) -Iengine \
            -DSLUICE_VERSION='"$(VERSION)"' \
            $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS  := $(shell pkg-config --libs lua5.4 jansson libmicrohttpd sqlite3 libcrypto hiredis libpq 2>/dev/null) \
+LDLIBS  := $(shell pkg-config --libs $(PKGS) 2>/dev/null) \
            -lpthread -lm
 
 ifdef WERROR
@@ -51,7 +51,9 @@ UNIT_BIN   := $(patsubst spec/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
 PROGRAMS   := $(BUILD)/sluiced $(BUILD)/sluicectl $(BUILD)/sluice-worker
 LIBS       := $(BUILD)/libsluice.a $(BUILD)/libsluice.so
-AGENT_LIBS := $(shell pkg-config --libs hiredis jansson 2>/dev/null) -lpthread
+AGENT_LIBS := $(shell pkg-config --libs hiredis jansson openssl libcurl 2>/dev/null) -lpthread
+# libsluice carries the Redis transport (engine/rconn.c) and exports only sluice_*.
+AGENT_OBJ  := $(BUILD)/obj/agent/sluice.o $(BUILD)/obj/agent/rconn.o
 UI_VENDOR  := ui/vendor/uPlot.iife.min.js ui/vendor/uPlot.min.css
 SUB        := $(MAKE) --no-print-directory
 
@@ -150,19 +152,24 @@ $(BUILD)/sluiced: $(BUILD)/obj/main.o $(ENGINE_OBJ)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # sluicectl: the client for CI jobs and shells (libcurl for HTTP).
-$(BUILD)/sluicectl: $(BUILD)/obj/sluicectl.o $(BUILD)/obj/util.o
-	$(CC) $(LDFLAGS) $^ $(shell pkg-config --libs libcurl jansson 2>/dev/null) -o $@
+$(BUILD)/sluicectl: $(BUILD)/obj/sluicectl.o $(BUILD)/obj/util.o $(BUILD)/obj/redact.o
+	$(CC) $(LDFLAGS) $^ $(shell pkg-config --libs libcurl jansson libpq 2>/dev/null) -o $@
 
 # libsluice: the C worker agent, static and shared, and the reference worker.
-$(BUILD)/obj/agent/%.o: agents/c/%.c agents/c/sluice.h $(BUILD)/.flags
+$(BUILD)/obj/agent/%.o: agents/c/%.c agents/c/sluice.h engine/rconn.h $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -Iagents/c -c $< -o $@
 
-$(BUILD)/libsluice.a: $(BUILD)/obj/agent/sluice.o
+$(BUILD)/obj/agent/rconn.o: engine/rconn.c engine/rconn.h $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -c $< -o $@
+
+$(BUILD)/libsluice.a: $(AGENT_OBJ)
 	$(AR) rcs $@ $^
 
-$(BUILD)/libsluice.so: $(BUILD)/obj/agent/sluice.o
-	$(CC) $(LDFLAGS) -shared -Wl,-soname,libsluice.so.0 $^ $(AGENT_LIBS) -o $@
+$(BUILD)/libsluice.so: $(AGENT_OBJ) agents/c/libsluice.map
+	$(CC) $(LDFLAGS) -shared -Wl,-soname,libsluice.so.0 -Wl,--version-script=agents/c/libsluice.map \
+	    $(AGENT_OBJ) $(AGENT_LIBS) -o $@
 
 $(BUILD)/sluice-worker: $(BUILD)/obj/agent/worker.o $(BUILD)/libsluice.a
 	$(CC) $(LDFLAGS) $^ $(AGENT_LIBS) -o $@

@@ -1,10 +1,8 @@
-/* bus.c — the outbox relay and the report subscriber over hiredis. */
+/* bus.c — the outbox relay and the report subscriber over rconn. */
 #include "bus.h"
 #include "log.h"
 
 #include <errno.h>
-#include <hiredis/hiredis.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -17,6 +15,8 @@
 #define BUS_IDLE_MS 250
 #define BUS_BATCH 64
 #define BUS_ALERTS_MAX 1024
+#define BUS_TIMEOUT_MS 2000
+#define BUS_OWNER_MAX 128
 
 struct bus_alert {
     json_t *msg;
@@ -25,10 +25,11 @@ struct bus_alert {
 
 struct bus {
     struct bus_options opt;
-    char host[256];
-    int port, db;
-    char key_desired[UTIL_NAME_MAX + 16], chan_scaling[UTIL_NAME_MAX + 16],
-        chan_reports[UTIL_NAME_MAX + 16], chan_alerts[UTIL_NAME_MAX + 16];
+    struct rconn_target target;
+    char owner[BUS_OWNER_MAX];
+    char key_desired[UTIL_NAME_MAX + 16], key_owner[UTIL_NAME_MAX + 16],
+        chan_scaling[UTIL_NAME_MAX + 16], chan_reports[UTIL_NAME_MAX + 16],
+        chan_alerts[UTIL_NAME_MAX + 16];
     pthread_t relay, sub;
     int relay_started, sub_started;
     pthread_mutex_t lock;
@@ -36,38 +37,11 @@ struct bus {
     atomic_int stopping;
     atomic_int resync;
     int kicked;
+    int open;                        /* bus_open was called: the relay may write */
     struct bus_alert *alerts, **alerts_tail;
     size_t nalerts;
     atomic_int relay_up, sub_up;
 };
-
-int bus_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db, char *err,
-                  size_t errlen) {
-    const char *p, *colon, *slash;
-    char *end;
-    if (strncmp(url, "redis://", 8) != 0) goto bad;
-    p = url + 8;
-    slash = strchr(p, '/');
-    colon = strchr(p, ':');
-    if (colon == NULL || (slash && colon > slash) || colon == p || (size_t)(colon - p) >= hostlen) goto bad;
-    memcpy(host, p, (size_t)(colon - p));
-    host[colon - p] = '\0';
-    errno = 0;
-    long v = strtol(colon + 1, &end, 10);
-    if (errno || end == colon + 1 || v < 1 || v > 65535 || (*end && *end != '/')) goto bad;
-    *port = (int)v;
-    *db = 0;
-    if (*end == '/') {
-        const char *d = end + 1;
-        v = strtol(d, &end, 10);
-        if (end == d || *end || v < 0 || v > 15) goto bad;
-        *db = (int)v;
-    }
-    return 0;
-bad:
-    snprintf(err, errlen, "--redis: expected redis://HOST:PORT[/DB], got '%s'", url);
-    return -1;
-}
 
 /* ---- connections --------------------------------------------------------- */
 
@@ -78,32 +52,90 @@ static void bus_complain(const char *who, const char *what, int *logged_down) {
     *logged_down = 1;
 }
 
-static redisContext *bus_connect(bus *b, const char *who, int *logged_down) {
-    struct timeval connect_tv = {1, 0}, io_tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout(b->host, b->port, connect_tv);
-    redisReply *r = NULL;
-    if (c == NULL || c->err) {
-        bus_complain(who, c ? c->errstr : "out of memory", logged_down);
-        goto fail;
-    }
-    redisSetTimeout(c, io_tv);
-    redisEnableKeepAlive(c);
-    if (b->db) {
-        r = redisCommand(c, "SELECT %d", b->db);
-        if (r == NULL || r->type == REDIS_REPLY_ERROR) {
-            bus_complain(who, r ? r->str : c->errstr, logged_down);
-            goto fail;
-        }
-        freeReplyObject(r);
+static rconn *bus_connect(bus *b, const char *who, int *logged_down) {
+    char err[256];
+    enum rconn_failure why;
+    rconn *c = rconn_open(&b->target, BUS_TIMEOUT_MS, &why, err, sizeof err);
+    if (c == NULL) {
+        bus_complain(who, err, logged_down);
+        return NULL;
     }
     if (*logged_down)
         log_json(LOG_INFO, "redis reachable again", json_pack("{s:s}", "thread", who));
     *logged_down = 0;
     return c;
-fail:
+}
+
+/* Read <p>:owner into out ("" when nobody claimed the prefix). Returns 0, or
+ * -1 when the connection failed or Redis refused. */
+static int bus_read_owner(rconn *c, const char *key, char *out, size_t outlen, char *err, size_t errlen) {
+    redisReply *r = rconn_command(c, "GET %s", key);
+    int rc = -1;
+    out[0] = '\0';
+    if (r == NULL) snprintf(err, errlen, "%s", rconn_error(c));
+    else if (r->type == REDIS_REPLY_ERROR) snprintf(err, errlen, "GET %s refused: %s", key, r->str);
+    else if (r->type == REDIS_REPLY_STRING) rc = snprintf(out, outlen, "%s", r->str) < (int)outlen ? 0 : -1;
+    else rc = 0;
+    if (rc != 0 && r && r->type == REDIS_REPLY_STRING) snprintf(err, errlen, "%s holds an oversized value", key);
     freeReplyObject(r);
-    if (c) redisFree(c);
-    return NULL;
+    return rc;
+}
+
+/* Make <p>:owner ours before a write. Returns 0 when it is ours (now), 1
+ * when another store owns it and we may not take it, -1 when Redis failed. */
+static int bus_claim_prefix(bus *b, rconn *c) {
+    char current[BUS_OWNER_MAX], err[256];
+    if (bus_read_owner(c, b->key_owner, current, sizeof current, err, sizeof err) != 0) return -1;
+    if (strcmp(current, b->owner) == 0) return 0;
+    if (current[0] && !b->opt.take_over) return 1;
+    /* Free (SET NX: two stores starting together cannot both win), or taken
+     * over on purpose (SET: the operator said so). */
+    redisReply *r = current[0] ? rconn_command(c, "SET %s %s", b->key_owner, b->owner)
+                               : rconn_command(c, "SET %s %s NX", b->key_owner, b->owner);
+    int ok = r && r->type == REDIS_REPLY_STATUS;
+    int lost = r && r->type == REDIS_REPLY_NIL;
+    if (r && r->type == REDIS_REPLY_ERROR)
+        log_json(LOG_ERROR, "redis refused a command", json_pack("{s:s}", "error", r->str));
+    freeReplyObject(r);
+    if (lost) return bus_claim_prefix(b, c);       /* someone claimed it just now: look again */
+    if (!ok) return -1;
+    if (current[0])
+        log_json(LOG_WARN, "took over the redis prefix from another store",
+                 json_pack("{s:s, s:s, s:s}", "prefix", b->opt.prefix, "previous_owner", current, "owner",
+                           b->owner));
+    else
+        log_json(LOG_INFO, "claimed the redis prefix",
+                 json_pack("{s:s, s:s}", "prefix", b->opt.prefix, "owner", b->owner));
+    return 0;
+}
+
+int bus_preflight(const struct bus_options *opt, char *err, size_t errlen) {
+    char key[UTIL_NAME_MAX + 16], current[BUS_OWNER_MAX], why_text[256];
+    enum rconn_failure why;
+    rconn *c = rconn_open(opt->redis, BUS_TIMEOUT_MS, &why, why_text, sizeof why_text);
+    int rc = 0;
+    if (c == NULL) {
+        if (why == RCONN_UNREACHABLE) {        /* not fatal: the relay keeps trying */
+            log_json(LOG_WARN, "redis unavailable at start; the prefix is claimed when it answers",
+                     json_pack("{s:s}", "error", why_text));
+            return 0;
+        }
+        snprintf(err, errlen, "redis: %s", why_text);
+        return -1;
+    }
+    snprintf(key, sizeof key, "%s:owner", opt->prefix);
+    if (bus_read_owner(c, key, current, sizeof current, why_text, sizeof why_text) != 0) {
+        snprintf(err, errlen, "redis: %s", why_text);
+        rc = -1;
+    } else if (current[0] && strcmp(current, opt->owner) != 0 && !opt->take_over) {
+        snprintf(err, errlen,
+                 "the redis prefix '%s' belongs to store %s, this database is store %s; another "
+                 "control plane owns it (use another --prefix, or --take-over-prefix to claim it)",
+                 opt->prefix, current, opt->owner);
+        rc = -1;
+    }
+    rconn_free(c);
+    return rc;
 }
 
 /* Sleep up to ms or until kicked/stopping. Returns 1 when stopping. */
@@ -134,13 +166,12 @@ static char *bus_payload(const char *queue, int64_t desired, int64_t version, in
 }
 
 /* Read n pipelined replies; 0 when all arrived without an error. */
-static int bus_replies(redisContext *c, int n, redisReply **last) {
+static int bus_replies(rconn *c, int n, redisReply **last) {
     int rc = 0;
     *last = NULL;
     for (int i = 0; i < n; i++) {
-        void *r = NULL;
-        if (redisGetReply(c, &r) != REDIS_OK) return -1;
-        redisReply *rep = r;
+        redisReply *rep = NULL;
+        if (rconn_get_reply(c, &rep) != 0) return -1;
         if (rep->type == REDIS_REPLY_ERROR) {
             log_json(LOG_ERROR, "redis refused a command", json_pack("{s:s}", "error", rep->str));
             rc = -1;
@@ -152,15 +183,16 @@ static int bus_replies(redisContext *c, int n, redisReply **last) {
 }
 
 /* HSET + PUBLISH one outbox row atomically. 0, or -1 (connection unusable). */
-static int bus_publish_row(bus *b, redisContext *c, const struct store_outbox *row) {
+static int bus_publish_row(bus *b, rconn *c, const struct store_outbox *row) {
     redisReply *exec = NULL;
     char *payload = bus_payload(row->queue, row->desired, row->version, row->created_ms);
     int rc = -1;
     if (payload == NULL) return -1;
-    redisAppendCommand(c, "MULTI");
-    redisAppendCommand(c, "HSET %s %s %s", b->key_desired, row->queue, payload);
-    redisAppendCommand(c, "PUBLISH %s %s", b->chan_scaling, payload);
-    redisAppendCommand(c, "EXEC");
+    fleet_issued(b->opt.fl, row->queue, row->version);   /* before any worker can ack it */
+    rconn_append(c, "MULTI");
+    rconn_append(c, "HSET %s %s %s", b->key_desired, row->queue, payload);
+    rconn_append(c, "PUBLISH %s %s", b->chan_scaling, payload);
+    rconn_append(c, "EXEC");
     if (bus_replies(c, 4, &exec) == 0 && exec && exec->type == REDIS_REPLY_ARRAY && exec->elements == 2)
         rc = 0;
     freeReplyObject(exec);
@@ -170,7 +202,7 @@ static int bus_publish_row(bus *b, redisContext *c, const struct store_outbox *r
 
 /* Publish every pending outbox row in order. 0 when drained (or the store
  * is down: rows stay queued), -1 when Redis failed. */
-static int bus_drain_outbox(bus *b, redisContext *c) {
+static int bus_drain_outbox(bus *b, rconn *c) {
     for (;;) {
         struct store_outbox *rows = NULL;
         size_t n = 0;
@@ -200,7 +232,7 @@ static int bus_drain_outbox(bus *b, redisContext *c) {
 
 /* Rewrite <p>:desired for every declared queue from the database. 0, -1
  * when Redis failed, 1 when the store could not be read (retry later). */
-static int bus_rewrite_desired(bus *b, redisContext *c) {
+static int bus_rewrite_desired(bus *b, rconn *c) {
     char (*names)[UTIL_NAME_MAX + 1] = malloc(POLICY_MAX_QUEUES * sizeof *names);
     char (*pending)[UTIL_NAME_MAX + 1] = NULL;
     struct store_target *targets = NULL;
@@ -219,10 +251,11 @@ static int bus_rewrite_desired(bus *b, redisContext *c) {
         if (skip || policy_bounds(b->opt.pol, names[i], &bounds) != 0) continue;
         for (size_t k = 0; k < nt; k++)
             if (strcmp(targets[k].queue, names[i]) == 0) t = &targets[k];
+        if (t) fleet_issued(b->opt.fl, t->queue, t->version);
         char *payload = t ? bus_payload(t->queue, t->desired, t->version, t->updated_at_ms)
                           : bus_payload(names[i], bounds.def, 0, util_now_ms());
         if (payload == NULL) continue;
-        redisAppendCommand(c, "HSET %s %s %s", b->key_desired, names[i], payload);
+        rconn_append(c, "HSET %s %s %s", b->key_desired, names[i], payload);
         free(payload);
         sent++;
     }
@@ -238,7 +271,7 @@ done:
     return rc;
 }
 
-static int bus_flush_alerts(bus *b, redisContext *c) {
+static int bus_flush_alerts(bus *b, rconn *c) {
     for (;;) {
         pthread_mutex_lock(&b->lock);
         struct bus_alert *a = b->alerts;
@@ -250,7 +283,7 @@ static int bus_flush_alerts(bus *b, redisContext *c) {
         pthread_mutex_unlock(&b->lock);
         if (a == NULL) return 0;
         char *text = json_dumps(a->msg, JSON_COMPACT);
-        redisReply *r = text ? redisCommand(c, "PUBLISH %s %s", b->chan_alerts, text) : NULL;
+        redisReply *r = text ? rconn_command(c, "PUBLISH %s %s", b->chan_alerts, text) : NULL;
         int ok = r != NULL;
         freeReplyObject(r);
         free(text);
@@ -262,20 +295,39 @@ static int bus_flush_alerts(bus *b, redisContext *c) {
 
 static void *bus_relay_main(void *arg) {
     bus *b = arg;
-    redisContext *c = NULL;
+    rconn *c = NULL;
     int64_t backoff = BUS_BACKOFF_MIN_MS;
-    int logged_down = 0, resync = 1;
+    int logged_down = 0, resync = 1, logged_foreign = 0;
     unsigned term = 0;
 
     while (!atomic_load(&b->stopping)) {
+        pthread_mutex_lock(&b->lock);
+        int open = b->open;
+        pthread_mutex_unlock(&b->lock);
+        if (!open) {                        /* start-up is not finished: write nothing */
+            if (bus_sleep(b, BUS_IDLE_MS)) break;
+            continue;
+        }
         if (c == NULL) {
             c = bus_connect(b, "relay", &logged_down);
-            if (c == NULL) {
+            int claim = c ? bus_claim_prefix(b, c) : -1;
+            if (claim == 1 && !logged_foreign) {
+                char current[BUS_OWNER_MAX], err[64];
+                bus_read_owner(c, b->key_owner, current, sizeof current, err, sizeof err);
+                log_json(LOG_ERROR, "the redis prefix belongs to another store; not writing to it",
+                         json_pack("{s:s, s:s, s:s}", "prefix", b->opt.prefix, "owner", current, "store",
+                                   b->owner));
+                logged_foreign = 1;
+            }
+            if (claim != 0) {
+                rconn_free(c);
+                c = NULL;
                 atomic_store(&b->relay_up, 0);
-                if (bus_sleep(b, backoff)) break;
+                if (bus_sleep(b, claim == 1 ? BUS_BACKOFF_MAX_MS : backoff)) break;
                 backoff = backoff * 2 > BUS_BACKOFF_MAX_MS ? BUS_BACKOFF_MAX_MS : backoff * 2;
                 continue;
             }
+            logged_foreign = 0;
             backoff = BUS_BACKOFF_MIN_MS;
             resync = 1;
         }
@@ -301,8 +353,8 @@ static void *bus_relay_main(void *arg) {
         }
         if (rc == 0) rc = bus_flush_alerts(b, c);
         if (rc != 0) {
-            bus_complain("relay", c->err ? c->errstr : "command failed", &logged_down);
-            redisFree(c);
+            bus_complain("relay", rconn_failed(c) ? rconn_error(c) : "command failed", &logged_down);
+            rconn_free(c);
             c = NULL;
             continue;
         }
@@ -313,7 +365,7 @@ static void *bus_relay_main(void *arg) {
         bus_drain_outbox(b, c);          /* last chance for what was just committed */
         bus_flush_alerts(b, c);
     }
-    if (c) redisFree(c);
+    rconn_free(c);
     atomic_store(&b->relay_up, 0);
     return NULL;
 }
@@ -331,16 +383,20 @@ static void bus_on_message(bus *b, redisReply *r) {
 
 static void *bus_sub_main(void *arg) {
     bus *b = arg;
-    redisContext *c = NULL;
+    rconn *c = NULL;
     int64_t backoff = BUS_BACKOFF_MIN_MS;
     int logged_down = 0;
 
     while (!atomic_load(&b->stopping)) {
         if (c == NULL) {
-            redisReply *r;
+            redisReply *r = NULL;
             c = bus_connect(b, "subscriber", &logged_down);
-            if (c == NULL || (r = redisCommand(c, "SUBSCRIBE %s", b->chan_reports)) == NULL) {
-                if (c) redisFree(c);
+            if (c == NULL || (r = rconn_command(c, "SUBSCRIBE %s", b->chan_reports)) == NULL ||
+                r->type == REDIS_REPLY_ERROR) {
+                if (r && r->type == REDIS_REPLY_ERROR)
+                    bus_complain("subscriber", r->str, &logged_down);
+                freeReplyObject(r);
+                rconn_free(c);
                 c = NULL;
                 atomic_store(&b->sub_up, 0);
                 if (bus_sleep(b, backoff)) break;
@@ -351,26 +407,23 @@ static void *bus_sub_main(void *arg) {
             backoff = BUS_BACKOFF_MIN_MS;
             atomic_store(&b->sub_up, 1);
         }
-        /* Poll, so the thread notices stop requests without a read timeout
-         * breaking the hiredis context. */
-        struct pollfd pfd = {c->fd, POLLIN, 0};
-        int ready = poll(&pfd, 1, BUS_IDLE_MS);
-        if (ready < 0 && errno != EINTR) ready = -1;
-        if (ready > 0 && redisBufferRead(c) != REDIS_OK) ready = -1;
-        void *reply = NULL;
-        while (ready >= 0 && redisGetReplyFromReader(c, &reply) == REDIS_OK && reply) {
+        /* Poll, so the thread notices stop requests between messages. */
+        redisReply *reply = NULL;
+        int got;
+        while ((got = rconn_poll_reply(c, BUS_IDLE_MS, &reply)) == 1) {
             bus_on_message(b, reply);
             freeReplyObject(reply);
             reply = NULL;
+            if (atomic_load(&b->stopping)) break;
         }
-        if (ready < 0 || c->err) {
-            bus_complain("subscriber", c->err ? c->errstr : "poll failed", &logged_down);
-            redisFree(c);
+        if (got < 0) {
+            bus_complain("subscriber", rconn_error(c), &logged_down);
+            rconn_free(c);
             c = NULL;
             atomic_store(&b->sub_up, 0);
         }
     }
-    if (c) redisFree(c);
+    rconn_free(c);
     atomic_store(&b->sub_up, 0);
     return NULL;
 }
@@ -384,11 +437,12 @@ bus *bus_start(const struct bus_options *opt, char *err, size_t errlen) {
         return NULL;
     }
     b->opt = *opt;
-    if (bus_parse_url(opt->redis_url, b->host, sizeof b->host, &b->port, &b->db, err, errlen) != 0) {
-        free(b);
-        return NULL;
-    }
+    b->target = *opt->redis;
+    b->opt.redis = &b->target;
+    snprintf(b->owner, sizeof b->owner, "%s", opt->owner ? opt->owner : "");
+    b->opt.owner = b->owner;
     snprintf(b->key_desired, sizeof b->key_desired, "%s:desired", opt->prefix);
+    snprintf(b->key_owner, sizeof b->key_owner, "%s:owner", opt->prefix);
     snprintf(b->chan_scaling, sizeof b->chan_scaling, "%s:scaling", opt->prefix);
     snprintf(b->chan_reports, sizeof b->chan_reports, "%s:reports", opt->prefix);
     snprintf(b->chan_alerts, sizeof b->chan_alerts, "%s:alerts", opt->prefix);
@@ -422,6 +476,15 @@ void bus_stop(bus *b) {
     pthread_cond_destroy(&b->wake);
     pthread_mutex_destroy(&b->lock);
     free(b);
+}
+
+void bus_open(bus *b) {
+    if (b == NULL) return;
+    pthread_mutex_lock(&b->lock);
+    b->open = 1;
+    b->kicked = 1;
+    pthread_cond_signal(&b->wake);
+    pthread_mutex_unlock(&b->lock);
 }
 
 void bus_kick(bus *b) {

@@ -10,9 +10,13 @@
  * queued — the hash never moves backwards. It also publishes alert
  * transitions on <p>:alerts.
  *
+ * Before its first write on every connection the relay claims <p>:owner for
+ * this store's identity; a prefix owned by another store is never written
+ * (logged, and Redis reported down) unless take_over is set.
+ *
  * The subscriber thread reads <p>:reports into the fleet, reconnecting and
- * re-subscribing on its own. hiredis contexts are not thread-safe: each
- * thread owns its own. Uses store.h, policy.h and fleet.h. */
+ * re-subscribing on its own. Connections (rconn.h) are not thread-safe:
+ * each thread owns its own. Uses store.h, policy.h and fleet.h. */
 #ifndef SLUICE_BUS_H
 #define SLUICE_BUS_H
 
@@ -22,11 +26,14 @@
 #include "fleet.h"
 #include "leader.h"
 #include "policy.h"
+#include "rconn.h"
 #include "store.h"
 
 struct bus_options {
-    const char *redis_url;       /* redis://HOST:PORT[/DB] */
+    const struct rconn_target *redis;   /* copied by bus_start */
     const char *prefix;
+    const char *owner;           /* the store's identity, claimed in <p>:owner */
+    int take_over;               /* claim <p>:owner even from another store */
     store *st;
     policy *pol;
     fleet *fl;
@@ -35,13 +42,22 @@ struct bus_options {
 
 typedef struct bus bus;
 
-/* Parse redis://HOST:PORT[/DB]. Returns 0, or -1 with a message in err. */
-int bus_parse_url(const char *url, char *host, size_t hostlen, int *port, int *db, char *err,
-                  size_t errlen);
+/* Before anything is written to Redis: connect once and read <p>:owner.
+ * Returns 0 when the prefix is free, ours, or taken over with take_over;
+ * also 0 when Redis cannot be reached now (the relay claims it before its
+ * first write). Returns -1 with a one-line message in err when Redis
+ * refuses us (credentials, certificate, protocol) or, without take_over,
+ * another store owns the prefix. Writes nothing. */
+int bus_preflight(const struct bus_options *opt, char *err, size_t errlen);
 
 /* Start both threads. Redis being down is not an error (the threads keep
- * trying); a bad URL or no memory is. Returns NULL with err. */
+ * trying). The subscriber starts reading at once; the relay writes nothing
+ * until bus_open: start-up must finish (HTTP bound, every check passed)
+ * before the desired hash is touched. Returns NULL with err. */
 bus *bus_start(const struct bus_options *opt, char *err, size_t errlen);
+
+/* Let the relay write: claim <p>:owner, rewrite the desired hash, relay. */
+void bus_open(bus *b);
 
 /* Stop the threads and free everything. NULL is a no-op. */
 void bus_stop(bus *b);

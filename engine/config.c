@@ -1,5 +1,6 @@
 /* config.c — option table, parsing and validation for struct config. */
 #include "config.h"
+#include "redact.h"
 #include "util.h"
 
 #include <errno.h>
@@ -11,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-enum opt_kind { OPT_STR, OPT_INT, OPT_LONG, OPT_LISTEN };
+enum opt_kind { OPT_STR, OPT_INT, OPT_LONG, OPT_LISTEN, OPT_FLAG };
 
 struct opt {
     const char *flag;      /* --listen */
@@ -29,7 +30,12 @@ struct opt {
 static const struct opt options[] = {
     {"--listen", "SLUICE_LISTEN", OPT_LISTEN, 0, 0, 0, 0, "ADDR:PORT to listen on (port 0 picks one)"},
     {"--db", "SLUICE_DB", STR(db_url), "sqlite:PATH or postgres://..."},
-    {"--redis", "SLUICE_REDIS", STR(redis_url), "redis://HOST:PORT[/DB]"},
+    {"--redis", "SLUICE_REDIS", STR(redis_url), "redis[s]://[USER[:PASSWORD]@]HOST:PORT[/DB]"},
+    {"--redis-ca", "SLUICE_REDIS_CA", STR(redis_ca), "CA file to verify Redis over TLS (default: system store)"},
+    {"--redis-cert", "SLUICE_REDIS_CERT", STR(redis_cert), "client certificate for Redis (mutual TLS)"},
+    {"--redis-key", "SLUICE_REDIS_KEY", STR(redis_key), "key of the client certificate"},
+    {"--take-over-prefix", "SLUICE_TAKE_OVER_PREFIX", OPT_FLAG, offsetof(struct config, take_over_prefix), 0, 0, 1,
+     "claim the Redis prefix from another store"},
     {"--prefix", "SLUICE_PREFIX", STR(prefix), "Redis key/channel prefix"},
     {"--env", "SLUICE_ENV", STR(env), "environment name (flags are per environment)"},
     {"--policies", "SLUICE_POLICIES", STR(policies_dir), "policy directory"},
@@ -146,6 +152,13 @@ static int set_option(struct config *c, const struct opt *o, const char *v,
     switch (o->kind) {
     case OPT_LISTEN:
         return parse_listen(c, v, err, errlen);
+    case OPT_FLAG:
+        if (strcmp(v, "1") != 0 && strcmp(v, "0") != 0) {
+            snprintf(err, errlen, "%s: expected 1 or 0, got '%s'", source, v);
+            return -1;
+        }
+        *(int *)field = v[0] == '1';
+        return 0;
     case OPT_STR:
         if (strlen(v) >= o->size || v[0] == '\0') {
             snprintf(err, errlen, "%s: value empty or longer than %zu bytes", source, o->size - 1);
@@ -178,18 +191,38 @@ static int config_validate(const struct config *c, char *err, size_t errlen) {
         snprintf(err, errlen, "--env: '%s' is not a valid name ([A-Za-z0-9_.:-], 1..64)", c->env);
         return -1;
     }
+    char shown[CONFIG_STR_MAX];
+    int readable = redact_url(c->db_url, shown, sizeof shown) == 0;
     if (strncmp(c->db_url, "sqlite:", 7) != 0 && strncmp(c->db_url, "postgres://", 11) != 0 &&
         strncmp(c->db_url, "postgresql://", 13) != 0) {
-        snprintf(err, errlen, "--db: expected sqlite:PATH or postgres://..., got '%s'", c->db_url);
+        snprintf(err, errlen, "--db: expected sqlite:PATH or postgres://..., got '%s'", shown);
         return -1;
     }
-    if (strncmp(c->redis_url, "redis://", 8) != 0) {
-        snprintf(err, errlen, "--redis: expected redis://HOST:PORT[/DB], got '%s'", c->redis_url);
+    if (!readable) {
+        snprintf(err, errlen, "--db: cannot read '%s' (in a password write @ / ? # as %%40 %%2F %%3F %%23)", shown);
         return -1;
     }
     if (strcmp(c->log_level, "debug") && strcmp(c->log_level, "info") &&
         strcmp(c->log_level, "warn") && strcmp(c->log_level, "error")) {
         snprintf(err, errlen, "--log-level: expected debug|info|warn|error, got '%s'", c->log_level);
+        return -1;
+    }
+    return 0;
+}
+
+/* The Redis URL with the TLS files and the environment's password, parsed
+ * once for every thread that connects. Messages never show a password. */
+static int config_redis(struct config *c, char *err, size_t errlen) {
+    char password[RCONN_SECRET_MAX], why[256];
+    if (rconn_password_from_env(password, sizeof password, why, sizeof why) != 0) {
+        snprintf(err, errlen, "%s", why);
+        return -1;
+    }
+    struct rconn_secrets s = {password, c->redis_ca, c->redis_cert, c->redis_key};
+    int rc = rconn_target_parse(c->redis_url, &s, &c->redis, why, sizeof why);
+    memset(password, 0, sizeof password);
+    if (rc != 0) {
+        snprintf(err, errlen, "--redis: %s", why);
         return -1;
     }
     return 0;
@@ -209,8 +242,20 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
             if (strlen(options[i].flag) == flen && strncmp(options[i].flag, arg, flen) == 0)
                 o = &options[i];
         if (o == NULL) {
-            snprintf(err, errlen, "unknown option '%s' (see --help)", arg);
+            /* Name the option, never its value nor a URL given without --db. */
+            char shown[CONFIG_STR_MAX];
+            if (eq || !strchr(arg, '@')) snprintf(shown, sizeof shown, "%.*s", (int)flen, arg);
+            else redact_url(arg, shown, sizeof shown);
+            snprintf(err, errlen, "unknown option '%s' (see --help)", shown);
             return -1;
+        }
+        if (o->kind == OPT_FLAG) {          /* a switch: --take-over-prefix */
+            if (eq) {
+                snprintf(err, errlen, "%s takes no value", o->flag);
+                return -1;
+            }
+            *(int *)((char *)c + o->offset) = 1;
+            continue;
         }
         const char *v = eq ? eq + 1 : (a + 1 < argc ? argv[++a] : NULL);
         if (v == NULL) {
@@ -219,7 +264,8 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
         }
         if (set_option(c, o, v, o->flag, err, errlen) != 0) return -1;
     }
-    return config_validate(c, err, errlen);
+    if (config_validate(c, err, errlen) != 0) return -1;
+    return config_redis(c, err, errlen);
 }
 
 void config_usage(void) {

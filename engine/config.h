@@ -8,13 +8,20 @@
 
 #include <stddef.h>
 
+#include "rconn.h"
+
 #define CONFIG_STR_MAX 1024
 
 struct config {
     char listen_host[64];
     int listen_port;                 /* 0: the kernel picks one (logged) */
     char db_url[CONFIG_STR_MAX];     /* sqlite:PATH or postgres://... */
-    char redis_url[CONFIG_STR_MAX];
+    char redis_url[CONFIG_STR_MAX];  /* as given; shown only through util_redact_url */
+    char redis_ca[CONFIG_STR_MAX];   /* "" : the system store */
+    char redis_cert[CONFIG_STR_MAX], redis_key[CONFIG_STR_MAX];
+    struct rconn_target redis;       /* redis_url parsed, with the TLS files and
+                                        SLUICE_REDIS_PASSWORD(_FILE) */
+    int take_over_prefix;            /* claim <prefix>:owner from another store */
     char prefix[65];                 /* Redis key/channel prefix */
     char env[65];                    /* environment name; flags are per env */
     char policies_dir[CONFIG_STR_MAX];

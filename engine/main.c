@@ -14,6 +14,7 @@
 #include "http.h"
 #include "log.h"
 #include "policy.h"
+#include "redact.h"
 #include "script.h"
 #include "store.h"
 #include "ticker.h"
@@ -57,7 +58,7 @@ static store *open_store(const struct config *cfg, int migrate) {
         return NULL;
     }
     char shown[CONFIG_STR_MAX];
-    util_redact_url(cfg->db_url, shown, sizeof shown);   /* never a password in logs */
+    redact_url(cfg->db_url, shown, sizeof shown);   /* never a password in logs */
     if (migrate && store_migrate(st, &applied) != STORE_OK) {
         fprintf(stderr, "sluiced: migrations failed on %s (see the log above)\n", shown);
         store_close(st);
@@ -91,7 +92,7 @@ static int cmd_migrate(int argc, char **argv) {
     store *st = open_store(&cfg, 1);
     if (st == NULL) return 1;
     char shown[CONFIG_STR_MAX];
-    util_redact_url(cfg.db_url, shown, sizeof shown);
+    redact_url(cfg.db_url, shown, sizeof shown);
     printf("database %s is up to date\n", shown);
     store_close(st);
     return 0;
@@ -216,6 +217,14 @@ static void serve_loop(struct app *app, const sigset_t *stop) {
     }
 }
 
+/* The fleet's issuer: the newest version of queue the store holds, so that
+ * a replica recognises versions another replica issued. */
+static int64_t main_issued_version(void *ud, const char *queue) {
+    struct store_target t;
+    int rc = store_get_target(ud, queue, &t);
+    return rc == STORE_OK ? t.version : rc == STORE_NOT_FOUND ? 0 : -1;
+}
+
 static int cmd_serve(int argc, char **argv) {
     struct config cfg;
     struct app app;
@@ -251,7 +260,22 @@ static int cmd_serve(int argc, char **argv) {
     if ((app.fl = fleet_new()) == NULL || (app.alerts = alerts_new()) == NULL ||
         (app.metrics = metrics_new()) == NULL || (app.events = events_new(cfg.max_streams)) == NULL)
         goto done;
-    if ((app.telemetry = telemetry_new(cfg.redis_url, cfg.prefix, err, sizeof err)) == NULL) {
+    fleet_set_issuer(app.fl, main_issued_version, app.st);
+    /* The store's identity decides who may write the Redis prefix; checked
+     * before anything is written there (bus_preflight only reads). */
+    char owner[STORE_IDENTITY_MAX + 1];
+    if (store_identity(app.st, owner) != STORE_OK) {
+        fprintf(stderr, "sluiced: cannot read the store's identity (run: sluiced migrate)\n");
+        goto done;
+    }
+    struct bus_options bopt = {&cfg.redis, cfg.prefix, owner, cfg.take_over_prefix,
+                               app.st, app.pol, app.fl, app.leader};
+    if (bus_preflight(&bopt, err, sizeof err) != 0) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        rc = 2;
+        goto done;
+    }
+    if ((app.telemetry = telemetry_new(&cfg.redis, cfg.prefix, err, sizeof err)) == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
     }
@@ -259,7 +283,6 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
     }
-    struct bus_options bopt = {cfg.redis_url, cfg.prefix, app.st, app.pol, app.fl, app.leader};
     if ((app.bus = bus_start(&bopt, err, sizeof err)) == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
@@ -281,13 +304,14 @@ static int cmd_serve(int argc, char **argv) {
         goto done;
     }
     char shown_db[CONFIG_STR_MAX];
-    util_redact_url(cfg.db_url, shown_db, sizeof shown_db);   /* no password in logs */
+    redact_url(cfg.db_url, shown_db, sizeof shown_db);   /* no password in logs */
     log_json(LOG_INFO, "listening",
              json_pack("{s:s, s:i, s:s, s:s, s:i, s:i, s:s, s:s, s:s, s:s}", "host",
                        cfg.listen_host, "port", http_port(http), "db", shown_db, "env", cfg.env,
                        "threads", cfg.threads, "routes", script_route_count(scripts), "version",
                        SLUICE_VERSION, "policies", cfg.policies_dir, "scripts", cfg.scripts_dir,
                        "ui", cfg.ui_dir));
+    bus_open(app.bus);              /* bound and checked: now Redis may be written */
     serve_loop(&app, &stop);
     rc = 0;
 done:

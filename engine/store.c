@@ -1,6 +1,7 @@
 /* store.c — picks the backend for a database URL and forwards to it.
  * Backends live in store_<name>.c and never see each other. */
 #include "store.h"
+#include "redact.h"
 #include "store_impl.h"
 
 #include <stdio.h>
@@ -67,7 +68,9 @@ store *store_open(const char *url, const struct store_options *opt, char *err, s
         }
         return st;
     }
-    snprintf(err, errlen, "unsupported database URL '%s' (expected sqlite:PATH or postgres://...)", url);
+    char shown[1024];
+    redact_url(url, shown, sizeof shown);
+    snprintf(err, errlen, "unsupported database URL '%s' (expected sqlite:PATH or postgres://...)", shown);
     return NULL;
 }
 
@@ -84,6 +87,7 @@ int store_claim(store *st, char *err, size_t errlen) {
 int store_migrate(store *st, int *applied) { return st->be->migrate(st->h, applied); }
 int store_schema_current(store *st) { return st->be->schema_current(st->h); }
 int store_ping(store *st) { return st->be->ping(st->h); }
+int store_identity(store *st, char out[STORE_IDENTITY_MAX + 1]) { return st->be->identity(st->h, out); }
 
 int store_get_target(store *st, const char *queue, struct store_target *out) {
     return st->be->get_target(st->h, queue, out);

@@ -151,6 +151,11 @@ int store_schema_current(store *st);
 
 int store_ping(store *st);
 
+/* The store's identity, made once by the migrations (a random hex id);
+ * replicas of one database share it. STORE_NOT_FOUND before migrations. */
+#define STORE_IDENTITY_MAX 64
+int store_identity(store *st, char out[STORE_IDENTITY_MAX + 1]);
+
 /* STORE_NOT_FOUND when the queue has never been changed. */
 int store_get_target(store *st, const char *queue, struct store_target *out);
 

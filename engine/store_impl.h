@@ -16,6 +16,7 @@ struct store_backend {
     int (*migrate)(void *h, int *applied);
     int (*schema_current)(void *h);
     int (*ping)(void *h);
+    int (*identity)(void *h, char out[STORE_IDENTITY_MAX + 1]);
     int (*get_target)(void *h, const char *queue, struct store_target *out);
     int (*list_targets)(void *h, struct store_target **out, size_t *n);
     int (*apply_change)(void *h, const struct store_change *c, store_judge_fn judge, void *ud,

@@ -572,6 +572,19 @@ static int pg_simple(struct pg_store *s, const char *sql, int n, const char *con
     return rc;
 }
 
+static int pg_identity(void *h, char out[STORE_IDENTITY_MAX + 1]) {
+    struct pg_store *s = h;
+    int rc;
+    struct pg_slot *p = pg_acquire(s);
+    if (p == NULL) return STORE_UNAVAILABLE;
+    PGresult *r = pg_run(p, "SELECT id FROM store_identity WHERE one = 1", 0, NULL, "identity", &rc);
+    if (r && PQntuples(r) == 0) rc = STORE_NOT_FOUND;
+    else if (r) util_copy(out, STORE_IDENTITY_MAX + 1, pg_text(r, 0, 0));
+    PQclear(r);
+    pg_release(s, p);
+    return rc;
+}
+
 static int pg_get_flag(void *h, const char *env, const char *name, struct store_flag *out) {
     struct pg_store *s = h;
     int rc;
@@ -743,6 +756,7 @@ const struct store_backend store_pg_backend = {
     .desired_snapshot = pg_desired_snapshot,
     .list_expired = pg_list_expired,
     .get_flag = pg_get_flag,
+    .identity = pg_identity,
     .set_flag = pg_set_flag,
     .put_token = pg_put_token,
     .get_token = pg_get_token,

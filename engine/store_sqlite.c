@@ -683,6 +683,7 @@ const struct store_backend store_sqlite_backend = {
     .desired_snapshot = sq_desired_snapshot,
     .list_expired = sq_list_expired,
     .get_flag = sq_get_flag,
+    .identity = sq_identity,
     .set_flag = sq_set_flag,
     .put_token = sq_put_token,
     .get_token = sq_get_token,

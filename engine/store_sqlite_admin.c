@@ -7,6 +7,28 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* ---- identity --------------------------------------------------------------- */
+
+int sq_identity(void *h, char out[STORE_IDENTITY_MAX + 1]) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc, step;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "SELECT id FROM store_identity WHERE one = 1", st, "identity");
+    step = sqlite3_step(st);
+    if (step == SQLITE_ROW) {
+        util_copy(out, STORE_IDENTITY_MAX + 1, sq_text(st, 0));
+        rc = STORE_OK;
+    } else {
+        rc = step == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(db, step, "identity");
+    }
+done:
+    sqlite3_finalize(st);
+    sq_release(s, slot);
+    return rc;
+}
+
 /* ---- flags ------------------------------------------------------------------ */
 
 int sq_get_flag(void *h, const char *env, const char *name, struct store_flag *out) {

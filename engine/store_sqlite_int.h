@@ -67,6 +67,7 @@ int sq_collect(struct sq_store *s, const char *sql, size_t size,
 
 /* store_sqlite_admin.c */
 int sq_get_flag(void *h, const char *env, const char *name, struct store_flag *out);
+int sq_identity(void *h, char out[STORE_IDENTITY_MAX + 1]);
 int sq_set_flag(void *h, const char *env, const char *name, int enabled, int default_enabled,
                 const char *actor, const char *source, const char *reason,
                 const char *request_id, int64_t now_ms);

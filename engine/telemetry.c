@@ -4,7 +4,7 @@
 #include "flags.h"
 #include "log.h"
 
-#include <hiredis/hiredis.h>
+#include "rconn.h"
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -34,25 +34,22 @@ struct tel_depth {
 };
 
 struct telemetry {
-    char host[256], prefix[65];
-    int port, db;
-    redisContext *c;              /* ticker thread only */
+    struct rconn_target target;
+    char prefix[65];
+    rconn *c;                     /* ticker thread only */
     pthread_mutex_t lock;         /* guards the cache below */
     struct tel_depth *depth;
     size_t ndepth;
     atomic_int up;
 };
 
-telemetry *telemetry_new(const char *redis_url, const char *prefix, char *err, size_t errlen) {
+telemetry *telemetry_new(const struct rconn_target *redis, const char *prefix, char *err, size_t errlen) {
     telemetry *t = calloc(1, sizeof *t);
     if (t == NULL) {
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (bus_parse_url(redis_url, t->host, sizeof t->host, &t->port, &t->db, err, errlen) != 0) {
-        free(t);
-        return NULL;
-    }
+    t->target = *redis;
     util_copy(t->prefix, sizeof t->prefix, prefix);
     pthread_mutex_init(&t->lock, NULL);
     return t;
@@ -60,7 +57,7 @@ telemetry *telemetry_new(const char *redis_url, const char *prefix, char *err, s
 
 void telemetry_free(telemetry *t) {
     if (t == NULL) return;
-    if (t->c) redisFree(t->c);
+    rconn_free(t->c);
     free(t->depth);
     pthread_mutex_destroy(&t->lock);
     free(t);
@@ -69,7 +66,7 @@ void telemetry_free(telemetry *t) {
 int telemetry_redis_up(telemetry *t) { return t && atomic_load(&t->up); }
 
 static void telemetry_drop(telemetry *t) {
-    if (t->c) redisFree(t->c);
+    rconn_free(t->c);
     t->c = NULL;
     atomic_store(&t->up, 0);
     pthread_mutex_lock(&t->lock);
@@ -87,16 +84,9 @@ void telemetry_refresh(telemetry *t, struct app *app) {
     nq = policy_queue_names(app->pol, names, POLICY_MAX_QUEUES);
     if (nq > POLICY_MAX_QUEUES) nq = POLICY_MAX_QUEUES;
     if (t->c == NULL) {
-        struct timeval tv = {0, 500000};
-        t->c = redisConnectWithTimeout(t->host, t->port, tv);
-        if (t->c == NULL || t->c->err) goto fail;
-        redisSetTimeout(t->c, tv);
-        if (t->db) {
-            redisReply *r = redisCommand(t->c, "SELECT %d", t->db);
-            int ok = r && r->type != REDIS_REPLY_ERROR;
-            freeReplyObject(r);
-            if (!ok) goto fail;
-        }
+        char err[256];
+        enum rconn_failure why;
+        if ((t->c = rconn_open(&t->target, 500, &why, err, sizeof err)) == NULL) goto fail;
     }
     fresh = calloc(nq ? nq : 1, sizeof *fresh);
     if (fresh == NULL) goto done;
@@ -108,19 +98,18 @@ void telemetry_refresh(telemetry *t, struct app *app) {
         fresh[i].bullmq = strcmp(b.layout, "bullmq") == 0;
         if (fresh[i].bullmq) {
             for (int k = 0; k < TEL_FIELDS; k++)
-                redisAppendCommand(t->c, "%s %s:%s:%s", bullmq_keys[k].cmd, b.bullmq_prefix, names[i],
-                                   bullmq_keys[k].suffix);
+                rconn_append(t->c, "%s %s:%s:%s", bullmq_keys[k].cmd, b.bullmq_prefix, names[i],
+                             bullmq_keys[k].suffix);
         } else {
             for (int k = 0; k < 3; k++)
-                redisAppendCommand(t->c, "LLEN %s:q:%s:%s", t->prefix, names[i], sluice_keys[k].suffix);
+                rconn_append(t->c, "LLEN %s:q:%s:%s", t->prefix, names[i], sluice_keys[k].suffix);
         }
     }
     for (size_t i = 0; i < nq; i++) {
         int fields = fresh[i].queue[0] == '\0' ? 0 : fresh[i].bullmq ? TEL_FIELDS : 3;
         for (int k = 0; k < fields; k++) {
-            void *r = NULL;
-            if (redisGetReply(t->c, &r) != REDIS_OK) goto fail;
-            redisReply *rep = r;
+            redisReply *rep = NULL;
+            if (rconn_get_reply(t->c, &rep) != 0) goto fail;
             /* A key of the wrong type (someone else's data) reads as unknown. */
             fresh[i].v[k] = rep->type == REDIS_REPLY_INTEGER ? rep->integer : -1;
             freeReplyObject(rep);
@@ -219,7 +208,8 @@ static json_t *telemetry_queue(telemetry *t, struct app *app, const char *queue,
     int64_t active_conc = 0, live = 0, min_version = -1;
     for (size_t i = 0; i < nw; i++) {
         const struct fleet_worker *w = &ws[i];
-        const char *state = w->stale ? "stale"
+        const char *state = w->stale     ? "stale"
+                            : w->invalid ? "invalid"
                             : have_target && w->concurrency != target.desired ? "mismatch"
                                                                            : "ok";
         if (!w->stale) {

@@ -16,11 +16,13 @@
 
 #include <jansson.h>
 
+#include "rconn.h"
+
 struct app;
 typedef struct telemetry telemetry;
 
 /* NULL with err on a bad URL or no memory (Redis down is fine). */
-telemetry *telemetry_new(const char *redis_url, const char *prefix, char *err, size_t errlen);
+telemetry *telemetry_new(const struct rconn_target *redis, const char *prefix, char *err, size_t errlen);
 void telemetry_free(telemetry *t);
 
 /* Read the depth of every declared queue (ticker thread only). */

@@ -5,7 +5,8 @@
 #   PREFIX/lib/                 libsluice.a, libsluice.so.0 (+ libsluice.so)
 #   PREFIX/lib/pkgconfig/       sluice.pc
 #   PREFIX/include/             sluice.h
-#   PREFIX/share/sluice/        scripts/, ui/, policies/ (the shipped defaults)
+#   PREFIX/share/sluice/        scripts/, ui/, policies/ (the shipped defaults),
+#                               redis/users.acl (the least-privilege Redis users)
 #   SYSCONFDIR/sluice/policies  what operators edit; never overwritten
 #   PREFIX/lib/systemd/system/  sluiced.service
 #   PREFIX/share/doc/sluice/    the operator docs
@@ -40,6 +41,8 @@ install -m 0644 scripts/*.lua "$share/scripts/"
 install -m 0644 ui/index.html ui/app.js ui/style.css "$share/ui/"
 install -m 0644 ui/vendor/* "$share/ui/vendor/"
 install -m 0644 policies/*.lua "$share/policies/"
+install -d "$share/redis"
+install -m 0644 deploy/redis/users.acl "$share/redis/"
 install -m 0644 README.md docs/*.md "$root/share/doc/sluice/"
 
 # Operators' policies: seeded from the defaults once, never overwritten.
@@ -58,7 +61,7 @@ includedir=\${prefix}/include
 Name: sluice
 Description: libsluice, the C agent that lets a queue worker follow Sluice
 Version: @VERSION@
-Requires.private: hiredis jansson
+Requires.private: hiredis jansson openssl libcurl
 Libs: -L\${libdir} -lsluice
 Libs.private: -lpthread
 Cflags: -I\${includedir}

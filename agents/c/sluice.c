@@ -1,12 +1,11 @@
 /* sluice.c — libsluice: the agent thread, desired-state handling and
  * reports. See sluice.h for the contract. */
 #include "sluice.h"
+#include "rconn.h"
 
 #include <errno.h>
-#include <hiredis/hiredis.h>
 #include <jansson.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -18,12 +17,15 @@
 
 #define AGENT_NAME_MAX 128
 #define AGENT_PAYLOAD_MAX 4096
+#define AGENT_TIMEOUT_MS 1000
+#define AGENT_INSANE_LOG_MS 60000
 
 struct sluice_agent {
-    char host[256], redis_host[256], prefix[65], queue[65], id[AGENT_NAME_MAX + 1];
+    char host[256], prefix[65], queue[65], id[AGENT_NAME_MAX + 1];
     char key_desired[96], chan_scaling[96], chan_reports[96];
-    int redis_port, redis_db;
-    int max, heartbeat_ms, poll_ms;
+    struct rconn_target redis;
+    int max, ceiling, heartbeat_ms, poll_ms;
+    long long insane_logged_ms, insane_suppressed;    /* agent thread only */
     sluice_apply_fn apply;
     void *ud;
     pthread_t thread;
@@ -46,32 +48,6 @@ static long long agent_wall_ms(void) {
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int agent_parse_url(sluice_agent *a, const char *url, char *err, size_t errlen) {
-    const char *p = url + 8, *colon;
-    char *end;
-    if (strncmp(url, "redis://", 8) != 0 || (colon = strchr(p, ':')) == NULL || colon == p ||
-        (size_t)(colon - p) >= sizeof a->redis_host)
-        goto bad;
-    memcpy(a->redis_host, p, (size_t)(colon - p));
-    a->redis_host[colon - p] = '\0';
-    errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (errno || end == colon + 1 || port < 1 || port > 65535) goto bad;
-    a->redis_port = (int)port;
-    a->redis_db = 0;
-    if (*end == '/') {
-        const char *d = end + 1;
-        long db = strtol(d, &end, 10);
-        if (end == d || db < 0 || db > 15) goto bad;
-        a->redis_db = (int)db;
-    }
-    if (*end != '\0') goto bad;
-    return 0;
-bad:
-    snprintf(err, errlen, "redis url: expected redis://HOST:PORT[/DB], got '%s'", url);
-    return -1;
-}
-
 static int agent_valid_name(const char *s, size_t max) {
     size_t n = 0;
     for (; s && s[n]; n++) {
@@ -85,7 +61,7 @@ static int agent_valid_name(const char *s, size_t max) {
 
 /* ---- reports ---------------------------------------------------------------- */
 
-static void agent_report(sluice_agent *a, redisContext *c, const char *event, const char *error) {
+static void agent_report(sluice_agent *a, rconn *c, const char *event, const char *error) {
     json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:i, s:s, s:s, s:I, s:i, s:o}",
                           "event", event, "worker", a->id, "queue", a->queue, "concurrency",
                           atomic_load(&a->concurrency), "version", (json_int_t)atomic_load(&a->version),
@@ -97,16 +73,30 @@ static void agent_report(sluice_agent *a, redisContext *c, const char *event, co
                           error ? json_string(error) : json_null());
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (text) {
-        redisReply *r = redisCommand(c, "PUBLISH %s %s", a->chan_reports, text);
+        redisReply *r = rconn_command(c, "PUBLISH %s %s", a->chan_reports, text);
         freeReplyObject(r);
     }
     free(text);
     json_decref(j);
 }
 
-/* Apply a desired-state payload if it is for us and newer. Bad payloads are
- * ignored: they come from outside. */
-static void agent_consider(sluice_agent *a, redisContext *c, const char *payload, size_t len) {
+/* A message no sluiced would send (forged, or corrupted): logged at most
+ * once a minute, with how many were ignored in between. */
+static void agent_insane(sluice_agent *a, const char *why, long long value) {
+    long long now = agent_now_ms();
+    if (a->insane_logged_ms && now - a->insane_logged_ms < AGENT_INSANE_LOG_MS) {
+        a->insane_suppressed++;
+        return;
+    }
+    fprintf(stderr, "libsluice: %s: ignored a scaling message with %s %lld (%lld more ignored since the last line)\n",
+            a->queue, why, value, a->insane_suppressed);
+    a->insane_logged_ms = now;
+    a->insane_suppressed = 0;
+}
+
+/* Apply a desired-state payload if it is for us, sane and newer. Anything
+ * else is ignored: it comes from outside. */
+static void agent_consider(sluice_agent *a, rconn *c, const char *payload, size_t len) {
     json_error_t jerr;
     json_t *j;
     char msg[200];
@@ -114,10 +104,19 @@ static void agent_consider(sluice_agent *a, redisContext *c, const char *payload
     j = json_loadb(payload, len, 0, &jerr);
     json_t *q = json_object_get(j, "queue"), *n = json_object_get(j, "concurrency"),
            *v = json_object_get(j, "version");
-    if (!json_is_string(q) || strcmp(json_string_value(q), a->queue) != 0 || !json_is_integer(n) ||
-        !json_is_integer(v) || json_integer_value(n) < 0 || json_integer_value(n) > INT_MAX ||
-        json_integer_value(v) < 0)
+    if (!json_is_string(q) || strcmp(json_string_value(q), a->queue) != 0) goto done;
+    if (!json_is_integer(n) || !json_is_integer(v)) {
+        agent_insane(a, "a concurrency or version that is not an integer", 0);
         goto done;
+    }
+    if (json_integer_value(n) < 0 || json_integer_value(n) > a->ceiling) {
+        agent_insane(a, "concurrency", (long long)json_integer_value(n));
+        goto done;
+    }
+    if (json_integer_value(v) < 0 || json_integer_value(v) > SLUICE_VERSION_MAX) {
+        agent_insane(a, "version", (long long)json_integer_value(v));
+        goto done;
+    }
     long long version = json_integer_value(v);
     if (version <= atomic_load(&a->version) && atomic_load(&a->version) > 0) goto done;
     if (version == 0 && atomic_load(&a->version) == 0 && atomic_load(&a->concurrency) == json_integer_value(n))
@@ -138,42 +137,28 @@ done:
     json_decref(j);
 }
 
-static void agent_read_desired(sluice_agent *a, redisContext *c) {
-    redisReply *r = redisCommand(c, "HGET %s %s", a->key_desired, a->queue);
+static void agent_read_desired(sluice_agent *a, rconn *c) {
+    redisReply *r = rconn_command(c, "HGET %s %s", a->key_desired, a->queue);
     if (r && r->type == REDIS_REPLY_STRING) agent_consider(a, c, r->str, r->len);
     freeReplyObject(r);
 }
 
 /* ---- the thread -------------------------------------------------------------- */
 
-static redisContext *agent_connect(sluice_agent *a) {
-    struct timeval tv = {1, 0};
-    redisContext *c = redisConnectWithTimeout(a->redis_host, a->redis_port, tv);
-    if (c == NULL || c->err) {
-        if (c) redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, tv);
-    if (a->redis_db) {
-        redisReply *r = redisCommand(c, "SELECT %d", a->redis_db);
-        int ok = r && r->type != REDIS_REPLY_ERROR;
-        freeReplyObject(r);
-        if (!ok) {
-            redisFree(c);
-            return NULL;
-        }
-    }
-    return c;
+static rconn *agent_connect(sluice_agent *a) {
+    char err[256];
+    enum rconn_failure why;
+    return rconn_open(&a->redis, AGENT_TIMEOUT_MS, &why, err, sizeof err);
 }
 
-static void agent_drop(redisContext **c) {
-    if (*c) redisFree(*c);
+static void agent_drop(rconn **c) {
+    rconn_free(*c);
     *c = NULL;
 }
 
 static void *agent_main(void *arg) {
     sluice_agent *a = arg;
-    redisContext *cmd = NULL, *sub = NULL;
+    rconn *cmd = NULL, *sub = NULL;
     long long next_beat = 0, next_poll = 0, backoff = 100;
 
     while (!atomic_load(&a->stopping)) {
@@ -182,8 +167,8 @@ static void *agent_main(void *arg) {
             agent_drop(&sub);
             cmd = agent_connect(a);
             sub = cmd ? agent_connect(a) : NULL;
-            redisReply *r = sub ? redisCommand(sub, "SUBSCRIBE %s", a->chan_scaling) : NULL;
-            if (r == NULL) {
+            redisReply *r = sub ? rconn_command(sub, "SUBSCRIBE %s", a->chan_scaling) : NULL;
+            if (r == NULL || r->type == REDIS_REPLY_ERROR) {
                 freeReplyObject(r);
                 agent_drop(&cmd);
                 agent_drop(&sub);
@@ -207,26 +192,24 @@ static void *agent_main(void *arg) {
             agent_read_desired(a, cmd);
             next_poll = now + a->poll_ms;
         }
-        if (cmd->err) {
+        if (rconn_failed(cmd)) {
             agent_drop(&cmd);
             continue;
         }
         long long wait = (next_beat < next_poll ? next_beat : next_poll) - agent_now_ms();
         if (wait > 100) wait = 100;              /* notice stop requests quickly */
         if (wait < 0) wait = 0;
-        struct pollfd pfd = {sub->fd, POLLIN, 0};
-        int ready = poll(&pfd, 1, (int)wait);
-        if (ready > 0 && redisBufferRead(sub) != REDIS_OK) ready = -1;
-        void *reply = NULL;
-        while (ready >= 0 && redisGetReplyFromReader(sub, &reply) == REDIS_OK && reply) {
-            redisReply *m = reply;
+        redisReply *m = NULL;
+        int got;
+        while ((got = rconn_poll_reply(sub, (int)wait, &m)) == 1) {
             if (m->type == REDIS_REPLY_ARRAY && m->elements == 3 &&
                 m->element[2]->type == REDIS_REPLY_STRING)
                 agent_consider(a, cmd, m->element[2]->str, m->element[2]->len);
-            freeReplyObject(reply);
-            reply = NULL;
+            freeReplyObject(m);
+            m = NULL;
+            wait = 0;                            /* drain what is there, then beat */
         }
-        if (ready < 0 && errno != EINTR) agent_drop(&sub);
+        if (got < 0) agent_drop(&sub);
     }
     /* Leave the fleet at once instead of going stale. */
     if (cmd == NULL) cmd = agent_connect(a);
@@ -246,8 +229,13 @@ sluice_agent *sluice_agent_start(const struct sluice_config *cfg, char *err, siz
         snprintf(err, errlen, "queue (1..64 of A-Z a-z 0-9 _ . : -) and apply are required");
         goto fail;
     }
-    if (agent_parse_url(a, cfg->redis_url ? cfg->redis_url : "redis://127.0.0.1:6379", err, errlen))
+    char why[256];
+    struct rconn_secrets secrets = {cfg->redis_password, cfg->redis_ca, cfg->redis_cert, cfg->redis_key};
+    if (rconn_target_parse(cfg->redis_url ? cfg->redis_url : "redis://127.0.0.1:6379", &secrets,
+                           &a->redis, why, sizeof why) != 0) {
+        snprintf(err, errlen, "redis url: %s", why);
         goto fail;
+    }
     const char *prefix = cfg->prefix ? cfg->prefix : "sluice";
     if (!agent_valid_name(prefix, 64)) {
         snprintf(err, errlen, "prefix: 1..64 of A-Z a-z 0-9 _ . : -");
@@ -272,10 +260,21 @@ sluice_agent *sluice_agent_start(const struct sluice_config *cfg, char *err, siz
     snprintf(a->chan_scaling, sizeof a->chan_scaling, "%s:scaling", a->prefix);
     snprintf(a->chan_reports, sizeof a->chan_reports, "%s:reports", a->prefix);
     a->max = cfg->max_concurrency > 0 ? cfg->max_concurrency : 0;
+    a->ceiling = cfg->ceiling > 0 ? cfg->ceiling : SLUICE_AGENT_CEILING;
     a->heartbeat_ms = cfg->heartbeat_ms >= 50 ? cfg->heartbeat_ms : 1000;
     a->poll_ms = cfg->poll_ms >= 50 ? cfg->poll_ms : 5000;
     a->apply = cfg->apply;
     a->ud = cfg->ud;
+    /* One connection now: a Redis that refuses us will never accept us, so
+     * say it here, once, instead of retrying forever in the thread. */
+    enum rconn_failure failure;
+    rconn *probe = rconn_open(&a->redis, AGENT_TIMEOUT_MS, &failure, why, sizeof why);
+    int refused = probe == NULL && failure == RCONN_REFUSED;
+    rconn_free(probe);
+    if (refused) {
+        snprintf(err, errlen, "redis: %s", why);
+        goto fail;
+    }
     int initial = cfg->initial_concurrency > 0 ? cfg->initial_concurrency : 1;
     if (a->max && initial > a->max) initial = a->max;
     atomic_store(&a->concurrency, a->apply(a->ud, initial));
@@ -285,6 +284,7 @@ sluice_agent *sluice_agent_start(const struct sluice_config *cfg, char *err, siz
     }
     return a;
 fail:
+    memset(&a->redis, 0, sizeof a->redis);     /* no password left in freed memory */
     free(a);
     return NULL;
 }
@@ -293,6 +293,7 @@ void sluice_agent_stop(sluice_agent *a) {
     if (a == NULL) return;
     atomic_store(&a->stopping, 1);
     pthread_join(a->thread, NULL);
+    memset(&a->redis, 0, sizeof a->redis);     /* no password left in freed memory */
     free(a);
 }
 

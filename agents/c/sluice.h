@@ -17,7 +17,14 @@
 
 #include <stddef.h>
 
-#define SLUICE_AGENT_NAME "libsluice/0.1"
+#define SLUICE_AGENT_NAME "libsluice/0.2"
+
+/* A desired concurrency above the agent's ceiling, a negative one, or a
+ * version that is negative or beyond 2^53 is not something sluiced sends:
+ * such a message is ignored (and logged at most once a minute), never
+ * applied or acknowledged. */
+#define SLUICE_AGENT_CEILING 1000000
+#define SLUICE_VERSION_MAX 9007199254740992LL     /* 2^53 */
 
 typedef struct sluice_agent sluice_agent;
 
@@ -26,7 +33,8 @@ typedef struct sluice_agent sluice_agent;
 typedef int (*sluice_apply_fn)(void *ud, int concurrency);
 
 struct sluice_config {
-    const char *redis_url;       /* redis://HOST:PORT[/DB]; NULL: redis://127.0.0.1:6379 */
+    const char *redis_url;       /* redis[s]://[USER[:PASSWORD]@]HOST:PORT[/DB];
+                                    NULL: redis://127.0.0.1:6379 */
     const char *prefix;          /* NULL: "sluice" */
     const char *queue;           /* required */
     const char *worker_id;       /* NULL: <queue>-<host>-<pid> */
@@ -36,12 +44,19 @@ struct sluice_config {
     int poll_ms;                 /* re-read of the desired hash; 0: 5000 */
     sluice_apply_fn apply;       /* required */
     void *ud;
+    /* Added in 0.2; zero them (designated initializers do) for the defaults. */
+    const char *redis_password;  /* when the URL has none; NULL: none */
+    const char *redis_ca;        /* rediss://: CA file; NULL: the system store */
+    const char *redis_cert, *redis_key;   /* rediss://: client certificate (mutual TLS) */
+    int ceiling;                 /* most concurrency a message may ask; 0: SLUICE_AGENT_CEILING */
 };
 
 /* Start following. apply is called once before this returns, on the
  * caller's thread, with the initial concurrency; later calls come from the
- * agent's thread. Redis being down is not an error (the agent retries).
- * Returns NULL with a message in err on bad configuration. */
+ * agent's thread. Redis being down is not an error (the agent retries), but
+ * a Redis that refuses us (wrong password, untrusted certificate, a plain
+ * connection to a TLS port) is: it would never heal. Returns NULL with a
+ * one-line message in err on bad configuration or such a refusal. */
 sluice_agent *sluice_agent_start(const struct sluice_config *cfg, char *err, size_t errlen);
 
 /* Say bye, stop the thread and free the agent. NULL is a no-op. */

@@ -8,6 +8,7 @@
  * their job and leave, so a job is never interrupted or lost. SIGTERM drains
  * the running jobs and says bye. --produce N enqueues demo jobs instead. */
 #include "sluice.h"
+#include "rconn.h"
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
@@ -28,9 +29,8 @@
 enum slot_state { SLOT_EMPTY, SLOT_RUNNING, SLOT_EXITED };
 
 struct worker {
-    const char *redis_url, *prefix, *queue;
-    char host[256];
-    int port, db;
+    const char *redis_url, *jobs_url, *prefix, *queue;
+    struct rconn_target jobs;            /* where the job lists are */
     char key_wait[160], key_active[160], key_failed[160];
     pthread_mutex_t lock;
     int target;                          /* desired pool size */
@@ -52,33 +52,17 @@ static void usage(void) {
     fprintf(stderr,
             "usage: sluice-worker --queue NAME [--redis URL] [--prefix P] [--id ID]\n"
             "                     [--concurrency N] [--max N] [--heartbeat-ms MS] [--poll-ms MS]\n"
+            "                     [--jobs-redis URL] [--redis-ca F] [--redis-cert F --redis-key F]\n"
             "       sluice-worker --produce N --queue NAME [--redis URL] [--prefix P]\n"
-            "                     [--sleep-ms MS] [--fail-ratio R]\n");
+            "                     [--sleep-ms MS] [--fail-ratio R]\n"
+            "URLs: redis[s]://[USER[:PASSWORD]@]HOST:PORT[/DB]; a password may come from\n"
+            "SLUICE_REDIS_PASSWORD or SLUICE_REDIS_PASSWORD_FILE instead.\n");
 }
 
-static int parse_url(const char *url) {
-    const char *p = url + 8, *colon = strchr(p, ':');
-    if (strncmp(url, "redis://", 8) != 0 || colon == NULL || colon == p ||
-        (size_t)(colon - p) >= sizeof W.host)
-        return -1;
-    memcpy(W.host, p, (size_t)(colon - p));
-    W.host[colon - p] = '\0';
-    char *end;
-    W.port = (int)strtol(colon + 1, &end, 10);
-    W.db = *end == '/' ? atoi(end + 1) : 0;
-    return W.port > 0 && W.port < 65536 ? 0 : -1;
-}
-
-static redisContext *connect_redis(void) {
-    struct timeval tv = {2, 0};
-    redisContext *c = redisConnectWithTimeout(W.host, W.port, tv);
-    if (c == NULL || c->err) {
-        if (c) redisFree(c);
-        return NULL;
-    }
-    redisSetTimeout(c, (struct timeval){5, 0});
-    if (W.db) freeReplyObject(redisCommand(c, "SELECT %d", W.db));
-    return c;
+/* A connection for the job lists (5 s: longer than a blocking BLMOVE). */
+static rconn *connect_redis(char *err, size_t errlen) {
+    enum rconn_failure why;
+    return rconn_open(&W.jobs, 5000, &why, err, errlen);
 }
 
 static void sleep_ms(long ms) {
@@ -112,17 +96,18 @@ static int slot_should_leave(int i) {
 
 static void *pool_thread(void *arg) {
     int i = *(int *)arg;
-    redisContext *c = NULL;
+    rconn *c = NULL;
     while (atomic_load(&W.agent) == NULL && !atomic_load(&W.stopping)) sleep_ms(5);
     while (!slot_should_leave(i)) {
-        if (c == NULL && (c = connect_redis()) == NULL) {
+        char err[256];
+        if (c == NULL && (c = connect_redis(err, sizeof err)) == NULL) {
             sleep_ms(500);
             continue;
         }
         /* Block at most 1 s so a shrink or SIGTERM is noticed between jobs. */
-        redisReply *r = redisCommand(c, "BLMOVE %s %s RIGHT LEFT 1", W.key_wait, W.key_active);
+        redisReply *r = rconn_command(c, "BLMOVE %s %s RIGHT LEFT 1", W.key_wait, W.key_active);
         if (r == NULL) {
-            redisFree(c);
+            rconn_free(c);
             c = NULL;
             continue;
         }
@@ -130,15 +115,15 @@ static void *pool_thread(void *arg) {
             sluice_agent_job_started(W.agent);
             int ok = run_job(r->str, r->len);
             if (!ok) {
-                freeReplyObject(redisCommand(c, "LPUSH %s %b", W.key_failed, r->str, r->len));
-                freeReplyObject(redisCommand(c, "LTRIM %s 0 %d", W.key_failed, FAILED_CAP - 1));
+                freeReplyObject(rconn_command(c, "LPUSH %s %b", W.key_failed, r->str, r->len));
+                freeReplyObject(rconn_command(c, "LTRIM %s 0 %d", W.key_failed, FAILED_CAP - 1));
             }
-            freeReplyObject(redisCommand(c, "LREM %s 1 %b", W.key_active, r->str, r->len));
+            freeReplyObject(rconn_command(c, "LREM %s 1 %b", W.key_active, r->str, r->len));
             sluice_agent_job_finished(W.agent, ok);
         }
         freeReplyObject(r);
     }
-    if (c) redisFree(c);
+    if (c) rconn_free(c);
     return NULL;
 }
 
@@ -162,9 +147,10 @@ static int apply_concurrency(void *ud, int n) {
 }
 
 static int produce(long n, long sleep, double fail_ratio) {
-    redisContext *c = connect_redis();
+    char err[256];
+    rconn *c = connect_redis(err, sizeof err);
     if (c == NULL) {
-        fprintf(stderr, "sluice-worker: cannot connect to %s\n", W.redis_url);
+        fprintf(stderr, "sluice-worker: redis: %s\n", err);   /* never the URL: it may hold a password */
         return 1;
     }
     /* Failures spread evenly from a random phase: a batch of n has floor or
@@ -178,18 +164,20 @@ static int produce(long n, long sleep, double fail_ratio) {
         char job[160];
         snprintf(job, sizeof job, "{\"id\":\"%d-%ld\",\"sleep_ms\":%ld,\"fail\":%s}", (int)getpid(), i,
                  sleep, fail ? "true" : "false");
-        redisAppendCommand(c, "LPUSH %s %s", W.key_wait, job);
+        rconn_append(c, "LPUSH %s %s", W.key_wait, job);
     }
     for (long i = 0; i < n; i++) {
-        void *r = NULL;
-        if (redisGetReply(c, &r) != REDIS_OK) {
-            fprintf(stderr, "sluice-worker: redis failed after %ld jobs\n", i);
-            redisFree(c);
+        redisReply *r = NULL;
+        if (rconn_get_reply(c, &r) != 0 || r->type == REDIS_REPLY_ERROR) {
+            fprintf(stderr, "sluice-worker: redis failed after %ld jobs: %s\n", i,
+                    r ? r->str : rconn_error(c));
+            freeReplyObject(r);
+            rconn_free(c);
             return 1;
         }
         freeReplyObject(r);
     }
-    redisFree(c);
+    rconn_free(c);
     printf("enqueued %ld jobs on %s\n", n, W.key_wait);
     return 0;
 }
@@ -208,6 +196,7 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     W.redis_url = "redis://127.0.0.1:6379";
+    const char *ca = NULL, *cert = NULL, *key = NULL;
     W.prefix = "sluice";
     cfg.initial_concurrency = 1;
     for (int i = 1; i < argc; i++) {
@@ -215,6 +204,10 @@ int main(int argc, char **argv) {
         if (v == NULL) { usage(); return 2; }
         if (!strcmp(a, "--queue")) W.queue = v;
         else if (!strcmp(a, "--redis")) W.redis_url = v;
+        else if (!strcmp(a, "--jobs-redis")) W.jobs_url = v;
+        else if (!strcmp(a, "--redis-ca")) ca = v;
+        else if (!strcmp(a, "--redis-cert")) cert = v;
+        else if (!strcmp(a, "--redis-key")) key = v;
         else if (!strcmp(a, "--prefix")) W.prefix = v;
         else if (!strcmp(a, "--id")) cfg.worker_id = v;
         else if (!strcmp(a, "--concurrency")) cfg.initial_concurrency = atoi(v);
@@ -227,7 +220,20 @@ int main(int argc, char **argv) {
         else { usage(); return 2; }
         i++;
     }
-    if (W.queue == NULL || parse_url(W.redis_url) != 0 || fail_ratio < 0 || fail_ratio > 1 ||
+    char password[RCONN_SECRET_MAX];
+    if (rconn_password_from_env(password, sizeof password, err, sizeof err) != 0) {
+        fprintf(stderr, "sluice-worker: %s\n", err);
+        return 2;
+    }
+    /* The job lists may live behind another Redis user (or server) than the
+     * control channel: --jobs-redis, by default the same URL. */
+    struct rconn_secrets secrets = {password, ca, cert, key};
+    const char *jobs_url = W.jobs_url ? W.jobs_url : W.redis_url;
+    if (rconn_target_parse(jobs_url, &secrets, &W.jobs, err, sizeof err) != 0) {
+        fprintf(stderr, "sluice-worker: %s: %s\n", W.jobs_url ? "--jobs-redis" : "--redis", err);
+        return 2;
+    }
+    if (W.queue == NULL || fail_ratio < 0 || fail_ratio > 1 ||
         sleep < 0 || cfg.initial_concurrency < 0 || cfg.max_concurrency < 0 ||
         cfg.initial_concurrency > POOL_MAX) {
         usage();
@@ -240,6 +246,11 @@ int main(int argc, char **argv) {
 
     pthread_mutex_init(&W.lock, NULL);
     cfg.redis_url = W.redis_url;
+    cfg.redis_password = password;
+    cfg.redis_ca = ca;
+    cfg.redis_cert = cert;
+    cfg.redis_key = key;
+    cfg.ceiling = POOL_MAX;           /* the most threads this worker can ever run */
     cfg.prefix = W.prefix;
     cfg.queue = W.queue;
     cfg.apply = apply_concurrency;

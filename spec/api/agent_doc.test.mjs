@@ -19,7 +19,8 @@ test('the_minimal_worker_of_the_docs_compiles_and_follows_a_change', async () =>
   // the build line of the docs, with this build's flags (sanitizers too)
   const flags = (readFileSync(join(BUILD, '.flags'), 'utf8').match(/-fsanitize=\S+/g) || []);
   execFileSync('cc', ['-std=c11', '-Wall', '-Wextra', '-Werror', ...flags, `-I${join(ROOT, 'agents', 'c')}`, src,
-    join(BUILD, 'libsluice.a'), '-lhiredis', '-ljansson', '-lpthread', '-o', bin], { stdio: 'pipe' });
+    join(BUILD, 'libsluice.a'), ...execFileSync('pkg-config', ['--libs', 'hiredis', 'jansson', 'openssl', 'libcurl'],
+      { encoding: 'utf8' }).trim().split(/\s+/), '-lpthread', '-o', bin], { stdio: 'pipe' });
   const redis = await startRedis();
   const srv = await startServer({ extraArgs: ['--redis', redis.url] });
   const seen = await reports(redis);
@@ -32,7 +33,7 @@ test('the_minimal_worker_of_the_docs_compiles_and_follows_a_change', async () =>
     assert.deepEqual(r.json.acks, { expected: 1, acknowledged: 1, complete: true });
     assert.ok(await waitFor(() => out.includes('running 11 jobs at once'), 2000), out);
     const beat = Object.values(seen.latest).find((m) => m.queue === 'alpha');
-    assert.equal(beat.agent, 'libsluice/0.1');
+    assert.equal(beat.agent, 'libsluice/0.2');
     proc.kill('SIGTERM');
     const codeOut = await new Promise((res) => proc.on('exit', res));
     assert.equal(codeOut, 0);
