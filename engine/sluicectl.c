@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "redact.h"
 #include "util.h"
 
 #ifndef SLUICE_VERSION /* the Makefile passes VERSION */
@@ -115,7 +116,9 @@ static void ctl_request(const struct ctl *c, const char *method, const char *pat
     curl_easy_setopt(curl, CURLOPT_TIMEOUT, 60L);       /* a wait is at most 30 s */
     CURLcode rc = curl_easy_perform(curl);
     if (rc != CURLE_OK) {
-        fprintf(stderr, "sluicectl: cannot reach %s: %s\n", c->url, curl_easy_strerror(rc));
+        char shown[2048];
+        redact_url(c->url, shown, sizeof shown);
+        fprintf(stderr, "sluicectl: cannot reach %s: %s\n", shown, curl_easy_strerror(rc));
         a->retry_after = -1;
     } else {
         curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &a->status);
@@ -507,7 +510,7 @@ static int ctl_parse(int argc, char **argv, struct ctl_args *o, struct ctl *c) {
             size_t k = 0;
             while (k < sizeof valued / sizeof *valued && strcmp(a, valued[k]) != 0) k++;
             if (k == sizeof valued / sizeof *valued) {
-                fprintf(stderr, "sluicectl: unknown option '%s'\n", a);
+                fprintf(stderr, "sluicectl: unknown option '%.*s'\n", (int)strcspn(a, "="), a);
                 return -1;
             }
             if (i + 1 == argc) {

@@ -113,6 +113,7 @@ fail:
 }
 
 void util_copy(char *dst, size_t size, const char *src) {
+    if (size == 0) return;
     size_t n = src ? strlen(src) : 0;
     if (n >= size) n = size - 1;
     if (n) memcpy(dst, src, n);
@@ -120,6 +121,7 @@ void util_copy(char *dst, size_t size, const char *src) {
 }
 
 void util_copy_utf8(char *dst, size_t size, const char *src) {
+    if (size == 0) return;
     size_t n = src ? strlen(src) : 0;
     if (n >= size) {
         n = size - 1;
@@ -128,17 +130,4 @@ void util_copy_utf8(char *dst, size_t size, const char *src) {
     }
     if (n) memcpy(dst, src, n);
     dst[n] = '\0';
-}
-
-void util_redact_url(const char *url, char *out, size_t size) {
-    const char *scheme = strstr(url, "://");
-    const char *auth = scheme ? scheme + 3 : NULL;
-    const char *at = auth ? strchr(auth, '@') : NULL;
-    const char *slash = auth ? strchr(auth, '/') : NULL;
-    const char *colon = auth ? strchr(auth, ':') : NULL;
-    if (at == NULL || (slash && slash < at) || colon == NULL || colon > at) {
-        util_copy(out, size, url);
-        return;
-    }
-    snprintf(out, size, "%.*s:***%s", (int)(colon - url), url, at);
 }

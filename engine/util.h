@@ -41,16 +41,12 @@ int util_valid_name(const char *s);
 int util_parse_duration(const char *s, int64_t *out_s);
 
 /* Copy src (NULL: "") into dst of size bytes, truncating; always
- * NUL-terminates. */
+ * NUL-terminates (when size is 0, writes nothing). */
 void util_copy(char *dst, size_t size, const char *src);
 
 /* As util_copy, but never cuts a UTF-8 sequence in half: a truncated copy
  * of valid UTF-8 stays valid. */
 void util_copy_utf8(char *dst, size_t size, const char *src);
-
-/* Copy url into out (size bytes) with any password hidden: the part
- * between "user:" and "@" of the authority becomes "***". For logs. */
-void util_redact_url(const char *url, char *out, size_t size);
 
 /* Read a whole file (at most max bytes) into a NUL-terminated malloc'd buffer.
  * The caller owns the result. Returns NULL on error, errno set (EFBIG when the

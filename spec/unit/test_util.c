@@ -1,4 +1,5 @@
-/* test_util.c — time formatting, names, durations, randomness. */
+/* test_util.c — time formatting, names, durations, randomness, copies.
+ * Redaction of connection strings: test_redact.c. */
 #include "unit.h"
 #include "util.h"
 
@@ -58,14 +59,13 @@ TEST(copy_truncates_and_terminates) {
     EXPECT_STR(small, "");
 }
 
-TEST(redacts_passwords_in_urls_for_logs) {
-    char out[256];
-    util_redact_url("postgres://sluice:s3cret@db:5432/sluice", out, sizeof out);
-    EXPECT_STR(out, "postgres://sluice:***@db:5432/sluice");
-    util_redact_url("postgres://postgres@127.0.0.1:5432/x", out, sizeof out);
-    EXPECT_STR(out, "postgres://postgres@127.0.0.1:5432/x");
-    util_redact_url("sqlite:/data/sluice.db", out, sizeof out);
-    EXPECT_STR(out, "sqlite:/data/sluice.db");
+TEST(copy_into_zero_bytes_writes_nothing) {
+    char guard[2] = {'x', 'y'};
+    util_copy(guard, 0, "abc");
+    util_copy_utf8(guard, 0, "abc");
+    EXPECT(guard[0] == 'x' && guard[1] == 'y');
+    util_copy(guard, 1, "abc");
+    EXPECT(guard[0] == '\0' && guard[1] == 'y');
 }
 
 int main(void) {
@@ -74,6 +74,6 @@ int main(void) {
     RUN(parses_durations);
     RUN(random_hex_differs_each_call);
     RUN(copy_truncates_and_terminates);
-    RUN(redacts_passwords_in_urls_for_logs);
+    RUN(copy_into_zero_bytes_writes_nothing);
     return UNIT_DONE();
 }
