@@ -103,7 +103,9 @@ static size_t alerts_inputs(struct app *app, int64_t mono, struct policy_alert_q
             vs[live].concurrency = ws[k].concurrency;
             vs[live].version = ws[k].version;
             vs[live].active = ws[k].active;
-            vs[live].state = ws[k].concurrency == t.desired ? "ok" : "mismatch";
+            vs[live].state = ws[k].invalid                  ? "invalid"
+                             : ws[k].concurrency == t.desired ? "ok"
+                                                              : "mismatch";
             live++;
         }
         q->workers = vs;

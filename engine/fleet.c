@@ -23,8 +23,19 @@ struct fleet_totals {
     uint64_t completed, failed;
 };
 
+/* The newest version issued per queue, as far as this process knows. */
+struct fleet_issued {
+    char queue[UTIL_NAME_MAX + 1];
+    int64_t version;
+    int64_t asked_ms;                /* last time the issuer was asked; 0: never */
+};
+
 struct fleet {
     pthread_mutex_t lock;
+    fleet_issuer_fn issuer;
+    void *issuer_ud;
+    struct fleet_issued issued[FLEET_MAX_QUEUES];
+    size_t nissued;
     struct fleet_worker *workers;
     size_t n, cap;
     struct fleet_totals totals[FLEET_MAX_QUEUES];
@@ -154,6 +165,59 @@ static void fleet_sample(fleet *fl, struct fleet_worker *w, const struct fleet_w
     w->samples[slot].failed = w->failed;
 }
 
+void fleet_set_issuer(fleet *fl, fleet_issuer_fn fn, void *ud) {
+    pthread_mutex_lock(&fl->lock);
+    fl->issuer = fn;
+    fl->issuer_ud = ud;
+    pthread_mutex_unlock(&fl->lock);
+}
+
+/* The entry of queue, made when absent (NULL when the table is full).
+ * Called locked. */
+static struct fleet_issued *fleet_issued_of(fleet *fl, const char *queue) {
+    for (size_t i = 0; i < fl->nissued; i++)
+        if (strcmp(fl->issued[i].queue, queue) == 0) return &fl->issued[i];
+    if (fl->nissued == FLEET_MAX_QUEUES) return NULL;
+    struct fleet_issued *e = &fl->issued[fl->nissued++];
+    util_copy(e->queue, sizeof e->queue, queue);
+    e->version = 0;
+    e->asked_ms = 0;
+    return e;
+}
+
+void fleet_issued(fleet *fl, const char *queue, int64_t version) {
+    pthread_mutex_lock(&fl->lock);
+    struct fleet_issued *e = fleet_issued_of(fl, queue);
+    if (e && version > e->version) e->version = version;
+    pthread_mutex_unlock(&fl->lock);
+}
+
+/* 1 when version of queue was never issued. Asks the issuer (unlocked) when
+ * the version is beyond what is known and it was not asked lately. */
+static int fleet_never_issued(fleet *fl, const char *queue, int64_t version, int64_t now_ms) {
+    fleet_issuer_fn fn;
+    void *ud;
+    int ask = 0, unknown = 0;
+    pthread_mutex_lock(&fl->lock);
+    struct fleet_issued *e = fleet_issued_of(fl, queue);
+    fn = fl->issuer;
+    ud = fl->issuer_ud;
+    if (e == NULL || version <= e->version) {
+        pthread_mutex_unlock(&fl->lock);
+        return 0;
+    }
+    if (fn && (e->asked_ms == 0 || now_ms - e->asked_ms >= FLEET_ISSUER_EVERY_MS)) {
+        e->asked_ms = now_ms;
+        ask = 1;
+    }
+    pthread_mutex_unlock(&fl->lock);
+    if (!ask) return fn != NULL;         /* asked a moment ago: still beyond it */
+    int64_t newest = fn(ud, queue);
+    if (newest < 0) unknown = 1;         /* the store cannot say: accuse nobody */
+    else fleet_issued(fl, queue, newest);
+    return !unknown && version > newest;
+}
+
 static void fleet_remove_at(fleet *fl, size_t i) {
     fl->workers[i] = fl->workers[--fl->n];
 }
@@ -197,6 +261,7 @@ int fleet_report(fleet *fl, const char *payload, size_t len, int64_t now_ms) {
         !fleet_str(o, "agent", 64, w.agent, sizeof w.agent, &why) ||
         !fleet_str(o, "error", 256, w.error, sizeof w.error, &why))
         goto refuse;
+    if (needs_state) w.invalid = fleet_never_issued(fl, w.queue, w.version, now_ms);
 
     pthread_mutex_lock(&fl->lock);
     struct fleet_worker *cur = fleet_find(fl, w.id);
@@ -225,7 +290,8 @@ int fleet_report(fleet *fl, const char *payload, size_t len, int64_t now_ms) {
             w.first_seen_ms = cur->first_seen_ms;
             /* A version never goes backwards: a late, reordered report must
              * not undo a newer acknowledgement. */
-            if (w.version < cur->version && strcmp(w.queue, cur->queue) == 0) w.version = cur->version;
+            if (w.version < cur->version && strcmp(w.queue, cur->queue) == 0 && !cur->invalid)
+                w.version = cur->version;
             w.last_seen_ms = now_ms;
             /* An error report stands until a later ack says otherwise. */
             if (w.error[0] == '\0' && strcmp(event, "heartbeat") == 0) util_copy(w.error, sizeof w.error, cur->error);
@@ -323,7 +389,7 @@ static void fleet_count_locked(fleet *fl, const char *queue, int64_t version, in
         const struct fleet_worker *w = &fl->workers[i];
         if (strcmp(w->queue, queue) != 0 || fleet_is_stale(w, now_ms)) continue;
         out->expected++;
-        if (w->version >= version) out->acknowledged++;
+        if (w->version >= version && !w->invalid) out->acknowledged++;
     }
 }
 

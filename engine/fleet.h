@@ -9,6 +9,14 @@
  * PUT ... wait_ms: callbacks run when every live worker of a queue has
  * applied a version, or when their deadline passes.
  *
+ * Only versions sluiced issued count: a worker that reports a version above
+ * the newest one issued for its queue (a forged message, or another control
+ * plane's) is "invalid": it is expected but never acknowledges, until it
+ * reports an issued version again. What was issued comes from
+ * fleet_issued and, for versions this process has not seen (another
+ * replica's), from the issuer callback, asked at most every
+ * FLEET_ISSUER_EVERY_MS per queue.
+ *
  * All functions are thread-safe (one mutex owned here). Times are
  * CLOCK_MONOTONIC milliseconds (util_mono_ms). */
 #ifndef SLUICE_FLEET_H
@@ -27,6 +35,7 @@
 #define FLEET_STALE_INTERVALS 3
 #define FLEET_SAMPLES 64                 /* counter samples kept per worker */
 #define FLEET_RATE_WINDOW_MS 60000
+#define FLEET_ISSUER_EVERY_MS 250
 
 /* One heartbeat's running totals, for rates. */
 struct fleet_sample {
@@ -44,6 +53,7 @@ struct fleet_worker {
     int64_t interval_ms;             /* heartbeat interval the worker declared */
     int64_t last_seen_ms, first_seen_ms;
     int stale;                       /* filled by fleet_workers */
+    int invalid;                     /* reports a version never issued for its queue */
     struct fleet_sample samples[FLEET_SAMPLES];   /* ring, oldest at sample_head */
     int nsamples, sample_head;
 };
@@ -65,6 +75,16 @@ typedef struct fleet fleet;
 
 fleet *fleet_new(void);
 void fleet_free(fleet *fl);
+
+/* The newest version of queue that the store holds: >= 0, or -1 when it
+ * cannot be known now (then no worker is called invalid). Called without
+ * the fleet lock held, from the thread that reads reports. */
+typedef int64_t (*fleet_issuer_fn)(void *ud, const char *queue);
+void fleet_set_issuer(fleet *fl, fleet_issuer_fn fn, void *ud);
+
+/* version of queue was issued (committed or published): reports of it and
+ * below are acknowledgements. */
+void fleet_issued(fleet *fl, const char *queue, int64_t version);
 
 /* Apply one report (raw payload). Returns 0, or -1 when it was malformed
  * (counted, logged at a limited rate, nothing changed). */

@@ -158,6 +158,21 @@ char *metrics_render(metrics *m, struct app *app, size_t *len) {
     per_queue(&o, queues, "sluice_desired_concurrency", "gauge", "Desired concurrency per worker of the queue.", "desired_concurrency", NULL);
     per_queue(&o, queues, "sluice_actual_concurrency", "gauge", "Sum of the concurrency live workers report.", "active_concurrency", NULL);
     per_queue(&o, queues, "sluice_workers", "gauge", "Live workers of the queue.", "worker_count", NULL);
+    /* Every state a worker row can have, zeros included, so an alert on
+     * state="invalid" (a version sluiced never issued) has a series. */
+    head(&o, "sluice_workers_by_state", "gauge", "Workers of the queue by state (ok, mismatch, invalid, stale).");
+    json_array_foreach(queues, i, item) {
+        static const char *const states[] = {"ok", "mismatch", "invalid", "stale"};
+        for (size_t s = 0; s < sizeof states / sizeof states[0]; s++) {
+            size_t k, count = 0;
+            json_t *w;
+            json_array_foreach(json_object_get(item, "workers"), k, w)
+                count += json_is_string(json_object_get(w, "state")) &&
+                         strcmp(json_string_value(json_object_get(w, "state")), states[s]) == 0;
+            out_printf(&o, "sluice_workers_by_state{queue=\"%s\",state=\"%s\"} %zu\n",
+                       esc(json_string_value(json_object_get(item, "queue")), a, sizeof a), states[s], count);
+        }
+    }
     head(&o, "sluice_queue_depth", "gauge", "Jobs in the queue by state.");
     json_array_foreach(queues, i, item) {
         const char *state;

@@ -194,6 +194,8 @@ static int scaling_judge_change(void *ud, const struct store_target *cur,
 static void scaling_announce(struct app *app, const struct store_change_result *res,
                              const char *actor, const char *source, const char *reason) {
     char ts[UTIL_TIME_MAX];
+    /* Workers may acknowledge this version from now on. */
+    if (app->fl) fleet_issued(app->fl, res->target.queue, res->target.version);
     if (app->events == NULL || events_count(app->events) == 0) return;
     json_t *change = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s}", "queue",
                                res->target.queue, "from", (json_int_t)res->previous, "to",

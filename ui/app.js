@@ -289,7 +289,7 @@ function updateCard(c, q) {
   const d = q.depth || {};
   c.desired.v.textContent = q.desired_concurrency ?? '–';
   c.running.v.textContent = q.active_concurrency;
-  c.running.root.classList.toggle('mismatch', q.workers.some((w) => w.state === 'mismatch'));
+  c.running.root.classList.toggle('mismatch', q.workers.some((w) => w.state === 'mismatch' || w.state === 'invalid'));
   c.workers.v.textContent = q.worker_count;
   c.pending.v.textContent = q.pending_updates;
   c.depthW.v.textContent = d.waiting ?? '–';
