@@ -22,7 +22,7 @@ function load(dir) {
 const find = (docs, kind, name) => docs.find((d) => d.kind === kind && d.metadata.name === name);
 const env = (c) => Object.fromEntries(c.env.map((e) => [e.name, e.value ?? e.valueFrom]));
 
-function checkSluiced(docs, { replicas, envName }) {
+function checkSluiced(docs, { replicas, envName, redisUrl }) {
   const dep = find(docs, 'Deployment', 'sluiced');
   assert.ok(dep, 'no sluiced Deployment');
   assert.equal(dep.spec.replicas, replicas);
@@ -34,7 +34,7 @@ function checkSluiced(docs, { replicas, envName }) {
   assert.ok(c.resources.requests.cpu && c.resources.requests.memory);
   const e = env(c);
   assert.equal(e.SLUICE_LISTEN, '0.0.0.0:8080');
-  assert.equal(e.SLUICE_REDIS, 'redis://redis:6379');
+  assert.equal(e.SLUICE_REDIS, redisUrl);
   assert.equal(e.SLUICE_POLICIES, '/etc/sluice/policies');
   assert.equal(e.SLUICE_ENV, envName);
   const mount = c.volumeMounts.find((m) => m.mountPath === '/etc/sluice/policies');
@@ -53,7 +53,7 @@ function checkSluiced(docs, { replicas, envName }) {
 
 test('minikube: one replica on SQLite on a volume claim, redis, policies, a worker', () => {
   const docs = load('minikube');
-  const { dep, c, e } = checkSluiced(docs, { replicas: 1, envName: 'minikube' });
+  const { dep, c, e } = checkSluiced(docs, { replicas: 1, envName: 'minikube', redisUrl: 'redis://redis:6379' });
   assert.equal(dep.spec.strategy.type, 'Recreate');
   assert.equal(e.SLUICE_DB, 'sqlite:/data/sluice.db');
   const data = c.volumeMounts.find((m) => m.mountPath === '/data');
@@ -67,13 +67,106 @@ test('minikube: one replica on SQLite on a volume claim, redis, policies, a work
 
 test('production: replicas on PostgreSQL from a Secret, probes, a disruption budget', () => {
   const docs = load('production');
-  const { dep, e } = checkSluiced(docs, { replicas: 2, envName: 'production' });
+  const { dep, e } = checkSluiced(docs, { replicas: 2, envName: 'production', redisUrl: 'rediss://sluiced@redis:6379' });
   assert.deepEqual(e.SLUICE_DB, { secretKeyRef: { name: 'sluice-db', key: 'url' } });
   assert.equal(dep.spec.template.spec.initContainers[0].args[0], 'migrate');
   const pdb = find(docs, 'PodDisruptionBudget', 'sluiced');
   assert.equal(pdb.spec.minAvailable, 1);
   assert.deepEqual(pdb.spec.selector.matchLabels, dep.spec.selector.matchLabels);
   assert.equal(find(docs, 'Secret', 'sluice-db').stringData.url.startsWith('postgres://'), true);
+});
+
+// The file a container sees at path: [volume, key] of the Secret mounted there.
+function secretFile(spec, container, path) {
+  const m = container.volumeMounts.find((v) => path.startsWith(`${v.mountPath}/`));
+  assert.ok(m, `${container.name}: nothing mounted at ${path}`);
+  const vol = spec.volumes.find((v) => v.name === m.name);
+  assert.ok(vol.secret, `${container.name}: ${m.mountPath} is not a Secret`);
+  const file = path.slice(m.mountPath.length + 1);
+  const item = vol.secret.items?.find((i) => i.path === file);
+  return { secret: vol.secret.secretName, key: item ? item.key : file, vol };
+}
+
+test('production: Redis over TLS with the ACL users from Secrets; sluiced as user sluiced', () => {
+  const docs = load('production');
+  const arg = (args, flag) => { const i = args.indexOf(flag); assert.ok(i >= 0, `redis: no ${flag}`); return args[i + 1]; };
+  // Redis: TLS only, on the Service's port, certificates and users from Secrets
+  const redis = find(docs, 'Deployment', 'redis');
+  const rspec = redis.spec.template.spec;
+  const rc = rspec.containers[0];
+  assert.equal(arg(rc.args, '--port'), '0');
+  assert.equal(arg(rc.args, '--tls-port'), '6379');
+  assert.equal(rc.ports[0].containerPort, 6379);
+  assert.equal(find(docs, 'Service', 'redis').spec.ports[0].port, 6379);
+  assert.deepEqual(secretFile(rspec, rc, arg(rc.args, '--tls-cert-file')).secret, 'redis-tls');
+  assert.deepEqual(secretFile(rspec, rc, arg(rc.args, '--tls-key-file')).secret, 'redis-tls');
+  assert.deepEqual(secretFile(rspec, rc, arg(rc.args, '--tls-ca-cert-file')).secret, 'redis-tls');
+  const aclFile = secretFile(rspec, rc, arg(rc.args, '--aclfile'));
+  assert.deepEqual([aclFile.secret, aclFile.key], ['redis-acl', 'users.acl']);
+  assert.equal(rspec.securityContext.runAsNonRoot, true);
+  assert.equal(rc.securityContext.allowPrivilegeEscalation, false);
+  assert.equal(rc.securityContext.readOnlyRootFilesystem, true);
+  assert.deepEqual(rc.securityContext.capabilities.drop, ['ALL']);
+
+  // sluiced: rediss:// as user sluiced, the password from a Secret, the CA mounted alone
+  const dep = find(docs, 'Deployment', 'sluiced');
+  const spec = dep.spec.template.spec;
+  const c = spec.containers[0];
+  const e = env(c);
+  const url = new URL(e.SLUICE_REDIS);
+  assert.deepEqual([url.protocol, url.username, url.password, url.hostname, url.port], ['rediss:', 'sluiced', '', 'redis', '6379']);
+  assert.deepEqual(e.SLUICE_REDIS_PASSWORD, { secretKeyRef: { name: 'sluiced-redis', key: 'password' } });
+  const ca = secretFile(spec, c, e.SLUICE_REDIS_CA);
+  assert.deepEqual([ca.secret, ca.key], ['redis-tls', 'ca.crt']);
+  assert.deepEqual(ca.vol.secret.items, [{ key: 'ca.crt', path: 'ca.crt' }], 'sluiced must get the CA only, not the server key');
+  for (const k of spec.initContainers) assert.ok(!env(k).SLUICE_REDIS_PASSWORD, 'migrate needs no Redis password');
+
+  // every Secret the manifests use has an example, with the keys they read
+  const used = [];
+  for (const d of docs.filter((x) => x.kind === 'Deployment')) {
+    const ps = d.spec.template.spec;
+    for (const v of ps.volumes || []) if (v.secret) used.push([v.secret.secretName, (v.secret.items || []).map((i) => i.key)]);
+    for (const k of [...(ps.initContainers || []), ...ps.containers])
+      for (const x of k.env || []) if (x.valueFrom?.secretKeyRef) used.push([x.valueFrom.secretKeyRef.name, [x.valueFrom.secretKeyRef.key]]);
+  }
+  for (const [f] of [['--tls-cert-file'], ['--tls-key-file'], ['--tls-ca-cert-file'], ['--aclfile']]) {
+    const s = secretFile(rspec, rc, arg(rc.args, f));
+    used.push([s.secret, [s.key]]);
+  }
+  for (const [name, keys] of used) {
+    const sec = find(docs, 'Secret', name);
+    assert.ok(sec, `no example of the Secret ${name} in secret.example.yaml`);
+    for (const k of keys) assert.ok(k in sec.stringData, `Secret ${name} has no key ${k}`);
+  }
+  // the example ACL is the shipped one, and the example password is sluiced's
+  const acl = find(docs, 'Secret', 'redis-acl').stringData['users.acl'];
+  const shipped = readFileSync(join(ROOT, 'deploy', 'redis', 'users.acl'), 'utf8');
+  assert.equal(acl.trimEnd(), shipped.trimEnd(), 'secret.example.yaml redis-acl differs from deploy/redis/users.acl');
+  const pw = (user) => shipped.match(new RegExp(`^user ${user} on >(\\S+)`, 'm'))?.[1];
+  assert.equal(find(docs, 'Secret', 'sluiced-redis').stringData.password, pw('sluiced'));
+  assert.equal(find(docs, 'Secret', 'sluice-worker-redis').stringData.password, pw('sluice-worker'));
+  assert.match(shipped, /^user default off /m);
+});
+
+test('production: NetworkPolicies let only sluiced and workers reach Redis, only the ingress reach sluiced', () => {
+  const docs = load('production');
+  const np = (name) => { const p = find(docs, 'NetworkPolicy', name); assert.ok(p, `no NetworkPolicy ${name}`); return p.spec; };
+  const labels = (n) => find(docs, 'Deployment', n).spec.template.metadata.labels;
+  const redis = np('redis');
+  assert.deepEqual(redis.podSelector.matchLabels, labels('redis'));
+  assert.deepEqual(redis.policyTypes, ['Ingress']);
+  assert.equal(redis.ingress.length, 1);
+  assert.deepEqual(redis.ingress[0].from, [
+    { podSelector: { matchLabels: labels('sluiced') } },
+    { podSelector: { matchLabels: { 'sluice.io/worker': 'true' } } },
+  ]);
+  assert.deepEqual(redis.ingress[0].ports, [{ protocol: 'TCP', port: find(docs, 'Deployment', 'redis').spec.template.spec.containers[0].ports[0].containerPort }]);
+  const sluiced = np('sluiced');
+  assert.deepEqual(sluiced.podSelector.matchLabels, labels('sluiced'));
+  assert.deepEqual(sluiced.policyTypes, ['Ingress']);
+  assert.equal(sluiced.ingress.length, 1);
+  assert.deepEqual(sluiced.ingress[0].from, [{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'ingress-nginx' } } }]);
+  assert.deepEqual(sluiced.ingress[0].ports, [{ protocol: 'TCP', port: find(docs, 'Deployment', 'sluiced').spec.template.spec.containers[0].ports[0].containerPort }]);
 });
 
 test('the Dockerfile builds on Debian 12 in two stages with make install and runs sluiced on 8080', () => {
