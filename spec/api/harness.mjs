@@ -102,7 +102,7 @@ export function rawRequest(port, method, path, { headers = {}, body } = {}) {
 }
 
 export async function startServer({ policies = TEST_POLICY, env = 'local', db, scriptsDir,
-                                     extraArgs = [], tokens = true, shareWith } = {}) {
+                                     extraArgs = [], tokens = true, shareWith, envVars } = {}) {
   const dir = tempDir();
   const policyDir = join(dir, 'policies');
   mkdirSync(policyDir);
@@ -128,7 +128,8 @@ export async function startServer({ policies = TEST_POLICY, env = 'local', db, s
       const args = ['serve', '--listen', '127.0.0.1:0', '--db', dbUrl, '--env', env,
         '--policies', policyDir, '--scripts', scriptsDir || join(ROOT, 'scripts'),
         '--ui', join(ROOT, 'ui'), '--threads', '2', '--reload-ms', '100', ...extraArgs];
-      this.proc = spawn(SLUICED, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      // envVars: the process environment (e.g. SLUICE_REDIS_PASSWORD).
+      this.proc = spawn(SLUICED, args, { stdio: ['ignore', 'ignore', 'pipe'], ...(envVars ? { env: envVars } : {}) });
       this.exited = new Promise((r) => this.proc.on('exit', (code, signal) => r({ code, signal })));
       this.port = await new Promise((resolveP, reject) => {
         let buf = '';
