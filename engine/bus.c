@@ -17,6 +17,7 @@
 #define BUS_ALERTS_MAX 1024
 #define BUS_TIMEOUT_MS 2000
 #define BUS_OWNER_MAX 128
+#define BUS_OWNER_EVERY_MS 1000
 
 struct bus_alert {
     json_t *msg;
@@ -298,6 +299,7 @@ static void *bus_relay_main(void *arg) {
     rconn *c = NULL;
     int64_t backoff = BUS_BACKOFF_MIN_MS;
     int logged_down = 0, resync = 1, logged_foreign = 0;
+    int64_t owner_checked = 0;
     unsigned term = 0;
 
     while (!atomic_load(&b->stopping)) {
@@ -328,6 +330,7 @@ static void *bus_relay_main(void *arg) {
                 continue;
             }
             logged_foreign = 0;
+            owner_checked = util_mono_ms();
             backoff = BUS_BACKOFF_MIN_MS;
             resync = 1;
         }
@@ -341,6 +344,24 @@ static void *bus_relay_main(void *arg) {
         if (leader_term(b->opt.ld) != term) {
             term = leader_term(b->opt.ld);
             resync = 1;
+        }
+        /* Another store may claim the prefix while we run (on purpose, with
+         * --take-over-prefix): look at least every second, and stop writing. */
+        int64_t now = util_mono_ms();
+        if (now - owner_checked >= BUS_OWNER_EVERY_MS) {
+            int claim = bus_claim_prefix(b, c);
+            owner_checked = now;
+            if (claim != 0) {
+                if (claim == 1)
+                    log_json(LOG_ERROR, "another store claimed the redis prefix; not writing to it",
+                             json_pack("{s:s, s:s}", "prefix", b->opt.prefix, "store", b->owner));
+                rconn_free(c);
+                c = NULL;
+                logged_foreign = claim == 1;
+                atomic_store(&b->relay_up, 0);
+                if (bus_sleep(b, claim == 1 ? BUS_BACKOFF_MAX_MS : backoff)) break;
+                continue;
+            }
         }
         /* Drain first, then rewrite: the snapshot then only skips queues
          * with rows committed after the drain, which the relay brings. */

@@ -11,6 +11,8 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { BACKEND, BUILD, SLUICED, startServer, putScaling, waitFor, sleep, tempDir, cli } from './harness.mjs';
 import { startSecureRedis, createCa } from './redis_tls.mjs';
+import { Worker, Queue } from 'bullmq';
+import { attach } from 'sluice-bullmq';
 
 const skip = BACKEND !== 'sqlite' && 'the channel does not depend on the store backend';
 const WORKER = join(BUILD, 'sluice-worker');
@@ -182,6 +184,9 @@ test('a second store on an owned prefix refuses to start and leaves Redis untouc
     try {
       assert.ok(await waitFor(() => r.cli('admin', 'GET', 'sluice:owner').stdout.trim() !== owner, 5000));
       assert.ok(await waitFor(() => /took over the redis prefix/.test(second.log), 3000), second.log);
+      // The first one notices within its next owner check and stops writing.
+      assert.ok(await waitFor(() => /another store claimed the redis prefix; not writing/.test(first.log), 4000),
+        first.log.slice(-2000));
     } finally { await second.cleanup(); }
   } finally { await first.cleanup(); }
 });
@@ -200,4 +205,69 @@ test('a sluiced that cannot bind its port leaves Redis untouched', { skip }, asy
     assert.equal(redisState(), '', 'sluiced wrote to Redis although it never served');
     assert.equal(r.cli('admin', 'DBSIZE').stdout.trim(), '0');
   } finally { busy.close(); }
+});
+
+test('a BullMQ worker with sluice-bullmq acknowledges a change made through sluiced, over TLS', { skip }, async () => {
+  r.cli('admin', 'FLUSHALL');
+  const srv = await startServer({ policies: POLICY, extraArgs: sluicedRedis(), envVars: withPassword('sluiced') });
+  // BullMQ's own connection is the job system's business (here the admin);
+  // sluice-bullmq follows Sluice as the least-privileged sluice-worker user.
+  const connection = r.redisOptions('admin', { maxRetriesPerRequest: null });
+  const queue = new Queue('build', { connection });
+  const worker = new Worker('build', async () => {}, { connection, concurrency: 1 });
+  worker.on('error', () => {});
+  const handle = attach(worker, { queue: 'build', id: 'bullmq-tls-1', redis: r.url('worker'), redisCa: r.caFile,
+    heartbeatMs: 200, logger: { warn() {}, error() {} } });
+  try {
+    await handle.ready;
+    assert.ok(await waitFor(async () => {
+      const snap = await srv.request('GET', '/admin/runtime-scaling', { token: srv.tokens.admin });
+      return snap.json.queues.find((q) => q.queue === 'build').workers.some((w) => w.id === 'bullmq-tls-1');
+    }, 10000), srv.log.slice(-2000));
+    const put = await putScaling(srv, 'build', { desired_concurrency: 5, reason: 'bullmq over TLS', wait_ms: 5000 });
+    assert.equal(put.status, 200, put.text);
+    assert.deepEqual([put.json.acks.acknowledged, put.json.acks.complete], [1, true], put.text);
+    assert.equal(worker.concurrency, 5);
+  } finally {
+    await handle.close();
+    await worker.close();
+    await queue.obliterate({ force: true });
+    await queue.close();
+    await srv.cleanup();
+  }
+});
+
+test('mutual TLS: sluiced presents its client certificate, and without one is refused', { skip }, async () => {
+  const m = await startSecureRedis({ requireClientCert: true });
+  try {
+    const dir = tempDir();
+    const base = ['serve', '--listen', '127.0.0.1:0', '--db', `sqlite:${join(dir, 's.db')}`,
+      '--policies', join(import.meta.dirname, '..', '..', 'policies'), '--redis', m.url('sluiced'), '--redis-ca', m.caFile];
+    const refused = await runToEnd(SLUICED, base);
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /^sluiced: redis: /m);
+    const srv = await startServer({ policies: POLICY, extraArgs: ['--redis', m.url('sluiced'), '--redis-ca', m.caFile,
+      '--redis-cert', m.clientCert, '--redis-key', m.clientKey] });
+    try {
+      assert.ok(await waitFor(async () => (await srv.request('GET', '/readyz')).status === 200, 5000), srv.log.slice(-2000));
+    } finally { await srv.cleanup(); }
+  } finally { await m.stop(); }
+});
+
+test('the host name is verified: a certificate for localhost is refused at 127.0.0.1', { skip }, async () => {
+  const h = await startSecureRedis({ serverSan: 'DNS:localhost' });
+  try {
+    const dir = tempDir();
+    const args = (host) => ['serve', '--listen', '127.0.0.1:0', '--db', `sqlite:${join(dir, `${host}.db`)}`,
+      '--policies', join(import.meta.dirname, '..', '..', 'policies'),
+      '--redis', h.url('sluiced').replace('127.0.0.1', host), '--redis-ca', h.caFile];
+    const wrong = await runToEnd(SLUICED, args('127.0.0.1'));
+    assert.equal(wrong.code, 2, wrong.stderr);
+    assert.match(wrong.stderr, /not trusted: .*(IP address mismatch|mismatch)/);
+    const srv = await startServer({ policies: POLICY,
+      extraArgs: ['--redis', h.url('sluiced').replace('127.0.0.1', 'localhost'), '--redis-ca', h.caFile] });
+    try {
+      assert.ok(await waitFor(async () => (await srv.request('GET', '/readyz')).status === 200, 5000), srv.log.slice(-2000));
+    } finally { await srv.cleanup(); }
+  } finally { await h.stop(); }
 });
