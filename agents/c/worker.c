@@ -196,7 +196,9 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     W.redis_url = "redis://127.0.0.1:6379";
-    const char *ca = NULL, *cert = NULL, *key = NULL;
+    /* As sluiced: flags, else SLUICE_REDIS_CA/_CERT/_KEY. */
+    const char *ca = getenv("SLUICE_REDIS_CA"), *cert = getenv("SLUICE_REDIS_CERT"),
+               *key = getenv("SLUICE_REDIS_KEY");
     W.prefix = "sluice";
     cfg.initial_concurrency = 1;
     for (int i = 1; i < argc; i++) {
