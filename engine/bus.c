@@ -11,13 +11,14 @@
 #include <time.h>
 
 #define BUS_BACKOFF_MIN_MS 100
-#define BUS_BACKOFF_MAX_MS 5000
+#define BUS_BACKOFF_MAX_MS 1000         /* Redis back is noticed within a second */
 #define BUS_IDLE_MS 250
 #define BUS_BATCH 64
 #define BUS_ALERTS_MAX 1024
 #define BUS_TIMEOUT_MS 2000
 #define BUS_OWNER_MAX 128
-#define BUS_OWNER_EVERY_MS 1000
+#define BUS_PROBE_MS 1000               /* Redis proves it is there this often */
+#define BUS_FOREIGN_RETRY_MS 5000       /* a prefix that is not ours, or a fence */
 
 struct bus_alert {
     json_t *msg;
@@ -28,7 +29,7 @@ struct bus {
     struct bus_options opt;
     struct rconn_target target;
     char owner[BUS_OWNER_MAX];
-    char key_desired[UTIL_NAME_MAX + 16], key_owner[UTIL_NAME_MAX + 16],
+    char key_desired[UTIL_NAME_MAX + 16], key_owner[UTIL_NAME_MAX + 16], key_fence[UTIL_NAME_MAX + 16],
         chan_scaling[UTIL_NAME_MAX + 16], chan_reports[UTIL_NAME_MAX + 16],
         chan_alerts[UTIL_NAME_MAX + 16];
     pthread_t relay, sub;
@@ -39,6 +40,7 @@ struct bus {
     atomic_int resync;
     int kicked;
     int open;                        /* bus_open was called: the relay may write */
+    char sha[48];                    /* the write script on the relay's connection */
     struct bus_alert *alerts, **alerts_tail;
     size_t nalerts;
     atomic_int relay_up, sub_up;
@@ -82,7 +84,8 @@ static int bus_read_owner(rconn *c, const char *key, char *out, size_t outlen, c
     return rc;
 }
 
-/* Make <p>:owner ours before a write. Returns 0 when it is ours (now), 1
+/* Make <p>:owner ours before a write. Returns 0 when it was ours already, 2
+ * when we just claimed it (Redis was new or emptied: rewrite the hash), 1
  * when another store owns it and we may not take it, -1 when Redis failed. */
 static int bus_claim_prefix(bus *b, rconn *c) {
     char current[BUS_OWNER_MAX], err[256];
@@ -100,14 +103,17 @@ static int bus_claim_prefix(bus *b, rconn *c) {
     freeReplyObject(r);
     if (lost) return bus_claim_prefix(b, c);       /* someone claimed it just now: look again */
     if (!ok) return -1;
-    if (current[0])
+    if (current[0]) {
+        /* The other store's epochs mean nothing to ours: start fencing anew. */
+        freeReplyObject(rconn_command(c, "DEL %s", b->key_fence));
         log_json(LOG_WARN, "took over the redis prefix from another store",
                  json_pack("{s:s, s:s, s:s}", "prefix", b->opt.prefix, "previous_owner", current, "owner",
                            b->owner));
-    else
+    } else {
         log_json(LOG_INFO, "claimed the redis prefix",
                  json_pack("{s:s, s:s}", "prefix", b->opt.prefix, "owner", b->owner));
-    return 0;
+    }
+    return 2;
 }
 
 int bus_preflight(const struct bus_options *opt, char *err, size_t errlen) {
@@ -157,6 +163,69 @@ static int bus_sleep(bus *b, int64_t ms) {
 
 /* ---- the relay ------------------------------------------------------------- */
 
+/* Every write of the desired state goes through this script, in Redis, so
+ * that the check and the write are one step whatever the leaders do:
+ *   KEYS: <p>:desired, <p>:fence
+ *   ARGV: queue, payload, version, epoch, channel, publish (1|0)
+ * A writer whose epoch is below the fence was deposed: refused (-1). A
+ * version older than the stored one is never written (0), nor is the same
+ * one again, except version 0 (the policy default, which a reload may
+ * change). Otherwise the hash is written and, when asked, the payload
+ * published (1). */
+static const char bus_write_script[] =
+    "local fence = tonumber(redis.call('GET', KEYS[2]) or '0')\n"
+    "local epoch = tonumber(ARGV[4])\n"
+    "if epoch < fence then return -1 end\n"
+    "if epoch > fence then redis.call('SET', KEYS[2], ARGV[4]) end\n"
+    "local version = tonumber(ARGV[3])\n"
+    "local cur = redis.call('HGET', KEYS[1], ARGV[1])\n"
+    "if cur then\n"
+    "  local ok, stored = pcall(function() return cjson.decode(cur).version end)\n"
+    "  if ok and type(stored) == 'number' then\n"
+    "    if stored > version or (stored == version and version ~= 0) then return 0 end\n"
+    "  end\n"
+    "end\n"
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])\n"
+    "if ARGV[6] == '1' then redis.call('PUBLISH', ARGV[5], ARGV[2]) end\n"
+    "return 1\n";
+
+/* Load the script on a new connection. 0, or -1 (connection unusable). */
+static int bus_load_script(bus *b, rconn *c) {
+    redisReply *r = rconn_command(c, "SCRIPT LOAD %s", bus_write_script);
+    int ok = r && r->type == REDIS_REPLY_STRING && r->len < sizeof b->sha;
+    if (ok) memcpy(b->sha, r->str, r->len + 1);
+    else if (r && r->type == REDIS_REPLY_ERROR)
+        log_json(LOG_ERROR, "redis refused a command", json_pack("{s:s}", "error", r->str));
+    freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+/* Queue one fenced write of queue's payload (see bus_write_script). */
+static void bus_append_write(bus *b, rconn *c, const char *queue, const char *payload, int64_t version,
+                             int publish) {
+    rconn_append(c, "EVALSHA %s 2 %s %s %s %s %lld %lld %s %s", b->sha, b->key_desired, b->key_fence, queue,
+                 payload, (long long)version, leader_epoch(b->opt.ld), b->chan_scaling, publish ? "1" : "0");
+}
+
+/* The answer of one fenced write: 1 written, 0 not newer, -1 fenced off,
+ * -2 the connection failed or Redis refused. */
+static int bus_write_result(rconn *c) {
+    redisReply *r = NULL;
+    int rc = -2;
+    if (rconn_get_reply(c, &r) == 0) {
+        if (r->type == REDIS_REPLY_INTEGER) rc = r->integer > 0 ? 1 : r->integer == 0 ? 0 : -1;
+        else if (r->type == REDIS_REPLY_ERROR)
+            log_json(LOG_ERROR, "redis refused a command", json_pack("{s:s}", "error", r->str));
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static void bus_fenced_off(bus *b) {
+    log_json(LOG_WARN, "a newer leader fenced this one off; not writing",
+             json_pack("{s:s, s:I}", "prefix", b->opt.prefix, "epoch", (json_int_t)leader_epoch(b->opt.ld)));
+}
+
 static char *bus_payload(const char *queue, int64_t desired, int64_t version, int64_t at_ms) {
     char ts[UTIL_TIME_MAX];
     json_t *j = json_pack("{s:s, s:I, s:I, s:s}", "queue", queue, "concurrency", (json_int_t)desired,
@@ -166,53 +235,40 @@ static char *bus_payload(const char *queue, int64_t desired, int64_t version, in
     return s;
 }
 
-/* Read n pipelined replies; 0 when all arrived without an error. */
-static int bus_replies(rconn *c, int n, redisReply **last) {
-    int rc = 0;
-    *last = NULL;
-    for (int i = 0; i < n; i++) {
-        redisReply *rep = NULL;
-        if (rconn_get_reply(c, &rep) != 0) return -1;
-        if (rep->type == REDIS_REPLY_ERROR) {
-            log_json(LOG_ERROR, "redis refused a command", json_pack("{s:s}", "error", rep->str));
-            rc = -1;
-        }
-        if (i == n - 1) *last = rep;
-        else freeReplyObject(rep);
-    }
-    return rc;
-}
-
-/* HSET + PUBLISH one outbox row atomically. 0, or -1 (connection unusable). */
+/* Write + PUBLISH one outbox row through the fenced script. 0 when done
+ * (or already there: at least once), -1 when the connection failed, -2
+ * when a newer leader fenced us off. */
 static int bus_publish_row(bus *b, rconn *c, const struct store_outbox *row) {
-    redisReply *exec = NULL;
     char *payload = bus_payload(row->queue, row->desired, row->version, row->created_ms);
-    int rc = -1;
     if (payload == NULL) return -1;
     fleet_issued(b->opt.fl, row->queue, row->version);   /* before any worker can ack it */
-    rconn_append(c, "MULTI");
-    rconn_append(c, "HSET %s %s %s", b->key_desired, row->queue, payload);
-    rconn_append(c, "PUBLISH %s %s", b->chan_scaling, payload);
-    rconn_append(c, "EXEC");
-    if (bus_replies(c, 4, &exec) == 0 && exec && exec->type == REDIS_REPLY_ARRAY && exec->elements == 2)
-        rc = 0;
-    freeReplyObject(exec);
+    bus_append_write(b, c, row->queue, payload, row->version, 1);
+    int rc = bus_write_result(c);
     free(payload);
-    return rc;
+    return rc >= 0 ? 0 : rc == -1 ? -2 : -1;
 }
 
 /* Publish every pending outbox row in order. 0 when drained (or the store
- * is down: rows stay queued), -1 when Redis failed. */
+ * is down: rows stay queued), -1 when Redis failed, -2 when fenced off. */
 static int bus_drain_outbox(bus *b, rconn *c) {
     for (;;) {
         struct store_outbox *rows = NULL;
         size_t n = 0;
+        /* The lease, before each batch: a leader that was frozen past it
+         * publishes nothing when it wakes. */
+        if (!leader_is(b->opt.ld)) return 0;
         if (store_outbox_pending(b->opt.st, BUS_BATCH, &rows, &n) != STORE_OK || n == 0) {
             free(rows);
             return 0;
         }
         for (size_t i = 0; i < n; i++) {
-            if (bus_publish_row(b, c, &rows[i]) != 0) {
+            int rc = bus_publish_row(b, c, &rows[i]);
+            if (rc == -2) {
+                bus_fenced_off(b);
+                free(rows);
+                return -2;
+            }
+            if (rc != 0) {
                 free(rows);
                 return -1;
             }
@@ -232,14 +288,14 @@ static int bus_drain_outbox(bus *b, rconn *c) {
 }
 
 /* Rewrite <p>:desired for every declared queue from the database. 0, -1
- * when Redis failed, 1 when the store could not be read (retry later). */
+ * when Redis failed, -2 when fenced off, 1 when the store could not be read
+ * (retry later). */
 static int bus_rewrite_desired(bus *b, rconn *c) {
     char (*names)[UTIL_NAME_MAX + 1] = malloc(POLICY_MAX_QUEUES * sizeof *names);
     char (*pending)[UTIL_NAME_MAX + 1] = NULL;
     struct store_target *targets = NULL;
     size_t nt = 0, np = 0, nq, sent = 0;
     int rc = 1;
-    redisReply *last = NULL;
 
     if (names == NULL) goto done;
     nq = policy_queue_names(b->opt.pol, names, POLICY_MAX_QUEUES);
@@ -256,12 +312,19 @@ static int bus_rewrite_desired(bus *b, rconn *c) {
         char *payload = t ? bus_payload(t->queue, t->desired, t->version, t->updated_at_ms)
                           : bus_payload(names[i], bounds.def, 0, util_now_ms());
         if (payload == NULL) continue;
-        rconn_append(c, "HSET %s %s %s", b->key_desired, names[i], payload);
+        /* Not published: the hash is the truth workers re-read. Fenced and
+         * never older than what is there. */
+        bus_append_write(b, c, names[i], payload, t ? t->version : 0, 0);
         free(payload);
         sent++;
     }
-    rc = sent == 0 ? 0 : bus_replies(c, (int)sent, &last);
-    freeReplyObject(last);
+    rc = 0;
+    for (size_t k = 0; k < sent; k++) {          /* read every reply, even after a failure */
+        int w = bus_write_result(c);
+        if (w == -2 && rc == 0) rc = -1;
+        if (w == -1) rc = -2;
+    }
+    if (rc == -2) bus_fenced_off(b);
     if (rc == 0)
         log_json(LOG_INFO, "desired state rewritten from the database",
                  json_pack("{s:i, s:i}", "queues", (int)sent, "skipped_pending", (int)np));
@@ -294,12 +357,27 @@ static int bus_flush_alerts(bus *b, rconn *c) {
     }
 }
 
+/* After a connect or an owner check: 1 when the prefix is ours (claim 0 or
+ * 2), 0 when it is not (logged once per episode), -1 when Redis failed. */
+static int bus_owned(bus *b, rconn *c, int claim, int *logged_foreign) {
+    if (claim == 1 && !*logged_foreign) {
+        char current[BUS_OWNER_MAX], err[64];
+        bus_read_owner(c, b->key_owner, current, sizeof current, err, sizeof err);
+        log_json(LOG_ERROR, "the redis prefix belongs to another store; not writing to it",
+                 json_pack("{s:s, s:s, s:s}", "prefix", b->opt.prefix, "owner", current, "store", b->owner));
+        *logged_foreign = 1;
+    }
+    if (claim == 1) return 0;
+    if (claim < 0) return -1;
+    *logged_foreign = 0;
+    return 1;
+}
+
 static void *bus_relay_main(void *arg) {
     bus *b = arg;
     rconn *c = NULL;
-    int64_t backoff = BUS_BACKOFF_MIN_MS;
+    int64_t backoff = BUS_BACKOFF_MIN_MS, checked = 0;
     int logged_down = 0, resync = 1, logged_foreign = 0;
-    int64_t owner_checked = 0;
     unsigned term = 0;
 
     while (!atomic_load(&b->stopping)) {
@@ -310,29 +388,47 @@ static void *bus_relay_main(void *arg) {
             if (bus_sleep(b, BUS_IDLE_MS)) break;
             continue;
         }
+        int64_t now = util_mono_ms();
         if (c == NULL) {
             c = bus_connect(b, "relay", &logged_down);
-            int claim = c ? bus_claim_prefix(b, c) : -1;
-            if (claim == 1 && !logged_foreign) {
-                char current[BUS_OWNER_MAX], err[64];
-                bus_read_owner(c, b->key_owner, current, sizeof current, err, sizeof err);
-                log_json(LOG_ERROR, "the redis prefix belongs to another store; not writing to it",
-                         json_pack("{s:s, s:s, s:s}", "prefix", b->opt.prefix, "owner", current, "store",
-                                   b->owner));
-                logged_foreign = 1;
-            }
-            if (claim != 0) {
+            int owned = c ? bus_owned(b, c, bus_claim_prefix(b, c), &logged_foreign) : -1;
+            if (owned == 1 && bus_load_script(b, c) != 0) owned = -1;
+            if (owned != 1) {
                 rconn_free(c);
                 c = NULL;
                 atomic_store(&b->relay_up, 0);
-                if (bus_sleep(b, claim == 1 ? BUS_BACKOFF_MAX_MS : backoff)) break;
+                if (bus_sleep(b, owned == 0 ? BUS_FOREIGN_RETRY_MS : backoff)) break;
                 backoff = backoff * 2 > BUS_BACKOFF_MAX_MS ? BUS_BACKOFF_MAX_MS : backoff * 2;
                 continue;
             }
-            logged_foreign = 0;
-            owner_checked = util_mono_ms();
+            checked = now;
             backoff = BUS_BACKOFF_MIN_MS;
             resync = 1;
+        }
+        /* Redis must prove it is there even when nothing is to be sent (a
+         * Redis restarted empty is noticed and refilled within a second or
+         * two): the leader looks at the owner (and claims it again when
+         * Redis was emptied), a follower pings. */
+        if (now - checked >= BUS_PROBE_MS) {
+            checked = now;
+            int owned = 1;
+            if (leader_is(b->opt.ld)) {
+                int claim = bus_claim_prefix(b, c);
+                if (claim == 2) resync = 1;
+                owned = bus_owned(b, c, claim, &logged_foreign);
+            } else {
+                redisReply *r = rconn_command(c, "PING");
+                if (r == NULL) owned = -1;
+                freeReplyObject(r);
+            }
+            if (owned != 1) {
+                if (owned < 0) bus_complain("relay", rconn_error(c), &logged_down);
+                rconn_free(c);
+                c = NULL;
+                atomic_store(&b->relay_up, 0);
+                if (owned == 0 && bus_sleep(b, BUS_FOREIGN_RETRY_MS)) break;
+                continue;
+            }
         }
         /* Only the leader relays. A new term starts with a full resync, as
          * after a reconnect: the previous leader may have stopped anywhere. */
@@ -345,34 +441,21 @@ static void *bus_relay_main(void *arg) {
             term = leader_term(b->opt.ld);
             resync = 1;
         }
-        /* Another store may claim the prefix while we run (on purpose, with
-         * --take-over-prefix): look at least every second, and stop writing. */
-        int64_t now = util_mono_ms();
-        if (now - owner_checked >= BUS_OWNER_EVERY_MS) {
-            int claim = bus_claim_prefix(b, c);
-            owner_checked = now;
-            if (claim != 0) {
-                if (claim == 1)
-                    log_json(LOG_ERROR, "another store claimed the redis prefix; not writing to it",
-                             json_pack("{s:s, s:s}", "prefix", b->opt.prefix, "store", b->owner));
-                rconn_free(c);
-                c = NULL;
-                logged_foreign = claim == 1;
-                atomic_store(&b->relay_up, 0);
-                if (bus_sleep(b, claim == 1 ? BUS_BACKOFF_MAX_MS : backoff)) break;
-                continue;
-            }
-        }
         /* Drain first, then rewrite: the snapshot then only skips queues
          * with rows committed after the drain, which the relay brings. */
         if (atomic_exchange(&b->resync, 0)) resync = 1;
         int rc = bus_drain_outbox(b, c);
         if (rc == 0 && resync) {
             int r = bus_rewrite_desired(b, c);
-            if (r < 0) rc = -1;
+            if (r < 0) rc = r;
             else if (r == 0) resync = 0;
         }
         if (rc == 0) rc = bus_flush_alerts(b, c);
+        if (rc == -2) {                     /* fenced off: Redis is fine, we are not the leader */
+            atomic_store(&b->relay_up, 1);
+            if (bus_sleep(b, BUS_FOREIGN_RETRY_MS)) break;
+            continue;
+        }
         if (rc != 0) {
             bus_complain("relay", rconn_failed(c) ? rconn_error(c) : "command failed", &logged_down);
             rconn_free(c);
@@ -464,6 +547,7 @@ bus *bus_start(const struct bus_options *opt, char *err, size_t errlen) {
     b->opt.owner = b->owner;
     snprintf(b->key_desired, sizeof b->key_desired, "%s:desired", opt->prefix);
     snprintf(b->key_owner, sizeof b->key_owner, "%s:owner", opt->prefix);
+    snprintf(b->key_fence, sizeof b->key_fence, "%s:fence", opt->prefix);
     snprintf(b->chan_scaling, sizeof b->chan_scaling, "%s:scaling", opt->prefix);
     snprintf(b->chan_reports, sizeof b->chan_reports, "%s:reports", opt->prefix);
     snprintf(b->chan_alerts, sizeof b->chan_alerts, "%s:alerts", opt->prefix);

@@ -51,6 +51,8 @@ static const struct opt options[] = {
     {"--busy-timeout", "SLUICE_BUSY_TIMEOUT", NUM(OPT_INT, busy_timeout_ms, 0, 600000), "SQLite busy timeout, ms"},
     {"--reload-ms", "SLUICE_RELOAD_MS", NUM(OPT_INT, reload_ms, 50, 60000), "policy change check interval, ms"},
     {"--max-streams", "SLUICE_MAX_STREAMS", NUM(OPT_INT, max_streams, 1, 10000), "live event streams at once"},
+    {"--leader-lease-ms", "SLUICE_LEADER_LEASE_MS", NUM(OPT_INT, leader_lease_ms, 2000, 600000),
+     "PostgreSQL: leader lease, ms (a silent leader is replaced after it)"},
     {"--log-level", "SLUICE_LOG_LEVEL", STR(log_level), "debug|info|warn|error"},
 };
 #define N_OPTIONS (sizeof options / sizeof options[0])
@@ -121,6 +123,7 @@ static void config_defaults(struct config *c) {
     c->busy_timeout_ms = 5000;
     c->reload_ms = 500;
     c->max_streams = 64;
+    c->leader_lease_ms = 5000;
     strcpy(c->log_level, "info");
 }
 

@@ -22,6 +22,7 @@ struct config {
     struct rconn_target redis;       /* redis_url parsed, with the TLS files and
                                         SLUICE_REDIS_PASSWORD(_FILE) */
     int take_over_prefix;            /* claim <prefix>:owner from another store */
+    int leader_lease_ms;             /* PostgreSQL: a silent leader is replaced after this */
     char prefix[65];                 /* Redis key/channel prefix */
     char env[65];                    /* environment name; flags are per env */
     char policies_dir[CONFIG_STR_MAX];

@@ -279,7 +279,7 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
     }
-    if ((app.leader = leader_start(cfg.db_url, err, sizeof err)) == NULL) {
+    if ((app.leader = leader_start(cfg.db_url, cfg.leader_lease_ms, err, sizeof err)) == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
     }

@@ -136,6 +136,10 @@ for (const tls of [false, true]) {
       const sha = ok(r, 'sluiced', 'SCRIPT', 'LOAD', script);
       assert.match(ok(r, 'sluiced', 'EVALSHA', sha, '1', 'sluice:desired', 'a', '5', 'sluice:scaling'), /^\d+$/);
       assert.equal(ok(r, 'sluiced', 'HGET', 'sluice:desired', 'a'), '5');
+      // the fencing token beside the hash (bus.c's write script)
+      assert.equal(ok(r, 'sluiced', 'SET', 'sluice:fence', '7'), 'OK');
+      assert.equal(ok(r, 'sluiced', 'GET', 'sluice:fence'), '7');
+      refused(r, 'worker', NOPERM, 'SET', 'sluice:fence', '0');
       // a script is held to the same rules as the user who runs it (Redis
       // 7.0 says so with ERR, not NOPERM, from inside a script)
       const inScript = /NOPERM|The user executing the script can't/;

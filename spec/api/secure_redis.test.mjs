@@ -185,7 +185,7 @@ test('a second store on an owned prefix refuses to start and leaves Redis untouc
       assert.ok(await waitFor(() => r.cli('admin', 'GET', 'sluice:owner').stdout.trim() !== owner, 5000));
       assert.ok(await waitFor(() => /took over the redis prefix/.test(second.log), 3000), second.log);
       // The first one notices within its next owner check and stops writing.
-      assert.ok(await waitFor(() => /another store claimed the redis prefix; not writing/.test(first.log), 4000),
+      assert.ok(await waitFor(() => /belongs to another store; not writing/.test(first.log), 4000),
         first.log.slice(-2000));
     } finally { await second.cleanup(); }
   } finally { await first.cleanup(); }
