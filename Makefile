@@ -3,6 +3,7 @@
 #   make run      install what is missing, build, start the local demo
 #   make test     everything CI runs (unit + API + browser tests), with a count
 #   make bench    benchmarks (not tests)
+#   make chaos    long fault scenarios (kill -9, Redis emptied, leaders frozen)
 #   make install  PREFIX=/usr/local DESTDIR=   (programs, library, share, etc)
 #   make clean
 # Variants: make test SANITIZE=address,undefined   (AddressSanitizer + UBSan)
@@ -57,7 +58,7 @@ AGENT_OBJ  := $(BUILD)/obj/agent/sluice.o $(BUILD)/obj/agent/rconn.o
 UI_VENDOR  := ui/vendor/uPlot.iife.min.js ui/vendor/uPlot.min.css
 SUB        := $(MAKE) --no-print-directory
 
-.PHONY: all run test unit api ui bench clean deps valgrind install fresh-check image image-check \
+.PHONY: all run test unit api ui bench clean deps valgrind install fresh-check image image-check chaos \
         build check-packages FORCE
 
 # ---- public targets ----------------------------------------------------------
@@ -101,6 +102,13 @@ install:
 
 fresh-check:
 	@tools/fresh-check.sh
+
+# Long fault scenarios with a summary table (not part of make test, which
+# runs their short versions). Root adds the full-volume scenario.
+chaos:
+	@tools/deps.sh test
+	@$(SUB) build
+	@BUILD=$(BUILD) tools/chaos.sh
 
 image:
 	@IMAGE=$(IMAGE) tools/image.sh

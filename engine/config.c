@@ -49,6 +49,12 @@ static const struct opt options[] = {
     {"--lua-mem", "SLUICE_LUA_MEM", NUM(OPT_LONG, lua_mem, 1L << 20, 1L << 30), "memory cap per Lua state, bytes"},
     {"--lua-budget", "SLUICE_LUA_BUDGET", NUM(OPT_LONG, lua_budget, 10000, 1000000000L), "Lua instructions per call"},
     {"--busy-timeout", "SLUICE_BUSY_TIMEOUT", NUM(OPT_INT, busy_timeout_ms, 0, 600000), "SQLite busy timeout, ms"},
+    {"--pg-lock-timeout-ms", "SLUICE_PG_LOCK_TIMEOUT_MS", NUM(OPT_INT, pg_lock_timeout_ms, 0, 3600000),
+     "PostgreSQL lock_timeout, ms (0: the server's)"},
+    {"--pg-statement-timeout-ms", "SLUICE_PG_STATEMENT_TIMEOUT_MS",
+     NUM(OPT_INT, pg_statement_timeout_ms, 0, 3600000), "PostgreSQL statement_timeout, ms (0: the server's)"},
+    {"--pg-idle-tx-timeout-ms", "SLUICE_PG_IDLE_TX_TIMEOUT_MS", NUM(OPT_INT, pg_idle_tx_timeout_ms, 0, 3600000),
+     "PostgreSQL idle_in_transaction_session_timeout, ms (0: the server's)"},
     {"--reload-ms", "SLUICE_RELOAD_MS", NUM(OPT_INT, reload_ms, 50, 60000), "policy change check interval, ms"},
     {"--max-streams", "SLUICE_MAX_STREAMS", NUM(OPT_INT, max_streams, 1, 10000), "live event streams at once"},
     {"--leader-lease-ms", "SLUICE_LEADER_LEASE_MS", NUM(OPT_INT, leader_lease_ms, 2000, 600000),
@@ -121,9 +127,15 @@ static void config_defaults(struct config *c) {
     c->lua_mem = 32L << 20;
     c->lua_budget = 5000000;
     c->busy_timeout_ms = 5000;
+    /* A change waits this long for a lock another replica holds, then
+     * answers 503 store_busy; a replica frozen in a transaction loses its
+     * session (and its locks) after the idle timeout. */
+    c->pg_lock_timeout_ms = 2000;
+    c->pg_statement_timeout_ms = 5000;
+    c->pg_idle_tx_timeout_ms = 10000;
     c->reload_ms = 500;
     c->max_streams = 64;
-    c->leader_lease_ms = 5000;
+    c->leader_lease_ms = 4000;
     strcpy(c->log_level, "info");
 }
 
@@ -274,5 +286,5 @@ int config_load(struct config *c, int argc, char **argv, char *err, size_t errle
 void config_usage(void) {
     printf("options (each also read from its environment variable):\n");
     for (size_t i = 0; i < N_OPTIONS; i++)
-        printf("  %-18s %-24s %s\n", options[i].flag, options[i].env, options[i].help);
+        printf("  %-26s %-31s %s\n", options[i].flag, options[i].env, options[i].help);
 }

@@ -1,0 +1,18 @@
+#!/bin/sh
+# chaos.sh — `make chaos`: the long fault scenarios (spec/chaos/), on SQLite
+# and, with a private PostgreSQL as tools/test.sh starts one, the replica
+# scenarios. Prints the summary table; exits non-zero when an invariant
+# broke. The full-volume scenario needs root (it mounts a tmpfs).
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+case $BUILD in /*) export SLUICE_BUILD="$BUILD" ;; *) export SLUICE_BUILD="$PWD/$BUILD" ;; esac
+pgdir=$(mktemp -d /tmp/sluice-pg.XXXXXX)
+pgport=$(node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
+trap 'tools/pg.sh stop "$pgdir"' EXIT INT TERM
+if url=$(tools/pg.sh start "$pgdir" "$pgport"); then
+  SLUICE_TEST_PG="$url" SLUICE_TEST_PG_DIR="$pgdir" node spec/chaos/chaos.mjs
+else
+  echo "chaos: PostgreSQL did not start; the replica scenarios are skipped" >&2
+  node spec/chaos/chaos.mjs
+fi
