@@ -34,6 +34,8 @@ struct fleet {
     pthread_mutex_t lock;
     fleet_issuer_fn issuer;
     void *issuer_ud;
+    fleet_declared_fn declared;
+    void *declared_ud;
     struct fleet_issued issued[FLEET_MAX_QUEUES];
     size_t nissued;
     struct fleet_worker *workers;
@@ -129,6 +131,13 @@ static struct fleet_worker *fleet_find(fleet *fl, const char *id) {
  * was reset (a restart), so everything it shows now is new. */
 static int64_t fleet_increase(int64_t prev, int64_t cur) { return cur >= prev ? cur - prev : cur; }
 
+/* a + inc, never past FLEET_TOTAL_MAX (reports are outside input: a
+ * counter near INT64_MAX must not wrap a total into the negative). */
+static uint64_t fleet_sat_add(uint64_t a, int64_t inc) {
+    if (inc <= 0) return a;
+    return (uint64_t)inc >= FLEET_TOTAL_MAX - a ? FLEET_TOTAL_MAX : a + (uint64_t)inc;
+}
+
 static struct fleet_totals *fleet_totals_of(fleet *fl, const char *queue) {
     for (size_t i = 0; i < fl->ntotals; i++)
         if (strcmp(fl->totals[i].queue, queue) == 0) return &fl->totals[i];
@@ -142,20 +151,20 @@ static struct fleet_totals *fleet_totals_of(fleet *fl, const char *queue) {
 /* Record the counters of a report into the worker's ring and the queue's
  * totals. Called locked, with cur holding the previous report. */
 static void fleet_sample(fleet *fl, struct fleet_worker *w, const struct fleet_worker *prev,
-                         int64_t now_ms) {
-    struct fleet_totals *t = fleet_totals_of(fl, w->queue);
+                         int64_t now_ms, int declared) {
+    struct fleet_totals *t = declared ? fleet_totals_of(fl, w->queue) : NULL;
     if (prev) {
         memcpy(w->samples, prev->samples, sizeof w->samples);
         w->nsamples = prev->nsamples;
         w->sample_head = prev->sample_head;
         if (t && strcmp(prev->queue, w->queue) == 0) {
-            t->completed += (uint64_t)fleet_increase(prev->completed, w->completed);
-            t->failed += (uint64_t)fleet_increase(prev->failed, w->failed);
+            t->completed = fleet_sat_add(t->completed, fleet_increase(prev->completed, w->completed));
+            t->failed = fleet_sat_add(t->failed, fleet_increase(prev->failed, w->failed));
         }
     } else if (t) {
         /* A worker new to us brings what it did so far. */
-        t->completed += (uint64_t)w->completed;
-        t->failed += (uint64_t)w->failed;
+        t->completed = fleet_sat_add(t->completed, w->completed);
+        t->failed = fleet_sat_add(t->failed, w->failed);
     }
     int slot = (w->sample_head + w->nsamples) % FLEET_SAMPLES;
     if (w->nsamples == FLEET_SAMPLES) w->sample_head = (w->sample_head + 1) % FLEET_SAMPLES;
@@ -183,6 +192,13 @@ static struct fleet_issued *fleet_issued_of(fleet *fl, const char *queue) {
     e->version = 0;
     e->asked_ms = 0;
     return e;
+}
+
+void fleet_set_declared(fleet *fl, fleet_declared_fn fn, void *ud) {
+    pthread_mutex_lock(&fl->lock);
+    fl->declared = fn;
+    fl->declared_ud = ud;
+    pthread_mutex_unlock(&fl->lock);
 }
 
 void fleet_issued(fleet *fl, const char *queue, int64_t version) {
@@ -261,7 +277,13 @@ int fleet_report(fleet *fl, const char *payload, size_t len, int64_t now_ms) {
         !fleet_str(o, "agent", 64, w.agent, sizeof w.agent, &why) ||
         !fleet_str(o, "error", 256, w.error, sizeof w.error, &why))
         goto refuse;
-    if (needs_state) w.invalid = fleet_never_issued(fl, w.queue, w.version, now_ms);
+    pthread_mutex_lock(&fl->lock);
+    fleet_declared_fn is_declared = fl->declared;
+    void *declared_ud = fl->declared_ud;
+    pthread_mutex_unlock(&fl->lock);
+    int declared = is_declared == NULL || is_declared(declared_ud, w.queue);
+    /* Undeclared queues have no versions: nothing to check, no entry made. */
+    if (needs_state && declared) w.invalid = fleet_never_issued(fl, w.queue, w.version, now_ms);
 
     pthread_mutex_lock(&fl->lock);
     struct fleet_worker *cur = fleet_find(fl, w.id);
@@ -285,7 +307,7 @@ int fleet_report(fleet *fl, const char *payload, size_t len, int64_t now_ms) {
             cur = &fl->workers[fl->n++];
             w.first_seen_ms = now_ms;
             w.last_seen_ms = now_ms;
-            fleet_sample(fl, &w, NULL, now_ms);
+            fleet_sample(fl, &w, NULL, now_ms, declared);
         } else {
             w.first_seen_ms = cur->first_seen_ms;
             /* A version never goes backwards: a late, reordered report must
@@ -295,7 +317,7 @@ int fleet_report(fleet *fl, const char *payload, size_t len, int64_t now_ms) {
             w.last_seen_ms = now_ms;
             /* An error report stands until a later ack says otherwise. */
             if (w.error[0] == '\0' && strcmp(event, "heartbeat") == 0) util_copy(w.error, sizeof w.error, cur->error);
-            fleet_sample(fl, &w, cur, now_ms);
+            fleet_sample(fl, &w, cur, now_ms, declared);
         }
         *cur = w;
         rc = 0;
@@ -351,14 +373,15 @@ void fleet_rates(fleet *fl, const char *queue, int64_t now_ms, struct fleet_rate
         if (strcmp(w->queue, queue) != 0) continue;
         /* Sum the increases between consecutive samples inside the window;
          * divide by the span they cover. */
-        int64_t inc_c = 0, inc_f = 0, first = 0, last = 0;
+        double inc_c = 0, inc_f = 0;             /* doubles: a sum of huge increases must not wrap */
+        int64_t first = 0, last = 0;
         const struct fleet_sample *prev = NULL;
         for (int k = 0; k < w->nsamples; k++) {
             const struct fleet_sample *sm = &w->samples[(w->sample_head + k) % FLEET_SAMPLES];
             if (now_ms - sm->at_ms > FLEET_RATE_WINDOW_MS) continue;
             if (prev) {
-                inc_c += fleet_increase(prev->completed, sm->completed);
-                inc_f += fleet_increase(prev->failed, sm->failed);
+                inc_c += (double)fleet_increase(prev->completed, sm->completed);
+                inc_f += (double)fleet_increase(prev->failed, sm->failed);
             } else {
                 first = sm->at_ms;
             }
@@ -367,8 +390,8 @@ void fleet_rates(fleet *fl, const char *queue, int64_t now_ms, struct fleet_rate
         }
         double span = (double)(last - first) / 1000.0;
         if (span <= 0) continue;
-        completed += (double)inc_c / span;
-        failed += (double)inc_f / span;
+        completed += inc_c / span;
+        failed += inc_f / span;
         if (span > span_max) span_max = span;
     }
     for (size_t i = 0; i < fl->ntotals; i++) {

@@ -36,6 +36,7 @@
 #define FLEET_SAMPLES 64                 /* counter samples kept per worker */
 #define FLEET_RATE_WINDOW_MS 60000
 #define FLEET_ISSUER_EVERY_MS 250
+#define FLEET_TOTAL_MAX 9007199254740991ULL   /* 2^53 - 1: exact in JSON and in Prometheus */
 
 /* One heartbeat's running totals, for rates. */
 struct fleet_sample {
@@ -63,7 +64,8 @@ struct fleet_worker {
 struct fleet_rates {
     double completed_per_s, failed_per_s;
     double window_s;                 /* the span the rates cover */
-    uint64_t completed_total, failed_total;   /* since sluiced started; never go back */
+    uint64_t completed_total, failed_total;   /* since sluiced started; never go back,
+                                                 saturate at FLEET_TOTAL_MAX */
 };
 
 struct fleet_acks {
@@ -81,6 +83,12 @@ void fleet_free(fleet *fl);
  * the fleet lock held, from the thread that reads reports. */
 typedef int64_t (*fleet_issuer_fn)(void *ud, const char *queue);
 void fleet_set_issuer(fleet *fl, fleet_issuer_fn fn, void *ud);
+
+/* Whether queue is declared by the policies: totals are kept only for
+ * declared queues, so made-up names cannot fill the table. Called without
+ * the fleet lock held. Without it every queue counts. */
+typedef int (*fleet_declared_fn)(void *ud, const char *queue);
+void fleet_set_declared(fleet *fl, fleet_declared_fn fn, void *ud);
 
 /* version of queue was issued (committed or published): reports of it and
  * below are acknowledgements. */

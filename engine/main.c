@@ -225,6 +225,12 @@ static int64_t main_issued_version(void *ud, const char *queue) {
     return rc == STORE_OK ? t.version : rc == STORE_NOT_FOUND ? 0 : -1;
 }
 
+/* The fleet keeps totals only for queues the policies declare. */
+static int main_declared(void *ud, const char *queue) {
+    struct policy_bounds b;
+    return policy_bounds(ud, queue, &b) == 0;
+}
+
 static int cmd_serve(int argc, char **argv) {
     struct config cfg;
     struct app app;
@@ -261,6 +267,7 @@ static int cmd_serve(int argc, char **argv) {
         (app.metrics = metrics_new()) == NULL || (app.events = events_new(cfg.max_streams)) == NULL)
         goto done;
     fleet_set_issuer(app.fl, main_issued_version, app.st);
+    fleet_set_declared(app.fl, main_declared, app.pol);
     /* The store's identity decides who may write the Redis prefix; checked
      * before anything is written there (bus_preflight only reads). */
     char owner[STORE_IDENTITY_MAX + 1];

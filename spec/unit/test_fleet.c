@@ -107,6 +107,66 @@ TEST(rates_survive_a_counter_reset_without_going_negative) {
     fleet_free(fl);
 }
 
+/* The store as the issuer sees it: queue "q" is at version 5. */
+static int64_t issued_q_is_5(void *ud, const char *queue) {
+    (void)ud;
+    return strcmp(queue, "q") == 0 ? 5 : 0;
+}
+
+TEST(a_version_never_issued_makes_a_worker_invalid_until_it_reports_an_issued_one) {
+    fleet *fl = fleet_new();
+    struct fleet_acks a;
+    struct fleet_worker *ws = NULL;
+    fleet_set_issuer(fl, issued_q_is_5, NULL);
+    beat(fl, "forged", "q", 3, 1000, 0, 0, 1000);   /* applied a forged version */
+    beat(fl, "honest", "q", 4, 5, 0, 0, 1000);
+    fleet_acks(fl, "q", 5, 1100, &a);
+    EXPECT_INT(a.expected, 2);
+    EXPECT_INT(a.acknowledged, 1);                  /* the forged 1000 >= 5 does not count */
+    ASSERT(fleet_workers(fl, "q", 1100, &ws) == 2);
+    EXPECT_INT(strcmp(ws[0].id, "forged") == 0 ? ws[0].invalid : ws[1].invalid, 1);
+    free(ws);
+    /* Once issued (say by another replica), the same version is fine. */
+    fleet_issued(fl, "q", 1000);
+    beat(fl, "forged", "q", 3, 1000, 0, 0, 1500);
+    fleet_acks(fl, "q", 1000, 1600, &a);
+    EXPECT_INT(a.acknowledged, 1);
+    fleet_free(fl);
+}
+
+static int declared_only_q(void *ud, const char *queue) {
+    (void)ud;
+    return strcmp(queue, "q") == 0;
+}
+
+TEST(totals_only_for_declared_queues_and_they_saturate_instead_of_wrapping) {
+    fleet *fl = fleet_new();
+    struct fleet_rates r;
+    char name[32];
+    fleet_set_declared(fl, declared_only_q, NULL);
+    for (int i = 0; i < 300; i++) {                 /* made-up names fill nothing */
+        snprintf(name, sizeof name, "made-up-%d", i);
+        beat(fl, name, name, 1, 0, 10, 1, 1000);
+    }
+    beat(fl, "w1", "q", 1, 0, 7, 2, 1000);
+    fleet_rates(fl, "q", 1000, &r);
+    EXPECT_INT(r.completed_total, 7);
+    EXPECT_INT(r.failed_total, 2);
+    fleet_rates(fl, "made-up-1", 1000, &r);
+    EXPECT_INT(r.completed_total, 0);
+    /* Counters near INT64_MAX, twice: the total stops at 2^53 - 1. */
+    report(fl, "{\"event\":\"heartbeat\",\"worker\":\"big\",\"queue\":\"q\",\"concurrency\":1,"
+               "\"version\":0,\"completed\":9223372036854775807,\"interval_ms\":1000}", 2000);
+    report(fl, "{\"event\":\"heartbeat\",\"worker\":\"big\",\"queue\":\"q\",\"concurrency\":1,"
+               "\"version\":0,\"completed\":1,\"interval_ms\":1000}", 3000);
+    report(fl, "{\"event\":\"heartbeat\",\"worker\":\"big\",\"queue\":\"q\",\"concurrency\":1,"
+               "\"version\":0,\"completed\":9223372036854775807,\"interval_ms\":1000}", 4000);
+    fleet_rates(fl, "q", 4000, &r);
+    EXPECT(r.completed_total == FLEET_TOTAL_MAX);
+    EXPECT(r.completed_per_s >= 0);
+    fleet_free(fl);
+}
+
 static int waits_done, waits_complete;
 
 static void on_wait(void *ud, const struct fleet_acks *acks, int complete) {
@@ -141,5 +201,7 @@ int main(void) {
     RUN(acks_count_live_workers_at_or_past_the_version_and_never_go_back);
     RUN(rates_survive_a_counter_reset_without_going_negative);
     RUN(waiters_end_on_the_last_ack_or_their_deadline);
+    RUN(a_version_never_issued_makes_a_worker_invalid_until_it_reports_an_issued_one);
+    RUN(totals_only_for_declared_queues_and_they_saturate_instead_of_wrapping);
     return UNIT_DONE();
 }
