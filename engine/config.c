@@ -46,6 +46,8 @@ static const struct opt options[] = {
     {"--max-connections", "SLUICE_MAX_CONNECTIONS", NUM(OPT_INT, conn_limit, 1, 100000), "open connections in all"},
     {"--max-per-ip", "SLUICE_MAX_PER_IP", NUM(OPT_INT, per_ip_limit, 1, 100000), "open connections per client address"},
     {"--conn-timeout", "SLUICE_CONN_TIMEOUT", NUM(OPT_INT, conn_timeout_s, 1, 3600), "idle connection timeout, seconds"},
+    {"--header-timeout", "SLUICE_HEADER_TIMEOUT", NUM(OPT_INT, header_timeout_s, 1, 600),
+     "a request head must be complete within this many seconds"},
     {"--lua-mem", "SLUICE_LUA_MEM", NUM(OPT_LONG, lua_mem, 1L << 20, 1L << 30), "memory cap per Lua state, bytes"},
     {"--lua-budget", "SLUICE_LUA_BUDGET", NUM(OPT_LONG, lua_budget, 10000, 1000000000L), "Lua instructions per call"},
     {"--busy-timeout", "SLUICE_BUSY_TIMEOUT", NUM(OPT_INT, busy_timeout_ms, 0, 600000), "SQLite busy timeout, ms"},
@@ -124,6 +126,7 @@ static void config_defaults(struct config *c) {
     c->conn_limit = 1024;
     c->per_ip_limit = 256;
     c->conn_timeout_s = 30;
+    c->header_timeout_s = 10;
     c->lua_mem = 32L << 20;
     c->lua_budget = 5000000;
     c->busy_timeout_ms = 5000;

@@ -33,9 +33,13 @@ struct config {
     int conn_limit;                  /* open connections in all */
     int per_ip_limit;                /* open connections per client address */
     int conn_timeout_s;              /* idle connection timeout */
+    int header_timeout_s;            /* a request head must be complete within it */
     long lua_mem;                    /* memory cap per Lua state, bytes */
     long lua_budget;                 /* VM instructions per call */
     int busy_timeout_ms;             /* SQLite busy_timeout */
+    int pg_lock_timeout_ms;          /* PostgreSQL session settings; 0: the server's */
+    int pg_statement_timeout_ms;
+    int pg_idle_tx_timeout_ms;       /* idle_in_transaction_session_timeout */
     int reload_ms;                   /* policy directory check interval */
     int max_streams;                 /* live event (SSE) streams at once */
     char log_level[8];               /* debug|info|warn|error */

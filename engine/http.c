@@ -9,8 +9,10 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <microhttpd.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,12 +24,28 @@
 #define HTTP_STATIC_MAX (16L << 20)
 #define HTTP_CONN_MEMORY (64 * 1024)
 
+/* A connection as the request-head deadline sees it (http_on_connection). */
+struct http_conn {
+    struct http_conn *prev, *next;
+    int fd;
+    int64_t since_ms;            /* connected, or finished its last request */
+    int in_request;              /* a request head arrived and is being served */
+    int cut;                     /* shut down for missing the deadline */
+};
+
 struct http_server {
     struct MHD_Daemon *daemon;
     atomic_int deferred;         /* deferred answers not yet finished */
     struct http_options opt;
     char ui_root[PATH_MAX];      /* realpath of ui_dir, "" when missing */
     int port;
+    /* The request-head deadline: libmicrohttpd has only an idle timeout,
+     * which a client trickling one header line at a time never trips. */
+    pthread_mutex_t conns_lock;
+    struct http_conn *conns;
+    pthread_t reaper;
+    int reaper_started;
+    atomic_int stopping;
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -192,6 +210,13 @@ static enum MHD_Result http_send(struct http_request *req, struct http_response 
     if (resp->content_type[0]) MHD_add_response_header(mr, "Content-Type", resp->content_type);
     MHD_add_response_header(mr, "X-Request-Id", req->request_id);
     MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff");
+    /* The UI loads only its own files and may not be framed; the API's
+     * JSON gets the same, which costs nothing. */
+    MHD_add_response_header(mr, "Content-Security-Policy",
+                            "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                            "base-uri 'none'; form-action 'self'; frame-ancestors 'none'");
+    MHD_add_response_header(mr, "X-Frame-Options", "DENY");
+    MHD_add_response_header(mr, "Referrer-Policy", "no-referrer");
     for (int i = 0; i < resp->nheaders; i++)
         MHD_add_response_header(mr, resp->header_names[i], resp->header_values[i]);
     ret = MHD_queue_response(req->conn, (unsigned)resp->status, mr);
@@ -215,6 +240,15 @@ int http_static_path_ok(const char *path) {
         if (*seg == '\0') return 0;                 /* trailing slash */
     }
     return 1;
+}
+
+/* Run from a checkout, ui/ also holds the npm tree the build copies the
+ * chart library from: it is not the UI's to serve. */
+static int http_static_public(const char *rel) {
+    const char *base = strrchr(rel, '/');
+    base = base ? base + 1 : rel;
+    if (strncmp(rel, "node_modules/", 13) == 0 || strstr(rel, "/node_modules/")) return 0;
+    return strcmp(base, "package.json") != 0 && strcmp(base, "package-lock.json") != 0;
 }
 
 static const char *http_mime(const char *path) {
@@ -246,7 +280,7 @@ static void http_serve_static(http_server *srv, struct http_request *req,
     if (strcmp(req->path, "/") == 0 || strcmp(req->path, "/ui/") == 0) rel = "index.html";
     else rel = req->path + strlen("/ui/");
     util_copy(req->route, sizeof req->route, "static");
-    if (!http_static_path_ok(rel) || srv->ui_root[0] == '\0') goto not_found;
+    if (!http_static_path_ok(rel) || !http_static_public(rel) || srv->ui_root[0] == '\0') goto not_found;
     if (snprintf(full, sizeof full, "%s/%s", srv->ui_root, rel) >= (int)sizeof full) goto not_found;
     /* Resolve symlinks and require the result to stay inside the UI root. */
     if (realpath(full, real) == NULL) goto not_found;
@@ -265,6 +299,75 @@ static void http_serve_static(http_server *srv, struct http_request *req,
 not_found:
     if (fd >= 0) close(fd);
     http_respond_error(resp, req, 404, "not_found", "no such file", NULL);
+}
+
+/* ---- the request-head deadline --------------------------------------------------------
+ *
+ * Every connection is listed from accept to close. One that has not
+ * finished a request head within header_timeout_s of connecting (or of
+ * finishing its previous request) is shut down by the reaper thread:
+ * shutdown(2) on its socket, so libmicrohttpd sees the end of the stream on
+ * its own thread and closes the connection cleanly. The socket cannot have
+ * been reused: MHD closes it only after the CLOSED notification, which
+ * unlists it under the same lock. */
+
+static void http_on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                               enum MHD_ConnectionNotificationCode toe) {
+    http_server *srv = cls;
+    struct http_conn *c;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        if (ci == NULL || (c = calloc(1, sizeof *c)) == NULL) return;   /* only the idle timeout applies */
+        c->fd = ci->connect_fd;
+        c->since_ms = util_mono_ms();
+        pthread_mutex_lock(&srv->conns_lock);
+        c->next = srv->conns;
+        if (srv->conns) srv->conns->prev = c;
+        srv->conns = c;
+        pthread_mutex_unlock(&srv->conns_lock);
+        *socket_context = c;
+        return;
+    }
+    if ((c = *socket_context) == NULL) return;
+    pthread_mutex_lock(&srv->conns_lock);
+    if (c->prev) c->prev->next = c->next;
+    else srv->conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    pthread_mutex_unlock(&srv->conns_lock);
+    free(c);
+    *socket_context = NULL;
+}
+
+static void http_conn_mark(http_server *srv, struct MHD_Connection *conn, int in_request) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    struct http_conn *c = ci ? ci->socket_context : NULL;
+    if (c == NULL) return;
+    pthread_mutex_lock(&srv->conns_lock);
+    c->in_request = in_request;
+    c->since_ms = util_mono_ms();
+    pthread_mutex_unlock(&srv->conns_lock);
+}
+
+static void *http_reaper(void *arg) {
+    http_server *srv = arg;
+    int64_t limit = (int64_t)srv->opt.header_timeout_s * 1000;
+    while (!atomic_load(&srv->stopping)) {
+        int64_t now = util_mono_ms();
+        int cut = 0;
+        pthread_mutex_lock(&srv->conns_lock);
+        for (struct http_conn *c = srv->conns; c; c = c->next)
+            if (!c->in_request && !c->cut && now - c->since_ms > limit) {
+                shutdown(c->fd, SHUT_RDWR);
+                c->cut = 1;
+                cut++;
+            }
+        pthread_mutex_unlock(&srv->conns_lock);
+        if (cut)
+            log_json(LOG_WARN, "connections closed: no request head within the deadline",
+                     json_pack("{s:i, s:i}", "closed", cut, "header_timeout_s", srv->opt.header_timeout_s));
+        usleep(250 * 1000);
+    }
+    return NULL;
 }
 
 /* ---- the request cycle ------------------------------------------------------------ */
@@ -342,6 +445,7 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, c
 
     if (req == NULL) {
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+        http_conn_mark(srv, conn, 1);            /* the head arrived in time */
         req = http_request_new(conn, url, method);
         if (req == NULL) return MHD_NO;
         req->server = srv;
@@ -408,7 +512,7 @@ static void http_on_completed(void *cls, struct MHD_Connection *conn, void **con
                               enum MHD_RequestTerminationCode toe) {
     http_server *srv = cls;
     struct http_request *req = *con_cls;
-    (void)conn;
+    http_conn_mark(srv, conn, 0);                /* the next head has a deadline again */
     if (req == NULL) return;
     if (req->deferred) atomic_fetch_sub(&srv->deferred, 1);
     if (srv->opt.observe)
@@ -495,6 +599,8 @@ http_server *http_start(const struct http_options *opt, char *err, size_t errlen
         return NULL;
     }
     srv->opt = *opt;
+    if (srv->opt.header_timeout_s <= 0) srv->opt.header_timeout_s = 10;
+    pthread_mutex_init(&srv->conns_lock, NULL);
     if (opt->ui_dir == NULL || realpath(opt->ui_dir, srv->ui_root) == NULL) {
         log_json(LOG_WARN, "ui directory not found; / and /ui/ answer 404",
                  json_pack("{s:s}", "ui", opt->ui_dir ? opt->ui_dir : ""));
@@ -526,13 +632,16 @@ http_server *http_start(const struct http_options *opt, char *err, size_t errlen
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->conn_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, srv,
+        MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, srv,
         MHD_OPTION_END);
     if (srv->daemon == NULL) {
         snprintf(err, errlen, "cannot listen on %s:%d (address in use, or not permitted)",
                  opt->host, opt->port);
+        pthread_mutex_destroy(&srv->conns_lock);
         free(srv);
         return NULL;
     }
+    srv->reaper_started = pthread_create(&srv->reaper, NULL, http_reaper, srv) == 0;
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
     srv->port = di ? di->port : opt->port;
     return srv;
@@ -542,6 +651,9 @@ int http_port(const http_server *srv) { return srv->port; }
 
 void http_stop(http_server *srv) {
     if (srv == NULL) return;
-    MHD_stop_daemon(srv->daemon);
+    atomic_store(&srv->stopping, 1);
+    if (srv->reaper_started) pthread_join(srv->reaper, NULL);
+    MHD_stop_daemon(srv->daemon);                /* notifies CLOSED for every connection */
+    pthread_mutex_destroy(&srv->conns_lock);
     free(srv);
 }

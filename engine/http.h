@@ -71,6 +71,7 @@ struct http_options {
     int threads;
     size_t max_body;
     int conn_limit, per_ip_limit, conn_timeout_s;
+    int header_timeout_s;            /* a request head must be complete within it; 0: 10 */
     const char *ui_dir;
     http_handler_fn handler;
     void *handler_ud;

@@ -302,6 +302,7 @@ static int cmd_serve(int argc, char **argv) {
         .host = cfg.listen_host, .port = cfg.listen_port, .threads = cfg.threads,
         .max_body = (size_t)cfg.max_body, .conn_limit = cfg.conn_limit,
         .per_ip_limit = cfg.per_ip_limit, .conn_timeout_s = cfg.conn_timeout_s,
+        .header_timeout_s = cfg.header_timeout_s,
         .ui_dir = cfg.ui_dir, .handler = script_handle, .handler_ud = scripts,
         .observe = metrics_observe_request, .observe_ud = app.metrics,
     };
