@@ -31,6 +31,7 @@ struct http_conn {
     int64_t since_ms;            /* connected, or finished its last request */
     int in_request;              /* a request head arrived and is being served */
     int cut;                     /* shut down for missing the deadline */
+    int bad_escape;              /* the path or query decoded to NUL or non-UTF-8 */
 };
 
 struct http_server {
@@ -338,9 +339,25 @@ static void http_on_connection(void *cls, struct MHD_Connection *conn, void **so
     *socket_context = NULL;
 }
 
-static void http_conn_mark(http_server *srv, struct MHD_Connection *conn, int in_request) {
+static struct http_conn *http_conn_of(struct MHD_Connection *conn) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    struct http_conn *c = ci ? ci->socket_context : NULL;
+    return ci ? ci->socket_context : NULL;
+}
+
+/* libmicrohttpd unescapes the path and every query argument in place with
+ * this. A %00 would cut the C string short (/scaling/build%00xyz routed as
+ * /scaling/build), and bytes that are not UTF-8 cannot go into JSON or Lua
+ * safely: note it on the connection, and the request is refused whole. */
+static size_t http_unescape(void *cls, struct MHD_Connection *conn, char *s) {
+    (void)cls;
+    size_t n = MHD_http_unescape(s);
+    struct http_conn *c = http_conn_of(conn);
+    if (c && !util_valid_utf8(s, n)) c->bad_escape = 1;   /* only this connection's thread */
+    return n;
+}
+
+static void http_conn_mark(http_server *srv, struct MHD_Connection *conn, int in_request) {
+    struct http_conn *c = http_conn_of(conn);
     if (c == NULL) return;
     pthread_mutex_lock(&srv->conns_lock);
     c->in_request = in_request;
@@ -446,10 +463,15 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, c
     if (req == NULL) {
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         http_conn_mark(srv, conn, 1);            /* the head arrived in time */
+        struct http_conn *hc = http_conn_of(conn);
         req = http_request_new(conn, url, method);
         if (req == NULL) return MHD_NO;
         req->server = srv;
         *con_cls = req;
+        if (hc && hc->bad_escape) {              /* this request's, noted while parsing it */
+            req->bad_escape = 1;
+            hc->bad_escape = 0;
+        }
         if (cl && strtoull(cl, NULL, 10) > srv->opt.max_body) req->too_large = 1;
         if (!req->too_large) return MHD_YES;   /* wait for the body */
         /* Declared too large: answer now, without reading the body. */
@@ -478,6 +500,10 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, c
         util_copy(req->route, sizeof req->route, "-");
         http_respond_error(&resp, req, 413, "body_too_large", msg,
                            json_pack("{s:I}", "max_bytes", (json_int_t)srv->opt.max_body));
+    } else if (req->bad_escape) {
+        util_copy(req->route, sizeof req->route, "-");
+        http_respond_error(&resp, req, 400, "invalid_request",
+                           "the path or a query argument holds a NUL byte or is not UTF-8", NULL);
     } else if (strcmp(req->path, "/") == 0 || strncmp(req->path, "/ui/", 4) == 0) {
         http_serve_static(srv, req, &resp, &mr);
     } else {
@@ -508,6 +534,22 @@ send:
     return ret;
 }
 
+/* src as printable ASCII: bytes outside 0x20..0x7e as %XX, cut to size. */
+static void http_log_safe(char *dst, size_t size, const char *src) {
+    static const char hex[] = "0123456789ABCDEF";
+    size_t o = 0;
+    for (const unsigned char *p = (const unsigned char *)(src ? src : ""); *p && o + 4 < size; p++) {
+        if (*p >= 0x20 && *p < 0x7f) {
+            dst[o++] = (char)*p;
+        } else {
+            dst[o++] = '%';
+            dst[o++] = hex[*p >> 4];
+            dst[o++] = hex[*p & 15];
+        }
+    }
+    dst[o] = '\0';
+}
+
 static void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                               enum MHD_RequestTerminationCode toe) {
     http_server *srv = cls;
@@ -518,9 +560,13 @@ static void http_on_completed(void *cls, struct MHD_Connection *conn, void **con
     if (srv->opt.observe)
         srv->opt.observe(srv->opt.observe_ud, req->route[0] ? req->route : "-", req->status,
                          (double)(http_now_us() - req->started_us) / 1e6);
+    /* The path as received may not be UTF-8 (then the request was refused):
+     * log it escaped, so that the line keeps every field. */
+    char path[1024];
+    http_log_safe(path, sizeof path, req->path);
     log_json(LOG_INFO, "request",
              json_pack("{s:s, s:s, s:s, s:i, s:I, s:s, s:s, s:s, s:b}", "request_id",
-                       req->request_id, "method", req->method, "path", req->path, "status",
+                       req->request_id, "method", req->method, "path", path, "status",
                        req->status, "duration_us", (json_int_t)(http_now_us() - req->started_us), "remote", req->remote, "route",
                        req->route[0] ? req->route : "-", "actor",
                        req->actor[0] ? req->actor : "-", "completed",
@@ -633,6 +679,7 @@ http_server *http_start(const struct http_options *opt, char *err, size_t errlen
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY,
         MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, srv,
         MHD_OPTION_NOTIFY_CONNECTION, http_on_connection, srv,
+        MHD_OPTION_UNESCAPE_CALLBACK, http_unescape, srv,
         MHD_OPTION_END);
     if (srv->daemon == NULL) {
         snprintf(err, errlen, "cannot listen on %s:%d (address in use, or not permitted)",

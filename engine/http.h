@@ -50,6 +50,7 @@ struct http_request {
     size_t body_len;
     size_t body_cap;
     int too_large;
+    int bad_escape;                  /* its path or a query argument decoded to NUL or non-UTF-8 */
     char request_id[STORE_RID_MAX];
     char remote[64];
     int64_t started_us;

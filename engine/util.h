@@ -48,6 +48,10 @@ void util_copy(char *dst, size_t size, const char *src);
  * of valid UTF-8 stays valid. */
 void util_copy_utf8(char *dst, size_t size, const char *src);
 
+/* 1 when s[0..n) is well-formed UTF-8 (no overlongs, surrogates or code
+ * points past U+10FFFF) without NUL bytes; 0 otherwise. */
+int util_valid_utf8(const char *s, size_t n);
+
 /* Read a whole file (at most max bytes) into a NUL-terminated malloc'd buffer.
  * The caller owns the result. Returns NULL on error, errno set (EFBIG when the
  * file is larger than max). */
