@@ -73,6 +73,22 @@ function check.body(body, rules)
   end
 end
 
+-- Query arguments a route does not take are refused, like unknown body
+-- fields: a misspelt ?limt=5 must not be silently ignored. allowed lists the
+-- names the route reads (may be empty).
+function check.query(query, allowed)
+  local ok = {}
+  for _, name in ipairs(allowed or {}) do ok[name] = true end
+  local unknown = {}
+  for k in pairs(query or {}) do
+    if not ok[k] then unknown[#unknown + 1] = tostring(k) end
+  end
+  if #unknown > 0 then
+    table.sort(unknown)
+    return invalid(unknown[1], ("unknown query argument '%s'"):format(short(unknown[1])))
+  end
+end
+
 -- A query parameter that must be an integer within [min, max]. Returns the
 -- value, or nil followed by the (status, body) of a 400 answer.
 function check.query_int(query, name, default, min, max)
@@ -91,4 +107,19 @@ function check.fail(info)
   local headers
   if info.retry_after then headers = { ["Retry-After"] = tostring(info.retry_after) } end
   return s.error(info.status, info.code, info.message, info.details, headers)
+end
+
+-- Every route refuses query arguments it does not read: a route lists the
+-- ones it takes as opts.query (none by default), and this wrapper checks
+-- them before the handler runs.
+local route = s.route
+function s.route(method, path, opts, handler)
+  local allowed = opts.query or {}
+  local rest = {}
+  for k, v in pairs(opts) do if k ~= "query" then rest[k] = v end end
+  return route(method, path, rest, function(req, ...)
+    local bad, body = check.query(req.query, allowed)
+    if bad then return bad, body end
+    return handler(req, ...)
+  end)
 end

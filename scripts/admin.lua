@@ -47,6 +47,11 @@ s.route("POST", "/api/v1/tokens", { scope = "admin" }, function(req)
   end
   for _, scope in ipairs(b.scopes) do
     if type(scope) ~= "string" then return check.invalid("scopes", "'scopes' must be strings") end
+    -- One scope per element: "scaling:read,admin" is not two scopes.
+    if not scope:match("^[%w:_-]+$") then
+      return check.invalid("scopes", ("'%s' is not a scope (one of scaling:read, scaling:write, admin per element)")
+        :format(scope:sub(1, 64)))
+    end
   end
   if #b.scopes == 0 then return check.invalid("scopes", "'scopes' must not be empty") end
   local created, err, info = s.auth.create_token {

@@ -51,10 +51,10 @@ local function history(queue, req)
   return 200, page
 end
 
-s.route("GET", "/api/v1/scaling/{queue}/history", { scope = "scaling:read" }, function(req)
+s.route("GET", "/api/v1/scaling/{queue}/history", { scope = "scaling:read", query = { "limit", "before" } }, function(req)
   return history(req.params.queue, req)
 end)
 
-s.route("GET", "/api/v1/audit", { scope = "scaling:read" }, function(req)
+s.route("GET", "/api/v1/audit", { scope = "scaling:read", query = { "limit", "before" } }, function(req)
   return history(nil, req)
 end)
