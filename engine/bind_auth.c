@@ -21,10 +21,19 @@ static int auth_fail(lua_State *L, int status, const char *code, const char *mes
     return bind_push_failure(L, &err);
 }
 
+/* A failed store_rc as the answer; a busy store is worth a retry in a second. */
 static int auth_store_fail(lua_State *L, int rc) {
-    return rc == STORE_UNAVAILABLE
-               ? auth_fail(L, 503, "store_unavailable", "the database cannot be reached; nothing was changed")
-               : auth_fail(L, 500, "internal", "internal error");
+    struct scaling_error err = {500, "internal", "internal error", NULL, 0};
+    if (rc == STORE_UNAVAILABLE)
+        err = (struct scaling_error){503, "store_unavailable",
+                                     "the database cannot be reached; nothing was changed", NULL, 0};
+    else if (rc == STORE_BUSY)
+        err = (struct scaling_error){503, "store_busy",
+                                     "the database is busy with another change; nothing was changed", NULL, 1};
+    else if (rc == STORE_FULL)
+        err = (struct scaling_error){507, "store_full", "the database volume is full; nothing was changed",
+                                     NULL, 0};
+    return bind_push_failure(L, &err);
 }
 
 static void auth_push_scopes(lua_State *L, unsigned mask) {

@@ -19,6 +19,15 @@ static int flags_fail(lua_State *L, int rc, const char *name) {
         err.status = 503;
         util_copy(err.code, sizeof err.code, "store_unavailable");
         util_copy(err.message, sizeof err.message, "the database cannot be reached; nothing was changed");
+    } else if (rc == STORE_BUSY) {
+        err.status = 503;
+        err.retry_after_s = 1;
+        util_copy(err.code, sizeof err.code, "store_busy");
+        util_copy(err.message, sizeof err.message, "the database is busy with another change; nothing was changed");
+    } else if (rc == STORE_FULL) {
+        err.status = 507;
+        util_copy(err.code, sizeof err.code, "store_full");
+        util_copy(err.message, sizeof err.message, "the database volume is full; nothing was changed");
     } else {
         err.status = 500;
         util_copy(err.code, sizeof err.code, "internal");

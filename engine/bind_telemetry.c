@@ -47,15 +47,15 @@ static int telemetry_l_metrics(lua_State *L) {
     return 1;
 }
 
-/* sluice.telemetry.ready() -> {store = "up"|"down", redis = "up"|"down"} */
+/* sluice.telemetry.ready() -> {store = "up"|"full"|"down", redis = "up"|"down"} */
 static int telemetry_l_ready(lua_State *L) {
     luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
     script_current(L, "sluice.telemetry.ready");
     struct app *app = script_app(L);
-    int store_up = store_ping(app->st) == STORE_OK;
+    int store_rc = store_ping(app->st);
     int redis_up = bus_redis_up(app->bus) && telemetry_redis_up(app->telemetry);
     lua_createtable(L, 0, 2);
-    lua_pushstring(L, store_up ? "up" : "down");
+    lua_pushstring(L, store_rc == STORE_OK ? "up" : store_rc == STORE_FULL ? "full" : "down");
     lua_setfield(L, -2, "store");
     lua_pushstring(L, redis_up ? "up" : "down");
     lua_setfield(L, -2, "redis");

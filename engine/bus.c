@@ -19,6 +19,8 @@
 #define BUS_OWNER_MAX 128
 #define BUS_PROBE_MS 1000               /* Redis proves it is there this often */
 #define BUS_FOREIGN_RETRY_MS 5000       /* a prefix that is not ours, or a fence */
+#define BUS_STORE_BACKOFF_MIN_MS 1000   /* the store cannot mark rows published */
+#define BUS_STORE_BACKOFF_MAX_MS 16000
 
 struct bus_alert {
     json_t *msg;
@@ -249,7 +251,8 @@ static int bus_publish_row(bus *b, rconn *c, const struct store_outbox *row) {
 }
 
 /* Publish every pending outbox row in order. 0 when drained (or the store
- * is down: rows stay queued), -1 when Redis failed, -2 when fenced off. */
+ * is down: rows stay queued), 1 when a row went out but could not be
+ * marked (back off), -1 when Redis failed, -2 when fenced off. */
 static int bus_drain_outbox(bus *b, rconn *c) {
     for (;;) {
         struct store_outbox *rows = NULL;
@@ -272,11 +275,13 @@ static int bus_drain_outbox(bus *b, rconn *c) {
                 free(rows);
                 return -1;
             }
-            /* If this fails the row is published again later: harmless,
-             * workers ignore versions they already applied. */
+            /* If this fails (a full volume, a busy or absent database) the
+             * row is sent again later: harmless, the script writes and
+             * publishes nothing for a version Redis already has. The relay
+             * backs off meanwhile instead of retrying every 250 ms. */
             if (store_outbox_mark_published(b->opt.st, rows[i].id, util_now_ms()) != STORE_OK) {
                 free(rows);
-                return 0;
+                return 1;
             }
             log_json(LOG_DEBUG, "change published",
                      json_pack("{s:s, s:I, s:I}", "queue", rows[i].queue, "version",
@@ -376,7 +381,7 @@ static int bus_owned(bus *b, rconn *c, int claim, int *logged_foreign) {
 static void *bus_relay_main(void *arg) {
     bus *b = arg;
     rconn *c = NULL;
-    int64_t backoff = BUS_BACKOFF_MIN_MS, checked = 0;
+    int64_t backoff = BUS_BACKOFF_MIN_MS, checked = 0, store_backoff = 0;
     int logged_down = 0, resync = 1, logged_foreign = 0;
     unsigned term = 0;
 
@@ -445,6 +450,20 @@ static void *bus_relay_main(void *arg) {
          * with rows committed after the drain, which the relay brings. */
         if (atomic_exchange(&b->resync, 0)) resync = 1;
         int rc = bus_drain_outbox(b, c);
+        if (rc == 1) {                      /* the store cannot record what went out */
+            if (!store_backoff)
+                log_json(LOG_WARN, "published changes cannot be marked in the database; backing off",
+                         json_pack("{s:i}", "retry_ms", BUS_STORE_BACKOFF_MIN_MS));
+            store_backoff = store_backoff ? store_backoff * 2 : BUS_STORE_BACKOFF_MIN_MS;
+            if (store_backoff > BUS_STORE_BACKOFF_MAX_MS) store_backoff = BUS_STORE_BACKOFF_MAX_MS;
+            atomic_store(&b->relay_up, 1);
+            if (bus_sleep(b, store_backoff)) break;
+            continue;
+        }
+        if (store_backoff && rc == 0) {
+            log_json(LOG_INFO, "published changes are marked in the database again", NULL);
+            store_backoff = 0;
+        }
         if (rc == 0 && resync) {
             int r = bus_rewrite_desired(b, c);
             if (r < 0) rc = r;

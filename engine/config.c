@@ -59,6 +59,8 @@ static const struct opt options[] = {
      "PostgreSQL idle_in_transaction_session_timeout, ms (0: the server's)"},
     {"--reload-ms", "SLUICE_RELOAD_MS", NUM(OPT_INT, reload_ms, 50, 60000), "policy change check interval, ms"},
     {"--max-streams", "SLUICE_MAX_STREAMS", NUM(OPT_INT, max_streams, 1, 10000), "live event streams at once"},
+    {"--max-streams-per-token", "SLUICE_MAX_STREAMS_PER_TOKEN", NUM(OPT_INT, max_streams_per_token, 1, 10000),
+     "live event streams one token may hold"},
     {"--leader-lease-ms", "SLUICE_LEADER_LEASE_MS", NUM(OPT_INT, leader_lease_ms, 2000, 600000),
      "PostgreSQL: leader lease, ms (a silent leader is replaced after it)"},
     {"--log-level", "SLUICE_LOG_LEVEL", STR(log_level), "debug|info|warn|error"},
@@ -138,6 +140,7 @@ static void config_defaults(struct config *c) {
     c->pg_idle_tx_timeout_ms = 10000;
     c->reload_ms = 500;
     c->max_streams = 64;
+    c->max_streams_per_token = 8;
     c->leader_lease_ms = 4000;
     strcpy(c->log_level, "info");
 }

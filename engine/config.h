@@ -42,6 +42,7 @@ struct config {
     int pg_idle_tx_timeout_ms;       /* idle_in_transaction_session_timeout */
     int reload_ms;                   /* policy directory check interval */
     int max_streams;                 /* live event (SSE) streams at once */
+    int max_streams_per_token;       /* of those, for one token (sessions count as their token) */
     char log_level[8];               /* debug|info|warn|error */
 };
 

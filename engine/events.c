@@ -13,6 +13,7 @@ struct stream {
     char *buf;
     size_t len, cap;
     int closed;                  /* end the answer once the buffer is sent */
+    char owner[40];
     struct MHD_Connection *suspended;
     struct stream *next;
 };
@@ -20,14 +21,15 @@ struct stream {
 struct events {
     pthread_mutex_t lock;
     struct stream *streams;
-    int count, max;
+    int count, max, max_per_owner;
 };
 
-events *events_new(int max_streams) {
+events *events_new(int max_streams, int max_per_owner) {
     events *ev = calloc(1, sizeof *ev);
     if (ev == NULL) return NULL;
     pthread_mutex_init(&ev->lock, NULL);
     ev->max = max_streams;
+    ev->max_per_owner = max_per_owner > 0 ? max_per_owner : max_streams;
     return ev;
 }
 
@@ -55,7 +57,9 @@ int events_count(events *ev) {
 /* Append text to s and wake its connection. Called with s->lock held. */
 static void stream_push(struct stream *s, const char *text, size_t n) {
     if (s->closed) return;
-    if (s->len + n > EVENTS_BUFFER_MAX) {
+    /* An empty buffer takes any one event; beyond that, a reader still
+     * holding more than the cap (or than the event) is too slow. */
+    if (s->len > 0 && s->len + n > (n > EVENTS_BUFFER_MAX ? 2 * n : EVENTS_BUFFER_MAX)) {
         s->closed = 1;                     /* too slow a reader: cut it off */
     } else {
         if (s->len + n > s->cap) {
@@ -130,7 +134,7 @@ static char *events_format(const char *type, json_t *data, size_t *n) {
     return out;
 }
 
-int events_open(events *ev, struct http_response *resp, json_t *first) {
+int events_open(events *ev, struct http_response *resp, json_t *first, const char *owner) {
     struct stream *s = calloc(1, sizeof *s);
     size_t n = 0;
     char *text = events_format("snapshot", first, &n);
@@ -141,13 +145,17 @@ int events_open(events *ev, struct http_response *resp, json_t *first) {
     }
     pthread_mutex_init(&s->lock, NULL);
     s->ev = ev;
+    util_copy(s->owner, sizeof s->owner, owner ? owner : "");
     pthread_mutex_lock(&ev->lock);
-    if (ev->count >= ev->max) {
+    int mine = 0;
+    for (struct stream *o = ev->streams; o; o = o->next) mine += strcmp(o->owner, s->owner) == 0;
+    if (ev->count >= ev->max || mine >= ev->max_per_owner) {
+        int rc = ev->count >= ev->max ? -1 : -2;
         pthread_mutex_unlock(&ev->lock);
         pthread_mutex_destroy(&s->lock);
         free(s);
         free(text);
-        return -1;
+        return rc;
     }
     s->next = ev->streams;
     ev->streams = s;

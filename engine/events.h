@@ -2,11 +2,14 @@
  *
  * Each stream is a buffered HTTP answer that never holds a thread: when it
  * has nothing to send, its connection is suspended; broadcasting appends to
- * every buffer and resumes the connection. A client that reads too slowly
- * (more than EVENTS_BUFFER_MAX pending) is cut off rather than buffered
- * without bound; a client that went away is noticed at the next write (at
- * least every 2 s: the snapshot). The number of streams is capped.
- * Thread-safe. */
+ * every buffer and resumes the connection. A client that reads too slowly is
+ * cut off rather than buffered without bound: a stream always takes one
+ * event whatever its size (a snapshot of thousands of workers is larger than
+ * any fixed buffer), but one that still holds more than EVENTS_BUFFER_MAX,
+ * or more than the event itself, when the next arrives is dropped. A client
+ * that went away is noticed at the next write (at least every 2 s: the
+ * snapshot). Streams are capped in all and per owner (a token), so that one
+ * reader cannot take every slot. Thread-safe. */
 #ifndef SLUICE_EVENTS_H
 #define SLUICE_EVENTS_H
 
@@ -18,15 +21,17 @@
 
 typedef struct events events;
 
-events *events_new(int max_streams);
+/* At most max_streams in all, and max_per_owner for one owner. */
+events *events_new(int max_streams, int max_per_owner);
 
 /* Free the registry; streams must be closed first (events_close_all and the
  * HTTP server stopped). NULL is a no-op. */
 void events_free(events *ev);
 
 /* Make resp a stream starting with `first` (an event of type "snapshot";
- * borrowed). Returns 0, or -1 when the cap is reached (resp untouched). */
-int events_open(events *ev, struct http_response *resp, json_t *first);
+ * borrowed) for owner (a token id; copied). Returns 0, -1 when the total cap
+ * is reached, -2 when the owner's is (resp untouched either way). */
+int events_open(events *ev, struct http_response *resp, json_t *first, const char *owner);
 
 /* Send an event to every stream (data borrowed). */
 void events_broadcast(events *ev, const char *type, json_t *data);

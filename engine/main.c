@@ -57,6 +57,11 @@ static store *open_store(const struct config *cfg, int migrate) {
         fprintf(stderr, "sluiced: %s\n", err);
         return NULL;
     }
+    /* One HTTP thread always stays out of writes, so /healthz and reads
+     * answer while changes wait on a lock. */
+    struct store_limits lim = {cfg->threads > 1 ? cfg->threads - 1 : 1, cfg->pg_lock_timeout_ms,
+                               cfg->pg_statement_timeout_ms, cfg->pg_idle_tx_timeout_ms};
+    store_set_limits(st, &lim);
     char shown[CONFIG_STR_MAX];
     redact_url(cfg->db_url, shown, sizeof shown);   /* never a password in logs */
     if (migrate && store_migrate(st, &applied) != STORE_OK) {
@@ -264,7 +269,7 @@ static int cmd_serve(int argc, char **argv) {
         goto done;
     }
     if ((app.fl = fleet_new()) == NULL || (app.alerts = alerts_new()) == NULL ||
-        (app.metrics = metrics_new()) == NULL || (app.events = events_new(cfg.max_streams)) == NULL)
+        (app.metrics = metrics_new()) == NULL || (app.events = events_new(cfg.max_streams, cfg.max_streams_per_token)) == NULL)
         goto done;
     fleet_set_issuer(app.fl, main_issued_version, app.st);
     fleet_set_declared(app.fl, main_declared, app.pol);

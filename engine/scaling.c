@@ -28,13 +28,22 @@ static void scaling_fail(struct scaling_error *err, int status, const char *code
     va_end(ap);
 }
 
-/* Map a failed store_rc into err. */
+/* Map a failed store_rc into err. A busy store is worth a retry soon: the
+ * lock it waited for is held by a change that is not moving. */
 static void scaling_store_fail(struct scaling_error *err, int rc) {
-    if (rc == STORE_UNAVAILABLE)
+    err->retry_after_s = 0;             /* a judge's refusal may have set one */
+    if (rc == STORE_UNAVAILABLE) {
         scaling_fail(err, 503, "store_unavailable", NULL,
                      "the database cannot be reached; nothing was changed");
-    else
+    } else if (rc == STORE_BUSY) {
+        err->retry_after_s = 1;
+        scaling_fail(err, 503, "store_busy", NULL,
+                     "the database is busy with another change to this queue; nothing was changed");
+    } else if (rc == STORE_FULL) {
+        scaling_fail(err, 507, "store_full", NULL, "the database volume is full; nothing was changed");
+    } else {
         scaling_fail(err, 500, "internal", NULL, "internal error");
+    }
 }
 
 static json_t *scaling_time_or_null(int64_t ms) {

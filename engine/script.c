@@ -318,6 +318,12 @@ static int script_authenticate(script_host *host, const struct script_route *rou
         rc = auth_verify_session(host->app->st, cookie, now, &sr->principal);
         sr->source = "ui";
     }
+    if (rc == STORE_BUSY) {             /* a read past statement_timeout */
+        http_add_header(resp, "Retry-After", "1");
+        http_respond_error(resp, req, 503, "store_busy",
+                           "the database is busy with another change; nothing was changed", NULL);
+        return -1;
+    }
     if (rc < 0) {
         http_respond_error(resp, req, 503, "store_unavailable",
                            "the database cannot be reached; nothing was changed", NULL);
@@ -545,11 +551,15 @@ static void script_run(struct script_call *c) {
     if (c->sr->stream && c->status == 200) {
         struct app *app = c->st->host->app;
         json_t *first = telemetry_snapshot(app->telemetry, app);
-        int rc = events_open(app->events, resp, first);
+        int rc = events_open(app->events, resp, first, c->sr->principal.token_id);
         json_decref(first);
         json_decref(c->body_out);
         c->body_out = NULL;
-        if (rc != 0)
+        if (rc == -2)
+            http_respond_error(resp, c->req, 429, "too_many_streams",
+                               "these credentials hold as many live event streams as allowed; close one",
+                               NULL);
+        else if (rc != 0)
             http_respond_error(resp, c->req, 503, "too_many_streams",
                                "the limit of live event streams is reached; retry later", NULL);
         return;

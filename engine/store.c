@@ -1,16 +1,34 @@
-/* store.c — picks the backend for a database URL and forwards to it.
+/* store.c — picks the backend for a database URL and forwards to it, and
+ * caps how many judged writes run at once (the same for every backend).
  * Backends live in store_<name>.c and never see each other. */
 #include "store.h"
 #include "redact.h"
 #include "store_impl.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* A writer that found every slot taken waits while the writers inside keep
+ * finishing (ordinary contention lasts milliseconds). When none has entered
+ * or left for this long they are stuck behind a lock, and it is refused at
+ * once instead of holding one more HTTP thread. */
+#define STORE_STALL_MS 500
+
+struct store_gate {
+    int max;                     /* 0: no cap */
+    int inside;
+    int64_t moved_ms;            /* monotonic: the last entry or exit */
+    pthread_mutex_t lock;
+    pthread_cond_t left;         /* on CLOCK_MONOTONIC */
+};
 
 struct store {
     const struct store_backend *be;
     void *h;
+    struct store_gate gate;
 };
 
 static const struct store_backend *const backends[] = {&store_sqlite_backend, &store_pg_backend, NULL};
@@ -52,6 +70,64 @@ void store_change_audit(struct store_audit *e, const struct store_change *c, int
     util_copy(e->request_id, sizeof e->request_id, c->request_id);
 }
 
+/* ---- the write gate ---------------------------------------------------------- */
+
+static void store_gate_init(struct store_gate *g) {
+    pthread_condattr_t attr;
+    g->max = 0;
+    g->inside = 0;
+    g->moved_ms = 0;
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&g->left, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+static void store_gate_destroy(struct store_gate *g) {
+    pthread_mutex_destroy(&g->lock);
+    pthread_cond_destroy(&g->left);
+}
+
+/* STORE_OK with a slot taken, or STORE_BUSY when the writers inside are
+ * stuck (see STORE_STALL_MS). */
+static int store_gate_enter(struct store_gate *g) {
+    int rc = STORE_OK;
+    if (g->max == 0) return STORE_OK;
+    pthread_mutex_lock(&g->lock);
+    for (;;) {
+        int64_t now = util_mono_ms(), deadline = g->moved_ms + STORE_STALL_MS;
+        if (g->inside < g->max) {
+            g->inside++;
+            g->moved_ms = now;
+            break;
+        }
+        if (now >= deadline) {
+            rc = STORE_BUSY;
+            break;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t ns = ts.tv_nsec + (deadline - now) * 1000000LL;
+        ts.tv_sec += (time_t)(ns / 1000000000LL);
+        ts.tv_nsec = (long)(ns % 1000000000LL);
+        pthread_cond_timedwait(&g->left, &g->lock, &ts);
+    }
+    pthread_mutex_unlock(&g->lock);
+    return rc;
+}
+
+static void store_gate_leave(struct store_gate *g) {
+    if (g->max == 0) return;
+    pthread_mutex_lock(&g->lock);
+    g->inside--;
+    g->moved_ms = util_mono_ms();
+    pthread_cond_signal(&g->left);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* ---- opening and forwarding --------------------------------------------------- */
+
 store *store_open(const char *url, const struct store_options *opt, char *err, size_t errlen) {
     for (const struct store_backend *const *be = backends; *be; be++) {
         if (strncmp(url, (*be)->scheme, strlen((*be)->scheme)) != 0) continue;
@@ -66,6 +142,7 @@ store *store_open(const char *url, const struct store_options *opt, char *err, s
             free(st);
             return NULL;
         }
+        store_gate_init(&st->gate);
         return st;
     }
     char shown[1024];
@@ -77,7 +154,15 @@ store *store_open(const char *url, const struct store_options *opt, char *err, s
 void store_close(store *st) {
     if (st == NULL) return;
     st->be->close(st->h);
+    store_gate_destroy(&st->gate);
     free(st);
+}
+
+void store_set_limits(store *st, const struct store_limits *lim) {
+    pthread_mutex_lock(&st->gate.lock);
+    st->gate.max = lim->max_writers > 0 ? lim->max_writers : 0;
+    pthread_mutex_unlock(&st->gate.lock);
+    if (st->be->set_limits) st->be->set_limits(st->h, lim);
 }
 
 int store_claim(store *st, char *err, size_t errlen) {
@@ -99,7 +184,14 @@ int store_list_targets(store *st, struct store_target **out, size_t *n) {
 
 int store_apply_change(store *st, const struct store_change *c, store_judge_fn judge, void *ud,
                        struct store_change_result *out) {
-    return st->be->apply_change(st->h, c, judge, ud, out);
+    int rc = store_gate_enter(&st->gate);
+    if (rc != STORE_OK) {
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
+    rc = st->be->apply_change(st->h, c, judge, ud, out);
+    store_gate_leave(&st->gate);
+    return rc;
 }
 
 int store_append_audit(store *st, struct store_audit *e) { return st->be->append_audit(st->h, e); }
@@ -133,8 +225,12 @@ int store_get_flag(store *st, const char *env, const char *name, struct store_fl
 int store_set_flag(store *st, const char *env, const char *name, int enabled, int default_enabled,
                    const char *actor, const char *source, const char *reason,
                    const char *request_id, int64_t now_ms) {
-    return st->be->set_flag(st->h, env, name, enabled, default_enabled, actor, source, reason,
-                            request_id, now_ms);
+    int rc = store_gate_enter(&st->gate);
+    if (rc != STORE_OK) return rc;
+    rc = st->be->set_flag(st->h, env, name, enabled, default_enabled, actor, source, reason,
+                          request_id, now_ms);
+    store_gate_leave(&st->gate);
+    return rc;
 }
 
 int store_put_token(store *st, const struct store_token *t) { return st->be->put_token(st->h, t); }

@@ -7,9 +7,16 @@
  * entry in one transaction, and the audit log is append-only.
  *
  * Every function returns a store_rc. STORE_UNAVAILABLE means the database
- * could not be reached or was busy past its timeout, and nothing was changed
- * (the API answers 503 store_unavailable); STORE_FAILED is anything else and
- * is logged by the backend. All functions are safe to call from any thread. */
+ * could not be reached or (SQLite) stayed locked past busy_timeout, and
+ * nothing was changed (the API answers 503 store_unavailable). STORE_BUSY
+ * means another change held the lock this one needed past the lock or
+ * statement timeout (PostgreSQL), or that every write slot is taken by
+ * changes that are not moving (store_options.max_writers); nothing was
+ * changed and a retry may succeed (503 store_busy with Retry-After).
+ * STORE_FULL means the database's volume (or PostgreSQL's disk) is full;
+ * nothing was changed (507 store_full). STORE_FAILED is anything else and
+ * is logged by the backend. Every failure is negative. All functions are
+ * safe to call from any thread. */
 #ifndef SLUICE_STORE_H
 #define SLUICE_STORE_H
 
@@ -30,6 +37,8 @@ enum store_rc {
     STORE_NOT_FOUND = 1,
     STORE_UNAVAILABLE = -1,
     STORE_FAILED = -2,
+    STORE_BUSY = -3,
+    STORE_FULL = -4,
 };
 
 /* The stored desired state of one queue. */
@@ -130,11 +139,28 @@ struct store_options {
     int pool_size;               /* connections kept open */
 };
 
+/* How many judged writes may be in progress and how long a PostgreSQL
+ * statement may wait; 0 in a field: no cap, or the server's setting. */
+struct store_limits {
+    /* store_apply_change and store_set_flag at once. sluiced passes its HTTP
+     * threads - 1, so that writes stuck behind a lock never hold every thread:
+     * one more writer waits while the others finish, and is refused with
+     * STORE_BUSY at once when none has finished for half a second. */
+    int max_writers;
+    int pg_lock_timeout_ms;      /* PostgreSQL session settings, ms */
+    int pg_statement_timeout_ms;
+    int pg_idle_tx_timeout_ms;   /* idle_in_transaction_session_timeout */
+};
+
 /* Open the database named by url ("sqlite:PATH"). Does not migrate. Returns
  * NULL with a message in err when the URL is wrong or the database cannot be
  * opened. The caller owns the store and frees it with store_close. */
 store *store_open(const char *url, const struct store_options *opt, char *err, size_t errlen);
 void store_close(store *st);
+
+/* Set the limits, once, before the store serves (sluiced: right after
+ * store_open). Without a call there are none. */
+void store_set_limits(store *st, const struct store_limits *lim);
 
 /* Claim the database for a serving sluiced. SQLite serves one replica:
  * a second sluiced on the same file is refused (a lock next to it, held
@@ -149,6 +175,8 @@ int store_migrate(store *st, int *applied);
  * database cannot answer. */
 int store_schema_current(store *st);
 
+/* STORE_OK when the database answers. SQLite: STORE_FULL from the first
+ * write refused for lack of space until the volume has room again. */
 int store_ping(store *st);
 
 /* The store's identity, made once by the migrations (a random hex id);

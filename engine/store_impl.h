@@ -12,6 +12,7 @@ struct store_backend {
     const char *scheme;          /* URL prefix, "sqlite:" */
     void *(*open)(const char *url, const struct store_options *opt, char *err, size_t errlen);
     void (*close)(void *h);
+    void (*set_limits)(void *h, const struct store_limits *lim);   /* NULL: none of its own */
     int (*claim)(void *h, char *err, size_t errlen);   /* NULL: nothing to claim */
     int (*migrate)(void *h, int *applied);
     int (*schema_current)(void *h);

@@ -7,7 +7,11 @@
  * duplicate version. A connection that broke (PostgreSQL restarted) is
  * reset on its next use; while the database cannot be reached, calls answer
  * STORE_UNAVAILABLE and nothing is half-written (the transaction is gone
- * with the connection). Same behaviour as store_sqlite.c, different dialect. */
+ * with the connection). Every session carries lock_timeout, statement_timeout
+ * and idle_in_transaction_session_timeout: a replica frozen inside a change
+ * delays the others' changes to that queue by the lock timeout at most
+ * (STORE_BUSY), and the server ends its session, and so its lock, after the
+ * idle timeout. Same behaviour as store_sqlite.c, different dialect. */
 #include "store_impl.h"
 #include "log.h"
 #include "migrations.h"
@@ -27,11 +31,13 @@ struct pg_slot {
     PGconn *c;
     const char *prepared[PG_PREPARED_MAX];   /* SQL texts prepared on c */
     int nprepared;
+    int configured;              /* the session settings are in force on c */
 };
 
 struct pg_store {
     char url[1024];
     int size;
+    int lock_timeout_ms, statement_timeout_ms, idle_tx_timeout_ms;   /* 0: the server's */
     struct pg_slot slots[PG_POOL_MAX];
     int in_use[PG_POOL_MAX];
     pthread_mutex_t lock;
@@ -59,6 +65,30 @@ static PGconn *pg_connect(const char *url) {
     return c;
 }
 
+static int pg_exec(struct pg_slot *p, const char *sql, const char *what);
+
+/* What a session loses when its connection is reset or dropped. */
+static void pg_forget_session(struct pg_slot *p) {
+    p->nprepared = 0;
+    p->configured = 0;
+}
+
+/* Put the session settings in force on a new (or reset) connection. SET,
+ * not the startup "options", so that poolers that refuse those still work;
+ * RESET for 0, which also undoes what a migration lifted. */
+static int pg_configure(struct pg_store *s, struct pg_slot *p) {
+    const char *names[3] = {"lock_timeout", "statement_timeout", "idle_in_transaction_session_timeout"};
+    int values[3] = {s->lock_timeout_ms, s->statement_timeout_ms, s->idle_tx_timeout_ms};
+    char sql[256];
+    size_t n = 0;
+    for (int i = 0; i < 3; i++)
+        n += (size_t)(values[i] > 0 ? snprintf(sql + n, sizeof sql - n, "SET %s = %d;", names[i], values[i])
+                                    : snprintf(sql + n, sizeof sql - n, "RESET %s;", names[i]));
+    int rc = pg_exec(p, sql, "configure");
+    p->configured = rc == STORE_OK;
+    return rc;
+}
+
 static struct pg_slot *pg_acquire(struct pg_store *s) {
     int slot = -1;
     pthread_mutex_lock(&s->lock);
@@ -71,12 +101,18 @@ static struct pg_slot *pg_acquire(struct pg_store *s) {
     s->in_use[slot] = 1;
     pthread_mutex_unlock(&s->lock);
     struct pg_slot *p = &s->slots[slot];
-    if (p->c == NULL) p->c = pg_connect(s->url);
-    else if (PQstatus(p->c) != CONNECTION_OK) PQreset(p->c);
-    if (p->c && PQstatus(p->c) == CONNECTION_OK && PQtransactionStatus(p->c) == PQTRANS_IDLE) {
+    if (p->c == NULL) {
+        pg_forget_session(p);
+        p->c = pg_connect(s->url);
+    } else if (PQstatus(p->c) != CONNECTION_OK) {
+        pg_forget_session(p);
+        PQreset(p->c);
+    }
+    if (p->c && PQstatus(p->c) == CONNECTION_OK && PQtransactionStatus(p->c) == PQTRANS_IDLE &&
+        (p->configured || pg_configure(s, p) == STORE_OK)) {
         return p;
     }
-    if (p->c && PQstatus(p->c) != CONNECTION_OK) p->nprepared = 0;   /* gone with the session */
+    if (p->c && PQstatus(p->c) != CONNECTION_OK) pg_forget_session(p);
     log_json(LOG_ERROR, "postgres unavailable",
              json_pack("{s:s}", "error", p->c ? PQerrorMessage(p->c) : "out of memory"));
     pthread_mutex_lock(&s->lock);
@@ -86,10 +122,19 @@ static struct pg_slot *pg_acquire(struct pg_store *s) {
     return NULL;
 }
 
+/* Never leave a transaction open: a change that failed (a lock or statement
+ * timeout aborts it) is rolled back here, and a connection that cannot get
+ * back to idle is dropped rather than handed to the next caller. */
 static void pg_release(struct pg_store *s, struct pg_slot *p) {
-    if (p->c && PQtransactionStatus(p->c) != PQTRANS_IDLE) {
-        PGresult *r = PQexec(p->c, "ROLLBACK");      /* never leave a transaction open */
-        PQclear(r);
+    if (p->c && PQstatus(p->c) == CONNECTION_OK && PQtransactionStatus(p->c) != PQTRANS_IDLE) {
+        PQclear(PQexec(p->c, "ROLLBACK"));
+        if (PQtransactionStatus(p->c) != PQTRANS_IDLE) {
+            log_json(LOG_WARN, "postgres connection dropped: it could not roll back",
+                     json_pack("{s:s}", "error", PQerrorMessage(p->c)));
+            PQfinish(p->c);
+            p->c = NULL;
+            pg_forget_session(p);
+        }
     }
     pthread_mutex_lock(&s->lock);
     s->in_use[p - s->slots] = 0;
@@ -97,17 +142,29 @@ static void pg_release(struct pg_store *s, struct pg_slot *p) {
     pthread_mutex_unlock(&s->lock);
 }
 
+/* A store_rc for a SQLSTATE (NULL: no answer from the server). */
+static int pg_rc_of(const char *state, int connected) {
+    if (!connected || state == NULL) return STORE_UNAVAILABLE;
+    /* lock_not_available (lock_timeout), query_canceled (statement_timeout),
+     * and the two a retry resolves: another change was in the way. */
+    if (strcmp(state, "55P03") == 0 || strcmp(state, "57014") == 0 ||
+        strcmp(state, "40001") == 0 || strcmp(state, "40P01") == 0)
+        return STORE_BUSY;
+    if (strcmp(state, "53100") == 0) return STORE_FULL;       /* disk_full */
+    if (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 || strncmp(state, "53", 2) == 0)
+        return STORE_UNAVAILABLE;
+    return STORE_FAILED;
+}
+
 /* A store_rc for a failed result (or NULL result). */
 static int pg_fail(struct pg_slot *p, PGresult *r, const char *what) {
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-    int down = PQstatus(p->c) != CONNECTION_OK || state == NULL ||
-               strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0 ||
-               strncmp(state, "53", 2) == 0;
-    if (PQstatus(p->c) != CONNECTION_OK) p->nprepared = 0;
-    log_json(LOG_ERROR, "postgres error",
+    int rc = pg_rc_of(state, PQstatus(p->c) == CONNECTION_OK);
+    if (PQstatus(p->c) != CONNECTION_OK) pg_forget_session(p);
+    log_json(rc == STORE_BUSY ? LOG_WARN : LOG_ERROR, rc == STORE_BUSY ? "postgres busy" : "postgres error",
              json_pack("{s:s, s:s, s:s}", "op", what, "sqlstate", state ? state : "-", "error",
                        r ? PQresultErrorMessage(r) : PQerrorMessage(p->c)));
-    return down ? STORE_UNAVAILABLE : STORE_FAILED;
+    return rc;
 }
 
 /* Execute sql (prepared on first use on this connection) with n text
@@ -173,6 +230,17 @@ static void *pg_open(const char *url, const struct store_options *opt, char *err
     return s;
 }
 
+/* New settings reach every connection at its next use. */
+static void pg_set_limits(void *h, const struct store_limits *lim) {
+    struct pg_store *s = h;
+    pthread_mutex_lock(&s->lock);
+    s->lock_timeout_ms = lim->pg_lock_timeout_ms;
+    s->statement_timeout_ms = lim->pg_statement_timeout_ms;
+    s->idle_tx_timeout_ms = lim->pg_idle_tx_timeout_ms;
+    for (int i = 0; i < s->size; i++) s->slots[i].configured = 0;
+    pthread_mutex_unlock(&s->lock);
+}
+
 static void pg_close(void *h) {
     struct pg_store *s = h;
     for (int i = 0; i < s->size; i++) PQfinish(s->slots[i].c);
@@ -224,8 +292,11 @@ static int pg_migrate(void *h, int *applied) {
     char v[24];
     struct pg_slot *p = pg_acquire(s);
     if (p == NULL) return STORE_UNAVAILABLE;
-    /* Replicas starting together migrate one at a time. */
-    rc = pg_exec(p, "SELECT pg_advisory_lock(4711000)", "migrate");
+    /* Replicas starting together migrate one at a time, however long that
+     * takes: the timeouts meant for changes do not apply here. */
+    rc = pg_exec(p, "SET lock_timeout = 0; SET statement_timeout = 0", "migrate");
+    p->configured = 0;                        /* set again on the next use */
+    if (rc == STORE_OK) rc = pg_exec(p, "SELECT pg_advisory_lock(4711000)", "migrate");
     if (rc == STORE_OK)
         rc = pg_exec(p, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY,"
                         " name TEXT NOT NULL, applied_at BIGINT NOT NULL)", "migrate");
@@ -743,6 +814,7 @@ const struct store_backend store_pg_backend = {
     .scheme = "postgres",
     .open = pg_open,
     .close = pg_close,
+    .set_limits = pg_set_limits,
     .migrate = pg_migrate,
     .schema_current = pg_schema_current,
     .ping = pg_ping,

@@ -5,7 +5,10 @@
  * change survives a power cut. Writes take BEGIN IMMEDIATE: the write lock is
  * held from the first read of a judged change to its commit, which is what
  * makes versions strictly increasing and cooldowns exact. Busy beyond
- * busy_timeout, I/O errors and an unopenable file map to STORE_UNAVAILABLE.
+ * busy_timeout, I/O errors and an unopenable file map to STORE_UNAVAILABLE;
+ * a full volume maps to STORE_FULL, and service resumes by itself when space
+ * returns. The write-ahead log is checkpointed early and truncated now and
+ * then, so that it never takes the room the changes need.
  * Flags, tokens and sessions live in store_sqlite_admin.c. */
 #include "store_sqlite_int.h"
 #include "log.h"
@@ -13,42 +16,71 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <stdio.h>
 #include <sys/file.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* The write-ahead log: checkpointed into the database every SQ_WAL_PAGES
+ * pages (SQLite's default of 1000 pages let it reach 4 MB), cut back to
+ * SQ_WAL_KEEP bytes when it restarts, and truncated to nothing after every
+ * SQ_TRUNCATE_EVERY writes. */
+#define SQ_WAL_PAGES 64
+#define SQ_WAL_KEEP (256 * 1024)
+#define SQ_TRUNCATE_EVERY 256
+
+/* Free bytes the volume must have again before a full store says it is up. */
+#define SQ_FULL_ROOM (256 * 1024)
 
 /* ---- connections -------------------------------------------------------- */
 
 int sq_rc(int rc) {
     switch (rc & 0xff) {
     case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW: return STORE_OK;
+    case SQLITE_FULL: return STORE_FULL;
     case SQLITE_BUSY: case SQLITE_LOCKED: case SQLITE_IOERR: case SQLITE_CANTOPEN:
-    case SQLITE_FULL: case SQLITE_READONLY: case SQLITE_NOTADB: case SQLITE_CORRUPT:
+    case SQLITE_READONLY: case SQLITE_NOTADB: case SQLITE_CORRUPT:
     case SQLITE_PROTOCOL: case SQLITE_NOMEM: case SQLITE_PERM:
         return STORE_UNAVAILABLE;
     default: return STORE_FAILED;
     }
 }
 
-int sq_fail(sqlite3 *db, int rc, const char *what) {
-    log_json(LOG_ERROR, "sqlite error",
-             json_pack("{s:s, s:i, s:s}", "op", what, "code", rc,
-                       "error", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+/* sq_rc, and an I/O error that is really ENOSPC (SQLite reports a failed
+ * fallocate during a checkpoint that way) is a full volume too. */
+static int sq_map(sqlite3 *db, int rc) {
+    if (db && (rc & 0xff) == SQLITE_IOERR && sqlite3_system_errno(db) == ENOSPC) return STORE_FULL;
     return sq_rc(rc);
+}
+
+int sq_fail(sqlite3 *db, int rc, const char *what) {
+    int mapped = sq_map(db, rc);
+    if (mapped != STORE_FULL)
+        log_json(LOG_ERROR, "sqlite error",
+                 json_pack("{s:s, s:i, s:s}", "op", what, "code", rc,
+                           "error", db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+    return mapped;
 }
 
 int sq_exec(sqlite3 *db, const char *sql) {
     char *msg = NULL;
     int rc = sqlite3_exec(db, sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
-        log_json(LOG_ERROR, "sqlite exec failed",
-                 json_pack("{s:i, s:s}", "code", rc, "error", msg ? msg : sqlite3_errstr(rc)));
+        int mapped = sq_map(db, rc);
+        if (mapped != STORE_FULL)
+            log_json(LOG_ERROR, "sqlite exec failed",
+                     json_pack("{s:i, s:s}", "code", rc, "error", msg ? msg : sqlite3_errstr(rc)));
         sqlite3_free(msg);
-        return sq_rc(rc);
+        return mapped;
     }
     return STORE_OK;
+}
+
+void sq_rollback(sqlite3 *db) {
+    if (!sqlite3_get_autocommit(db)) sq_exec(db, "ROLLBACK");
 }
 
 static sqlite3 *sq_connect(struct sq_store *s, char *err, size_t errlen) {
@@ -63,8 +95,12 @@ static sqlite3 *sq_connect(struct sq_store *s, char *err, size_t errlen) {
     }
     sqlite3_busy_timeout(db, s->busy_timeout_ms);
     sqlite3_extended_result_codes(db, 1);
-    if (sq_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
-                    " PRAGMA foreign_keys=ON;") != STORE_OK) {
+    char pragmas[256];
+    snprintf(pragmas, sizeof pragmas,
+             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+             " PRAGMA wal_autocheckpoint=%d; PRAGMA journal_size_limit=%d;",
+             SQ_WAL_PAGES, SQ_WAL_KEEP);
+    if (sq_exec(db, pragmas) != STORE_OK) {
         snprintf(err, errlen, "sqlite: cannot configure %s: %s", s->path, sqlite3_errmsg(db));
         goto fail;
     }
@@ -108,6 +144,40 @@ void sq_release(struct sq_store *s, int slot) {
     s->in_use[slot] = 0;
     pthread_cond_signal(&s->freed);
     pthread_mutex_unlock(&s->lock);
+}
+
+/* Copy the whole log into the database and cut it to nothing, if no reader
+ * or writer is in the way right now; otherwise the next turn does it. */
+static void sq_truncate_wal(struct sq_store *s, sqlite3 *db) {
+    sqlite3_busy_timeout(db, 0);
+    int rc = sqlite3_exec(db, "PRAGMA wal_checkpoint(TRUNCATE)", NULL, NULL, NULL);
+    sqlite3_busy_timeout(db, s->busy_timeout_ms);
+    if (rc != SQLITE_OK)
+        log_json(LOG_DEBUG, "wal truncation skipped", json_pack("{s:s}", "error", sqlite3_errstr(rc)));
+}
+
+int sq_write_done(struct sq_store *s, sqlite3 *db, int slot, int rc) {
+    if (rc == STORE_FULL && !atomic_exchange(&s->full, 1))
+        log_json(LOG_WARN, "database volume full: changes are refused (507 store_full) until "
+                           "there is space again", json_pack("{s:s}", "path", s->path));
+    if (rc == STORE_OK) {
+        if (atomic_exchange(&s->full, 0))
+            log_json(LOG_INFO, "database volume has space again: changes are accepted",
+                     json_pack("{s:s}", "path", s->path));
+        if (atomic_fetch_add(&s->writes, 1) % SQ_TRUNCATE_EVERY == SQ_TRUNCATE_EVERY - 1)
+            sq_truncate_wal(s, db);
+    }
+    sq_release(s, slot);
+    return rc;
+}
+
+/* While the store is full: has the volume room again? */
+static int sq_has_room(const struct sq_store *s) {
+    char dir[sizeof s->path];
+    struct statvfs v;
+    util_copy(dir, sizeof dir, s->path);
+    if (statvfs(dirname(dir), &v) != 0) return 0;
+    return (unsigned long long)v.f_bavail * v.f_frsize >= SQ_FULL_ROOM;
 }
 
 static void *sq_open(const char *url, const struct store_options *opt, char *err, size_t errlen) {
@@ -215,12 +285,12 @@ static int sq_migrate(void *h, int *applied) {
         sqlite3_finalize(st);
         st = NULL;
         if (have) {
-            sq_exec(db, "ROLLBACK");
+            sq_rollback(db);
             continue;
         }
         if ((rc = sq_exec(db, m->sql)) != STORE_OK) {
             log_msg(LOG_ERROR, "migration %s failed", m->name);
-            sq_exec(db, "ROLLBACK");
+            sq_rollback(db);
             goto done;
         }
         SQ_PREPARE(db, "INSERT INTO schema_migrations (version, name, applied_at)"
@@ -231,7 +301,7 @@ static int sq_migrate(void *h, int *applied) {
         rc = sq_step_done(db, st, "migrate");
         st = NULL;
         if (rc != STORE_OK || (rc = sq_exec(db, "COMMIT")) != STORE_OK) {
-            sq_exec(db, "ROLLBACK");
+            sq_rollback(db);
             goto done;
         }
         log_json(LOG_INFO, "migration applied", json_pack("{s:s}", "name", m->name));
@@ -239,9 +309,8 @@ static int sq_migrate(void *h, int *applied) {
     }
 done:
     if (rc != STORE_OK && st) sqlite3_finalize(st);
-    sq_release(s, slot);
     if (applied) *applied = count;
-    return rc;
+    return sq_write_done(s, db, slot, rc);
 }
 
 static int sq_schema_current(void *h) {
@@ -267,6 +336,7 @@ done:
 static int sq_ping(void *h) {
     struct sq_store *s = h;
     int slot;
+    if (atomic_load(&s->full) && !sq_has_room(s)) return STORE_FULL;
     sqlite3 *db = sq_acquire(s, &slot);
     if (db == NULL) return STORE_UNAVAILABLE;
     int rc = sq_exec(db, "SELECT 1 FROM schema_migrations LIMIT 1");
@@ -400,8 +470,7 @@ static int sq_outbox_mark_published(void *h, int64_t id, int64_t now_ms) {
     sqlite3_bind_int64(st, 2, id);
     rc = sq_step_done(db, st, "mark_published");
 done:
-    sq_release(s, slot);
-    return rc;
+    return sq_write_done(s, db, slot, rc);
 }
 
 static void sq_read_name(sqlite3_stmt *st, void *elem) {
@@ -479,9 +548,7 @@ static int sq_append_audit(void *h, struct store_audit *e) {
     int slot;
     sqlite3 *db = sq_acquire(s, &slot);
     if (db == NULL) return STORE_UNAVAILABLE;
-    int rc = sq_insert_audit(db, e);
-    sq_release(s, slot);
-    return rc;
+    return sq_write_done(s, db, slot, sq_insert_audit(db, e));
 }
 
 static void sq_read_audit(sqlite3_stmt *st, struct store_audit *e) {
@@ -660,9 +727,8 @@ static int sq_apply_change(void *h, const struct store_change *c, store_judge_fn
     rc = sq_exec(db, "COMMIT");
     if (rc == STORE_OK) in_tx = 0;
 done:
-    if (in_tx) sq_exec(db, "ROLLBACK");
-    sq_release(s, slot);
-    return rc;
+    if (in_tx) sq_rollback(db);
+    return sq_write_done(s, db, slot, rc);
 }
 
 const struct store_backend store_sqlite_backend = {

@@ -105,9 +105,8 @@ int sq_set_flag(void *h, const char *env, const char *name, int enabled, int def
     if ((rc = sq_insert_audit(db, &e)) != STORE_OK) goto done;
     if ((rc = sq_exec(db, "COMMIT")) == STORE_OK) in_tx = 0;
 done:
-    if (in_tx) sq_exec(db, "ROLLBACK");
-    sq_release(s, slot);
-    return rc;
+    if (in_tx) sq_rollback(db);
+    return sq_write_done(s, db, slot, rc);
 }
 
 /* ---- tokens and sessions ------------------------------------------------------ */
@@ -128,8 +127,7 @@ int sq_put_token(void *h, const struct store_token *t) {
     sq_bind_opt_int(st, 6, t->expires_ms);
     rc = sq_step_done(db, st, "put_token");
 done:
-    sq_release(s, slot);
-    return rc;
+    return sq_write_done(s, db, slot, rc);
 }
 
 #define SQ_TOKEN_COLS "id, name, secret_hash, scopes, created_at, COALESCE(expires_at, 0)," \
@@ -192,8 +190,7 @@ int sq_revoke_token(void *h, const char *id, int64_t now_ms) {
         rc = sq_step_done(db, st, "revoke_token");
     }
 done:
-    sq_release(s, slot);
-    return rc;
+    return sq_write_done(s, db, slot, rc);
 }
 
 int sq_put_session(void *h, const struct store_session *x) {
@@ -215,8 +212,7 @@ int sq_put_session(void *h, const struct store_session *x) {
     sqlite3_bind_int64(st, 5, x->expires_ms);
     rc = sq_step_done(db, st, "put_session");
 done:
-    sq_release(s, slot);
-    return rc;
+    return sq_write_done(s, db, slot, rc);
 }
 
 int sq_get_session(void *h, const char *id_hash, struct store_session *out) {
@@ -255,6 +251,5 @@ int sq_delete_session(void *h, const char *id_hash) {
     sq_bind_text(st, 1, id_hash);
     rc = sq_step_done(db, st, "delete_session");
 done:
-    sq_release(s, slot);
-    return rc;
+    return sq_write_done(s, db, slot, rc);
 }

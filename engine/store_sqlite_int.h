@@ -9,6 +9,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 
 #include "store_impl.h"
 
@@ -24,20 +25,32 @@ struct sq_store {
     pthread_mutex_t lock;
     pthread_cond_t freed;
     int claim_fd;                /* lock held by a serving sluiced, -1 */
+    atomic_int full;             /* a write found the volume full, none succeeded since */
+    atomic_uint writes;          /* successful writes, for the periodic WAL truncation */
 };
 
 /* A store_rc for a SQLite result code. */
 int sq_rc(int rc);
 
-/* Log a failed statement and map its code. */
+/* Log a failed statement and map its code (a full volume is not logged
+ * here: sq_write_done says so once). */
 int sq_fail(sqlite3 *db, int rc, const char *what);
 
 /* Run SQL without results; logs and maps errors. */
 int sq_exec(sqlite3 *db, const char *sql);
 
+/* Roll back the transaction of db if it is still open: SQLite ends some
+ * on its own (a full volume, an I/O error), and a ROLLBACK then fails. */
+void sq_rollback(sqlite3 *db);
+
 /* Borrow a pooled connection (NULL: unavailable) and give it back. */
 sqlite3 *sq_acquire(struct sq_store *s, int *slot_out);
 void sq_release(struct sq_store *s, int slot);
+
+/* Give back the connection of a write that ended with rc: notes whether
+ * the volume is full (logged once per episode) and now and then truncates
+ * the write-ahead log. Returns rc. */
+int sq_write_done(struct sq_store *s, sqlite3 *db, int slot, int rc);
 
 /* Column text, never NULL. */
 const char *sq_text(sqlite3_stmt *st, int col);

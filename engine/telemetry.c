@@ -258,7 +258,9 @@ json_t *telemetry_snapshot(telemetry *t, struct app *app) {
     size_t npending = 0;
     int enabled = 0;
     int64_t mono = util_mono_ms();
-    int store_ok = store_ping(app->st) == STORE_OK &&
+    /* A full volume still answers reads: the snapshot shows it as "full". */
+    int ping = store_ping(app->st);
+    int store_ok = (ping == STORE_OK || ping == STORE_FULL) &&
                    store_outbox_pending(app->st, 10000, &pending, &npending) == STORE_OK &&
                    flags_get(app, FLAG_WRITES, &enabled) == STORE_OK;
     /* Depth is unknown as soon as either Redis connection is known down. */
@@ -277,7 +279,7 @@ json_t *telemetry_snapshot(telemetry *t, struct app *app) {
                      "writes_enabled", store_ok ? json_boolean(enabled) : json_null(),
                      "generated_at", util_format_time(util_now_ms(), ts), "redis",
                      redis_ok ? "up" : "down", "store",
-                     store_ok ? "up" : "down", "queues", queues);
+                     !store_ok ? "down" : ping == STORE_FULL ? "full" : "up", "queues", queues);
     if (out) json_object_set_new(out, "leader", json_boolean(leader_is(app->leader)));
     return out;
 }

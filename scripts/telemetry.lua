@@ -23,15 +23,20 @@ s.route("GET", "/metrics", { scope = "none" }, function()
   return 200, text, { ["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8" }
 end)
 
--- Ready when both the database and Redis answer; otherwise 503 naming the
--- part that does not.
+-- Ready when both the database and Redis answer and the database can take
+-- changes; otherwise 503 naming the part that cannot ("full": its volume).
 s.route("GET", "/readyz", { scope = "none" }, function()
   local parts = s.telemetry.ready()
   if parts.store == "up" and parts.redis == "up" then
     return 200, { status = "ready", store = parts.store, redis = parts.redis }
   end
   local down = {}
-  if parts.store ~= "up" then down[#down + 1] = "store" end
+  if parts.store ~= "up" and parts.store ~= "full" then down[#down + 1] = "store" end
   if parts.redis ~= "up" then down[#down + 1] = "redis" end
-  return s.error(503, "not_ready", table.concat(down, " and ") .. " not answering", parts)
+  local why = #down > 0 and table.concat(down, " and ") .. " not answering" or nil
+  if parts.store == "full" then
+    -- reads still answer; changes get 507 store_full until there is space
+    why = "store volume full" .. (why and "; " .. why or "")
+  end
+  return s.error(503, "not_ready", why, parts)
 end)

@@ -149,6 +149,8 @@ function render(snap) {
   const what = down.join(' and ');
   setBanner('down', down.length ? 'bad' : null,
     `${what.charAt(0).toUpperCase()}${what.slice(1)} not answering: the numbers below may be out of date.`);
+  setBanner('full', snap.store === 'full' ? 'bad' : null,
+    'The database volume is full: changes are refused (507 store_full) until space is freed. Nothing was lost.');
   // Controls follow the writes flag and the caller's scopes without a reload.
   const writable = canWrite();
   if (state.writable !== undefined && writable !== state.writable) {

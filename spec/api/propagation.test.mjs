@@ -175,6 +175,10 @@ test('a_change_committed_before_a_sigkill_is_published_after_restart', async () 
 });
 
 test('a_worker_running_the_wrong_concurrency_fires_and_resolves_the_mismatch_alert', async () => {
+  // Only the leader announces alerts. After the SIGKILL above, a PostgreSQL
+  // server waits for the dead process's lease to run out (4 s) first.
+  assert.ok(await waitFor(async () => (await srv.request('GET', '/admin/runtime-scaling', { token: srv.tokens.read })).json?.leader, 10000),
+    'never became the leader');
   const alerts = await listen(redis, 'sluice:alerts');
   const w = startWorker(redis, 'zero', ['--id', 'zero-capped', '--max', '3']);
   try {

@@ -158,7 +158,7 @@ TEST(refuses_functions_and_userdata) {
     lua_State *L = new_state();
     ASSERT(L != NULL);
     EXPECT(refuses(L, "return function() end", "function"));
-    EXPECT(refuses(L, "return {cb = print}", "function"));
+    EXPECT(refuses(L, "return {cb = function() end}", "function"));
     lua_pushlightuserdata(L, &L);            /* not the null sentinel */
     lua_setglobal(L, "ptr");
     EXPECT(refuses(L, "return {ptr}", "userdata"));

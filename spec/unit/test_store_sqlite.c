@@ -1,11 +1,19 @@
 /* test_store_sqlite.c — the SQLite backend of store.h on real database files:
- * migrations, the judged change, audit log, outbox, flags and locking. */
+ * migrations, the judged change, audit log, outbox, flags and locking; the
+ * write gate of store.c; a full volume (a real tmpfs, as root). */
 #include "unit.h"
 #include "migrations.h"
 #include "store.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MIN_MS 60000LL
@@ -438,6 +446,194 @@ TEST(temporary_override_remembers_the_value_to_revert_to) {
     remove_store(st);
 }
 
+/* ---- the write gate ------------------------------------------------------------ */
+
+static void sleep_ms(long ms) {
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+struct slow_writer {
+    store *st;
+    long judge_ms;
+    int rc;
+    atomic_int judging;          /* inside the write, holding the slot */
+    pthread_t thread;
+};
+
+/* A judge that takes its time, as one stuck behind a lock would. */
+static int slow_judge(void *ud, const struct store_target *cur, const struct store_stats *stats,
+                      char code[STORE_CODE_MAX]) {
+    struct slow_writer *w = ud;
+    (void)cur;
+    (void)stats;
+    (void)code;
+    atomic_store(&w->judging, 1);
+    sleep_ms(w->judge_ms);
+    return 1;
+}
+
+static void *slow_writer_main(void *arg) {
+    struct slow_writer *w = arg;
+    struct store_change c = change("slow", 7, util_now_ms());
+    struct store_change_result r;
+    w->rc = store_apply_change(w->st, &c, slow_judge, w, &r);
+    return NULL;
+}
+
+/* Start a writer that holds the only write slot for judge_ms. */
+static int start_slow_writer(struct slow_writer *w, store *st, long judge_ms) {
+    w->st = st;
+    w->judge_ms = judge_ms;
+    w->rc = -99;
+    atomic_init(&w->judging, 0);
+    if (pthread_create(&w->thread, NULL, slow_writer_main, w) != 0) return -1;
+    while (!atomic_load(&w->judging)) sleep_ms(5);
+    return 0;
+}
+
+TEST(write_gate_refuses_at_once_when_the_writers_inside_are_stuck) {
+    struct store_limits lim = {1, 0, 0, 0};
+    struct store_change_result r;
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    store_set_limits(st, &lim);
+    struct slow_writer w;
+    ASSERT(start_slow_writer(&w, st, 2500) == 0);
+    int64_t t0 = util_mono_ms();
+    EXPECT_INT(apply(st, "other", 5, util_now_ms(), accept_judge, &r), STORE_BUSY);
+    int64_t waited = util_mono_ms() - t0;
+    EXPECT(waited >= 250 && waited < 1500);      /* until nothing moved for 500 ms */
+    t0 = util_mono_ms();
+    EXPECT_INT(apply(st, "other", 5, util_now_ms(), accept_judge, &r), STORE_BUSY);
+    EXPECT(util_mono_ms() - t0 < 250);           /* stuck: refused at once */
+    pthread_join(w.thread, NULL);
+    EXPECT_INT(w.rc, STORE_OK);
+    EXPECT_INT(apply(st, "other", 5, util_now_ms(), accept_judge, &r), STORE_OK);
+    remove_store(st);
+}
+
+TEST(write_gate_lets_ordinary_contention_wait_its_turn) {
+    struct store_limits lim = {1, 0, 0, 0};
+    struct store_change_result r;
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    store_set_limits(st, &lim);
+    struct slow_writer w;
+    ASSERT(start_slow_writer(&w, st, 200) == 0);
+    int64_t t0 = util_mono_ms();
+    EXPECT_INT(apply(st, "other", 5, util_now_ms(), accept_judge, &r), STORE_OK);
+    EXPECT(util_mono_ms() - t0 >= 100);          /* it did wait for the slot */
+    pthread_join(w.thread, NULL);
+    EXPECT_INT(w.rc, STORE_OK);
+    remove_store(st);
+}
+
+/* ---- the write-ahead log and a full volume ----------------------------------------- */
+
+static long file_size(const char *suffix) {
+    char path[160];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s%s", db_path, suffix);
+    return stat(path, &sb) == 0 ? (long)sb.st_size : -1;
+}
+
+TEST(write_ahead_log_stays_small_across_many_changes) {
+    struct store_change_result r;
+    long biggest = 0;
+    int64_t now = util_now_ms();
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    for (int i = 0; i < 600; i++) {
+        ASSERT(apply(st, "q", 2 + i % 2, now + i, accept_judge, &r) == STORE_OK);
+        long wal = file_size("-wal");
+        if (wal > biggest) biggest = wal;
+    }
+    EXPECT(biggest > 0);
+    EXPECT(biggest <= 512 * 1024);               /* SQLite's defaults let it reach 4 MB */
+    remove_store(st);
+}
+
+/* Send stderr (the log) to a file while f runs; returns what was written. */
+static char *capture_log(void (*f)(store *st), store *st) {
+    static char text[65536];
+    char path[] = "/tmp/sluice-log-XXXXXX";
+    int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+    text[0] = '\0';
+    if (fd < 0 || saved < 0) return text;
+    fflush(stderr);
+    dup2(fd, STDERR_FILENO);
+    f(st);
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    text[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(path);
+    return text;
+}
+
+static int full_rc, full_ping, full_read, full_after_rc, full_after_ping;
+static struct store_target full_before, full_seen;
+
+static void fill_then_free(store *st) {
+    struct store_change_result r;
+    char filler[160];
+    int64_t now = util_now_ms();
+    snprintf(filler, sizeof filler, "%s/filler", dir);
+    int fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    static const char block[4096];
+    while (fd >= 0 && write(fd, block, sizeof block) == (ssize_t)sizeof block) {}
+    if (fd >= 0) close(fd);
+    store_get_target(st, "q", &full_before);
+    /* The log may reuse room it already has for a few more. */
+    for (int i = 0; i < 200 && (full_rc = apply(st, "q", 2 + i % 2, now + i, accept_judge, &r)) == STORE_OK; i++)
+        store_get_target(st, "q", &full_before);
+    full_ping = store_ping(st);
+    full_read = store_get_target(st, "q", &full_seen);
+    unlink(filler);
+    full_after_ping = store_ping(st);
+    full_after_rc = apply(st, "q", 9, now + 1000, accept_judge, &r);
+}
+
+TEST(full_volume_refuses_writes_quietly_and_recovers_when_space_returns) {
+    struct store_change_result r;
+    strcpy(dir, "/tmp/sluice-full-XXXXXX");
+    ASSERT(mkdtemp(dir) != NULL);
+    if (mount("tmpfs", dir, "tmpfs", 0, "size=512k") != 0) {
+        printf("# skipped: cannot mount a tmpfs (%s); needs root\n", strerror(errno));
+        rmdir(dir);
+        return;
+    }
+    snprintf(db_path, sizeof db_path, "%s/s.db", dir);
+    store *st = open_at(1000, 1);
+    EXPECT(st != NULL);
+    if (st) {
+        EXPECT_INT(apply(st, "q", 5, util_now_ms(), accept_judge, &r), STORE_OK);
+        const char *log = capture_log(fill_then_free, st);
+        EXPECT_INT(full_rc, STORE_FULL);
+        EXPECT_INT(full_ping, STORE_FULL);
+        EXPECT_INT(full_read, STORE_OK);              /* reads still answer */
+        EXPECT_INT(full_seen.version, full_before.version);
+        EXPECT_INT(full_after_ping, STORE_OK);
+        EXPECT_INT(full_after_rc, STORE_OK);          /* no transaction was left open */
+        EXPECT(strstr(log, "cannot rollback") == NULL);
+        EXPECT(strstr(log, "sqlite error") == NULL && strstr(log, "sqlite exec failed") == NULL);
+        EXPECT_CONTAINS(log, "database volume full");
+        EXPECT_CONTAINS(log, "database volume has space again");
+        store_close(st);
+    }
+    static const char *const suffixes[] = {"", "-wal", "-shm", NULL};
+    char path[160];
+    for (const char *const *x = suffixes; *x; x++) {
+        snprintf(path, sizeof path, "%s%s", db_path, *x);
+        unlink(path);
+    }
+    umount(dir);
+    rmdir(dir);
+}
+
 int main(void) {
     RUN(migrate_is_idempotent_and_schema_current);
     RUN(open_refuses_bad_urls_with_a_message);
@@ -453,5 +649,9 @@ int main(void) {
     RUN(busy_database_answers_unavailable_and_writes_nothing);
     RUN(sql_looking_and_long_utf8_text_is_stored_verbatim);
     RUN(temporary_override_remembers_the_value_to_revert_to);
+    RUN(write_gate_refuses_at_once_when_the_writers_inside_are_stuck);
+    RUN(write_gate_lets_ordinary_contention_wait_its_turn);
+    RUN(write_ahead_log_stays_small_across_many_changes);
+    RUN(full_volume_refuses_writes_quietly_and_recovers_when_space_returns);
     return UNIT_DONE();
 }
