@@ -13,7 +13,9 @@
 //   backwards   times the desired hash was seen with an older version than before
 //   convergeMs  per fault: time from recovery until Redis equals the database
 import { execFileSync } from 'node:child_process';
-import { startServer, putScaling, PG, BACKEND } from '../api/harness.mjs';
+import { closeSync, openSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { startServer, putScaling, PG, BACKEND, tempDir } from '../api/harness.mjs';
 import { startRedis, listen, waitFor, sleep } from '../api/fleet_harness.mjs';
 
 export const POLICY = `
@@ -258,5 +260,45 @@ export async function sessionTerminate({ rounds = 5, lease = 2000 } = {}) {
   }
 }
 
-export const SCENARIOS = { killLoop, redisRestart, leaderFreeze, sessionTerminate };
+// SQLite on a 2 MiB tmpfs filled up during a change stream, then freed:
+// refusals are 507, nothing acknowledged is lost, service comes back by
+// itself. Root only (it mounts the tmpfs); null elsewhere.
+export async function fullVolume({ rounds = 2 } = {}) {
+  if (BACKEND !== 'sqlite' || process.getuid?.() !== 0) return null;
+  const dir = tempDir('sluice-chaos-vol-');
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir], { stdio: 'pipe' });
+  const redis = await startRedis();
+  const srv = await startServer({ policies: POLICY, db: join(dir, 'sluice.db'), extraArgs: ['--redis', redis.url] });
+  const seen = await listen(redis, 'sluice:scaling');
+  const watcher = hashWatcher(redis);
+  const stream = changeStream(() => srv);
+  const convergeMs = [];
+  let full = 0;
+  try {
+    for (let i = 0; i < rounds; i++) {
+      await sleep(500);
+      const filler = join(dir, 'filler');
+      const fd = openSync(filler, 'w');
+      try { for (;;) writeSync(fd, Buffer.alloc(4096, 0x5a)); } catch (e) { if (e.code !== 'ENOSPC') throw e; } finally { closeSync(fd); }
+      for (let k = 0; k < 200 && full === i; k++) {
+        const r = await putScaling(srv, 'alpha', { desired_concurrency: 3, reason: 'while full' });
+        if (r.status === 507) full++;
+        else await sleep(10);
+      }
+      await sleep(500);
+      unlinkSync(filler);
+      convergeMs.push(await converge(redis, srv));
+    }
+    return await finish('full volume (tmpfs)', { redis, srv, stream, watcher, seen, rounds, convergeMs,
+      notes: `507 store_full seen in ${full} of ${rounds} rounds` });
+  } finally {
+    await stream.stop();
+    await srv.cleanup();
+    await redis.cleanup();
+    execFileSync('umount', [dir]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export const SCENARIOS = { killLoop, redisRestart, leaderFreeze, sessionTerminate, fullVolume };
 export { PG };
