@@ -19,6 +19,7 @@
 #include <libgen.h>
 #include <stdio.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 #include <stdlib.h>
@@ -180,6 +181,25 @@ static int sq_has_room(const struct sq_store *s) {
     return (unsigned long long)v.f_bavail * v.f_frsize >= SQ_FULL_ROOM;
 }
 
+/* The database holds the audit log, token hashes and CSRF tokens: owner
+ * only. A new file is made 0600 before SQLite opens it (SQLite gives its
+ * -wal and -shm files the database file's mode); an existing one that
+ * others could read is tightened, and that is logged. */
+static void sq_private_files(const char *path) {
+    static const char *const suffix[] = {"", "-wal", "-shm"};
+    int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) close(fd);
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        char p[1100];
+        struct stat st;
+        snprintf(p, sizeof p, "%s%s", path, suffix[i]);
+        if (stat(p, &st) != 0 || (st.st_mode & 077) == 0) continue;
+        if (chmod(p, st.st_mode & 0700) == 0)
+            log_json(LOG_WARN, "database file was readable by others; made it owner-only",
+                     json_pack("{s:s, s:s}", "file", p, "was", (st.st_mode & 044) ? "readable" : "accessible"));
+    }
+}
+
 static void *sq_open(const char *url, const struct store_options *opt, char *err, size_t errlen) {
     struct sq_store *s = calloc(1, sizeof *s);
     if (s == NULL) {
@@ -194,6 +214,7 @@ static void *sq_open(const char *url, const struct store_options *opt, char *err
     }
     s->busy_timeout_ms = opt->busy_timeout_ms;
     s->size = opt->pool_size < 1 ? 1 : opt->pool_size > SQ_POOL_MAX ? SQ_POOL_MAX : opt->pool_size;
+    sq_private_files(s->path);
     s->claim_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->freed, NULL);

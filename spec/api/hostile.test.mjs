@@ -33,3 +33,13 @@ test('every_request_above_left_a_complete_access_log_line', async () => {
   }
   assert.ok(lines.some((l) => l.path === '/api/v1/scaling/%FF%FE'), 'a non-UTF-8 path is logged escaped');
 });
+
+test('the_database_files_are_owner_only', { skip: !srv && false }, async () => {
+  if (!srv.db || srv.dbUrl.startsWith('postgres')) return;   // SQLite files only
+  const { statSync, existsSync } = await import('node:fs');
+  await srv.request('PUT', '/api/v1/scaling/alpha', { token: srv.tokens.admin, json: { desired_concurrency: 5, reason: 'files' } });
+  for (const f of [srv.db, `${srv.db}-wal`, `${srv.db}-shm`]) {
+    assert.ok(existsSync(f), `${f} missing while serving`);
+    assert.equal(statSync(f).mode & 0o777, 0o600, `${f} is ${(statSync(f).mode & 0o777).toString(8)}`);
+  }
+});
