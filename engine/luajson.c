@@ -84,6 +84,21 @@ static void luajson_push_depth(lua_State *L, json_t *v, int depth) {
     }
 }
 
+static int luajson_depth_below(const json_t *v, int depth) {
+    size_t i;
+    const char *k;
+    json_t *item;
+    if (depth > LUAJSON_MAX_DEPTH) return 0;
+    if (json_is_array(v)) {
+        json_array_foreach(v, i, item) if (!luajson_depth_below(item, depth + 1)) return 0;
+    } else if (json_is_object(v)) {
+        json_object_foreach((json_t *)v, k, item) if (!luajson_depth_below(item, depth + 1)) return 0;
+    }
+    return 1;
+}
+
+int luajson_depth_ok(const json_t *v) { return v == NULL || luajson_depth_below(v, 0); }
+
 void luajson_push(lua_State *L, json_t *v) {
     if (v == NULL) luajson_push_null(L);
     else luajson_push_depth(L, v, 0);

@@ -13,6 +13,10 @@
 
 #define LUAJSON_MAX_DEPTH 64
 
+/* 1 when v nests no deeper than LUAJSON_MAX_DEPTH (what luajson_push takes),
+ * so a request body can be refused as 400 before any Lua sees it. */
+int luajson_depth_ok(const json_t *v);
+
 /* Create the array metatable in the registry; call once per state. */
 void luajson_init(lua_State *L);
 

@@ -600,6 +600,14 @@ static int script_parse_body(struct http_request *req, struct http_response *res
         http_respond_error(resp, req, 400, "invalid_json", "the body must be a JSON object", NULL);
         return -1;
     }
+    if (!luajson_depth_ok(*out)) {             /* the handlers could not take it: say so, not 500 */
+        json_decref(*out);
+        *out = NULL;
+        snprintf(msg, sizeof msg, "the body nests deeper than %d levels", LUAJSON_MAX_DEPTH);
+        http_respond_error(resp, req, 400, "invalid_json", msg,
+                           json_pack("{s:i}", "max_depth", LUAJSON_MAX_DEPTH));
+        return -1;
+    }
     return 0;
 }
 

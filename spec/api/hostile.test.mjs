@@ -16,7 +16,8 @@ after(async () => { await srv?.cleanup(); });
 for (const c of corpus.cases) {
   test(c.name, async () => {
     const before = await srv.dataSnapshot();
-    const r = await srv.request(c.method, c.path, { token: c.token ? srv.tokens[c.token] : undefined, json: c.body });
+    const r = await srv.request(c.method, c.path, { token: c.token ? srv.tokens[c.token] : undefined, json: c.body,
+      ...(c.raw !== undefined ? { body: c.raw, headers: { 'Content-Type': 'application/json' } } : {}) });
     if (c.code === 'not_found' && !c.token) assert.equal(r.status, c.status, r.text);
     else assertError(r, c.status, c.code);
     assert.equal(await srv.dataSnapshot(), before, 'a hostile request changed something');
