@@ -12,6 +12,7 @@
 #include <string.h>
 
 #define AUTH_COOKIE "sluice_session"
+#define AUTH_COOKIE_HTTPS "__Host-sluice_session"   /* see script_authenticate */
 
 static int auth_fail(lua_State *L, int status, const char *code, const char *message) {
     struct scaling_error err = {0};
@@ -85,7 +86,8 @@ static int auth_l_login(lua_State *L) {
     if (rc != AUTH_OK) return auth_fail(L, 401, "unauthenticated", "the token is unknown, expired or revoked");
     util_copy(sr->http->actor, sizeof sr->http->actor, p.name);
     snprintf(header, sizeof header, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%lld%s",
-             AUTH_COOKIE, cookie, AUTH_SESSION_TTL_MS / 1000, sr->secure ? "; Secure" : "");
+             sr->secure ? AUTH_COOKIE_HTTPS : AUTH_COOKIE, cookie, AUTH_SESSION_TTL_MS / 1000,
+             sr->secure ? "; Secure" : "");
     lua_createtable(L, 0, 3);
     lua_pushstring(L, p.name);
     lua_setfield(L, -2, "name");
@@ -105,7 +107,7 @@ static int auth_l_logout(lua_State *L) {
     int rc = auth_session_close(script_app(L)->st, &sr->principal);
     if (rc != STORE_OK) return auth_store_fail(L, rc);
     snprintf(header, sizeof header, "%s=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0%s",
-             AUTH_COOKIE, sr->secure ? "; Secure" : "");
+             sr->secure ? AUTH_COOKIE_HTTPS : AUTH_COOKIE, sr->secure ? "; Secure" : "");
     lua_pushstring(L, header);
     return 1;
 }

@@ -290,18 +290,30 @@ static unsigned script_scope_bit(const char *scope) {
 
 /* Resolve credentials and apply the route's scope and CSRF rules. Returns 0
  * to go on, or -1 after filling resp with the refusal. */
+/* Whether a proxy in front says the client spoke HTTPS: the first value of
+ * X-Forwarded-Proto (proxies append theirs), any case, spaces trimmed. */
+static int script_forwarded_https(const char *proto) {
+    if (proto == NULL) return 0;
+    while (*proto == ' ' || *proto == '\t') proto++;
+    size_t n = strcspn(proto, ", \t");
+    return n == 5 && strncasecmp(proto, "https", 5) == 0;
+}
+
 static int script_authenticate(script_host *host, const struct script_route *route,
                                struct http_request *req, struct script_request *sr,
                                struct http_response *resp) {
     const char *authz = http_header(req, "Authorization");
-    const char *cookie = http_cookie(req, "sluice_session");
     const char *fetch_site = http_header(req, "Sec-Fetch-Site");
     const char *ua = http_header(req, "User-Agent");
     const char *proto = http_header(req, "X-Forwarded-Proto");
     int64_t now = util_now_ms();
     int rc = AUTH_DENIED;
 
-    sr->secure = proto && strcmp(proto, "https") == 0;
+    /* Over HTTPS the cookie is __Host- prefixed (Secure, Path=/, no Domain:
+     * a sibling subdomain cannot set or shadow it); plain HTTP (a laptop)
+     * keeps the plain name, which browsers would not store as __Host-. */
+    sr->secure = script_forwarded_https(proto);
+    const char *cookie = http_cookie(req, sr->secure ? "__Host-sluice_session" : "sluice_session");
     sr->source = ua && strncmp(ua, "sluicectl/", 10) == 0 ? "cli" : "api";
     if (strcmp(route->scope, "none") == 0) {
         /* Public routes; a login form posted from another site is refused too. */

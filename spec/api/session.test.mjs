@@ -146,3 +146,24 @@ test('token_cli_lists_and_revokes', async () => {
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /unknown scope 'root'/);
 });
+
+test('behind_an_https_proxy_the_cookie_is_host_prefixed_and_secure_whatever_the_header_case', async () => {
+  for (const proto of ['https', 'HTTPS', 'https, http', ' https']) {
+    const r = await srv.request('POST', '/api/v1/session', { json: { token: srv.tokens.read },
+      headers: { 'X-Forwarded-Proto': proto } });
+    assert.equal(r.status, 200, r.text);
+    const set = r.headers['set-cookie'][0];
+    assert.match(set, /^__Host-sluice_session=[0-9a-f]{64}; Path=\/; HttpOnly; SameSite=Strict; Max-Age=\d+; Secure$/, `${proto}: ${set}`);
+    const cookie = /=([0-9a-f]{64});/.exec(set)[1];
+    // The session works under its own name, over HTTPS only.
+    const who = await srv.request('GET', '/api/v1/whoami', { headers: { Cookie: `__Host-sluice_session=${cookie}`,
+      'X-Forwarded-Proto': 'https' } });
+    assert.equal(who.status, 200, who.text);
+    const plain = await srv.request('GET', '/api/v1/whoami', { headers: { Cookie: `__Host-sluice_session=${cookie}` } });
+    assert.equal(plain.status, 401);
+  }
+  const http = await srv.request('POST', '/api/v1/session', { json: { token: srv.tokens.read },
+    headers: { 'X-Forwarded-Proto': 'http' } });
+  assert.match(http.headers['set-cookie'][0], /^sluice_session=/);
+  assert.doesNotMatch(http.headers['set-cookie'][0], /Secure/);
+});
