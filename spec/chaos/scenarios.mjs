@@ -83,9 +83,12 @@ function checkAudit(srv, acked) {
     .split('\n').filter(Boolean);
   const have = new Set(rows);
   const lost = acked.filter((a) => !have.has(`${a.queue}:${a.version}`)).length;
+  // Versions move only on changes that change the value (a no-op keeps it).
+  const moved = srv.sql("SELECT subject || ':' || version FROM scaling_audit WHERE kind = 'scaling'" +
+    " AND outcome = 'applied' AND from_value <> to_value ORDER BY id").split('\n').filter(Boolean);
   let gaps = 0;
   for (const q of QUEUES) {
-    const vs = rows.filter((r) => r.startsWith(`${q}:`)).map((r) => Number(r.split(':')[1])).sort((x, y) => x - y);
+    const vs = moved.filter((r) => r.startsWith(`${q}:`)).map((r) => Number(r.split(':')[1])).sort((x, y) => x - y);
     for (let i = 0; i < vs.length; i++) if (vs[i] !== i + 1) { gaps++; break; }
   }
   return { lost, gaps };
