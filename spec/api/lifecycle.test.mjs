@@ -136,7 +136,7 @@ sluice.route("GET", "/api/v1/hog", { scope = "scaling:read" }, function()
 end)
 sluice.route("GET", "/api/v1/spin", { scope = "scaling:read" }, function() while true do end end)
 sluice.route("GET", "/api/v1/badreturn", { scope = "scaling:read" }, function() return "ok" end)
-sluice.route("GET", "/api/v1/early", { scope = "scaling:read" }, function() sluice.route("GET", "/x", {scope="none"}, print) end)
+sluice.route("GET", "/api/v1/early", { scope = "scaling:read" }, function() sluice.route("GET", "/x", {scope="none"}, tostring) end)
 `);
   const srv = await startServer({ scriptsDir: scripts, extraArgs: ['--lua-mem', '8388608'] });
   try {
