@@ -4,6 +4,7 @@
 #   make test     everything CI runs (unit + API + browser tests), with a count
 #   make bench    benchmarks (not tests)
 #   make chaos    long fault scenarios (kill -9, Redis emptied, leaders frozen)
+#   make fuzz     libFuzzer targets, FUZZ_SECONDS (60) each (docs/fuzzing.md)
 #   make install  PREFIX=/usr/local DESTDIR=   (programs, library, share, etc)
 #   make clean
 # Variants: make test SANITIZE=address,undefined   (AddressSanitizer + UBSan)
@@ -58,7 +59,7 @@ AGENT_OBJ  := $(BUILD)/obj/agent/sluice.o $(BUILD)/obj/agent/rconn.o
 UI_VENDOR  := ui/vendor/uPlot.iife.min.js ui/vendor/uPlot.min.css
 SUB        := $(MAKE) --no-print-directory
 
-.PHONY: all run test unit api ui bench clean deps valgrind install fresh-check image image-check chaos \
+.PHONY: all run test unit api ui bench clean deps valgrind install fresh-check image image-check chaos fuzz \
         build check-packages FORCE
 
 # ---- public targets ----------------------------------------------------------
@@ -109,6 +110,10 @@ chaos:
 	@tools/deps.sh test
 	@$(SUB) build
 	@BUILD=$(BUILD) tools/chaos.sh
+
+# libFuzzer targets of spec/fuzz/, FUZZ_SECONDS (60) each; not part of make test.
+fuzz:
+	@BUILD=$(BUILD) tools/fuzz.sh
 
 image:
 	@IMAGE=$(IMAGE) tools/image.sh
