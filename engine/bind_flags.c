@@ -71,6 +71,9 @@ static int flags_l_set(lua_State *L) {
     luaL_checktype(L, 2, LUA_TBOOLEAN);
     const char *reason = luaL_checkstring(L, 3);
     if (!flags_known(name)) return flags_fail(L, STORE_NOT_FOUND, name);
+    struct scaling_error limited = {0};              /* flag writes count against the token too */
+    if (!scaling_admit_write(script_app(L), sr->principal.token_id, NULL, &limited))
+        return bind_push_failure(L, &limited);
     rc = flags_set(script_app(L), name, lua_toboolean(L, 2), sr->principal.name, sr->source, reason,
                    sr->http->request_id);
     if (rc != STORE_OK) return flags_fail(L, rc, name);

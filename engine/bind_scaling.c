@@ -75,6 +75,7 @@ static int scaling_l_set(lua_State *L) {
     c.scopes = sr->principal.scopes;
     c.source = sr->source;
     c.request_id = sr->http->request_id;
+    c.token_id = sr->principal.token_id;       /* a session writes as its token */
     json_t **box = luajson_box(L);
     *box = scaling_set(script_app(L), &c, &err);
     return scaling_push_result(L, box, &err);

@@ -61,6 +61,14 @@ static const struct opt options[] = {
     {"--max-streams", "SLUICE_MAX_STREAMS", NUM(OPT_INT, max_streams, 1, 10000), "live event streams at once"},
     {"--max-streams-per-token", "SLUICE_MAX_STREAMS_PER_TOKEN", NUM(OPT_INT, max_streams_per_token, 1, 10000),
      "live event streams one token may hold"},
+    {"--write-rate", "SLUICE_WRITE_RATE", NUM(OPT_INT, write_rate, 0, 60000),
+     "writes a minute per token, per replica (0: no limit)"},
+    {"--write-burst", "SLUICE_WRITE_BURST", NUM(OPT_INT, write_burst, 1, 60000),
+     "writes one token may make at once"},
+    {"--max-sessions-per-token", "SLUICE_MAX_SESSIONS_PER_TOKEN", NUM(OPT_INT, max_sessions_per_token, 1, 10000),
+     "browser sessions per token (one more ends the oldest)"},
+    {"--session-sweep-s", "SLUICE_SESSION_SWEEP_S", NUM(OPT_INT, session_sweep_s, 1, 3600),
+     "expired sessions are deleted this often, seconds"},
     {"--leader-lease-ms", "SLUICE_LEADER_LEASE_MS", NUM(OPT_INT, leader_lease_ms, 2000, 600000),
      "PostgreSQL: leader lease, ms (a silent leader is replaced after it)"},
     {"--log-level", "SLUICE_LOG_LEVEL", STR(log_level), "debug|info|warn|error"},
@@ -141,6 +149,12 @@ static void config_defaults(struct config *c) {
     c->reload_ms = 500;
     c->max_streams = 64;
     c->max_streams_per_token = 8;
+    /* One write a second per token, after a burst that covers any person or
+     * CI job: a token can add at most about 3600 audit entries an hour. */
+    c->write_rate = 60;
+    c->write_burst = 60;
+    c->max_sessions_per_token = 20;
+    c->session_sweep_s = 600;
     c->leader_lease_ms = 4000;
     strcpy(c->log_level, "info");
 }

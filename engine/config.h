@@ -43,6 +43,10 @@ struct config {
     int reload_ms;                   /* policy directory check interval */
     int max_streams;                 /* live event (SSE) streams at once */
     int max_streams_per_token;       /* of those, for one token (sessions count as their token) */
+    int write_rate;                  /* writes a minute per token; 0: no limit */
+    int write_burst;                 /* of those, at once */
+    int max_sessions_per_token;      /* one more ends the token's oldest session */
+    int session_sweep_s;             /* expired sessions are deleted this often */
     char log_level[8];               /* debug|info|warn|error */
 };
 

@@ -4,11 +4,13 @@
  *   sluiced [serve] [options]        the engine (default)
  *   sluiced migrate [options]        apply database migrations
  *   sluiced token create|list|revoke manage API tokens
+ *   sluiced audit export|prune       the audit log as JSON lines; retention
  *   sluiced policy check DIR         load policies offline, report errors
  *
  * Start-up order: config → store (+ migrations) → policies → scripts →
  * HTTP. Shutdown runs it backwards, after SIGINT or SIGTERM. */
 #include "app.h"
+#include "audit.h"
 #include "auth.h"
 #include "config.h"
 #include "http.h"
@@ -19,6 +21,7 @@
 #include "store.h"
 #include "ticker.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +40,8 @@ static void usage(void) {
            "  sluiced token create --name NAME --scopes a,b [--expires-in 30d] [options]\n"
            "  sluiced token list [options]\n"
            "  sluiced token revoke ID [options]\n"
+           "  sluiced audit export [--before ID | --before-time RFC3339] [options]\n"
+           "  sluiced audit prune (--before ID | --before-time RFC3339) --reason R [--actor NAME] [options]\n"
            "  sluiced policy check DIR\n\n",
            SLUICE_VERSION);
     config_usage();
@@ -59,8 +64,15 @@ static store *open_store(const struct config *cfg, int migrate) {
     }
     /* One HTTP thread always stays out of writes, so /healthz and reads
      * answer while changes wait on a lock. */
-    struct store_limits lim = {cfg->threads > 1 ? cfg->threads - 1 : 1, cfg->pg_lock_timeout_ms,
-                               cfg->pg_statement_timeout_ms, cfg->pg_idle_tx_timeout_ms};
+    struct store_limits lim = {
+        .max_writers = cfg->threads > 1 ? cfg->threads - 1 : 1,
+        .pg_lock_timeout_ms = cfg->pg_lock_timeout_ms,
+        .pg_statement_timeout_ms = cfg->pg_statement_timeout_ms,
+        .pg_idle_tx_timeout_ms = cfg->pg_idle_tx_timeout_ms,
+        .writes_per_min = cfg->write_rate,
+        .write_burst = cfg->write_burst,
+        .sessions_per_token = cfg->max_sessions_per_token,
+    };
     store_set_limits(st, &lim);
     char shown[CONFIG_STR_MAX];
     redact_url(cfg->db_url, shown, sizeof shown);   /* never a password in logs */
@@ -188,6 +200,121 @@ static int cmd_token(int argc, char **argv) {
 done:
     store_close(st);
     return rc;
+}
+
+/* The id bound of --before ID or --before-time T (one of them, or neither
+ * when optional): *before_id, or *before_at_ms with *before_id 0. Returns 0,
+ * or -1 after saying what is wrong (usage: exit 2). */
+static int audit_bound(const char *what, const char *id, const char *at, int required,
+                       int64_t *before_id, int64_t *before_at_ms) {
+    char *end;
+    *before_id = 0;
+    *before_at_ms = 0;
+    if (id && at) {
+        fprintf(stderr, "sluiced audit %s: give --before or --before-time, not both\n", what);
+        return -1;
+    }
+    if (id) {
+        errno = 0;
+        long long v = strtoll(id, &end, 10);
+        if (errno || *end || id[0] < '0' || id[0] > '9' || v < 1) {
+            fprintf(stderr, "sluiced audit %s: --before: '%s' is not an audit id (a whole number, 1 or more)\n",
+                    what, id);
+            return -1;
+        }
+        *before_id = v;
+    } else if (at) {
+        if (audit_parse_time(at, before_at_ms) != 0) {
+            fprintf(stderr, "sluiced audit %s: --before-time: '%s' is not an RFC 3339 time"
+                            " (2026-01-31T00:00:00Z)\n", what, at);
+            return -1;
+        }
+    } else if (required) {
+        fprintf(stderr, "sluiced audit %s: --before ID or --before-time RFC3339 is required\n", what);
+        return -1;
+    }
+    return 0;
+}
+
+/* A prune's reason: as the API's, 1 to 500 characters of UTF-8, not blank. */
+static int audit_reason_ok(const char *r) {
+    size_t chars = 0, blank = 1;
+    if (r == NULL || !util_valid_utf8(r, strlen(r))) return 0;
+    for (const char *p = r; *p; p++) {
+        if (((unsigned char)*p & 0xC0) != 0x80) chars++;
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') blank = 0;
+    }
+    return chars >= 1 && chars <= 500 && !blank;
+}
+
+static int cmd_audit_export(int argc, char **argv) {
+    struct config cfg;
+    int64_t before_id, before_at, count = 0;
+    const char *id = take_opt(&argc, argv, "--before"), *at = take_opt(&argc, argv, "--before-time");
+    if (audit_bound("export", id, at, 0, &before_id, &before_at) != 0) return 2;
+    if (load_config(&cfg, argc, argv) != 0) return 2;
+    store *st = open_store(&cfg, 1);
+    if (st == NULL) return 1;
+    int rc = at ? store_audit_bound_at(st, before_at, &before_id) : STORE_OK;
+    if (rc == STORE_OK) rc = audit_export(st, before_id, stdout, &count);
+    store_close(st);
+    if (rc != STORE_OK) {
+        fprintf(stderr, "sluiced audit export: %s after %lld entries\n",
+                ferror(stdout) ? strerror(errno) : "the store failed", (long long)count);
+        return 1;
+    }
+    fprintf(stderr, "exported %lld audit entries\n", (long long)count);
+    return 0;
+}
+
+static int cmd_audit_prune(int argc, char **argv) {
+    struct config cfg;
+    struct store_prune_result res;
+    char ts[UTIL_TIME_MAX];
+    int64_t before_id, before_at;
+    const char *id = take_opt(&argc, argv, "--before"), *at = take_opt(&argc, argv, "--before-time");
+    const char *reason = take_opt(&argc, argv, "--reason"), *actor = take_opt(&argc, argv, "--actor");
+    if (audit_bound("prune", id, at, 1, &before_id, &before_at) != 0) return 2;
+    if (!audit_reason_ok(reason)) {
+        fprintf(stderr, "sluiced audit prune: --reason R is required (1 to 500 characters; it goes into"
+                        " the audit log)\n");
+        return 2;
+    }
+    if (actor == NULL) {                      /* who ran it: the login name, when it is a name */
+        const char *user = getenv("USER");
+        actor = user && util_valid_name(user) ? user : "sluiced";
+    }
+    if (!util_valid_name(actor)) {
+        fprintf(stderr, "sluiced audit prune: --actor: a name is required (1..64 of A-Z a-z 0-9 _ . : -)\n");
+        return 2;
+    }
+    if (load_config(&cfg, argc, argv) != 0) return 2;
+    store *st = open_store(&cfg, 1);
+    if (st == NULL) return 1;
+    int rc = audit_prune(st, before_id, before_at, actor, reason, &res);
+    store_close(st);
+    if (rc != STORE_OK) {
+        fprintf(stderr, "sluiced audit prune: the store failed; nothing was deleted\n");
+        return 1;
+    }
+    if (res.refused) {
+        fprintf(stderr, "sluiced audit prune: refused: entry times up to %s are below id %lld, and entries"
+                        " of the last 24 hours are kept (cooldowns and budgets are judged from them);"
+                        " nothing was deleted\n", util_format_time(res.youngest_ms, ts),
+                (long long)res.before_id);
+        return 1;
+    }
+    printf("pruned %lld audit entries below id %lld; audit entry %lld records it\n",
+           (long long)res.deleted, (long long)res.before_id, (long long)res.entry.id);
+    return 0;
+}
+
+static int cmd_audit(int argc, char **argv) {
+    const char *verb = argc > 0 ? argv[0] : "";
+    if (!strcmp(verb, "export")) return cmd_audit_export(argc - 1, argv + 1);
+    if (!strcmp(verb, "prune")) return cmd_audit_prune(argc - 1, argv + 1);
+    fprintf(stderr, "sluiced audit: expected export or prune\n");
+    return 2;
 }
 
 static int cmd_policy(int argc, char **argv) {
@@ -335,6 +462,13 @@ done:
         events_close_all(app.events);
         fleet_check_waiters(app.fl, util_mono_ms(), 1);
         http_drain(http, 2000);
+        /* A resumed stream is still on MHD's suspended list until its thread
+         * runs again, and MHD aborts when stopped with one there: wait for
+         * the streams to end (each unregisters as it does), 2 s at most. */
+        for (int i = 0; i < 200 && events_count(app.events) > 0; i++) {
+            struct timespec ts = {0, 10000000L};
+            nanosleep(&ts, NULL);
+        }
     }
     http_stop(http);
     events_free(app.events);
@@ -362,6 +496,7 @@ int main(int argc, char **argv) {
     }
     if (!strcmp(cmd, "migrate")) return cmd_migrate(argc - 2, argv + 2);
     if (!strcmp(cmd, "token")) return cmd_token(argc - 2, argv + 2);
+    if (!strcmp(cmd, "audit")) return cmd_audit(argc - 2, argv + 2);
     if (!strcmp(cmd, "policy")) return cmd_policy(argc - 2, argv + 2);
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 2, argv + 2);
     if (cmd[0] == '-') return cmd_serve(argc - 1, argv + 1);

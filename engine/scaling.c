@@ -1,5 +1,6 @@
 /* scaling.c — judging and applying changes of desired concurrency. */
 #include "scaling.h"
+#include "audit.h"
 #include "flags.h"
 #include "log.h"
 
@@ -240,14 +241,44 @@ static void scaling_audit_refusal(struct app *app, const struct scaling_change *
                  json_pack("{s:s, s:s}", "queue", c->queue, "request_id", c->request_id));
 }
 
+int scaling_admit_write(struct app *app, const char *token_id, const char *queue,
+                        struct scaling_error *err) {
+    struct policy_bounds b;
+    int64_t wait_ms = 0;
+    if (store_admit_write(app->st, token_id, &wait_ms)) return 1;
+    err->retry_after_s = scaling_ceil_s(wait_ms);
+    scaling_fail(err, 429, "rate_limited",
+                 json_pack("{s:s, s:i, s:i, s:I}", "limit", "token", "writes_per_minute",
+                           app->cfg->write_rate, "burst", app->cfg->write_burst, "retry_after_s",
+                           (json_int_t)err->retry_after_s),
+                 "too many writes with this token: at most %d a minute, %d at once; retry in %llds",
+                 app->cfg->write_rate, app->cfg->write_burst, (long long)err->retry_after_s);
+    /* Counted only for declared queues: names anyone can make up must not
+     * grow the metrics either. */
+    if (queue && policy_bounds(app->pol, queue, &b) == 0)
+        metrics_count_change(app->metrics, queue, "throttled");
+    return 0;
+}
+
+/* The answer to an accepted change. */
+static json_t *scaling_applied_json(const struct store_change_result *res,
+                                    const struct policy_bounds *b) {
+    json_t *out = scaling_target_json(&res->target, b);
+    json_object_set_new(out, "previous", json_integer(res->previous));
+    json_object_set_new(out, "changed", json_boolean(res->changed));
+    json_object_set_new(out, "audit_id", res->audit_id ? json_integer(res->audit_id) : json_null());
+    return out;
+}
+
 json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scaling_error *err) {
     struct scaling_judge j = {app, c, {0}, err};
     struct store_change sc;
     struct store_change_result res;
     struct store_target cur;
     int enabled, rc;
-    json_t *out;
 
+    /* Before anything that may write: a refusal from here on is audited. */
+    if (!scaling_admit_write(app, c->token_id, c->queue, err)) return NULL;
     /* lua.md's order: the writes flag comes before the queue is known. */
     int declared = policy_bounds(app->pol, c->queue, &j.b) == 0;
     if ((rc = flags_get(app, FLAG_WRITES, &enabled)) != STORE_OK) {
@@ -287,8 +318,12 @@ json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scal
         scaling_store_fail(err, rc);
         return NULL;
     }
-    metrics_count_change(app->metrics, c->queue, res.applied ? "applied" : "rejected");
+    metrics_count_change(app->metrics, c->queue, !res.applied ? "rejected"
+                                                 : res.changed ? "applied" : "unchanged");
     if (!res.applied) return NULL;        /* err filled by the judge */
+    /* Nothing was stored: nothing to publish, announce or log, however
+     * often it is repeated. */
+    if (!res.changed) return scaling_applied_json(&res, &j.b);
 
     bus_kick(app->bus);
     scaling_announce(app, &res, c->actor, c->source, c->reason);
@@ -297,10 +332,7 @@ json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scal
                        (json_int_t)res.previous, "to", (json_int_t)c->to, "version",
                        (json_int_t)res.target.version, "actor", c->actor, "source", c->source,
                        "request_id", c->request_id));
-    out = scaling_target_json(&res.target, &j.b);
-    json_object_set_new(out, "previous", json_integer(res.previous));
-    json_object_set_new(out, "audit_id", json_integer(res.audit_id));
-    return out;
+    return scaling_applied_json(&res, &j.b);
 }
 
 /* Judge of an expiry: only the very override that was due may be put back;
@@ -356,21 +388,6 @@ int scaling_expire_due(struct app *app) {
     return reverted;
 }
 
-static json_t *scaling_audit_json(const struct store_audit *e) {
-    char ts[UTIL_TIME_MAX];
-    int is_flag = strcmp(e->kind, "flag") == 0;
-    json_t *j = json_pack("{s:I, s:s, s:o, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:o, s:s, s:s}",
-                          "id", (json_int_t)e->id, "kind", e->kind, "queue",
-                          is_flag ? json_null() : json_string(e->subject), "from",
-                          (json_int_t)e->from, "to", (json_int_t)e->to, "version",
-                          (json_int_t)e->version, "actor", e->actor, "source", e->source,
-                          "reason", e->reason, "outcome", e->outcome, "error_code",
-                          e->error_code[0] ? json_string(e->error_code) : json_null(), "at",
-                          util_format_time(e->at_ms, ts), "request_id", e->request_id);
-    if (j && is_flag) json_object_set_new(j, "flag", json_string(e->subject));
-    return j;
-}
-
 json_t *scaling_history(struct app *app, const char *queue, int64_t before_id, int limit,
                         struct scaling_error *err) {
     struct policy_bounds b;
@@ -393,7 +410,7 @@ json_t *scaling_history(struct app *app, const char *queue, int64_t before_id, i
     }
     items = json_array();
     for (size_t i = 0; i < n && i < (size_t)limit; i++)
-        json_array_append_new(items, scaling_audit_json(&rows[i]));
+        json_array_append_new(items, audit_entry_json(&rows[i]));
     out = json_pack("{s:o, s:o}", "items", items, "next_before",
                     n > (size_t)limit ? json_integer(rows[limit - 1].id) : json_null());
     free(rows);

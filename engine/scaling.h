@@ -7,7 +7,10 @@
  * Everything from expected_version on is judged inside the store's write
  * transaction, from the audit log, so limits hold across restarts and
  * replicas. Refused attempts (writes_disabled onwards) are audited with their
- * error code. Uses store.h, policy.h and flags.h. */
+ * error code. Before all of them, the caller's token must have writes left
+ * (store_admit_write); that refusal is not audited, so that it cannot grow
+ * the database. An accepted change to the current value stores, audits and
+ * announces nothing. Uses store.h, policy.h, flags.h and audit.h. */
 #ifndef SLUICE_SCALING_H
 #define SLUICE_SCALING_H
 
@@ -41,6 +44,7 @@ struct scaling_change {
     unsigned scopes;
     const char *source;          /* ui | api | cli | expiry | policy */
     const char *request_id;
+    const char *token_id;        /* the caller's API token (sessions: theirs); NULL: sluiced */
 };
 
 /* One Target (api.md), or NULL with err filled (404 unknown_queue, 503). New ref. */
@@ -49,9 +53,19 @@ json_t *scaling_get(struct app *app, const char *queue, struct scaling_error *er
 /* {"items":[Target...]} for every declared queue, in declaration order. */
 json_t *scaling_list(struct app *app, struct scaling_error *err);
 
-/* Judge and apply a change. Returns the new Target plus "previous", or NULL
- * with err filled (and the refusal audited when it reached the checks). */
+/* Judge and apply a change. Returns the new Target plus "previous",
+ * "changed" (false when the value was already the current one: nothing was
+ * stored) and "audit_id" (null when not changed), or NULL with err filled
+ * (and the refusal audited when it reached the checks). */
 json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scaling_error *err);
+
+/* Admit one write made with token_id (NULL: sluiced's own) under the
+ * per-token write rate. Returns 1, or 0 with err filled: 429 rate_limited,
+ * details.limit "token", and retry_after_s. Not audited. queue (may be NULL)
+ * names a declared queue to count the refusal for in the metrics. Scaling
+ * changes call it themselves; other writes (flags) call it before writing. */
+int scaling_admit_write(struct app *app, const char *token_id, const char *queue,
+                        struct scaling_error *err);
 
 /* Put back every temporary override whose time is up, each as a change of
  * its own (source "expiry", actor "sluice") through the same transaction

@@ -1,7 +1,10 @@
-/* store.c — picks the backend for a database URL and forwards to it, and
- * caps how many judged writes run at once (the same for every backend).
- * Backends live in store_<name>.c and never see each other. */
+/* store.c — picks the backend for a database URL and forwards to it, caps
+ * how many judged writes run at once and how often one token may write (the
+ * same for every backend). Backends live in store_<name>.c and never see
+ * each other. */
 #include "store.h"
+#include "log.h"
+#include "ratelimit.h"
 #include "redact.h"
 #include "store_impl.h"
 
@@ -29,6 +32,8 @@ struct store {
     const struct store_backend *be;
     void *h;
     struct store_gate gate;
+    ratelimit *writes;           /* per token; NULL: no limit */
+    int sessions_per_token;      /* 0: no cap */
 };
 
 static const struct store_backend *const backends[] = {&store_sqlite_backend, &store_pg_backend, NULL};
@@ -68,6 +73,21 @@ void store_change_audit(struct store_audit *e, const struct store_change *c, int
     util_copy(e->error_code, sizeof e->error_code, error_code);
     e->at_ms = c->now_ms;
     util_copy(e->request_id, sizeof e->request_id, c->request_id);
+}
+
+void store_prune_audit_entry(struct store_audit *e, const struct store_prune *p, int64_t deleted,
+                             int64_t before_id) {
+    memset(e, 0, sizeof *e);
+    strcpy(e->kind, "audit");
+    strcpy(e->subject, "prune");
+    e->from = deleted;
+    e->to = before_id;
+    util_copy(e->actor, sizeof e->actor, p->actor);
+    util_copy(e->source, sizeof e->source, p->source);
+    util_copy(e->reason, sizeof e->reason, p->reason);
+    strcpy(e->outcome, "applied");
+    e->at_ms = p->now_ms;
+    util_copy(e->request_id, sizeof e->request_id, p->request_id);
 }
 
 /* ---- the write gate ---------------------------------------------------------- */
@@ -155,6 +175,7 @@ void store_close(store *st) {
     if (st == NULL) return;
     st->be->close(st->h);
     store_gate_destroy(&st->gate);
+    ratelimit_free(st->writes);
     free(st);
 }
 
@@ -162,7 +183,21 @@ void store_set_limits(store *st, const struct store_limits *lim) {
     pthread_mutex_lock(&st->gate.lock);
     st->gate.max = lim->max_writers > 0 ? lim->max_writers : 0;
     pthread_mutex_unlock(&st->gate.lock);
+    /* Once, before serving: nothing reads these concurrently yet. */
+    ratelimit_free(st->writes);
+    st->writes = NULL;
+    if (lim->writes_per_min > 0 &&
+        (st->writes = ratelimit_new(lim->writes_per_min,
+                                    lim->write_burst > 0 ? lim->write_burst : lim->writes_per_min,
+                                    STORE_WRITE_TOKENS)) == NULL)
+        log_msg(LOG_ERROR, "out of memory: writes are not limited per token");
+    st->sessions_per_token = lim->sessions_per_token > 0 ? lim->sessions_per_token : 0;
     if (st->be->set_limits) st->be->set_limits(st->h, lim);
+}
+
+int store_admit_write(store *st, const char *token_id, int64_t *retry_after_ms) {
+    if (st->writes == NULL || token_id == NULL || token_id[0] == '\0') return 1;
+    return ratelimit_take(st->writes, token_id, util_mono_ms(), retry_after_ms);
 }
 
 int store_claim(store *st, char *err, size_t errlen) {
@@ -199,6 +234,19 @@ int store_append_audit(store *st, struct store_audit *e) { return st->be->append
 int store_list_audit(store *st, const char *kind, const char *subject, int64_t before_id,
                      int limit, struct store_audit **out, size_t *n) {
     return st->be->list_audit(st->h, kind, subject, before_id, limit, out, n);
+}
+
+int store_list_audit_oldest(store *st, int64_t after_id, int64_t before_id, int limit,
+                            struct store_audit **out, size_t *n) {
+    return st->be->list_audit_oldest(st->h, after_id, before_id, limit, out, n);
+}
+
+int store_audit_bound_at(store *st, int64_t at_ms, int64_t *before_id) {
+    return st->be->audit_bound_at(st->h, at_ms, before_id);
+}
+
+int store_prune_audit(store *st, const struct store_prune *p, struct store_prune_result *out) {
+    return st->be->prune_audit(st->h, p, out);
 }
 
 int store_outbox_pending(store *st, int limit, struct store_outbox **out, size_t *n) {
@@ -244,11 +292,15 @@ int store_revoke_token(store *st, const char *id, int64_t now_ms) {
     return st->be->revoke_token(st->h, id, now_ms);
 }
 int store_put_session(store *st, const struct store_session *s) {
-    return st->be->put_session(st->h, s);
+    return st->be->put_session(st->h, s, st->sessions_per_token);
 }
 int store_get_session(store *st, const char *id_hash, struct store_session *out) {
     return st->be->get_session(st->h, id_hash, out);
 }
 int store_delete_session(store *st, const char *id_hash) {
     return st->be->delete_session(st->h, id_hash);
+}
+int store_sweep_sessions(store *st, int64_t now_ms, int64_t *deleted) {
+    int64_t ignored;
+    return st->be->sweep_sessions(st->h, now_ms, deleted ? deleted : &ignored);
 }

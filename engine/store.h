@@ -1,10 +1,16 @@
 /* store.h — the storage adapter: everything sluiced keeps durably.
  *
- * One interface, one backend per database (store_sqlite.c now, store_pg.c
- * later). Callers never see SQL or a dialect: they call these functions with
+ * One interface, one backend per database (store_sqlite.c, store_pg.c).
+ * Callers never see SQL or a dialect: they call these functions with
  * plain structs. A backend guarantees the same behaviour: versions strictly
  * increase per queue, a change writes its policy row, audit entry and outbox
- * entry in one transaction, and the audit log is append-only.
+ * entry in one transaction, and the audit log is append-only: the database
+ * itself refuses updates and deletes, except the deletes of an explicit
+ * prune (store_prune_audit), which audits itself.
+ *
+ * What grows is bounded here too: store.c admits writes per API token at a
+ * rate (store_admit_write), sessions are capped per token, and expired
+ * sessions are swept (store_sweep_sessions).
  *
  * Every function returns a store_rc. STORE_UNAVAILABLE means the database
  * could not be reached or (SQLite) stayed locked past busy_timeout, and
@@ -55,8 +61,8 @@ struct store_target {
 
 struct store_audit {
     int64_t id;
-    char kind[16];               /* "scaling" | "flag" */
-    char subject[UTIL_NAME_MAX + 1];
+    char kind[16];               /* "scaling" | "flag" | "audit" (a prune) */
+    char subject[UTIL_NAME_MAX + 1];   /* queue, flag name, or "prune" */
     int64_t from, to, version;
     char actor[STORE_ACTOR_MAX];
     char source[16];
@@ -97,7 +103,8 @@ struct store_change_result {
     struct store_target target;  /* state after the transaction */
     int64_t previous;
     int applied;                 /* 1 applied, 0 refused, -1 abandoned */
-    int64_t audit_id;
+    int changed;                 /* applied and written; 0 for a change to the current value */
+    int64_t audit_id;            /* 0 when nothing was audited */
 };
 
 struct store_flag {
@@ -139,8 +146,9 @@ struct store_options {
     int pool_size;               /* connections kept open */
 };
 
-/* How many judged writes may be in progress and how long a PostgreSQL
- * statement may wait; 0 in a field: no cap, or the server's setting. */
+/* How many judged writes may be in progress, how often one token may write,
+ * how many sessions it may hold, and how long a PostgreSQL statement may
+ * wait; 0 in a field: no cap, or the server's setting. */
 struct store_limits {
     /* store_apply_change and store_set_flag at once. sluiced passes its HTTP
      * threads - 1, so that writes stuck behind a lock never hold every thread:
@@ -150,6 +158,9 @@ struct store_limits {
     int pg_lock_timeout_ms;      /* PostgreSQL session settings, ms */
     int pg_statement_timeout_ms;
     int pg_idle_tx_timeout_ms;   /* idle_in_transaction_session_timeout */
+    int writes_per_min;          /* store_admit_write: per token, in memory, per process */
+    int write_burst;             /* of those, at once (0: as writes_per_min) */
+    int sessions_per_token;      /* store_put_session evicts the oldest beyond it */
 };
 
 /* Open the database named by url ("sqlite:PATH"). Does not migrate. Returns
@@ -161,6 +172,14 @@ void store_close(store *st);
 /* Set the limits, once, before the store serves (sluiced: right after
  * store_open). Without a call there are none. */
 void store_set_limits(store *st, const struct store_limits *lim);
+
+/* Admit one write made with the API token token_id (NULL or "": a write of
+ * sluiced itself, always admitted) under writes_per_min and write_burst.
+ * Returns 1, or 0 with *retry_after_ms set (at least 1) when the token has
+ * written too much; nothing is recorded in the database either way. The
+ * buckets live in this process, at most STORE_WRITE_TOKENS of them. */
+#define STORE_WRITE_TOKENS 4096
+int store_admit_write(store *st, const char *token_id, int64_t *retry_after_ms);
 
 /* Claim the database for a serving sluiced. SQLite serves one replica:
  * a second sluiced on the same file is refused (a lock next to it, held
@@ -192,8 +211,10 @@ int store_list_targets(store *st, struct store_target **out, size_t *n);
 
 /* The judged write: one transaction reads the queue's row and its audit
  * statistics, asks judge, and writes either row + audit + outbox (applied;
- * a change to the current value writes only the audit entry and keeps the
- * version) or one audit entry with the refusal. */
+ * a permanent change at the value of a temporary override writes row and
+ * audit and keeps the version) or one audit entry with the refusal. An
+ * accepted change to the current value writes nothing at all: applied 1,
+ * changed 0, audit_id 0. */
 int store_apply_change(store *st, const struct store_change *change, store_judge_fn judge,
                        void *ud, struct store_change_result *out);
 
@@ -205,6 +226,42 @@ int store_append_audit(store *st, struct store_audit *entry);
  * malloc'd, owned by the caller. */
 int store_list_audit(store *st, const char *kind, const char *subject, int64_t before_id,
                      int limit, struct store_audit **out, size_t *n);
+
+/* Oldest first: entries with after_id < id (and id < before_id unless it is
+ * 0), at most limit. For exports, page by the last id. *out as above. */
+int store_list_audit_oldest(store *st, int64_t after_id, int64_t before_id, int limit,
+                            struct store_audit **out, size_t *n);
+
+/* The id bound of "entries before time at_ms": the id of the first entry at
+ * or after at_ms, or one past the newest when all are older (1 when the log
+ * is empty). Entries are deleted and exported as a prefix of ids, even if
+ * the clocks of replicas disagreed a little about their times. */
+int store_audit_bound_at(store *st, int64_t at_ms, int64_t *before_id);
+
+/* An explicit prune of the audit log: every entry with id < before_id (or,
+ * when before_id is 0, before the first one at or after before_at_ms),
+ * except the entries of earlier prunes, which stay for good. */
+struct store_prune {
+    int64_t before_id;
+    int64_t before_at_ms;
+    int64_t keep_after_ms;       /* refuse when an entry to delete is this new or newer */
+    const char *actor, *source, *reason, *request_id;
+    int64_t now_ms;
+};
+
+struct store_prune_result {
+    int refused;                 /* 1: too new an entry (youngest_ms); nothing written */
+    int64_t before_id;           /* the bound used */
+    int64_t deleted;
+    int64_t youngest_ms;         /* the newest "at" among the entries to delete; 0: none */
+    struct store_audit entry;    /* the prune's own audit entry (kind "audit") */
+};
+
+/* In one transaction: delete, and append the prune's own entry (kind
+ * "audit", subject "prune", from = rows deleted, to = before_id, outcome
+ * "applied"), or refuse and write nothing. The database lets these deletes,
+ * and no others, through its append-only guard. */
+int store_prune_audit(store *st, const struct store_prune *p, struct store_prune_result *out);
 
 /* Unpublished outbox rows, oldest first (commit order), at most limit. */
 int store_outbox_pending(store *st, int limit, struct store_outbox **out, size_t *n);
@@ -235,8 +292,14 @@ int store_list_tokens(store *st, struct store_token **out, size_t *n);
 /* STORE_NOT_FOUND when no such token; revoking twice keeps the first time. */
 int store_revoke_token(store *st, const char *id, int64_t now_ms);
 
+/* Store a new session; in the same transaction, the sessions of its token
+ * beyond sessions_per_token (store_limits) end, oldest first, and expired
+ * sessions of every token are deleted. */
 int store_put_session(store *st, const struct store_session *s);
 int store_get_session(store *st, const char *id_hash, struct store_session *out);
 int store_delete_session(store *st, const char *id_hash);
+
+/* Delete every session expired at now_ms; *deleted (may be NULL) gets how many. */
+int store_sweep_sessions(store *st, int64_t now_ms, int64_t *deleted);
 
 #endif

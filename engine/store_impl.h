@@ -25,6 +25,10 @@ struct store_backend {
     int (*append_audit)(void *h, struct store_audit *e);
     int (*list_audit)(void *h, const char *kind, const char *subject, int64_t before_id,
                       int limit, struct store_audit **out, size_t *n);
+    int (*list_audit_oldest)(void *h, int64_t after_id, int64_t before_id, int limit,
+                             struct store_audit **out, size_t *n);
+    int (*audit_bound_at)(void *h, int64_t at_ms, int64_t *before_id);
+    int (*prune_audit)(void *h, const struct store_prune *p, struct store_prune_result *out);
     int (*outbox_pending)(void *h, int limit, struct store_outbox **out, size_t *n);
     int (*outbox_mark_published)(void *h, int64_t id, int64_t now_ms);
     int (*desired_snapshot)(void *h, struct store_target **targets, size_t *nt,
@@ -38,9 +42,11 @@ struct store_backend {
     int (*get_token)(void *h, const char *id, struct store_token *out);
     int (*list_tokens)(void *h, struct store_token **out, size_t *n);
     int (*revoke_token)(void *h, const char *id, int64_t now_ms);
-    int (*put_session)(void *h, const struct store_session *s);
+    /* max_per_token: the sessions of s->token_id kept, s included; 0: all */
+    int (*put_session)(void *h, const struct store_session *s, int max_per_token);
     int (*get_session)(void *h, const char *id_hash, struct store_session *out);
     int (*delete_session)(void *h, const char *id_hash);
+    int (*sweep_sessions)(void *h, int64_t now_ms, int64_t *deleted);
 };
 
 /* What a judged change writes, the same for every backend. Given the
@@ -53,6 +59,10 @@ int store_plan_change(const struct store_change *c, const struct store_target *c
 /* The audit entry of a judged change: "applied" or "rejected" (with code). */
 void store_change_audit(struct store_audit *e, const struct store_change *c, int64_t from,
                         int64_t version, const char *outcome, const char *error_code);
+
+/* The audit entry of a prune that deleted `deleted` entries below before_id. */
+void store_prune_audit_entry(struct store_audit *e, const struct store_prune *p, int64_t deleted,
+                             int64_t before_id);
 
 extern const struct store_backend store_sqlite_backend;
 extern const struct store_backend store_pg_backend;

@@ -11,38 +11,16 @@
  * and idle_in_transaction_session_timeout: a replica frozen inside a change
  * delays the others' changes to that queue by the lock timeout at most
  * (STORE_BUSY), and the server ends its session, and so its lock, after the
- * idle timeout. Same behaviour as store_sqlite.c, different dialect. */
-#include "store_impl.h"
+ * idle timeout. Same behaviour as store_sqlite.c, different dialect.
+ * Flags, tokens, sessions and the audit log's export and prune live in
+ * store_pg_admin.c. */
+#include "store_pg_int.h"
 #include "log.h"
 #include "migrations.h"
 
-#include <libpq-fe.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#define PG_POOL_MAX 64
-#define PG_PREPARED_MAX 64
-#define PG_HOUR_MS 3600000LL
-#define PG_MIGRATION_LOCK 4711000
-
-struct pg_slot {
-    PGconn *c;
-    const char *prepared[PG_PREPARED_MAX];   /* SQL texts prepared on c */
-    int nprepared;
-    int configured;              /* the session settings are in force on c */
-};
-
-struct pg_store {
-    char url[1024];
-    int size;
-    int lock_timeout_ms, statement_timeout_ms, idle_tx_timeout_ms;   /* 0: the server's */
-    struct pg_slot slots[PG_POOL_MAX];
-    int in_use[PG_POOL_MAX];
-    pthread_mutex_t lock;
-    pthread_cond_t freed;
-};
 
 /* ---- connections ------------------------------------------------------------- */
 
@@ -64,8 +42,6 @@ static PGconn *pg_connect(const char *url) {
     if (c) PQsetNoticeProcessor(c, pg_notice, NULL);
     return c;
 }
-
-static int pg_exec(struct pg_slot *p, const char *sql, const char *what);
 
 /* What a session loses when its connection is reset or dropped. */
 static void pg_forget_session(struct pg_slot *p) {
@@ -89,7 +65,7 @@ static int pg_configure(struct pg_store *s, struct pg_slot *p) {
     return rc;
 }
 
-static struct pg_slot *pg_acquire(struct pg_store *s) {
+struct pg_slot *pg_acquire(struct pg_store *s) {
     int slot = -1;
     pthread_mutex_lock(&s->lock);
     for (;;) {
@@ -125,7 +101,7 @@ static struct pg_slot *pg_acquire(struct pg_store *s) {
 /* Never leave a transaction open: a change that failed (a lock or statement
  * timeout aborts it) is rolled back here, and a connection that cannot get
  * back to idle is dropped rather than handed to the next caller. */
-static void pg_release(struct pg_store *s, struct pg_slot *p) {
+void pg_release(struct pg_store *s, struct pg_slot *p) {
     if (p->c && PQstatus(p->c) == CONNECTION_OK && PQtransactionStatus(p->c) != PQTRANS_IDLE) {
         PQclear(PQexec(p->c, "ROLLBACK"));
         if (PQtransactionStatus(p->c) != PQTRANS_IDLE) {
@@ -169,13 +145,14 @@ static int pg_fail(struct pg_slot *p, PGresult *r, const char *what) {
 
 /* Execute sql (prepared on first use on this connection) with n text
  * parameters (NULL means SQL NULL). Returns the result or NULL; *rc set. */
-static PGresult *pg_run(struct pg_slot *p, const char *sql, int n, const char *const *params,
-                        const char *what, int *rc) {
+PGresult *pg_run(struct pg_slot *p, const char *sql, int n, const char *const *params,
+                 const char *what, int *rc) {
     char name[24];
     int k;
+    PGresult *r;
     for (k = 0; k < p->nprepared && p->prepared[k] != sql; k++) {}
     snprintf(name, sizeof name, "s%p", (const void *)sql);
-    if (k == p->nprepared) {
+    if (k == p->nprepared && k < PG_PREPARED_MAX) {
         PGresult *prep = PQprepare(p->c, name, sql, n, NULL);
         if (PQresultStatus(prep) != PGRES_COMMAND_OK) {
             *rc = pg_fail(p, prep, what);
@@ -183,9 +160,12 @@ static PGresult *pg_run(struct pg_slot *p, const char *sql, int n, const char *c
             return NULL;
         }
         PQclear(prep);
-        if (p->nprepared < PG_PREPARED_MAX) p->prepared[p->nprepared++] = sql;
+        p->prepared[p->nprepared++] = sql;
     }
-    PGresult *r = PQexecPrepared(p->c, name, n, params, NULL, NULL, 0);
+    /* Past the table's size a statement runs unprepared: preparing it again
+     * under the same name would fail. */
+    if (k < PG_PREPARED_MAX) r = PQexecPrepared(p->c, name, n, params, NULL, NULL, 0);
+    else r = PQexecParams(p->c, sql, n, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(r);
     if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
         *rc = pg_fail(p, r, what);
@@ -197,7 +177,7 @@ static PGresult *pg_run(struct pg_slot *p, const char *sql, int n, const char *c
 }
 
 /* Plain SQL without parameters (transactions, migrations). */
-static int pg_exec(struct pg_slot *p, const char *sql, const char *what) {
+int pg_exec(struct pg_slot *p, const char *sql, const char *what) {
     PGresult *r = PQexec(p->c, sql);
     ExecStatusType st = PQresultStatus(r);
     int rc = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? STORE_OK : pg_fail(p, r, what);
@@ -251,18 +231,16 @@ static void pg_close(void *h) {
 
 /* ---- helpers -------------------------------------------------------------------- */
 
-#define I64(buf, v) (snprintf((buf), sizeof(buf), "%lld", (long long)(v)), (buf))
-
-static int64_t pg_int(PGresult *r, int row, int col) {
+int64_t pg_int(PGresult *r, int row, int col) {
     return PQgetisnull(r, row, col) ? 0 : strtoll(PQgetvalue(r, row, col), NULL, 10);
 }
 
-static const char *pg_text(PGresult *r, int row, int col) { return PQgetvalue(r, row, col); }
+const char *pg_text(PGresult *r, int row, int col) { return PQgetvalue(r, row, col); }
 
 /* Run a read and hand each row to read(); collects into a malloc'd array. */
-static int pg_collect(struct pg_store *s, struct pg_slot *given, const char *sql, int n,
-                      const char *const *params, size_t size,
-                      void (*read)(PGresult *r, int row, void *elem), void **out, size_t *count) {
+int pg_collect(struct pg_store *s, struct pg_slot *given, const char *sql, int n,
+               const char *const *params, size_t size,
+               void (*read)(PGresult *r, int row, void *elem), void **out, size_t *count) {
     int rc;
     struct pg_slot *p = given ? given : pg_acquire(s);
     *out = NULL;
@@ -472,7 +450,7 @@ static int pg_list_expired(void *h, int64_t now_ms, struct store_target **out, s
 
 /* ---- audit ---------------------------------------------------------------------------- */
 
-static int pg_insert_audit(struct pg_slot *p, struct store_audit *e) {
+int pg_insert_audit(struct pg_slot *p, struct store_audit *e) {
     char from[24], to[24], ver[24], at[24];
     int rc;
     const char *pv[12] = {e->kind, e->subject, I64(from, e->from), I64(to, e->to), I64(ver, e->version),
@@ -496,7 +474,7 @@ static int pg_append_audit(void *h, struct store_audit *e) {
     return rc;
 }
 
-static void pg_read_audit(PGresult *r, int row, void *elem) {
+void pg_read_audit(PGresult *r, int row, void *elem) {
     struct store_audit *e = elem;
     e->id = pg_int(r, row, 0);
     util_copy(e->kind, sizeof e->kind, pg_text(r, row, 1));
@@ -517,8 +495,7 @@ static int pg_list_audit(void *h, const char *kind, const char *subject, int64_t
                          struct store_audit **out, size_t *n) {
     char b[24], l[24];
     const char *pv[4] = {kind, subject, I64(b, before_id), I64(l, limit)};
-    return pg_collect(h, NULL, "SELECT id, kind, subject, from_value, to_value, version, actor, source, reason,"
-                               " outcome, COALESCE(error_code, ''), at, request_id FROM scaling_audit"
+    return pg_collect(h, NULL, "SELECT " PG_AUDIT_COLS " FROM scaling_audit"
                                " WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR subject = $2)"
                                " AND ($3::bigint = 0 OR id < $3::bigint) ORDER BY id DESC LIMIT $4::int",
                       4, pv, sizeof **out, pg_read_audit, (void **)out, n);
@@ -610,204 +587,27 @@ static int pg_apply_change(void *h, const struct store_change *c, store_judge_fn
         store_change_audit(&entry, c, cur.desired, cur.version, "rejected", code);
         if ((rc = pg_insert_audit(p, &entry)) != STORE_OK) goto done;
         out->target = cur;
+        out->audit_id = entry.id;
     } else {
         struct store_target next;
         int bumped;
+        /* A change to the current value writes nothing: repeating it must
+         * not grow the database. */
         if (store_plan_change(c, &cur, &next, &bumped)) {
             if ((rc = pg_write_target(p, &next)) != STORE_OK) goto done;
             if (bumped && (rc = pg_write_outbox(p, &next)) != STORE_OK) goto done;
+            store_change_audit(&entry, c, cur.desired, next.version, "applied", "");
+            if ((rc = pg_insert_audit(p, &entry)) != STORE_OK) goto done;
+            out->changed = 1;
+            out->audit_id = entry.id;
         }
-        store_change_audit(&entry, c, cur.desired, next.version, "applied", "");
-        if ((rc = pg_insert_audit(p, &entry)) != STORE_OK) goto done;
         out->target = next;
         out->applied = 1;
     }
-    out->audit_id = entry.id;
     rc = pg_exec(p, "COMMIT", "apply_change");
 done:
     pg_release(s, p);
     return rc;
-}
-
-/* ---- flags, tokens, sessions ----------------------------------------------------------------- */
-
-static int pg_simple(struct pg_store *s, const char *sql, int n, const char *const *pv, const char *what,
-                     int *affected) {
-    int rc;
-    struct pg_slot *p = pg_acquire(s);
-    if (p == NULL) return STORE_UNAVAILABLE;
-    PGresult *r = pg_run(p, sql, n, pv, what, &rc);
-    if (r && affected) *affected = atoi(PQcmdTuples(r));
-    PQclear(r);
-    pg_release(s, p);
-    return rc;
-}
-
-static int pg_identity(void *h, char out[STORE_IDENTITY_MAX + 1]) {
-    struct pg_store *s = h;
-    int rc;
-    struct pg_slot *p = pg_acquire(s);
-    if (p == NULL) return STORE_UNAVAILABLE;
-    PGresult *r = pg_run(p, "SELECT id FROM store_identity WHERE one = 1", 0, NULL, "identity", &rc);
-    if (r && PQntuples(r) == 0) rc = STORE_NOT_FOUND;
-    else if (r) util_copy(out, STORE_IDENTITY_MAX + 1, pg_text(r, 0, 0));
-    PQclear(r);
-    pg_release(s, p);
-    return rc;
-}
-
-static int pg_get_flag(void *h, const char *env, const char *name, struct store_flag *out) {
-    struct pg_store *s = h;
-    int rc;
-    const char *pv[2] = {env, name};
-    struct pg_slot *p = pg_acquire(s);
-    if (p == NULL) return STORE_UNAVAILABLE;
-    PGresult *r = pg_run(p, "SELECT name, enabled, updated_by, updated_at, reason FROM feature_flags"
-                            " WHERE environment = $1 AND name = $2", 2, pv, "get_flag", &rc);
-    if (r && PQntuples(r) == 0) rc = STORE_NOT_FOUND;
-    else if (r) {
-        util_copy(out->name, sizeof out->name, pg_text(r, 0, 0));
-        out->enabled = (int)pg_int(r, 0, 1);
-        util_copy(out->updated_by, sizeof out->updated_by, pg_text(r, 0, 2));
-        out->updated_at_ms = pg_int(r, 0, 3);
-        util_copy(out->reason, sizeof out->reason, pg_text(r, 0, 4));
-    }
-    PQclear(r);
-    pg_release(s, p);
-    return rc;
-}
-
-static int pg_set_flag(void *h, const char *env, const char *name, int enabled, int default_enabled,
-                       const char *actor, const char *source, const char *reason, const char *request_id,
-                       int64_t now_ms) {
-    struct pg_store *s = h;
-    struct store_audit e;
-    char en[4], at[24], lockkey[160];
-    int rc, was = default_enabled;
-    struct pg_slot *p = pg_acquire(s);
-    if (p == NULL) return STORE_UNAVAILABLE;
-    snprintf(lockkey, sizeof lockkey, "sluice.flag:%s:%s", env, name);
-    const char *lk[1] = {lockkey};
-    const char *gv[2] = {env, name};
-    const char *pv[6] = {env, name, I64(en, enabled != 0), actor, I64(at, now_ms), reason};
-    if ((rc = pg_exec(p, "BEGIN", "set_flag")) != STORE_OK) goto done;
-    PQclear(pg_run(p, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, lk, "set_flag", &rc));
-    if (rc != STORE_OK) goto done;
-    PGresult *r = pg_run(p, "SELECT enabled FROM feature_flags WHERE environment = $1 AND name = $2", 2, gv,
-                         "set_flag", &rc);
-    if (r && PQntuples(r) > 0) was = (int)pg_int(r, 0, 0);
-    PQclear(r);
-    if (rc != STORE_OK) goto done;
-    PQclear(pg_run(p, "INSERT INTO feature_flags (environment, name, enabled, updated_by, updated_at, reason)"
-                      " VALUES ($1, $2, $3::int, $4, $5::bigint, $6) ON CONFLICT (environment, name) DO UPDATE"
-                      " SET enabled = excluded.enabled, updated_by = excluded.updated_by,"
-                      " updated_at = excluded.updated_at, reason = excluded.reason", 6, pv, "set_flag", &rc));
-    if (rc != STORE_OK) goto done;
-    memset(&e, 0, sizeof e);
-    strcpy(e.kind, "flag");
-    util_copy(e.subject, sizeof e.subject, name);
-    e.from = was != 0;
-    e.to = enabled != 0;
-    util_copy(e.actor, sizeof e.actor, actor);
-    util_copy(e.source, sizeof e.source, source);
-    util_copy(e.reason, sizeof e.reason, reason);
-    strcpy(e.outcome, "applied");
-    e.at_ms = now_ms;
-    util_copy(e.request_id, sizeof e.request_id, request_id);
-    if ((rc = pg_insert_audit(p, &e)) != STORE_OK) goto done;
-    rc = pg_exec(p, "COMMIT", "set_flag");
-done:
-    pg_release(s, p);
-    return rc;
-}
-
-static int pg_put_token(void *h, const struct store_token *t) {
-    char c[24], e[24];
-    const char *pv[6] = {t->id, t->name, t->secret_hash, t->scopes, I64(c, t->created_ms),
-                         t->expires_ms ? I64(e, t->expires_ms) : NULL};
-    return pg_simple(h, "INSERT INTO api_tokens (id, name, secret_hash, scopes, created_at, expires_at)"
-                        " VALUES ($1, $2, $3, $4, $5::bigint, $6::bigint)", 6, pv, "put_token", NULL);
-}
-
-#define PG_TOKEN_COLS "id, name, secret_hash, scopes, created_at, COALESCE(expires_at, 0), COALESCE(revoked_at, 0)"
-
-static void pg_read_token(PGresult *r, int row, void *elem) {
-    struct store_token *t = elem;
-    util_copy(t->id, sizeof t->id, pg_text(r, row, 0));
-    util_copy(t->name, sizeof t->name, pg_text(r, row, 1));
-    util_copy(t->secret_hash, sizeof t->secret_hash, pg_text(r, row, 2));
-    util_copy(t->scopes, sizeof t->scopes, pg_text(r, row, 3));
-    t->created_ms = pg_int(r, row, 4);
-    t->expires_ms = pg_int(r, row, 5);
-    t->revoked_ms = pg_int(r, row, 6);
-}
-
-static int pg_get_token(void *h, const char *id, struct store_token *out) {
-    struct store_token *rows = NULL;
-    size_t n = 0;
-    const char *pv[1] = {id};
-    int rc = pg_collect(h, NULL, "SELECT " PG_TOKEN_COLS " FROM api_tokens WHERE id = $1", 1, pv,
-                        sizeof *rows, pg_read_token, (void **)&rows, &n);
-    if (rc == STORE_OK && n == 0) rc = STORE_NOT_FOUND;
-    if (rc == STORE_OK) *out = rows[0];
-    free(rows);
-    return rc;
-}
-
-static int pg_list_tokens(void *h, struct store_token **out, size_t *n) {
-    return pg_collect(h, NULL, "SELECT " PG_TOKEN_COLS " FROM api_tokens ORDER BY created_at, id", 0, NULL,
-                      sizeof **out, pg_read_token, (void **)out, n);
-}
-
-static int pg_revoke_token(void *h, const char *id, int64_t now_ms) {
-    char a[24];
-    int affected = 0;
-    const char *pv[2] = {I64(a, now_ms), id};
-    const char *dv[1] = {id};
-    int rc = pg_simple(h, "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $1::bigint) WHERE id = $2",
-                       2, pv, "revoke_token", &affected);
-    if (rc == STORE_OK && affected == 0) return STORE_NOT_FOUND;
-    if (rc == STORE_OK)
-        rc = pg_simple(h, "DELETE FROM api_sessions WHERE token_id = $1", 1, dv, "revoke_token", NULL);
-    return rc;
-}
-
-static int pg_put_session(void *h, const struct store_session *x) {
-    char c[24], e[24];
-    const char *sweep[1] = {I64(c, x->created_ms)};
-    const char *pv[5] = {x->id_hash, x->token_id, x->csrf, c, I64(e, x->expires_ms)};
-    int rc = pg_simple(h, "DELETE FROM api_sessions WHERE expires_at < $1::bigint", 1, sweep, "put_session",
-                       NULL);
-    if (rc == STORE_OK)
-        rc = pg_simple(h, "INSERT INTO api_sessions (id_hash, token_id, csrf_token, created_at, expires_at)"
-                          " VALUES ($1, $2, $3, $4::bigint, $5::bigint)", 5, pv, "put_session", NULL);
-    return rc;
-}
-
-static void pg_read_session(PGresult *r, int row, void *elem) {
-    struct store_session *x = elem;
-    util_copy(x->id_hash, sizeof x->id_hash, pg_text(r, row, 0));
-    util_copy(x->token_id, sizeof x->token_id, pg_text(r, row, 1));
-    util_copy(x->csrf, sizeof x->csrf, pg_text(r, row, 2));
-    x->created_ms = pg_int(r, row, 3);
-    x->expires_ms = pg_int(r, row, 4);
-}
-
-static int pg_get_session(void *h, const char *id_hash, struct store_session *out) {
-    struct store_session *rows = NULL;
-    size_t n = 0;
-    const char *pv[1] = {id_hash};
-    int rc = pg_collect(h, NULL, "SELECT id_hash, token_id, csrf_token, created_at, expires_at FROM api_sessions"
-                                 " WHERE id_hash = $1", 1, pv, sizeof *rows, pg_read_session, (void **)&rows, &n);
-    if (rc == STORE_OK && n == 0) rc = STORE_NOT_FOUND;
-    if (rc == STORE_OK) *out = rows[0];
-    free(rows);
-    return rc;
-}
-
-static int pg_delete_session(void *h, const char *id_hash) {
-    const char *pv[1] = {id_hash};
-    return pg_simple(h, "DELETE FROM api_sessions WHERE id_hash = $1", 1, pv, "delete_session", NULL);
 }
 
 const struct store_backend store_pg_backend = {
@@ -823,6 +623,9 @@ const struct store_backend store_pg_backend = {
     .apply_change = pg_apply_change,
     .append_audit = pg_append_audit,
     .list_audit = pg_list_audit,
+    .list_audit_oldest = pg_list_audit_oldest,
+    .audit_bound_at = pg_audit_bound_at,
+    .prune_audit = pg_prune_audit,
     .outbox_pending = pg_outbox_pending,
     .outbox_mark_published = pg_outbox_mark_published,
     .desired_snapshot = pg_desired_snapshot,
@@ -837,4 +640,5 @@ const struct store_backend store_pg_backend = {
     .put_session = pg_put_session,
     .get_session = pg_get_session,
     .delete_session = pg_delete_session,
+    .sweep_sessions = pg_sweep_sessions,
 };

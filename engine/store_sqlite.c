@@ -572,7 +572,7 @@ static int sq_append_audit(void *h, struct store_audit *e) {
     return sq_write_done(s, db, slot, sq_insert_audit(db, e));
 }
 
-static void sq_read_audit(sqlite3_stmt *st, struct store_audit *e) {
+void sq_read_audit(sqlite3_stmt *st, struct store_audit *e) {
     e->id = sqlite3_column_int64(st, 0);
     util_copy(e->kind, sizeof e->kind, sq_text(st, 1));
     util_copy(e->subject, sizeof e->subject, sq_text(st, 2));
@@ -606,8 +606,7 @@ static int sq_list_audit(void *h, const char *kind, const char *subject, int64_t
         free(items);
         return STORE_UNAVAILABLE;
     }
-    SQ_PREPARE(db, "SELECT id, kind, subject, from_value, to_value, version, actor, source,"
-                   " reason, outcome, error_code, at, request_id FROM scaling_audit"
+    SQ_PREPARE(db, "SELECT " SQ_AUDIT_COLS " FROM scaling_audit"
                    " WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR subject = ?2)"
                    " AND (?3 = 0 OR id < ?3) ORDER BY id DESC LIMIT ?4", st, "list_audit");
     sq_bind_text(st, 1, kind);
@@ -732,19 +731,23 @@ static int sq_apply_change(void *h, const struct store_change *c, store_judge_fn
         if ((rc = sq_insert_audit(db, &entry)) != STORE_OK) goto done;
         out->target = cur;
         out->applied = 0;
+        out->audit_id = entry.id;
     } else {
         struct store_target next;
         int bumped;
+        /* A change to the current value writes nothing: repeating it must
+         * not grow the database. */
         if (store_plan_change(c, &cur, &next, &bumped)) {
             if ((rc = sq_write_target(db, &next)) != STORE_OK) goto done;
             if (bumped && (rc = sq_write_outbox(db, &next)) != STORE_OK) goto done;
+            store_change_audit(&entry, c, cur.desired, next.version, "applied", "");
+            if ((rc = sq_insert_audit(db, &entry)) != STORE_OK) goto done;
+            out->changed = 1;
+            out->audit_id = entry.id;
         }
-        store_change_audit(&entry, c, cur.desired, next.version, "applied", "");
-        if ((rc = sq_insert_audit(db, &entry)) != STORE_OK) goto done;
         out->target = next;
         out->applied = 1;
     }
-    out->audit_id = entry.id;
     rc = sq_exec(db, "COMMIT");
     if (rc == STORE_OK) in_tx = 0;
 done:
@@ -765,6 +768,9 @@ const struct store_backend store_sqlite_backend = {
     .apply_change = sq_apply_change,
     .append_audit = sq_append_audit,
     .list_audit = sq_list_audit,
+    .list_audit_oldest = sq_list_audit_oldest,
+    .audit_bound_at = sq_audit_bound_at,
+    .prune_audit = sq_prune_audit,
     .outbox_pending = sq_outbox_pending,
     .outbox_mark_published = sq_outbox_mark_published,
     .desired_snapshot = sq_desired_snapshot,
@@ -779,4 +785,5 @@ const struct store_backend store_sqlite_backend = {
     .put_session = sq_put_session,
     .get_session = sq_get_session,
     .delete_session = sq_delete_session,
+    .sweep_sessions = sq_sweep_sessions,
 };

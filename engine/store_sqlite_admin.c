@@ -1,7 +1,8 @@
 /* store_sqlite_admin.c — the SQLite backend's administrative tables:
- * feature flags (audited in the flag's own transaction), API tokens and
- * browser sessions. Shares the pool and helpers of store_sqlite.c through
- * store_sqlite_int.h. */
+ * feature flags (audited in the flag's own transaction), API tokens,
+ * browser sessions (capped per token, swept when expired), and the audit
+ * log's export and explicit prune. Shares the pool and helpers of
+ * store_sqlite.c through store_sqlite_int.h. */
 #include "store_sqlite_int.h"
 
 #include <stdlib.h>
@@ -193,12 +194,14 @@ done:
     return sq_write_done(s, db, slot, rc);
 }
 
-int sq_put_session(void *h, const struct store_session *x) {
+int sq_put_session(void *h, const struct store_session *x, int max_per_token) {
     struct sq_store *s = h;
     sqlite3_stmt *st = NULL;
-    int slot, rc;
+    int slot, rc, in_tx = 0;
     sqlite3 *db = sq_acquire(s, &slot);
     if (db == NULL) return STORE_UNAVAILABLE;
+    if ((rc = sq_exec(db, "BEGIN IMMEDIATE")) != STORE_OK) goto done;
+    in_tx = 1;
     /* Sweep expired sessions on the way in, so the table stays small. */
     SQ_PREPARE(db, "DELETE FROM api_sessions WHERE expires_at < ?", st, "put_session");
     sqlite3_bind_int64(st, 1, x->created_ms);
@@ -210,7 +213,34 @@ int sq_put_session(void *h, const struct store_session *x) {
     sq_bind_text(st, 3, x->csrf);
     sqlite3_bind_int64(st, 4, x->created_ms);
     sqlite3_bind_int64(st, 5, x->expires_ms);
-    rc = sq_step_done(db, st, "put_session");
+    if ((rc = sq_step_done(db, st, "put_session")) != STORE_OK) goto done;
+    if (max_per_token > 0) {
+        /* Rowids grow with each insert, so the new session is the newest
+         * whatever the clock says: the oldest of the token go first. */
+        SQ_PREPARE(db, "DELETE FROM api_sessions WHERE token_id = ?1 AND rowid NOT IN"
+                       " (SELECT rowid FROM api_sessions WHERE token_id = ?1"
+                       " ORDER BY rowid DESC LIMIT ?2)", st, "put_session");
+        sq_bind_text(st, 1, x->token_id);
+        sqlite3_bind_int(st, 2, max_per_token);
+        if ((rc = sq_step_done(db, st, "put_session")) != STORE_OK) goto done;
+    }
+    if ((rc = sq_exec(db, "COMMIT")) == STORE_OK) in_tx = 0;
+done:
+    if (in_tx) sq_rollback(db);
+    return sq_write_done(s, db, slot, rc);
+}
+
+int sq_sweep_sessions(void *h, int64_t now_ms, int64_t *deleted) {
+    struct sq_store *s = h;
+    sqlite3_stmt *st = NULL;
+    int slot, rc;
+    sqlite3 *db = sq_acquire(s, &slot);
+    *deleted = 0;
+    if (db == NULL) return STORE_UNAVAILABLE;
+    SQ_PREPARE(db, "DELETE FROM api_sessions WHERE expires_at <= ?", st, "sweep_sessions");
+    sqlite3_bind_int64(st, 1, now_ms);
+    rc = sq_step_done(db, st, "sweep_sessions");
+    if (rc == STORE_OK) *deleted = sqlite3_changes(db);
 done:
     return sq_write_done(s, db, slot, rc);
 }
@@ -251,5 +281,124 @@ int sq_delete_session(void *h, const char *id_hash) {
     sq_bind_text(st, 1, id_hash);
     rc = sq_step_done(db, st, "delete_session");
 done:
+    return sq_write_done(s, db, slot, rc);
+}
+
+/* ---- the audit log's export and prune ----------------------------------------- */
+
+int sq_list_audit_oldest(void *h, int64_t after_id, int64_t before_id, int limit,
+                         struct store_audit **out, size_t *n) {
+    struct sq_store *s = h;
+    int slot, rc = STORE_OK, step = SQLITE_DONE;
+    size_t len = 0;
+    struct store_audit *items = NULL;
+    sqlite3_stmt *st = NULL;
+    sqlite3 *db;
+
+    *out = NULL;
+    *n = 0;
+    if (limit < 1) return STORE_OK;
+    if ((items = calloc((size_t)limit, sizeof *items)) == NULL) return STORE_FAILED;
+    if ((db = sq_acquire(s, &slot)) == NULL) {
+        free(items);
+        return STORE_UNAVAILABLE;
+    }
+    SQ_PREPARE(db, "SELECT " SQ_AUDIT_COLS " FROM scaling_audit WHERE id > ?1"
+                   " AND (?2 = 0 OR id < ?2) ORDER BY id LIMIT ?3", st, "list_audit_oldest");
+    sqlite3_bind_int64(st, 1, after_id);
+    sqlite3_bind_int64(st, 2, before_id);
+    sqlite3_bind_int(st, 3, limit);
+    while (len < (size_t)limit && (step = sqlite3_step(st)) == SQLITE_ROW)
+        sq_read_audit(st, &items[len++]);
+    if (len < (size_t)limit && step != SQLITE_DONE) rc = sq_fail(db, step, "list_audit_oldest");
+done:
+    sqlite3_finalize(st);
+    sq_release(s, slot);
+    if (rc != STORE_OK) {
+        free(items);
+        return rc;
+    }
+    *out = items;
+    *n = len;
+    return STORE_OK;
+}
+
+#define SQ_BOUND_AT "SELECT COALESCE((SELECT MIN(id) FROM scaling_audit WHERE at >= ?1)," \
+                    " (SELECT COALESCE(MAX(id), 0) + 1 FROM scaling_audit))"
+
+/* One integer from a query with ?1 and ?2 bound (absent parameters stay NULL). */
+static int sq_one_int(sqlite3 *db, const char *sql, int64_t a, int64_t b, int64_t *out,
+                      const char *what) {
+    sqlite3_stmt *st = NULL;
+    int rc = STORE_OK, step;
+    SQ_PREPARE(db, sql, st, what);
+    if (sqlite3_bind_parameter_count(st) >= 1) sqlite3_bind_int64(st, 1, a);
+    if (sqlite3_bind_parameter_count(st) >= 2) sqlite3_bind_int64(st, 2, b);
+    if ((step = sqlite3_step(st)) != SQLITE_ROW) rc = sq_fail(db, step, what);
+    else *out = sqlite3_column_int64(st, 0);
+done:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int sq_audit_bound_at(void *h, int64_t at_ms, int64_t *before_id) {
+    struct sq_store *s = h;
+    int slot;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    int rc = sq_one_int(db, SQ_BOUND_AT, at_ms, 0, before_id, "audit_bound_at");
+    sq_release(s, slot);
+    return rc;
+}
+
+/* The deletes of a prune, through the append-only guard: the trigger lets a
+ * delete through only while audit_prune_permit holds a row that covers it,
+ * and that row lives only inside this transaction. Entries of earlier
+ * prunes are never deleted. */
+static int sq_prune_delete(sqlite3 *db, int64_t before_id, int64_t *deleted) {
+    sqlite3_stmt *st = NULL;
+    int rc;
+    SQ_PREPARE(db, "INSERT INTO audit_prune_permit (one, before_id) VALUES (1, ?)", st, "prune");
+    sqlite3_bind_int64(st, 1, before_id);
+    if ((rc = sq_step_done(db, st, "prune")) != STORE_OK) goto done;
+    SQ_PREPARE(db, "DELETE FROM scaling_audit WHERE id < ? AND kind <> 'audit'", st, "prune");
+    sqlite3_bind_int64(st, 1, before_id);
+    if ((rc = sq_step_done(db, st, "prune")) != STORE_OK) goto done;
+    *deleted = sqlite3_changes(db);
+    rc = sq_exec(db, "DELETE FROM audit_prune_permit");
+done:
+    return rc;
+}
+
+int sq_prune_audit(void *h, const struct store_prune *p, struct store_prune_result *out) {
+    struct sq_store *s = h;
+    int slot, rc, in_tx = 0;
+    int64_t count = 0;
+    sqlite3 *db = sq_acquire(s, &slot);
+
+    memset(out, 0, sizeof *out);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    if ((rc = sq_exec(db, "BEGIN IMMEDIATE")) != STORE_OK) goto done;
+    in_tx = 1;
+    out->before_id = p->before_id;
+    if (out->before_id == 0 &&
+        (rc = sq_one_int(db, SQ_BOUND_AT, p->before_at_ms, 0, &out->before_id, "prune")) != STORE_OK)
+        goto done;
+    if ((rc = sq_one_int(db, "SELECT COUNT(*) FROM scaling_audit WHERE id < ?1 AND kind <> 'audit'",
+                         out->before_id, 0, &count, "prune")) != STORE_OK ||
+        (rc = sq_one_int(db, "SELECT COALESCE(MAX(at), 0) FROM scaling_audit"
+                             " WHERE id < ?1 AND kind <> 'audit'",
+                         out->before_id, 0, &out->youngest_ms, "prune")) != STORE_OK)
+        goto done;
+    if (count > 0 && p->keep_after_ms > 0 && out->youngest_ms >= p->keep_after_ms) {
+        out->refused = 1;
+        goto done;                            /* rolled back below: nothing written */
+    }
+    if ((rc = sq_prune_delete(db, out->before_id, &out->deleted)) != STORE_OK) goto done;
+    store_prune_audit_entry(&out->entry, p, out->deleted, out->before_id);
+    if ((rc = sq_insert_audit(db, &out->entry)) != STORE_OK) goto done;
+    if ((rc = sq_exec(db, "COMMIT")) == STORE_OK) in_tx = 0;
+done:
+    if (in_tx) sq_rollback(db);
     return sq_write_done(s, db, slot, rc);
 }

@@ -3,7 +3,8 @@
  *
  * store_sqlite.c owns the connection pool, migrations, targets, the audit
  * log, the judged change and the outbox; store_sqlite_admin.c owns flags,
- * tokens and sessions. The sq_ prefix marks the backend's own names. */
+ * tokens, sessions and the audit log's export and prune. The sq_ prefix
+ * marks the backend's own names. */
 #ifndef SLUICE_STORE_SQLITE_INT_H
 #define SLUICE_STORE_SQLITE_INT_H
 
@@ -65,6 +66,11 @@ int sq_step_done(sqlite3 *db, sqlite3_stmt *st, const char *what);
 /* Append an audit entry on db (inside the caller's transaction). */
 int sq_insert_audit(sqlite3 *db, struct store_audit *e);
 
+/* The columns every audit read selects, and the reader of one row. */
+#define SQ_AUDIT_COLS "id, kind, subject, from_value, to_value, version, actor, source," \
+                      " reason, outcome, error_code, at, request_id"
+void sq_read_audit(sqlite3_stmt *st, struct store_audit *e);
+
 /* Collect the rows of a query into a malloc'd array (see store_sqlite.c). */
 int sq_collect_on(struct sq_store *s, sqlite3 *given, const char *sql, int64_t arg, size_t size,
                   void (*read)(sqlite3_stmt *st, void *elem), void **out, size_t *n);
@@ -88,8 +94,13 @@ int sq_put_token(void *h, const struct store_token *t);
 int sq_get_token(void *h, const char *id, struct store_token *out);
 int sq_list_tokens(void *h, struct store_token **out, size_t *n);
 int sq_revoke_token(void *h, const char *id, int64_t now_ms);
-int sq_put_session(void *h, const struct store_session *x);
+int sq_put_session(void *h, const struct store_session *x, int max_per_token);
 int sq_get_session(void *h, const char *id_hash, struct store_session *out);
 int sq_delete_session(void *h, const char *id_hash);
+int sq_sweep_sessions(void *h, int64_t now_ms, int64_t *deleted);
+int sq_list_audit_oldest(void *h, int64_t after_id, int64_t before_id, int limit,
+                         struct store_audit **out, size_t *n);
+int sq_audit_bound_at(void *h, int64_t at_ms, int64_t *before_id);
+int sq_prune_audit(void *h, const struct store_prune *p, struct store_prune_result *out);
 
 #endif

@@ -1,6 +1,16 @@
 /* ticker.c — what runs on a timer, and how often. */
 #include "ticker.h"
+#include "log.h"
 #include "scaling.h"
+
+/* Expired sessions no longer let anyone in, but their rows stay until
+ * deleted: the leader deletes them (once for every replica). */
+static void ticker_sweep_sessions(struct app *app) {
+    int64_t deleted = 0;
+    if (!leader_is(app->leader)) return;
+    if (store_sweep_sessions(app->st, util_now_ms(), &deleted) == STORE_OK && deleted > 0)
+        log_json(LOG_DEBUG, "expired sessions deleted", json_pack("{s:I}", "sessions", (json_int_t)deleted));
+}
 
 void ticker_run(struct ticker *t, struct app *app, int64_t now_mono) {
     /* Every step: a wait_ms answer is never late by more than one step. */
@@ -28,5 +38,9 @@ void ticker_run(struct ticker *t, struct app *app, int64_t now_mono) {
     if (now_mono >= t->next_ping) {
         events_ping(app->events);
         t->next_ping = now_mono + 15000;
+    }
+    if (now_mono >= t->next_session_sweep) {
+        ticker_sweep_sessions(app);
+        t->next_session_sweep = now_mono + app->cfg->session_sweep_s * 1000LL;
     }
 }

@@ -1,7 +1,8 @@
 /* ticker.h — the periodic work of a serving sluiced, driven from the main
  * thread between signals: policy reload checks, the deadlines of wait_ms,
- * forgetting silent workers, ending temporary overrides and evaluating
- * alerts. Each task has its own interval; ticker_run does what is due. */
+ * forgetting silent workers, ending temporary overrides, evaluating alerts
+ * and deleting expired sessions. Each task has its own interval; ticker_run
+ * does what is due. */
 #ifndef SLUICE_TICKER_H
 #define SLUICE_TICKER_H
 
@@ -12,7 +13,7 @@
 #define TICKER_STEP_MS 50            /* how often ticker_run should be called */
 
 struct ticker {
-    int64_t next_reload, next_second, next_snapshot, next_ping;
+    int64_t next_reload, next_second, next_snapshot, next_ping, next_session_sweep;
 };
 
 /* Do whatever is due at now_mono (util_mono_ms). */

@@ -29,6 +29,8 @@ test('applies_a_change_with_who_when_why_and_bumps_version', async () => {
   assert.equal(r.json.desired_concurrency, 10);
   assert.equal(r.json.previous, 4);
   assert.equal(r.json.version, 1);
+  assert.equal(r.json.changed, true);
+  assert.equal(typeof r.json.audit_id, 'number');
   assert.equal(r.json.updated_by, 'ci-job');
   assert.equal(r.json.reason, 'nightly backfill');
   assert.match(r.json.updated_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
@@ -45,14 +47,18 @@ test('applies_a_change_with_who_when_why_and_bumps_version', async () => {
   assert.equal(h.json.items[0].request_id, r.headers['x-request-id']);
 });
 
-test('a_change_to_the_current_value_is_audited_without_a_version_bump', async () => {
+test('a_change_to_the_current_value_answers_changed_false_without_an_audit_entry', async () => {
   const cur = (await srv.request('GET', '/api/v1/scaling/alpha', { token: srv.tokens.read })).json;
+  const before = (await srv.request('GET', '/api/v1/scaling/alpha/history?limit=1', { token: srv.tokens.read })).json;
   const r = await putScaling(srv, 'alpha', { desired_concurrency: cur.desired_concurrency, reason: 'same again' });
   assert.equal(r.status, 200, r.text);
   assert.equal(r.json.version, cur.version);
+  assert.equal(r.json.changed, false);
+  assert.equal(r.json.audit_id, null);
+  assert.equal(r.json.previous, cur.desired_concurrency);
+  assert.equal(r.json.reason, cur.reason);               // the stored change, not this request's
   const h = await srv.request('GET', '/api/v1/scaling/alpha/history?limit=1', { token: srv.tokens.read });
-  assert.equal(h.json.items[0].reason, 'same again');
-  assert.equal(h.json.items[0].outcome, 'applied');
+  assert.deepEqual(h.json.items[0], before.items[0]);
 });
 
 test('refuses_above_max_with_out_of_bounds_and_details', async () => {
@@ -182,6 +188,7 @@ test('a_no_op_with_a_duration_starts_no_override_and_keeps_the_version', async (
   const before = (await srv.request('GET', '/api/v1/scaling/budget', { token: srv.tokens.read })).json;
   const r = await putScaling(srv, 'budget', { desired_concurrency: before.desired_concurrency, reason: 'same value', duration_s: 60 });
   assert.equal(r.status, 200, r.text);
+  assert.equal(r.json.changed, false);
   const g = (await srv.request('GET', '/api/v1/scaling/budget', { token: srv.tokens.read })).json;
   assert.equal(g.version, before.version);
   assert.equal(g.expires_at, null);

@@ -18,7 +18,7 @@ queue "bench" { }
 `;
 
 const redis = await startRedis();
-const srv = await startServer({ policies: POLICY, extraArgs: ['--redis', redis.url] });
+const srv = await startServer({ policies: POLICY, extraArgs: ['--redis', redis.url, '--write-rate', '0'] });
 const seen = await reports(redis);
 const workers = [];
 for (let i = 0; i < WORKERS; i++) workers.push(startWorker(redis, 'bench', ['--id', `bench-${i}`]));

@@ -131,7 +131,7 @@ async function restartKilled(srv) {
 // kill -9 of sluiced, again and again, while changes stream in.
 export async function killLoop({ rounds = 5, every = 300 } = {}) {
   const redis = await startRedis();
-  const srv = await startServer({ policies: POLICY, extraArgs: ['--redis', redis.url] });
+  const srv = await startServer({ policies: POLICY, extraArgs: ['--redis', redis.url, '--write-rate', '0'] });
   const seen = await listen(redis, 'sluice:scaling');
   const watcher = hashWatcher(redis);
   const stream = changeStream(() => srv);
@@ -153,7 +153,7 @@ export async function killLoop({ rounds = 5, every = 300 } = {}) {
 // Redis killed and restarted empty, with and without changes in flight.
 export async function redisRestart({ rounds = 3, down = 300 } = {}) {
   const redis = await startRedis();
-  const srv = await startServer({ policies: POLICY, extraArgs: ['--redis', redis.url] });
+  const srv = await startServer({ policies: POLICY, extraArgs: ['--redis', redis.url, '--write-rate', '0'] });
   const seen = await listen(redis, 'sluice:scaling');
   const watcher = hashWatcher(redis);
   let streaming = true;
@@ -178,7 +178,7 @@ export async function redisRestart({ rounds = 3, down = 300 } = {}) {
 }
 
 async function twoReplicas(redis, lease) {
-  const args = ['--redis', redis.url, '--leader-lease-ms', String(lease)];
+  const args = ['--redis', redis.url, '--leader-lease-ms', String(lease), '--write-rate', '0'];
   const a = await startServer({ policies: POLICY, extraArgs: args });
   const b = await startServer({ shareWith: a, policies: POLICY, extraArgs: args });
   return { a, b };
@@ -271,7 +271,7 @@ export async function fullVolume({ rounds = 2 } = {}) {
   const dir = tempDir('sluice-chaos-vol-');
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m', 'tmpfs', dir], { stdio: 'pipe' });
   const redis = await startRedis();
-  const srv = await startServer({ policies: POLICY, db: join(dir, 'sluice.db'), extraArgs: ['--redis', redis.url] });
+  const srv = await startServer({ policies: POLICY, db: join(dir, 'sluice.db'), extraArgs: ['--redis', redis.url, '--write-rate', '0'] });
   const seen = await listen(redis, 'sluice:scaling');
   const watcher = hashWatcher(redis);
   const stream = changeStream(() => srv);

@@ -301,6 +301,25 @@ TEST(session_refuses_bad_tokens_and_cookies) {
     close_store(st);
 }
 
+TEST(one_session_too_many_ends_the_oldest_of_its_token) {
+    char token[AUTH_TOKEN_MAX], id[STORE_ID_MAX], other[AUTH_TOKEN_MAX], oid[STORE_ID_MAX];
+    char cookies[4][STORE_HASH_MAX], ocookie[STORE_HASH_MAX];
+    struct store_limits lim = {.sessions_per_token = 3};
+    struct auth_principal p;
+    int64_t now = util_now_ms();
+    store *st = open_store();
+    ASSERT(st != NULL);
+    store_set_limits(st, &lim);
+    ASSERT(auth_token_create(st, "browser", AUTH_SCOPE_READ, 0, now, token, id) == STORE_OK);
+    ASSERT(auth_token_create(st, "other", AUTH_SCOPE_READ, 0, now, other, oid) == STORE_OK);
+    ASSERT(auth_session_open(st, other, now, &p, ocookie) == AUTH_OK);
+    for (int i = 0; i < 4; i++) ASSERT(auth_session_open(st, token, now, &p, cookies[i]) == AUTH_OK);
+    EXPECT_INT(auth_verify_session(st, cookies[0], now, &p), AUTH_DENIED);
+    for (int i = 1; i < 4; i++) EXPECT_INT(auth_verify_session(st, cookies[i], now, &p), AUTH_OK);
+    EXPECT_INT(auth_verify_session(st, ocookie, now, &p), AUTH_OK);
+    close_store(st);
+}
+
 int main(void) {
     RUN(parses_scope_lists);
     RUN(admin_implies_read_and_write);
@@ -314,5 +333,6 @@ int main(void) {
     RUN(session_verifies_and_checks_csrf);
     RUN(session_ends_with_revocation_close_or_expiry);
     RUN(session_refuses_bad_tokens_and_cookies);
+    RUN(one_session_too_many_ends_the_oldest_of_its_token);
     return UNIT_DONE();
 }

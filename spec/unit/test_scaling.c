@@ -1,9 +1,10 @@
 /* test_scaling.c — the domain service over a real store and policy: targets,
- * the checks of a change in lua.md's order, audit of refusals, history and
- * the writes flag. */
+ * the checks of a change in lua.md's order, audit of refusals, history, the
+ * writes flag, changes that change nothing, and the per-token write rate. */
 #include "unit.h"
 #include "auth.h"
 #include "flags.h"
+#include "ratelimit.h"
 #include "scaling.h"
 
 #include <stdlib.h>
@@ -64,7 +65,7 @@ static void teardown(void) {
 
 static struct scaling_change change(const char *queue, int64_t to) {
     struct scaling_change c = {queue, to, "test", 0, 0, 0, 0, "alice",
-                               AUTH_SCOPE_WRITE, "api", "rid-s"};
+                               AUTH_SCOPE_WRITE, "api", "rid-s", "tok-alice"};
     return c;
 }
 
@@ -113,7 +114,7 @@ TEST(unchanged_queue_reports_its_default_at_version_0) {
 
 TEST(applies_a_change_and_audits_it) {
     struct scaling_error err = {0};
-    char code[32], audit[STORE_CODE_MAX];
+    char audit[STORE_CODE_MAX];
     ASSERT(setup("local"));
     struct scaling_change c = change("ingestion", 12);
     json_t *t = scaling_set(&app, &c, &err);
@@ -121,9 +122,65 @@ TEST(applies_a_change_and_audits_it) {
     EXPECT_INT(json_integer_value(json_object_get(t, "version")), 1);
     EXPECT_INT(json_integer_value(json_object_get(t, "previous")), 4);
     EXPECT_STR(json_string_value(json_object_get(t, "updated_by")), "alice");
+    EXPECT(json_is_true(json_object_get(t, "changed")));
+    EXPECT(json_integer_value(json_object_get(t, "audit_id")) > 0);
     json_decref(t);
-    EXPECT_INT(set(change("ingestion", 12), code, &err), 1);     /* same value: same version */
     EXPECT_STR(last_audit_code("ingestion", audit), "applied");
+    scaling_error_clear(&err);
+    teardown();
+}
+
+TEST(a_change_to_the_current_value_answers_unchanged_and_audits_nothing) {
+    struct scaling_error err = {0};
+    char code[32];
+    ASSERT(setup("local"));
+    EXPECT_INT(set(change("ingestion", 12), code, &err), 1);
+    for (int i = 0; i < 20; i++) {
+        struct scaling_change c = change("ingestion", 12);
+        json_t *t = scaling_set(&app, &c, &err);
+        ASSERT(t != NULL);
+        EXPECT(json_is_false(json_object_get(t, "changed")));
+        EXPECT(json_is_null(json_object_get(t, "audit_id")));
+        EXPECT_INT(json_integer_value(json_object_get(t, "version")), 1);
+        EXPECT_INT(json_integer_value(json_object_get(t, "previous")), 12);
+        json_decref(t);
+    }
+    json_t *h = scaling_history(&app, "ingestion", 0, 50, &err);
+    EXPECT_INT(json_array_size(json_object_get(h, "items")), 1);
+    json_decref(h);
+    scaling_error_clear(&err);
+    teardown();
+}
+
+TEST(a_token_over_its_write_rate_gets_429_unaudited_and_other_tokens_write_on) {
+    struct scaling_error err = {0};
+    struct store_limits lim = {.writes_per_min = 60, .write_burst = 3};
+    char code[32];
+    ASSERT(setup("local"));
+    cfg.write_rate = 60;
+    cfg.write_burst = 3;
+    store_set_limits(app.st, &lim);
+    for (int to = 5; to <= 7; to++) EXPECT_INT(set(change("ingestion", to), code, &err), to - 4);
+    set(change("ingestion", 8), code, &err);
+    EXPECT_STR(code, "rate_limited");
+    EXPECT_INT(err.status, 429);
+    EXPECT_STR(json_string_value(json_object_get(err.details, "limit")), "token");
+    EXPECT_INT(json_integer_value(json_object_get(err.details, "writes_per_minute")), 60);
+    EXPECT_INT(json_integer_value(json_object_get(err.details, "burst")), 3);
+    EXPECT_INT(err.retry_after_s, 1);
+    EXPECT_INT(json_integer_value(json_object_get(err.details, "retry_after_s")), err.retry_after_s);
+    /* Refusals of every kind count: no-ops and invalid changes too, not audited. */
+    set(change("ingestion", 100), code, &err);
+    EXPECT_STR(code, "rate_limited");
+    json_t *h = scaling_history(&app, "ingestion", 0, 50, &err);
+    EXPECT_INT(json_array_size(json_object_get(h, "items")), 3);
+    json_decref(h);
+    struct scaling_change other = change("ingestion", 9);
+    other.token_id = "tok-bob";
+    EXPECT_INT(set(other, code, &err), 4);
+    struct scaling_change own = change("ingestion", 10);
+    own.token_id = NULL;                              /* sluiced itself: never limited */
+    EXPECT_INT(set(own, code, &err), 5);
     scaling_error_clear(&err);
     teardown();
 }
@@ -249,13 +306,41 @@ TEST(writes_flag_is_checked_before_known_queue) {
     teardown();
 }
 
+TEST(token_buckets_refill_at_the_rate_and_stay_bounded) {
+    int64_t wait = 0, t = 1000000;
+    ratelimit *rl = ratelimit_new(60, 3, 2);          /* one a second, three at once, two keys */
+    ASSERT(rl != NULL);
+    for (int i = 0; i < 3; i++) EXPECT_INT(ratelimit_take(rl, "a", t, &wait), 1);
+    EXPECT_INT(ratelimit_take(rl, "a", t, &wait), 0);
+    EXPECT_INT(wait, 1000);
+    EXPECT_INT(ratelimit_take(rl, "a", t + 400, &wait), 0);
+    EXPECT_INT(wait, 600);
+    EXPECT_INT(ratelimit_take(rl, "a", t + 1000, &wait), 1);   /* one came back */
+    EXPECT_INT(ratelimit_take(rl, "a", t + 1000, &wait), 0);
+    EXPECT_INT(ratelimit_take(rl, "b", t + 1000, &wait), 1);   /* another key: its own bucket */
+    /* A third key takes the slot of the one used least recently ("b"), and a
+     * key kept busy with refusals is never the one forgotten. */
+    EXPECT_INT(ratelimit_take(rl, "a", t + 1001, &wait), 0);
+    EXPECT_INT(ratelimit_take(rl, "c", t + 1002, &wait), 1);
+    EXPECT_INT(ratelimit_take(rl, "a", t + 1003, &wait), 0);
+    /* Idle long enough, a bucket is full again: three at once. */
+    for (int i = 0; i < 3; i++) EXPECT_INT(ratelimit_take(rl, "a", t + 10000, &wait), 1);
+    EXPECT_INT(ratelimit_take(rl, "a", t + 10000, &wait), 0);
+    ratelimit_free(rl);
+    ratelimit_free(NULL);
+    EXPECT(ratelimit_new(0, 1, 1) == NULL);
+}
+
 int main(void) {
     RUN(unchanged_queue_reports_its_default_at_version_0);
     RUN(applies_a_change_and_audits_it);
+    RUN(a_change_to_the_current_value_answers_unchanged_and_audits_nothing);
+    RUN(a_token_over_its_write_rate_gets_429_unaudited_and_other_tokens_write_on);
     RUN(checks_run_in_the_documented_order);
     RUN(cooldown_and_hourly_budget_answer_429);
     RUN(writes_flag_gates_changes_outside_local);
     RUN(history_pages_newest_first);
     RUN(writes_flag_is_checked_before_known_queue);
+    RUN(token_buckets_refill_at_the_rate_and_stay_bounded);
     return UNIT_DONE();
 }

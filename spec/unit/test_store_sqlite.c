@@ -1,6 +1,7 @@
 /* test_store_sqlite.c — the SQLite backend of store.h on real database files:
- * migrations, the judged change, audit log, outbox, flags and locking; the
- * write gate of store.c; a full volume (a real tmpfs, as root). */
+ * migrations, the judged change, audit log (its export and prune), outbox,
+ * flags, sessions (cap and sweep) and locking; the write gate of store.c; a
+ * full volume (a real tmpfs, as root). */
 #include "unit.h"
 #include "migrations.h"
 #include "store.h"
@@ -169,25 +170,44 @@ TEST(applied_changes_bump_versions_and_audit) {
     remove_store(st);
 }
 
-TEST(change_to_current_value_keeps_version_and_audits) {
+TEST(change_to_current_value_writes_nothing) {
     struct store_change_result r;
     struct store_target t;
-    struct store_audit *rows = NULL;
-    size_t n = 0;
+    char rows[1024];
     int64_t now = util_now_ms();
     store *st = fresh_store(1);
     ASSERT(st != NULL);
     ASSERT(apply(st, "build", 6, now, accept_judge, &r) == STORE_OK);
-    ASSERT(apply(st, "build", 6, now + 5, accept_judge, &r) == STORE_OK);
-    EXPECT(r.applied == 1 && r.previous == 6 && r.target.version == 1);
+    EXPECT(r.applied == 1 && r.changed == 1 && r.audit_id > 0);
+    for (int i = 1; i <= 50; i++) {
+        ASSERT(apply(st, "build", 6, now + i, accept_judge, &r) == STORE_OK);
+        EXPECT(r.applied == 1 && r.changed == 0 && r.audit_id == 0);
+    }
+    EXPECT(r.previous == 6 && r.target.desired == 6 && r.target.version == 1);
     ASSERT(store_get_target(st, "build", &t) == STORE_OK);
     EXPECT_INT(t.version, 1);
     EXPECT_INT(t.updated_at_ms, now);          /* the row was not rewritten */
-    ASSERT(store_list_audit(st, "scaling", "build", 0, 10, &rows, &n) == STORE_OK);
-    EXPECT_INT(n, 2);
-    EXPECT(n == 2 && rows[0].from == 6 && rows[0].to == 6 && rows[0].version == 1 &&
-           strcmp(rows[0].outcome, "applied") == 0);
-    free(rows);
+    EXPECT_INT(raw_query("SELECT (SELECT COUNT(*) FROM scaling_audit),"
+                         " (SELECT COUNT(*) FROM scaling_outbox)", rows), SQLITE_OK);
+    EXPECT_STR(rows, "1:1,");
+    remove_store(st);
+}
+
+TEST(permanent_change_at_the_override_value_is_written_and_audited) {
+    struct store_change_result r;
+    char rows[1024];
+    int64_t now = util_now_ms();
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    struct store_change c = change("q", 9, now);
+    c.expires_at_ms = now + 3600000;
+    ASSERT(store_apply_change(st, &c, accept_judge, NULL, &r) == STORE_OK);
+    ASSERT(apply(st, "q", 9, now + 1, accept_judge, &r) == STORE_OK);   /* ends the override */
+    EXPECT(r.applied == 1 && r.changed == 1 && r.audit_id > 0);
+    EXPECT(r.target.version == 1 && r.target.expires_at_ms == 0);
+    EXPECT_INT(raw_query("SELECT (SELECT COUNT(*) FROM scaling_audit),"
+                         " (SELECT COUNT(*) FROM scaling_outbox)", rows), SQLITE_OK);
+    EXPECT_STR(rows, "2:1,");
     remove_store(st);
 }
 
@@ -446,6 +466,234 @@ TEST(temporary_override_remembers_the_value_to_revert_to) {
     remove_store(st);
 }
 
+/* ---- sessions --------------------------------------------------------------------- */
+
+static int put_session(store *st, const char *token_id, int n, int64_t created, int64_t expires) {
+    struct store_session x;
+    memset(&x, 0, sizeof x);
+    snprintf(x.id_hash, sizeof x.id_hash, "%s-%02d", token_id, n);
+    util_copy(x.token_id, sizeof x.token_id, token_id);
+    strcpy(x.csrf, "c");
+    x.created_ms = created;
+    x.expires_ms = expires;
+    return store_put_session(st, &x);
+}
+
+static int has_session(store *st, const char *token_id, int n) {
+    struct store_session x;
+    char id[STORE_HASH_MAX];
+    snprintf(id, sizeof id, "%s-%02d", token_id, n);
+    return store_get_session(st, id, &x) == STORE_OK;
+}
+
+static int add_token(store *st, const char *id) {
+    struct store_token t;
+    memset(&t, 0, sizeof t);
+    util_copy(t.id, sizeof t.id, id);
+    util_copy(t.name, sizeof t.name, id);
+    strcpy(t.secret_hash, "h");
+    strcpy(t.scopes, "scaling:read");
+    t.created_ms = util_now_ms();
+    return store_put_token(st, &t);
+}
+
+TEST(one_session_too_many_ends_the_oldest_of_that_token_only) {
+    struct store_limits lim = {.sessions_per_token = 3};
+    int64_t now = util_now_ms(), later = now + 3600000;
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    store_set_limits(st, &lim);
+    ASSERT(add_token(st, "aaaa") == STORE_OK && add_token(st, "bbbb") == STORE_OK);
+    ASSERT(put_session(st, "bbbb", 1, now, later) == STORE_OK);
+    /* Made in the same millisecond: the order of making decides, not the clock. */
+    for (int i = 1; i <= 5; i++) ASSERT(put_session(st, "aaaa", i, now, later) == STORE_OK);
+    EXPECT(!has_session(st, "aaaa", 1) && !has_session(st, "aaaa", 2));
+    EXPECT(has_session(st, "aaaa", 3) && has_session(st, "aaaa", 4) && has_session(st, "aaaa", 5));
+    EXPECT(has_session(st, "bbbb", 1));
+    /* Even with a clock that went back, the newest session is kept. */
+    ASSERT(put_session(st, "aaaa", 6, now - 60000, later) == STORE_OK);
+    EXPECT(has_session(st, "aaaa", 6) && !has_session(st, "aaaa", 3));
+    remove_store(st);
+}
+
+TEST(sweep_deletes_expired_sessions_only) {
+    int64_t now = util_now_ms(), deleted = -1;
+    char rows[1024];
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    ASSERT(add_token(st, "aaaa") == STORE_OK);
+    ASSERT(put_session(st, "aaaa", 3, now, now + 3600000) == STORE_OK);
+    ASSERT(put_session(st, "aaaa", 1, now - 7200000, now - 3600000) == STORE_OK);
+    ASSERT(put_session(st, "aaaa", 2, now - 7200000, now - 1) == STORE_OK);
+    EXPECT_INT(raw_query("SELECT COUNT(*) FROM api_sessions", rows), SQLITE_OK);
+    EXPECT_STR(rows, "3,");                    /* none had expired when the next was made */
+    EXPECT_INT(store_sweep_sessions(st, now, &deleted), STORE_OK);
+    EXPECT_INT(deleted, 2);
+    EXPECT(!has_session(st, "aaaa", 1) && !has_session(st, "aaaa", 2) && has_session(st, "aaaa", 3));
+    EXPECT_INT(store_sweep_sessions(st, now, &deleted), STORE_OK);
+    EXPECT_INT(deleted, 0);
+    remove_store(st);
+}
+
+/* ---- the audit log's export and prune ------------------------------------------------ */
+
+#define DAY_MS (24 * 60 * MIN_MS)
+
+/* count changes of queue q, one a minute from `from` on, each to a new
+ * value; returns the first audit id. */
+static int64_t audit_changes(store *st, int count, int64_t from) {
+    static int64_t value = 1;
+    struct store_change_result r;
+    int64_t first = 0;
+    for (int i = 0; i < count; i++) {
+        value = value % 50 + 1;
+        if (apply(st, "q", value, from + i * MIN_MS, accept_judge, &r) != STORE_OK) return -1;
+        if (i == 0) first = r.audit_id;
+    }
+    return first;
+}
+
+static struct store_prune prune_spec(int64_t before_id, int64_t before_at_ms, int64_t now) {
+    struct store_prune p = {before_id, before_at_ms, now - DAY_MS, "ops", "cli", "keep a year",
+                            "prune-1", now};
+    return p;
+}
+
+TEST(export_reads_oldest_first_in_pages) {
+    struct store_audit *rows = NULL;
+    size_t n = 0;
+    int64_t now = util_now_ms();
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    int64_t first = audit_changes(st, 5, now - 10 * MIN_MS);
+    ASSERT(first > 0);
+    ASSERT(store_list_audit_oldest(st, 0, 0, 3, &rows, &n) == STORE_OK);
+    ASSERT(n == 3);
+    EXPECT(rows[0].id == first && rows[1].id == first + 1 && rows[2].id == first + 2);
+    free(rows);
+    ASSERT(store_list_audit_oldest(st, first + 2, 0, 3, &rows, &n) == STORE_OK);
+    ASSERT(n == 2);
+    EXPECT_INT(rows[1].id, first + 4);
+    free(rows);
+    ASSERT(store_list_audit_oldest(st, 0, first + 2, 10, &rows, &n) == STORE_OK);
+    EXPECT_INT(n, 2);
+    free(rows);
+    remove_store(st);
+}
+
+TEST(prune_deletes_older_entries_and_audits_itself) {
+    struct store_prune_result res;
+    struct store_audit *rows = NULL;
+    size_t n = 0;
+    char out[1024];
+    int64_t now = util_now_ms();
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    int64_t first = audit_changes(st, 6, now - 3 * DAY_MS);
+    ASSERT(first > 0);
+    struct store_prune p = prune_spec(first + 4, 0, now);
+    ASSERT(store_prune_audit(st, &p, &res) == STORE_OK);
+    EXPECT(!res.refused && res.deleted == 4 && res.before_id == first + 4);
+    EXPECT(res.entry.id == first + 6);         /* ids go on: nothing is reused */
+    ASSERT(store_list_audit(st, NULL, NULL, 0, 10, &rows, &n) == STORE_OK);
+    ASSERT(n == 3);
+    EXPECT_STR(rows[0].kind, "audit");
+    EXPECT_STR(rows[0].subject, "prune");
+    EXPECT(rows[0].from == 4 && rows[0].to == first + 4 && rows[0].version == 0);
+    EXPECT(!strcmp(rows[0].actor, "ops") && !strcmp(rows[0].source, "cli") &&
+           !strcmp(rows[0].reason, "keep a year") && !strcmp(rows[0].outcome, "applied"));
+    EXPECT(rows[1].id == first + 5 && rows[2].id == first + 4);
+    free(rows);
+    /* A later prune never deletes the record of an earlier one. */
+    p = prune_spec(first + 6, 0, now + 1);
+    ASSERT(store_prune_audit(st, &p, &res) == STORE_OK);
+    EXPECT_INT(res.deleted, 2);
+    EXPECT_INT(raw_query("SELECT kind, from_value FROM scaling_audit ORDER BY id", out), SQLITE_OK);
+    EXPECT_STR(out, "audit:4,audit:2,");
+    /* Nothing else deletes, the permit is gone, and a prune record cannot go either. */
+    EXPECT_INT(raw_query("DELETE FROM scaling_audit", out), SQLITE_CONSTRAINT);
+    EXPECT_INT(raw_query("SELECT COUNT(*) FROM audit_prune_permit", out), SQLITE_OK);
+    EXPECT_STR(out, "0,");
+    EXPECT_INT(raw_query("INSERT INTO audit_prune_permit VALUES (1, 1000000);"
+                         " DELETE FROM scaling_audit WHERE kind = 'audit'", out), SQLITE_CONSTRAINT);
+    remove_store(st);
+}
+
+TEST(prune_refuses_entries_of_the_last_day_and_writes_nothing) {
+    struct store_prune_result res;
+    char out[1024];
+    int64_t now = util_now_ms();
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    int64_t first = audit_changes(st, 3, now - 2 * DAY_MS);
+    ASSERT(first > 0 && audit_changes(st, 2, now - 60 * MIN_MS) > 0);
+    struct store_prune p = prune_spec(first + 5, 0, now);
+    ASSERT(store_prune_audit(st, &p, &res) == STORE_OK);
+    EXPECT(res.refused && res.deleted == 0 && res.youngest_ms == now - 59 * MIN_MS);
+    EXPECT_INT(raw_query("SELECT COUNT(*) FROM scaling_audit", out), SQLITE_OK);
+    EXPECT_STR(out, "5,");
+    p = prune_spec(first + 3, 0, now);        /* the old ones only */
+    ASSERT(store_prune_audit(st, &p, &res) == STORE_OK);
+    EXPECT(!res.refused && res.deleted == 3);
+    remove_store(st);
+}
+
+TEST(prune_by_time_deletes_the_entries_before_the_first_at_that_time) {
+    struct store_prune_result res;
+    int64_t now = util_now_ms(), bound = 0;
+    store *st = fresh_store(1);
+    ASSERT(st != NULL);
+    EXPECT_INT(store_audit_bound_at(st, now, &bound), STORE_OK);
+    EXPECT_INT(bound, 1);                      /* empty log */
+    int64_t first = audit_changes(st, 4, now - 4 * DAY_MS);   /* a minute apart */
+    ASSERT(first > 0);
+    EXPECT_INT(store_audit_bound_at(st, now - 4 * DAY_MS + 2 * MIN_MS, &bound), STORE_OK);
+    EXPECT_INT(bound, first + 2);
+    EXPECT_INT(store_audit_bound_at(st, now - 4 * DAY_MS + 90000, &bound), STORE_OK);
+    EXPECT_INT(bound, first + 2);
+    EXPECT_INT(store_audit_bound_at(st, now, &bound), STORE_OK);
+    EXPECT_INT(bound, first + 4);              /* all older: one past the newest */
+    struct store_prune p = prune_spec(0, now - 4 * DAY_MS + 90000, now);
+    ASSERT(store_prune_audit(st, &p, &res) == STORE_OK);
+    EXPECT(!res.refused && res.deleted == 2 && res.before_id == first + 2);
+    remove_store(st);
+}
+
+TEST(migration_4_keeps_every_audit_id_and_the_counter) {
+    sqlite3 *db = NULL;
+    char out[1024];
+    struct store_change_result r;
+    strcpy(dir, "/tmp/sluice-store-XXXXXX");
+    ASSERT(mkdtemp(dir) != NULL);
+    snprintf(db_path, sizeof db_path, "%s/s.db", dir);
+    /* A database of before 004, with entries in its log. */
+    ASSERT(sqlite3_open(db_path, &db) == SQLITE_OK);
+    EXPECT_INT(sqlite3_exec(db, "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY,"
+                                " name TEXT NOT NULL, applied_at INTEGER NOT NULL)", NULL, NULL, NULL), SQLITE_OK);
+    for (const struct migration *m = migrations; m->backend; m++) {
+        if (strcmp(m->backend, "sqlite") != 0 || m->version >= 4) continue;
+        char ins[160];
+        EXPECT_INT(sqlite3_exec(db, m->sql, NULL, NULL, NULL), SQLITE_OK);
+        snprintf(ins, sizeof ins, "INSERT INTO schema_migrations VALUES (%d, '%s', 0)", m->version, m->name);
+        EXPECT_INT(sqlite3_exec(db, ins, NULL, NULL, NULL), SQLITE_OK);
+    }
+    for (int i = 0; i < 3; i++)
+        EXPECT_INT(sqlite3_exec(db, "INSERT INTO scaling_audit (kind, subject, from_value, to_value, version,"
+                                    " actor, source, reason, outcome, at, request_id)"
+                                    " VALUES ('scaling', 'q', 1, 2, 1, 'a', 'api', 'r', 'applied', 1, 'x')",
+                                NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    store *st = open_at(1000, 1);
+    ASSERT(st != NULL);
+    EXPECT_INT(store_schema_current(st), 1);
+    EXPECT_INT(raw_query("SELECT group_concat(id) FROM scaling_audit", out), SQLITE_OK);
+    EXPECT_STR(out, "1,2,3,");
+    ASSERT(apply(st, "q", 5, util_now_ms(), accept_judge, &r) == STORE_OK);
+    EXPECT_INT(r.audit_id, 4);
+    EXPECT_INT(raw_query("UPDATE scaling_audit SET reason = 'x'", out), SQLITE_CONSTRAINT);
+    remove_store(st);
+}
+
 /* ---- the write gate ------------------------------------------------------------ */
 
 static void sleep_ms(long ms) {
@@ -493,7 +741,7 @@ static int start_slow_writer(struct slow_writer *w, store *st, long judge_ms) {
 }
 
 TEST(write_gate_refuses_at_once_when_the_writers_inside_are_stuck) {
-    struct store_limits lim = {1, 0, 0, 0};
+    struct store_limits lim = {.max_writers = 1};
     struct store_change_result r;
     store *st = fresh_store(1);
     ASSERT(st != NULL);
@@ -514,7 +762,7 @@ TEST(write_gate_refuses_at_once_when_the_writers_inside_are_stuck) {
 }
 
 TEST(write_gate_lets_ordinary_contention_wait_its_turn) {
-    struct store_limits lim = {1, 0, 0, 0};
+    struct store_limits lim = {.max_writers = 1};
     struct store_change_result r;
     store *st = fresh_store(1);
     ASSERT(st != NULL);
@@ -638,7 +886,8 @@ int main(void) {
     RUN(migrate_is_idempotent_and_schema_current);
     RUN(open_refuses_bad_urls_with_a_message);
     RUN(applied_changes_bump_versions_and_audit);
-    RUN(change_to_current_value_keeps_version_and_audits);
+    RUN(change_to_current_value_writes_nothing);
+    RUN(permanent_change_at_the_override_value_is_written_and_audited);
     RUN(refused_change_is_audited_and_changes_nothing);
     RUN(abandoned_change_writes_nothing);
     RUN(judge_stats_count_only_applied_moves);
@@ -649,6 +898,13 @@ int main(void) {
     RUN(busy_database_answers_unavailable_and_writes_nothing);
     RUN(sql_looking_and_long_utf8_text_is_stored_verbatim);
     RUN(temporary_override_remembers_the_value_to_revert_to);
+    RUN(one_session_too_many_ends_the_oldest_of_that_token_only);
+    RUN(sweep_deletes_expired_sessions_only);
+    RUN(export_reads_oldest_first_in_pages);
+    RUN(prune_deletes_older_entries_and_audits_itself);
+    RUN(prune_refuses_entries_of_the_last_day_and_writes_nothing);
+    RUN(prune_by_time_deletes_the_entries_before_the_first_at_that_time);
+    RUN(migration_4_keeps_every_audit_id_and_the_counter);
     RUN(write_gate_refuses_at_once_when_the_writers_inside_are_stuck);
     RUN(write_gate_lets_ordinary_contention_wait_its_turn);
     RUN(write_ahead_log_stays_small_across_many_changes);
