@@ -22,6 +22,7 @@ struct events {
     pthread_mutex_t lock;
     struct stream *streams;
     int count, max, max_per_owner;
+    int closing;                 /* events_close_all ran: no new streams */
 };
 
 events *events_new(int max_streams, int max_per_owner) {
@@ -149,8 +150,11 @@ int events_open(events *ev, struct http_response *resp, json_t *first, const cha
     pthread_mutex_lock(&ev->lock);
     int mine = 0;
     for (struct stream *o = ev->streams; o; o = o->next) mine += strcmp(o->owner, s->owner) == 0;
-    if (ev->count >= ev->max || mine >= ev->max_per_owner) {
-        int rc = ev->count >= ev->max ? -1 : -2;
+    /* After shutdown began, a browser may still ask for a stream on a
+     * keep-alive connection: it would be suspended with nobody left to
+     * resume it. */
+    if (ev->closing || ev->count >= ev->max || mine >= ev->max_per_owner) {
+        int rc = ev->closing || ev->count >= ev->max ? -1 : -2;
         pthread_mutex_unlock(&ev->lock);
         pthread_mutex_destroy(&s->lock);
         free(s);
@@ -200,6 +204,7 @@ void events_ping(events *ev) {
 void events_close_all(events *ev) {
     if (ev == NULL) return;
     pthread_mutex_lock(&ev->lock);
+    ev->closing = 1;
     for (struct stream *s = ev->streams; s; s = s->next) {
         pthread_mutex_lock(&s->lock);
         s->closed = 1;

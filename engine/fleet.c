@@ -43,6 +43,7 @@ struct fleet {
     struct fleet_totals totals[FLEET_MAX_QUEUES];
     size_t ntotals;
     struct fleet_waiter *waiters;
+    int closing;                     /* waits were all finished for shutdown */
     uint64_t malformed, suppressed;
     int64_t last_complaint_ms;
 };
@@ -444,12 +445,19 @@ int fleet_wait(fleet *fl, const char *queue, int64_t version, int64_t deadline_m
     pthread_mutex_lock(&fl->lock);
     w->next = fl->waiters;
     fl->waiters = w;
+    int closing = fl->closing;
     pthread_mutex_unlock(&fl->lock);
-    fleet_check_waiters(fl, util_mono_ms(), 0);
+    /* During shutdown nobody would end a new wait: end it now, as it is. */
+    fleet_check_waiters(fl, util_mono_ms(), closing);
     return 0;
 }
 
 void fleet_check_waiters(fleet *fl, int64_t now_ms, int finish_all) {
+    if (finish_all) {
+        pthread_mutex_lock(&fl->lock);
+        fl->closing = 1;
+        pthread_mutex_unlock(&fl->lock);
+    }
     struct fleet_waiter *done = NULL;
     struct fleet_acks acks;
     pthread_mutex_lock(&fl->lock);

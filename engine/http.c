@@ -700,6 +700,7 @@ void http_stop(http_server *srv) {
     if (srv == NULL) return;
     atomic_store(&srv->stopping, 1);
     if (srv->reaper_started) pthread_join(srv->reaper, NULL);
+
     MHD_stop_daemon(srv->daemon);                /* notifies CLOSED for every connection */
     pthread_mutex_destroy(&srv->conns_lock);
     free(srv);
