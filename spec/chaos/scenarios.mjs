@@ -177,11 +177,27 @@ export async function redisRestart({ rounds = 3, down = 300 } = {}) {
   }
 }
 
-async function twoReplicas(redis, lease) {
+// Two replicas on one PostgreSQL database with a stream of changes spread
+// over both, and everything the invariants need; stop() tears it down.
+async function twoReplicas(lease) {
+  const redis = await startRedis();
   const args = ['--redis', redis.url, '--leader-lease-ms', String(lease), '--write-rate', '0'];
   const a = await startServer({ policies: POLICY, extraArgs: args });
   const b = await startServer({ shareWith: a, policies: POLICY, extraArgs: args });
-  return { a, b };
+  const seen = await listen(redis, 'sluice:scaling');
+  const watcher = hashWatcher(redis);
+  let turn = 0;
+  const stream = changeStream(() => (turn++ % 2 ? b : a));
+  return {
+    redis, a, b, seen, watcher, stream,
+    async stop() {
+      for (const s of [a, b]) s.proc?.kill('SIGCONT');
+      await stream.stop();
+      await b.cleanup().catch(() => {});
+      await a.cleanup();
+      await redis.cleanup();
+    },
+  };
 }
 
 async function leaderOf(a, b, ms) {
@@ -198,13 +214,8 @@ async function leaderOf(a, b, ms) {
 // PostgreSQL: the leader frozen with SIGSTOP past its lease, then resumed.
 export async function leaderFreeze({ rounds = 2, lease = 2000 } = {}) {
   if (BACKEND !== 'postgres') return null;
-  const redis = await startRedis();
-  const { a, b } = await twoReplicas(redis, lease);
-  const seen = await listen(redis, 'sluice:scaling');
-  const watcher = hashWatcher(redis);
-  const servers = [a, b];
-  let turn = 0;
-  const stream = changeStream(() => servers[turn++ % 2]);
+  const rig = await twoReplicas(lease);
+  const { redis, a, b } = rig;
   const convergeMs = [];
   const takeover = [];
   try {
@@ -221,29 +232,20 @@ export async function leaderFreeze({ rounds = 2, lease = 2000 } = {}) {
       leader.proc.kill('SIGCONT');
       await sleep(lease);
     }
-    const r = await finish('leader frozen (SIGSTOP)', { redis, srv: a, stream, watcher, seen, rounds, convergeMs,
+    const r = await finish('leader frozen (SIGSTOP)', { ...rig, srv: a, rounds, convergeMs,
       notes: `take-over ms: ${takeover.join(', ')}` });
     r.takeoverMs = takeover;
     return r;
   } finally {
-    for (const s of servers) s.proc?.kill('SIGCONT');
-    await stream.stop();
-    await b.cleanup().catch(() => {});
-    await a.cleanup();
-    await redis.cleanup();
+    await rig.stop();
   }
 }
 
 // PostgreSQL: the leader's election session terminated by the database.
 export async function sessionTerminate({ rounds = 5, lease = 2000 } = {}) {
   if (BACKEND !== 'postgres') return null;
-  const redis = await startRedis();
-  const { a, b } = await twoReplicas(redis, lease);
-  const seen = await listen(redis, 'sluice:scaling');
-  const watcher = hashWatcher(redis);
-  const servers = [a, b];
-  let turn = 0;
-  const stream = changeStream(() => servers[turn++ % 2]);
+  const rig = await twoReplicas(lease);
+  const { redis, a } = rig;
   const convergeMs = [];
   const db = new URL(a.dbUrl);
   try {
@@ -254,12 +256,9 @@ export async function sessionTerminate({ rounds = 5, lease = 2000 } = {}) {
         ' AND datname = current_database() AND pid <> pg_backend_pid()'], { encoding: 'utf8' });
       convergeMs.push(await converge(redis, a));
     }
-    return await finish('leader session terminated', { redis, srv: a, stream, watcher, seen, rounds, convergeMs });
+    return await finish('leader session terminated', { ...rig, srv: a, rounds, convergeMs });
   } finally {
-    await stream.stop();
-    await b.cleanup().catch(() => {});
-    await a.cleanup();
-    await redis.cleanup();
+    await rig.stop();
   }
 }
 
