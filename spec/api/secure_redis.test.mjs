@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
-import { BACKEND, BUILD, SLUICED, startServer, putScaling, waitFor, sleep, tempDir, cli } from './harness.mjs';
+import { rmSync } from 'node:fs';
+import { BACKEND, BUILD, SLUICED, startServer, putScaling, waitFor, sleep, tempDir as harnessTempDir } from './harness.mjs';
 import { startSecureRedis, createCa } from './redis_tls.mjs';
 import { Worker, Queue } from 'bullmq';
 import { attach } from 'sluice-bullmq';
@@ -23,8 +24,19 @@ queue "ingest" { }
 `;
 let r;
 
+// Scratch directories of this file, removed at the end.
+const scratch = [];
+function tempDir(prefix) {
+  const d = harnessTempDir(prefix);
+  scratch.push(d);
+  return d;
+}
+
 before(async () => { if (!skip) r = await startSecureRedis(); });
-after(async () => { if (r) await r.stop(); });
+after(async () => {
+  if (r) await r.stop();
+  for (const d of scratch) rmSync(d, { recursive: true, force: true });
+});
 
 // sluiced's flags for the TLS Redis; the password comes from the
 // environment, not the command line.
