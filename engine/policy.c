@@ -375,6 +375,9 @@ static int policy_resolve(lua_State *L) {
 static void policy_gen_free(struct policy_gen *g) {
     if (g == NULL) return;
     sandbox_close(g->L);
+    sandbox_close(g->L_tick);
+    pthread_mutex_destroy(&g->eval_lock);
+    pthread_mutex_destroy(&g->tick_lock);
     free(g);
 }
 
@@ -398,43 +401,67 @@ static void policy_parse_error(const char *msg, const char *fallback_file, struc
     policy_set_error(err, fallback_file, 0, msg);
 }
 
-static struct policy_gen *policy_gen_load(const struct policy_files *f,
-                                          const struct sandbox_limits *limits,
-                                          struct policy_error *err) {
-    struct policy_gen *g = calloc(1, sizeof *g);
+/* One sandboxed state with every file of f run in it. resolve: also read
+ * the declarations into g (the first state of a generation; the second runs
+ * the same files for its functions only). NULL with err on any failure. */
+static lua_State *policy_state_load(const struct policy_files *f, const struct sandbox_limits *limits,
+                                    struct policy_gen *g, int resolve, struct policy_error *err) {
     char chunk[140];
-    if (g == NULL || (g->L = sandbox_new(limits, g)) == NULL) {
+    lua_State *L = sandbox_new(limits, g);
+    if (L == NULL) {
         policy_set_error(err, "-", 0, "out of memory");
-        goto fail;
+        return NULL;
     }
-    lua_pushcfunction(g->L, policy_dsl_open);
-    if (sandbox_pcall(g->L, 0, 0) != LUA_OK) {
-        policy_set_error(err, "-", 0, lua_tostring(g->L, -1));
+    lua_pushcfunction(L, policy_dsl_open);
+    if (sandbox_pcall(L, 0, 0) != LUA_OK) {
+        policy_set_error(err, "-", 0, lua_tostring(L, -1));
         goto fail;
     }
     for (size_t i = 0; i < f->n; i++) {
         snprintf(chunk, sizeof chunk, "@%s", f->names[i]);
-        if (luaL_loadbufferx(g->L, f->texts[i], f->lens[i], chunk, "t") != LUA_OK ||
-            sandbox_pcall(g->L, 0, 0) != LUA_OK) {
-            policy_parse_error(lua_tostring(g->L, -1), f->names[i], err);
+        if (luaL_loadbufferx(L, f->texts[i], f->lens[i], chunk, "t") != LUA_OK ||
+            sandbox_pcall(L, 0, 0) != LUA_OK) {
+            policy_parse_error(lua_tostring(L, -1), f->names[i], err);
             goto fail;
         }
-        util_copy(g->files[g->nfiles++], sizeof g->files[0], f->names[i]);
+        if (resolve) util_copy(g->files[g->nfiles++], sizeof g->files[0], f->names[i]);
     }
-    lua_pushcfunction(g->L, policy_resolve);
-    lua_pushlightuserdata(g->L, g);
-    if (sandbox_pcall(g->L, 1, 0) != LUA_OK) {
-        policy_parse_error(lua_tostring(g->L, -1), f->names[f->n - 1], err);
-        goto fail;
+    if (resolve) {
+        lua_pushcfunction(L, policy_resolve);
+        lua_pushlightuserdata(L, g);
+        if (sandbox_pcall(L, 1, 0) != LUA_OK) {
+            policy_parse_error(lua_tostring(L, -1), f->names[f->n - 1], err);
+            goto fail;
+        }
     }
-    lua_settop(g->L, 0);
-    sandbox_set_phase(g->L, SANDBOX_IDLE);
+    lua_settop(L, 0);
+    sandbox_set_phase(L, SANDBOX_IDLE);
+    return L;
+fail:
+    sandbox_close(L);
+    return NULL;
+}
+
+/* A complete generation with one reference (the caller's), or NULL with err. */
+static struct policy_gen *policy_gen_load(const struct policy_files *f,
+                                          const struct sandbox_limits *limits,
+                                          struct policy_error *err) {
+    struct policy_gen *g = calloc(1, sizeof *g);
+    if (g == NULL) {
+        policy_set_error(err, "-", 0, "out of memory");
+        return NULL;
+    }
+    atomic_init(&g->refs, 1);
+    pthread_mutex_init(&g->eval_lock, NULL);
+    pthread_mutex_init(&g->tick_lock, NULL);
+    if ((g->L = policy_state_load(f, limits, g, 1, err)) == NULL ||
+        (g->L_tick = policy_state_load(f, limits, g, 0, err)) == NULL) {
+        policy_gen_free(g);
+        return NULL;
+    }
     util_copy(g->sha256, sizeof g->sha256, f->digest);
     g->loaded_at_ms = util_now_ms();
     return g;
-fail:
-    policy_gen_free(g);
-    return NULL;
 }
 
 policy *policy_new(const char *dir, const struct sandbox_limits *limits) {
@@ -448,7 +475,7 @@ policy *policy_new(const char *dir, const struct sandbox_limits *limits) {
 
 void policy_free(policy *p) {
     if (p == NULL) return;
-    policy_gen_free(p->cur);
+    policy_release(p->cur);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -501,40 +528,61 @@ int policy_reload(policy *p, int force) {
                  json_pack("{s:s, s:i, s:s}", "file", err.file, "line", err.line, "error",
                            err.message));
     }
-    policy_gen_free(old);
+    policy_release(old);             /* freed here, or by its last reader */
     policy_files_free(&files);
     return rc;
 }
 
 int policy_loaded(policy *p) {
-    pthread_mutex_lock(&p->lock);
-    int loaded = p->cur != NULL;
-    pthread_mutex_unlock(&p->lock);
-    return loaded;
+    struct policy_gen *g = policy_acquire(p);
+    policy_release(g);
+    return g != NULL;
 }
 
-int policy_bounds(policy *p, const char *queue, struct policy_bounds *out) {
-    int rc = -1;
+struct policy_gen *policy_acquire(policy *p) {
     pthread_mutex_lock(&p->lock);
-    for (size_t i = 0; p->cur && i < p->cur->nqueues; i++) {
-        if (strcmp(p->cur->queues[i].name, queue) == 0) {
-            *out = p->cur->queues[i].b;
-            rc = 0;
-            break;
+    struct policy_gen *g = p->cur;
+    if (g) atomic_fetch_add(&g->refs, 1);
+    pthread_mutex_unlock(&p->lock);
+    return g;
+}
+
+void policy_release(struct policy_gen *g) {
+    if (g && atomic_fetch_sub(&g->refs, 1) == 1) policy_gen_free(g);
+}
+
+size_t policy_gen_count(const struct policy_gen *g) { return g ? g->nqueues : 0; }
+
+const char *policy_gen_queue(const struct policy_gen *g, size_t i, struct policy_bounds *out) {
+    if (g == NULL || i >= g->nqueues) return NULL;
+    if (out) *out = g->queues[i].b;
+    return g->queues[i].name;
+}
+
+int policy_gen_bounds(const struct policy_gen *g, const char *queue, struct policy_bounds *out) {
+    for (size_t i = 0; g && i < g->nqueues; i++) {
+        if (strcmp(g->queues[i].name, queue) == 0) {
+            *out = g->queues[i].b;
+            return 0;
         }
     }
-    pthread_mutex_unlock(&p->lock);
+    return -1;
+}
+
+int policy_gen_has_validate(const struct policy_gen *g) { return g && g->has_validate; }
+
+int policy_bounds(policy *p, const char *queue, struct policy_bounds *out) {
+    struct policy_gen *g = policy_acquire(p);
+    int rc = policy_gen_bounds(g, queue, out);
+    policy_release(g);
     return rc;
 }
 
 size_t policy_queue_names(policy *p, char (*names)[UTIL_NAME_MAX + 1], size_t max) {
-    size_t n = 0;
-    pthread_mutex_lock(&p->lock);
-    if (p->cur) {
-        n = p->cur->nqueues;
-        for (size_t i = 0; i < n && i < max; i++) util_copy(names[i], sizeof names[0], p->cur->queues[i].name);
-    }
-    pthread_mutex_unlock(&p->lock);
+    struct policy_gen *g = policy_acquire(p);
+    size_t n = policy_gen_count(g);
+    for (size_t i = 0; i < n && i < max; i++) util_copy(names[i], sizeof names[0], g->queues[i].name);
+    policy_release(g);
     return n;
 }
 
@@ -582,13 +630,13 @@ static int policy_call_validate(lua_State *L) {
     return 2;
 }
 
-int policy_validate(policy *p, const struct policy_change *c, const struct policy_ctx *ctx,
-                    char *msg, size_t msglen) {
+int policy_gen_validate(struct policy_gen *g, const struct policy_change *c,
+                        const struct policy_ctx *ctx, char *msg, size_t msglen) {
     struct policy_call call = {c, ctx};
     int rc = 1;
-    pthread_mutex_lock(&p->lock);
-    if (p->cur == NULL || !p->cur->has_validate) goto done;
-    lua_State *L = p->cur->L;
+    if (g == NULL || !g->has_validate) return 1;
+    pthread_mutex_lock(&g->eval_lock);
+    lua_State *L = g->L;
     lua_settop(L, 0);
     lua_pushcfunction(L, policy_call_validate);
     lua_pushlightuserdata(L, &call);
@@ -605,8 +653,15 @@ int policy_validate(policy *p, const struct policy_change *c, const struct polic
         rc = 0;
     }
     lua_settop(L, 0);
-done:
-    pthread_mutex_unlock(&p->lock);
+    pthread_mutex_unlock(&g->eval_lock);
+    return rc;
+}
+
+int policy_validate(policy *p, const struct policy_change *c, const struct policy_ctx *ctx,
+                    char *msg, size_t msglen) {
+    struct policy_gen *g = policy_acquire(p);
+    int rc = policy_gen_validate(g, c, ctx, msg, msglen);
+    policy_release(g);
     return rc;
 }
 
@@ -663,6 +718,6 @@ int policy_check_dir(const char *dir, const struct sandbox_limits *limits,
     g = policy_gen_load(&files, limits, err);
     policy_files_free(&files);
     if (g == NULL) return -1;
-    policy_gen_free(g);
+    policy_release(g);
     return 0;
 }

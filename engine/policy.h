@@ -3,10 +3,21 @@
  * custom validate() hook, and the alert rule definitions (evaluated by
  * alerts.c later).
  *
- * A policy generation is one sandboxed Lua state plus the declarations
- * resolved into C structs. The current generation sits behind a mutex owned
- * here; a reload builds a complete new generation first and swaps it in only
- * when every file loaded and every declaration was valid. Uses sandbox.h. */
+ * A policy generation is the declarations resolved into C structs plus two
+ * sandboxed Lua states running the same files: one for validate() (request
+ * context), one for the alert rules (tick context), each behind its own
+ * lock. A generation never changes once published. A reload builds a
+ * complete new generation first and swaps it in only when every file loaded
+ * and every declaration was valid; readers hold a reference
+ * (policy_acquire/policy_release), so a reload never pulls a generation from
+ * under a change that is being judged, and the old one is freed by its last
+ * reader.
+ *
+ * Locks: the host's lock is held only to swap or take a reference, never
+ * around Lua; bounds look-ups take no lock at all once a reference is held.
+ * validate() runs under its generation's eval lock and alert rules under its
+ * tick lock; neither is ever held together with a database lock (scaling.c
+ * runs validate before its write transaction). Uses sandbox.h. */
 #ifndef SLUICE_POLICY_H
 #define SLUICE_POLICY_H
 
@@ -53,6 +64,7 @@ struct policy_error {
 };
 
 typedef struct policy policy;
+struct policy_gen;
 
 /* A policy host for dir (nothing loaded yet). NULL when out of memory. */
 policy *policy_new(const char *dir, const struct sandbox_limits *limits);
@@ -67,6 +79,27 @@ int policy_reload(policy *p, int force);
 /* 1 once some generation has loaded. */
 int policy_loaded(policy *p);
 
+/* ---- generations --------------------------------------------------------- */
+
+/* The generation in force with a reference taken, or NULL before any loaded.
+ * The caller gives it back with policy_release (NULL is a no-op); until then
+ * every policy_gen_* answer about it stays the same, reloads or not. */
+struct policy_gen *policy_acquire(policy *p);
+void policy_release(struct policy_gen *g);
+
+/* Declared queues of g, in declaration order (0 for NULL), and the name (and
+ * bounds into out, may be NULL) of the i-th; NULL past the end. */
+size_t policy_gen_count(const struct policy_gen *g);
+const char *policy_gen_queue(const struct policy_gen *g, size_t i, struct policy_bounds *out);
+
+/* Bounds of a declared queue in g. Returns 0, or -1 when it is unknown. */
+int policy_gen_bounds(const struct policy_gen *g, const char *queue, struct policy_bounds *out);
+
+/* 1 when g has a validate() hook. */
+int policy_gen_has_validate(const struct policy_gen *g);
+
+/* ---- the generation in force (each call takes and gives back a reference) -- */
+
 /* Bounds of a declared queue. Returns 0, or -1 when the queue is unknown. */
 int policy_bounds(policy *p, const char *queue, struct policy_bounds *out);
 
@@ -74,9 +107,13 @@ int policy_bounds(policy *p, const char *queue, struct policy_bounds *out);
  * number of queues declared. */
 size_t policy_queue_names(policy *p, char (*names)[UTIL_NAME_MAX + 1], size_t max);
 
-/* Run the validate() hook. Returns 1 accepted, 0 refused (msg says why), -1
+/* Run the validate() hook of g under its eval lock (other validations of g
+ * wait; nothing else does). Returns 1 accepted, 0 refused (msg says why), -1
  * when validate failed (runtime error, instruction budget), msg the error.
- * Without a validate() every change is accepted. */
+ * Without a validate() (or a generation) every change is accepted. Must not
+ * be called with a database transaction open. */
+int policy_gen_validate(struct policy_gen *g, const struct policy_change *c,
+                        const struct policy_ctx *ctx, char *msg, size_t msglen);
 int policy_validate(policy *p, const struct policy_change *c, const struct policy_ctx *ctx,
                     char *msg, size_t msglen);
 
@@ -109,6 +146,8 @@ struct policy_alert_hit {
  * once per queue, worker rules once per live worker. A rule that raises or
  * runs out of budget is logged and counts as not holding. Returns the number
  * of hits; *out is malloc'd (may be NULL when 0), owned by the caller. */
+size_t policy_gen_eval_alerts(struct policy_gen *g, const struct policy_alert_queue *qs, size_t nq,
+                              struct policy_alert_hit **out);
 size_t policy_eval_alerts(policy *p, const struct policy_alert_queue *qs, size_t nq,
                           struct policy_alert_hit **out);
 

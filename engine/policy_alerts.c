@@ -1,5 +1,6 @@
-/* policy_alerts.c — evaluating the alert rules of the policy in force, in
- * its own sandboxed state (tick context), for alerts.c. */
+/* policy_alerts.c — evaluating the alert rules of a policy generation, in
+ * its tick state (L_tick, under tick_lock: never the state or lock a change
+ * uses), for alerts.c. */
 #include "policy_int.h"
 #include "log.h"
 
@@ -120,39 +121,48 @@ static int policy_eval_cf(lua_State *L) {
     return 0;
 }
 
-size_t policy_eval_alerts(policy *p, const struct policy_alert_queue *qs, size_t nq,
-                          struct policy_alert_hit **out) {
+size_t policy_gen_eval_alerts(struct policy_gen *g, const struct policy_alert_queue *qs, size_t nq,
+                              struct policy_alert_hit **out) {
     struct policy_eval e;
     memset(&e, 0, sizeof e);
-    pthread_mutex_lock(&p->lock);
-    struct policy_gen *g = p->cur;
-    for (size_t a = 0; g && a < g->nalerts; a++) {
+    *out = NULL;
+    if (g == NULL || g->nalerts == 0) return 0;
+    pthread_mutex_lock(&g->tick_lock);
+    lua_State *L = g->L_tick;
+    for (size_t a = 0; a < g->nalerts; a++) {
         for (size_t q = 0; q < nq; q++) {
             e.alert = &g->alerts[a];
             e.decl_index = (lua_Integer)a + 1;
             e.q = &qs[q];
             size_t before = e.n;
-            sandbox_set_phase(g->L, SANDBOX_TICK);
-            lua_settop(g->L, 0);
-            lua_pushcfunction(g->L, policy_eval_cf);
-            lua_pushlightuserdata(g->L, &e);
-            if (sandbox_pcall(g->L, 1, 0) != LUA_OK) {
+            sandbox_set_phase(L, SANDBOX_TICK);
+            lua_settop(L, 0);
+            lua_pushcfunction(L, policy_eval_cf);
+            lua_pushlightuserdata(L, &e);
+            if (sandbox_pcall(L, 1, 0) != LUA_OK) {
                 e.n = before;               /* a failed rule holds nothing */
                 /* Once a minute per policy, not once a second per queue. */
                 int64_t now = util_mono_ms();
-                if (now - p->rule_error_logged_ms >= 60000) {
-                    p->rule_error_logged_ms = now;
+                if (now - g->rule_error_logged_ms >= 60000) {
+                    g->rule_error_logged_ms = now;
                     log_json(LOG_ERROR, "alert rule failed (logged at most once a minute)",
                              json_pack("{s:s, s:s, s:s}", "alert", g->alerts[a].name, "queue",
-                                       qs[q].queue, "error", lua_tostring(g->L, -1)));
+                                       qs[q].queue, "error", lua_tostring(L, -1)));
                 }
             }
-            lua_settop(g->L, 0);
-            sandbox_set_phase(g->L, SANDBOX_IDLE);
+            lua_settop(L, 0);
+            sandbox_set_phase(L, SANDBOX_IDLE);
         }
     }
-    pthread_mutex_unlock(&p->lock);
+    pthread_mutex_unlock(&g->tick_lock);
     *out = e.hits;
     return e.n;
 }
 
+size_t policy_eval_alerts(policy *p, const struct policy_alert_queue *qs, size_t nq,
+                          struct policy_alert_hit **out) {
+    struct policy_gen *g = policy_acquire(p);
+    size_t n = policy_gen_eval_alerts(g, qs, nq, out);
+    policy_release(g);
+    return n;
+}

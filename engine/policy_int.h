@@ -5,6 +5,7 @@
 #define SLUICE_POLICY_INT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "policy.h"
 
@@ -25,10 +26,17 @@ struct policy_alert {
     int per_worker;              /* 1: worker rule, 0: queue rule */
 };
 
-/* One loaded generation; immutable once in force except for its Lua state,
- * which is only used under policy.lock. */
+/* One loaded generation. Immutable once published, except for its two Lua
+ * states, each used only under its own lock: L (request context: validate)
+ * and L_tick (tick context: alert rules), so that a slow alert rule never
+ * delays a change and neither delays a plain bounds look-up, which takes no
+ * lock of the generation at all. Freed when the last reference goes:
+ * policy.c holds one while it is current, policy_acquire hands out more. */
 struct policy_gen {
-    lua_State *L;
+    atomic_int refs;
+    pthread_mutex_t eval_lock;   /* L */
+    pthread_mutex_t tick_lock;   /* L_tick and rule_error_logged_ms */
+    lua_State *L, *L_tick;
     struct policy_queue queues[POLICY_MAX_QUEUES];
     size_t nqueues;
     struct policy_alert alerts[POLICY_MAX_QUEUES];
@@ -38,8 +46,11 @@ struct policy_gen {
     int64_t loaded_at_ms;
     char files[POLICY_MAX_FILES][128];
     size_t nfiles;
+    int64_t rule_error_logged_ms;   /* rate limit of alert rule errors */
 };
 
+/* The host. lock guards cur (the pointer and taking a reference), the last
+ * attempt's digest and error: held for a few instructions, never around Lua. */
 struct policy {
     pthread_mutex_t lock;
     char dir[1024];
@@ -49,7 +60,6 @@ struct policy {
     int has_error;
     struct policy_error error;
     int64_t error_at_ms;
-    int64_t rule_error_logged_ms;   /* rate limit of alert rule errors */
 };
 
 

@@ -124,22 +124,29 @@ done:
 struct scaling_judge {
     struct app *app;
     const struct scaling_change *c;
+    struct policy_gen *gen;      /* held for the whole change: one policy decides it */
     struct policy_bounds b;
     struct scaling_error *err;
+    /* validate()'s verdict, reached before the transaction on the state in
+     * seen: 1 accepted, 0 refused, -1 failed; has_verdict 0 when not run. */
+    int has_verdict, verdict;
+    struct store_target seen;
+    char msg[512];
 };
 
 static int64_t scaling_ceil_s(int64_t ms) { return ms <= 0 ? 1 : (ms + 999) / 1000; }
 
-/* store_judge_fn: the checks from expected_version on, in lua.md's order. */
-static int scaling_judge_change(void *ud, const struct store_target *cur,
-                                const struct store_stats *stats, char code[STORE_CODE_MAX]) {
-    struct scaling_judge *j = ud;
+/* The checks after the writes flag and before validate(), in lua.md's order:
+ * expected_version, bounds, step, confirmation, cooldown, budget. Plain
+ * comparisons, cheap enough to run under the write lock. Returns 1 when all
+ * pass, else 0 with err filled. */
+static int scaling_check_limits(struct scaling_judge *j, const struct store_target *cur,
+                                const struct store_stats *stats) {
     const struct scaling_change *c = j->c;
     const struct policy_bounds *b = &j->b;
     struct scaling_error *err = j->err;
     int64_t now = util_now_ms(), from = cur->desired, step = c->to > from ? c->to - from : from - c->to;
     int moves = c->to != from;
-    char msg[512];
 
     if (c->has_expected_version && c->expected_version != cur->version) {
         scaling_fail(err, 409, "version_conflict",
@@ -183,20 +190,60 @@ static int scaling_judge_change(void *ud, const struct store_target *cur,
                      c->queue, (long long)stats->applied_last_hour,
                      (long long)b->changes_per_hour, (long long)err->retry_after_s);
     } else {
-        struct policy_change pc = {c->queue, from, c->to, c->actor, c->scopes, c->source,
-                                   c->reason, c->confirm};
-        struct policy_ctx ctx = {j->app->cfg->env, now, stats->applied_last_hour};
-        int ok = policy_validate(j->app->pol, &pc, &ctx, msg, sizeof msg);
-        if (ok == 1) return 1;
-        if (ok < 0)
-            log_json(LOG_ERROR, "policy validate() failed",
-                     json_pack("{s:s, s:s, s:s}", "queue", c->queue, "request_id", c->request_id,
-                               "error", msg));
-        scaling_fail(err, 422, "policy_rejected",
-                     json_pack("{s:s}", "check", ok < 0 ? "validate_error" : "validate"),
-                     "%s: %s", c->queue, msg);
+        return 1;
     }
-    util_copy(code, STORE_CODE_MAX, err->code);
+    return 0;
+}
+
+/* Run validate() on a snapshot read without any write lock, so that a slow
+ * (or runaway, until its budget ends it) validate never holds the database
+ * or anything a request needs. Skipped when the cheaper checks already
+ * refuse the snapshot: the transaction refuses it again, authoritatively.
+ * Returns a store_rc. */
+static int scaling_prevalidate(struct scaling_judge *j) {
+    const struct scaling_change *c = j->c;
+    struct store_stats stats;
+    int64_t now = util_now_ms();
+    int rc = store_read_change(j->app->st, c->queue, j->b.def, now, &j->seen, &stats);
+    j->has_verdict = 0;
+    if (rc != STORE_OK) return rc;
+    if (!scaling_check_limits(j, &j->seen, &stats)) {
+        scaling_error_clear(j->err);
+        return STORE_OK;
+    }
+    struct policy_change pc = {c->queue, j->seen.desired, c->to, c->actor, c->scopes, c->source,
+                               c->reason, c->confirm};
+    struct policy_ctx ctx = {j->app->cfg->env, now, stats.applied_last_hour};
+    j->verdict = policy_gen_validate(j->gen, &pc, &ctx, j->msg, sizeof j->msg);
+    j->has_verdict = 1;
+    if (j->verdict < 0)
+        log_json(LOG_ERROR, "policy validate() failed",
+                 json_pack("{s:s, s:s, s:s}", "queue", c->queue, "request_id", c->request_id,
+                           "error", j->msg));
+    return STORE_OK;
+}
+
+/* The state validate() judged is still the one in force. */
+static int scaling_same_state(const struct store_target *a, const struct store_target *b) {
+    return a->version == b->version && a->desired == b->desired &&
+           a->expires_at_ms == b->expires_at_ms;
+}
+
+/* store_judge_fn, under the write lock: the limits again on the state in
+ * force, then validate()'s verdict when it judged this very state; -1 (try
+ * again) when a change landed since validate() ran. */
+static int scaling_judge_change(void *ud, const struct store_target *cur,
+                                const struct store_stats *stats, char code[STORE_CODE_MAX]) {
+    struct scaling_judge *j = ud;
+    if (scaling_check_limits(j, cur, stats)) {
+        if (!policy_gen_has_validate(j->gen)) return 1;
+        if (!j->has_verdict || !scaling_same_state(cur, &j->seen)) return -1;
+        if (j->verdict == 1) return 1;
+        scaling_fail(j->err, 422, "policy_rejected",
+                     json_pack("{s:s}", "check", j->verdict < 0 ? "validate_error" : "validate"),
+                     "%s: %s", j->c->queue, j->msg);
+    }
+    util_copy(code, STORE_CODE_MAX, j->err->code);
     return 0;
 }
 
@@ -222,20 +269,9 @@ static void scaling_announce(struct app *app, const struct store_change_result *
 /* Audit a refusal decided before the write transaction. */
 static void scaling_audit_refusal(struct app *app, const struct scaling_change *c, int64_t from,
                                   int64_t version, const char *code) {
+    struct store_origin o = {c->actor, c->source, c->reason, c->request_id, util_now_ms()};
     struct store_audit e;
-    memset(&e, 0, sizeof e);
-    strcpy(e.kind, "scaling");
-    util_copy(e.subject, sizeof e.subject, c->queue);
-    e.from = from;
-    e.to = c->to;
-    e.version = version;
-    util_copy(e.actor, sizeof e.actor, c->actor);
-    util_copy(e.source, sizeof e.source, c->source);
-    util_copy(e.reason, sizeof e.reason, c->reason);
-    strcpy(e.outcome, "rejected");
-    util_copy(e.error_code, sizeof e.error_code, code);
-    e.at_ms = util_now_ms();
-    util_copy(e.request_id, sizeof e.request_id, c->request_id);
+    store_audit_init(&e, "scaling", c->queue, from, c->to, version, "rejected", code, &o);
     if (store_append_audit(app->st, &e) != STORE_OK)
         log_json(LOG_ERROR, "could not audit a refused change",
                  json_pack("{s:s, s:s}", "queue", c->queue, "request_id", c->request_id));
@@ -270,20 +306,30 @@ static json_t *scaling_applied_json(const struct store_change_result *res,
     return out;
 }
 
+/* How often a change is judged again when another one landed while its
+ * validate() ran, before it gives up with 503 store_busy. */
+#define SCALING_VALIDATE_TRIES 3
+
 json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scaling_error *err) {
-    struct scaling_judge j = {app, c, {0}, err};
+    struct scaling_judge j;
     struct store_change sc;
     struct store_change_result res;
     struct store_target cur;
+    json_t *out = NULL;
     int enabled, rc;
 
+    memset(&j, 0, sizeof j);
+    j.app = app;
+    j.c = c;
+    j.err = err;
     /* Before anything that may write: a refusal from here on is audited. */
     if (!scaling_admit_write(app, c->token_id, c->queue, err)) return NULL;
+    j.gen = policy_acquire(app->pol);
     /* lua.md's order: the writes flag comes before the queue is known. */
-    int declared = policy_bounds(app->pol, c->queue, &j.b) == 0;
+    int declared = policy_gen_bounds(j.gen, c->queue, &j.b) == 0;
     if ((rc = flags_get(app, FLAG_WRITES, &enabled)) != STORE_OK) {
         scaling_store_fail(err, rc);
-        return NULL;
+        goto done;
     }
     if (!enabled) {
         scaling_fail(err, 403, "writes_disabled", json_pack("{s:s}", "environment", app->cfg->env),
@@ -295,12 +341,12 @@ json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scal
             scaling_audit_refusal(app, c, cur.desired, cur.version, err->code);
             metrics_count_change(app->metrics, c->queue, "rejected");
         }
-        return NULL;
+        goto done;
     }
     if (!declared) {
         scaling_fail(err, 404, "unknown_queue", NULL, "queue '%s' is not declared by the policies",
                      c->queue);
-        return NULL;
+        goto done;
     }
 
     memset(&sc, 0, sizeof sc);
@@ -311,19 +357,28 @@ json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scal
     sc.source = c->source;
     sc.reason = c->reason;
     sc.request_id = c->request_id;
-    sc.now_ms = util_now_ms();
-    sc.expires_at_ms = c->duration_s > 0 ? sc.now_ms + c->duration_s * 1000 : 0;
-    rc = store_apply_change(app->st, &sc, scaling_judge_change, &j, &res);
+    for (int tries = 0;; tries++) {
+        if (policy_gen_has_validate(j.gen) && (rc = scaling_prevalidate(&j)) != STORE_OK) break;
+        sc.now_ms = util_now_ms();
+        sc.expires_at_ms = c->duration_s > 0 ? sc.now_ms + c->duration_s * 1000 : 0;
+        rc = store_apply_change(app->st, &sc, scaling_judge_change, &j, &res);
+        if (rc != STORE_OK || res.applied >= 0 || tries + 1 == SCALING_VALIDATE_TRIES) break;
+        log_json(LOG_INFO, "another change landed while validate() ran; judging again",
+                 json_pack("{s:s, s:s, s:i}", "queue", c->queue, "request_id", c->request_id,
+                           "attempt", tries + 2));
+    }
+    if (rc == STORE_OK && res.applied < 0) rc = STORE_BUSY;   /* the queue kept moving */
     if (rc != STORE_OK) {
         scaling_store_fail(err, rc);
-        return NULL;
+        goto done;
     }
     metrics_count_change(app->metrics, c->queue, !res.applied ? "rejected"
                                                  : res.changed ? "applied" : "unchanged");
-    if (!res.applied) return NULL;        /* err filled by the judge */
+    if (!res.applied) goto done;          /* err filled by the judge */
+    out = scaling_applied_json(&res, &j.b);
     /* Nothing was stored: nothing to publish, announce or log, however
      * often it is repeated. */
-    if (!res.changed) return scaling_applied_json(&res, &j.b);
+    if (!res.changed) goto done;
 
     bus_kick(app->bus);
     scaling_announce(app, &res, c->actor, c->source, c->reason);
@@ -332,7 +387,9 @@ json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scal
                        (json_int_t)res.previous, "to", (json_int_t)c->to, "version",
                        (json_int_t)res.target.version, "actor", c->actor, "source", c->source,
                        "request_id", c->request_id));
-    return scaling_applied_json(&res, &j.b);
+done:
+    policy_release(j.gen);
+    return out;
 }
 
 /* Judge of an expiry: only the very override that was due may be put back;

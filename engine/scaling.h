@@ -4,9 +4,13 @@
  * A change runs the checks of lua.md in their fixed order: writes flag →
  * known queue → expected_version → bounds → step → confirmation →
  * cooldown/budget → validate(). The first failing check decides the answer.
- * Everything from expected_version on is judged inside the store's write
- * transaction, from the audit log, so limits hold across restarts and
- * replicas. Refused attempts (writes_disabled onwards) are audited with their
+ * Everything from expected_version to the hourly budget is judged inside
+ * the store's write transaction, from the audit log, so limits hold across
+ * restarts and replicas. validate() is Lua and may be slow, so it never runs
+ * there: it judges a snapshot read just before, and the transaction applies
+ * its verdict only when the queue is still in the state it judged (else the
+ * change is judged again, up to three times, then 503 store_busy). One
+ * policy generation, held for the whole call, decides every check. Refused attempts (writes_disabled onwards) are audited with their
  * error code. Before all of them, the caller's token must have writes left
  * (store_admit_write); that refusal is not audited, so that it cannot grow
  * the database. An accepted change to the current value stores, audits and

@@ -1,6 +1,8 @@
-/* store.c — picks the backend for a database URL and forwards to it, caps
- * how many judged writes run at once and how often one token may write (the
- * same for every backend). Backends live in store_<name>.c and never see
+/* store.c — picks the backend for a database URL and forwards to it; runs
+ * the judged writes (a scaling change, a flag) as one flow over the
+ * backend's transaction primitives; builds every audit entry; caps how many
+ * judged writes run at once and how often one token may write. All of it is
+ * the same for every backend. Backends live in store_<name>.c and never see
  * each other. */
 #include "store.h"
 #include "log.h"
@@ -38,56 +40,28 @@ struct store {
 
 static const struct store_backend *const backends[] = {&store_sqlite_backend, &store_pg_backend, NULL};
 
-int store_plan_change(const struct store_change *c, const struct store_target *cur,
-                      struct store_target *next, int *bumped) {
-    *next = *cur;
-    *bumped = 0;
-    /* A real change, or a permanent change that ends a temporary override at
-     * the same value (version kept). An override on top of an override still
-     * reverts to the value in force before the first one. A no-op never
-     * starts an override. */
-    if (c->to == cur->desired && !(cur->expires_at_ms && !c->expires_at_ms)) return 0;
-    next->desired = c->to;
-    *bumped = c->to != cur->desired;
-    next->version = cur->version + *bumped;
-    util_copy(next->updated_by, sizeof next->updated_by, c->actor);
-    next->updated_at_ms = c->now_ms;
-    util_copy(next->reason, sizeof next->reason, c->reason);
-    next->expires_at_ms = c->expires_at_ms;
-    next->revert_to = !c->expires_at_ms ? 0 : cur->expires_at_ms ? cur->revert_to : cur->desired;
-    return 1;
-}
-
-void store_change_audit(struct store_audit *e, const struct store_change *c, int64_t from,
-                        int64_t version, const char *outcome, const char *error_code) {
+void store_audit_init(struct store_audit *e, const char *kind, const char *subject,
+                      int64_t from, int64_t to, int64_t version, const char *outcome,
+                      const char *error_code, const struct store_origin *o) {
     memset(e, 0, sizeof *e);
-    strcpy(e->kind, "scaling");
-    util_copy(e->subject, sizeof e->subject, c->queue);
+    util_copy(e->kind, sizeof e->kind, kind);
+    util_copy(e->subject, sizeof e->subject, subject);
     e->from = from;
-    e->to = c->to;
+    e->to = to;
     e->version = version;
-    util_copy(e->actor, sizeof e->actor, c->actor);
-    util_copy(e->source, sizeof e->source, c->source);
-    util_copy(e->reason, sizeof e->reason, c->reason);
+    util_copy(e->actor, sizeof e->actor, o->actor);
+    util_copy(e->source, sizeof e->source, o->source);
+    util_copy(e->reason, sizeof e->reason, o->reason);
     util_copy(e->outcome, sizeof e->outcome, outcome);
-    util_copy(e->error_code, sizeof e->error_code, error_code);
-    e->at_ms = c->now_ms;
-    util_copy(e->request_id, sizeof e->request_id, c->request_id);
+    util_copy(e->error_code, sizeof e->error_code, error_code ? error_code : "");
+    e->at_ms = o->now_ms;
+    util_copy(e->request_id, sizeof e->request_id, o->request_id);
 }
 
 void store_prune_audit_entry(struct store_audit *e, const struct store_prune *p, int64_t deleted,
                              int64_t before_id) {
-    memset(e, 0, sizeof *e);
-    strcpy(e->kind, "audit");
-    strcpy(e->subject, "prune");
-    e->from = deleted;
-    e->to = before_id;
-    util_copy(e->actor, sizeof e->actor, p->actor);
-    util_copy(e->source, sizeof e->source, p->source);
-    util_copy(e->reason, sizeof e->reason, p->reason);
-    strcpy(e->outcome, "applied");
-    e->at_ms = p->now_ms;
-    util_copy(e->request_id, sizeof e->request_id, p->request_id);
+    struct store_origin o = {p->actor, p->source, p->reason, p->request_id, p->now_ms};
+    store_audit_init(e, "audit", "prune", deleted, before_id, 0, "applied", "", &o);
 }
 
 /* ---- the write gate ---------------------------------------------------------- */
@@ -217,18 +191,6 @@ int store_list_targets(store *st, struct store_target **out, size_t *n) {
     return st->be->list_targets(st->h, out, n);
 }
 
-int store_apply_change(store *st, const struct store_change *c, store_judge_fn judge, void *ud,
-                       struct store_change_result *out) {
-    int rc = store_gate_enter(&st->gate);
-    if (rc != STORE_OK) {
-        memset(out, 0, sizeof *out);
-        return rc;
-    }
-    rc = st->be->apply_change(st->h, c, judge, ud, out);
-    store_gate_leave(&st->gate);
-    return rc;
-}
-
 int store_append_audit(store *st, struct store_audit *e) { return st->be->append_audit(st->h, e); }
 
 int store_list_audit(store *st, const char *kind, const char *subject, int64_t before_id,
@@ -270,17 +232,6 @@ int store_get_flag(store *st, const char *env, const char *name, struct store_fl
     return st->be->get_flag(st->h, env, name, out);
 }
 
-int store_set_flag(store *st, const char *env, const char *name, int enabled, int default_enabled,
-                   const char *actor, const char *source, const char *reason,
-                   const char *request_id, int64_t now_ms) {
-    int rc = store_gate_enter(&st->gate);
-    if (rc != STORE_OK) return rc;
-    rc = st->be->set_flag(st->h, env, name, enabled, default_enabled, actor, source, reason,
-                          request_id, now_ms);
-    store_gate_leave(&st->gate);
-    return rc;
-}
-
 int store_put_token(store *st, const struct store_token *t) { return st->be->put_token(st->h, t); }
 int store_get_token(store *st, const char *id, struct store_token *out) {
     return st->be->get_token(st->h, id, out);
@@ -303,4 +254,151 @@ int store_delete_session(store *st, const char *id_hash) {
 int store_sweep_sessions(store *st, int64_t now_ms, int64_t *deleted) {
     int64_t ignored;
     return st->be->sweep_sessions(st->h, now_ms, deleted ? deleted : &ignored);
+}
+
+/* ---- the judged writes ------------------------------------------------------- */
+
+/* What a judged change writes. Given the current state and an accepted
+ * change, fill *next and say whether the policy row must be written and
+ * whether the version moved (an outbox row is due). Returns 1 when the row
+ * is written. */
+static int store_plan_change(const struct store_change *c, const struct store_target *cur,
+                             struct store_target *next, int *bumped) {
+    *next = *cur;
+    *bumped = 0;
+    /* A real change, or a permanent change that ends a temporary override at
+     * the same value (version kept). An override on top of an override still
+     * reverts to the value in force before the first one. A no-op never
+     * starts an override. */
+    if (c->to == cur->desired && !(cur->expires_at_ms && !c->expires_at_ms)) return 0;
+    next->desired = c->to;
+    *bumped = c->to != cur->desired;
+    next->version = cur->version + *bumped;
+    util_copy(next->updated_by, sizeof next->updated_by, c->actor);
+    next->updated_at_ms = c->now_ms;
+    util_copy(next->reason, sizeof next->reason, c->reason);
+    next->expires_at_ms = c->expires_at_ms;
+    next->revert_to = !c->expires_at_ms ? 0 : cur->expires_at_ms ? cur->revert_to : cur->desired;
+    return 1;
+}
+
+/* The queue's row inside tx, or its default at version 0 when it has none. */
+static int store_tx_current(store *st, void *tx, const char *queue, int64_t default_value,
+                            struct store_target *cur) {
+    memset(cur, 0, sizeof *cur);
+    int rc = st->be->tx_get_target(tx, queue, cur);
+    if (rc == STORE_NOT_FOUND) {
+        memset(cur, 0, sizeof *cur);
+        util_copy(cur->queue, sizeof cur->queue, queue);
+        cur->desired = default_value;
+        rc = STORE_OK;
+    }
+    return rc;
+}
+
+int store_read_change(store *st, const char *queue, int64_t default_value, int64_t now_ms,
+                      struct store_target *cur, struct store_stats *stats) {
+    int rc;
+    void *tx = st->be->begin(st->h, STORE_TX_READ, NULL, &rc);
+    if (tx == NULL) return rc;
+    if ((rc = store_tx_current(st, tx, queue, default_value, cur)) == STORE_OK &&
+        (rc = st->be->tx_stats(tx, queue, now_ms, stats)) == STORE_OK)
+        rc = st->be->commit(tx);
+    st->be->end(tx, rc);
+    return rc;
+}
+
+/* Inside the transaction: write what the verdict says into out. */
+static int store_tx_decide(store *st, void *tx, const struct store_change *c, int verdict,
+                           const char *code, const struct store_target *cur,
+                           struct store_change_result *out) {
+    struct store_origin o = {c->actor, c->source, c->reason, c->request_id, c->now_ms};
+    struct store_audit entry;
+    struct store_target next;
+    int bumped, rc;
+    out->target = *cur;
+    if (verdict == 0) {
+        store_audit_init(&entry, "scaling", c->queue, cur->desired, c->to, cur->version, "rejected",
+                         code, &o);
+        if ((rc = st->be->tx_insert_audit(tx, &entry)) != STORE_OK) return rc;
+        out->audit_id = entry.id;
+        return STORE_OK;
+    }
+    out->applied = 1;
+    /* A change to the current value writes nothing: repeating it must not
+     * grow the database. */
+    if (!store_plan_change(c, cur, &next, &bumped)) return STORE_OK;
+    if ((rc = st->be->tx_write_target(tx, &next)) != STORE_OK) return rc;
+    if (bumped && (rc = st->be->tx_write_outbox(tx, &next)) != STORE_OK) return rc;
+    store_audit_init(&entry, "scaling", c->queue, cur->desired, c->to, next.version, "applied", "", &o);
+    if ((rc = st->be->tx_insert_audit(tx, &entry)) != STORE_OK) return rc;
+    out->target = next;
+    out->changed = 1;
+    out->audit_id = entry.id;
+    return STORE_OK;
+}
+
+int store_apply_change(store *st, const struct store_change *c, store_judge_fn judge, void *ud,
+                       struct store_change_result *out) {
+    struct store_target cur;
+    struct store_stats stats;
+    char code[STORE_CODE_MAX] = "", key[UTIL_NAME_MAX + 32];
+    void *tx = NULL;
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    if ((rc = store_gate_enter(&st->gate)) != STORE_OK) return rc;
+    snprintf(key, sizeof key, "sluice.queue:%s", c->queue);
+    if ((tx = st->be->begin(st->h, STORE_TX_WRITE, key, &rc)) == NULL) goto done;
+    if ((rc = store_tx_current(st, tx, c->queue, c->default_value, &cur)) != STORE_OK) goto done;
+    if ((rc = st->be->tx_stats(tx, c->queue, c->now_ms, &stats)) != STORE_OK) goto done;
+    out->previous = cur.desired;
+    int verdict = judge(ud, &cur, &stats, code);
+    if (verdict < 0) {                        /* abandoned: nothing written */
+        out->target = cur;
+        out->applied = -1;
+        goto done;
+    }
+    if ((rc = store_tx_decide(st, tx, c, verdict, code, &cur, out)) == STORE_OK)
+        rc = st->be->commit(tx);
+done:
+    if (tx) st->be->end(tx, rc);
+    store_gate_leave(&st->gate);
+    if (rc != STORE_OK) {
+        int64_t previous = out->previous;
+        memset(out, 0, sizeof *out);
+        out->previous = previous;
+    }
+    return rc;
+}
+
+int store_set_flag(store *st, const char *env, const char *name, int enabled, int default_enabled,
+                   const char *actor, const char *source, const char *reason,
+                   const char *request_id, int64_t now_ms) {
+    struct store_origin o = {actor, source, reason, request_id, now_ms};
+    struct store_flag f;
+    struct store_audit entry;
+    char key[2 * UTIL_NAME_MAX + 32];
+    void *tx = NULL;
+    int rc, was;
+
+    if ((rc = store_gate_enter(&st->gate)) != STORE_OK) return rc;
+    snprintf(key, sizeof key, "sluice.flag:%s:%s", env, name);
+    if ((tx = st->be->begin(st->h, STORE_TX_WRITE, key, &rc)) == NULL) goto done;
+    rc = st->be->tx_get_flag(tx, env, name, &f);
+    if (rc != STORE_OK && rc != STORE_NOT_FOUND) goto done;
+    was = rc == STORE_OK ? f.enabled != 0 : default_enabled != 0;
+    memset(&f, 0, sizeof f);
+    util_copy(f.name, sizeof f.name, name);
+    f.enabled = enabled != 0;
+    util_copy(f.updated_by, sizeof f.updated_by, actor);
+    f.updated_at_ms = now_ms;
+    util_copy(f.reason, sizeof f.reason, reason);
+    if ((rc = st->be->tx_write_flag(tx, env, &f)) != STORE_OK) goto done;
+    store_audit_init(&entry, "flag", name, was, f.enabled, 0, "applied", "", &o);
+    if ((rc = st->be->tx_insert_audit(tx, &entry)) == STORE_OK) rc = st->be->commit(tx);
+done:
+    if (tx) st->be->end(tx, rc);
+    store_gate_leave(&st->gate);
+    return rc;
 }

@@ -73,6 +73,18 @@ struct store_audit {
     char request_id[STORE_RID_MAX];
 };
 
+/* Who made a write, and why: what every audit entry says of its origin. */
+struct store_origin {
+    const char *actor, *source, *reason, *request_id;
+    int64_t now_ms;
+};
+
+/* The one builder of audit entries (changes, refusals, flags, prunes):
+ * clears e and fills it; error_code "" (or NULL) when applied. */
+void store_audit_init(struct store_audit *e, const char *kind, const char *subject,
+                      int64_t from, int64_t to, int64_t version, const char *outcome,
+                      const char *error_code, const struct store_origin *o);
+
 /* What the audit log says about recent applied changes of one queue; only
  * changes that moved the value count. */
 struct store_stats {
@@ -214,9 +226,18 @@ int store_list_targets(store *st, struct store_target **out, size_t *n);
  * a permanent change at the value of a temporary override writes row and
  * audit and keeps the version) or one audit entry with the refusal. An
  * accepted change to the current value writes nothing at all: applied 1,
- * changed 0, audit_id 0. */
+ * changed 0, audit_id 0. judge runs with the write lock held: it must only
+ * compare numbers (scaling.c runs the policy's Lua before, see
+ * store_read_change). */
 int store_apply_change(store *st, const struct store_change *change, store_judge_fn judge,
                        void *ud, struct store_change_result *out);
+
+/* What store_apply_change would show its judge now, read in one snapshot
+ * without taking any write lock: the row (or, never changed, default_value
+ * at version 0) and the statistics at now_ms. For checks too slow to run
+ * under the lock; the judge then confirms nothing moved meanwhile. */
+int store_read_change(store *st, const char *queue, int64_t default_value, int64_t now_ms,
+                      struct store_target *cur, struct store_stats *stats);
 
 /* Append one audit entry (refusals decided before the transaction). The id
  * is written back into entry->id. */

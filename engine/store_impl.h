@@ -1,12 +1,21 @@
 /* store_impl.h — the contract between store.c and a backend (private).
  *
  * A backend fills one struct store_backend; store.c picks it from the URL
- * scheme and forwards every store_* call with the backend's own handle.
+ * scheme and forwards plain reads and writes with the backend's own handle.
+ * The judged writes (a scaling change, a flag) are one flow in store.c over
+ * the backend's transaction primitives (begin, the tx_* statements, commit,
+ * end), so that what a change reads, asks and writes is decided in exactly
+ * one place and a backend only speaks its dialect.
  * Nothing outside store*.c includes this header. */
 #ifndef SLUICE_STORE_IMPL_H
 #define SLUICE_STORE_IMPL_H
 
 #include "store.h"
+
+enum store_tx_mode { STORE_TX_READ, STORE_TX_WRITE };
+
+/* A transaction's own hour: what store_stats counts back from now. */
+#define STORE_HOUR_MS 3600000LL
 
 struct store_backend {
     const char *scheme;          /* URL prefix, "sqlite:" */
@@ -20,8 +29,24 @@ struct store_backend {
     int (*identity)(void *h, char out[STORE_IDENTITY_MAX + 1]);
     int (*get_target)(void *h, const char *queue, struct store_target *out);
     int (*list_targets)(void *h, struct store_target **out, size_t *n);
-    int (*apply_change)(void *h, const struct store_change *c, store_judge_fn judge, void *ud,
-                        struct store_change_result *out);
+    /* A transaction on a connection of its own. STORE_TX_WRITE holds the
+     * write lock of lock_key (SQLite: the database's, PostgreSQL: an advisory
+     * lock on the key, so writers of one queue on any replica take turns)
+     * from here to commit; STORE_TX_READ is one consistent read-only
+     * snapshot. NULL with *rc on failure. end() gives the connection back
+     * after commit or on any failure, rolling back what is still open;
+     * rc is how the transaction ended (a full volume is noted). */
+    void *(*begin)(void *h, int mode, const char *lock_key, int *rc);
+    int (*commit)(void *tx);
+    void (*end)(void *tx, int rc);
+    /* Statements inside a transaction; STORE_NOT_FOUND for a missing row. */
+    int (*tx_get_target)(void *tx, const char *queue, struct store_target *out);
+    int (*tx_stats)(void *tx, const char *queue, int64_t now_ms, struct store_stats *out);
+    int (*tx_write_target)(void *tx, const struct store_target *t);
+    int (*tx_write_outbox)(void *tx, const struct store_target *t);
+    int (*tx_insert_audit)(void *tx, struct store_audit *e);   /* writes e->id */
+    int (*tx_get_flag)(void *tx, const char *env, const char *name, struct store_flag *out);
+    int (*tx_write_flag)(void *tx, const char *env, const struct store_flag *f);
     int (*append_audit)(void *h, struct store_audit *e);
     int (*list_audit)(void *h, const char *kind, const char *subject, int64_t before_id,
                       int limit, struct store_audit **out, size_t *n);
@@ -35,9 +60,6 @@ struct store_backend {
                             char (**pending)[UTIL_NAME_MAX + 1], size_t *np);
     int (*list_expired)(void *h, int64_t now_ms, struct store_target **out, size_t *n);
     int (*get_flag)(void *h, const char *env, const char *name, struct store_flag *out);
-    int (*set_flag)(void *h, const char *env, const char *name, int enabled, int default_enabled,
-                    const char *actor, const char *source, const char *reason,
-                    const char *request_id, int64_t now_ms);
     int (*put_token)(void *h, const struct store_token *tok);
     int (*get_token)(void *h, const char *id, struct store_token *out);
     int (*list_tokens)(void *h, struct store_token **out, size_t *n);
@@ -48,17 +70,6 @@ struct store_backend {
     int (*delete_session)(void *h, const char *id_hash);
     int (*sweep_sessions)(void *h, int64_t now_ms, int64_t *deleted);
 };
-
-/* What a judged change writes, the same for every backend. Given the
- * current state and an accepted change, fill *next and say whether the
- * policy row must be written and whether the version moved (an outbox row
- * is due). Returns 1 when the row is written. */
-int store_plan_change(const struct store_change *c, const struct store_target *cur,
-                      struct store_target *next, int *bumped);
-
-/* The audit entry of a judged change: "applied" or "rejected" (with code). */
-void store_change_audit(struct store_audit *e, const struct store_change *c, int64_t from,
-                        int64_t version, const char *outcome, const char *error_code);
 
 /* The audit entry of a prune that deleted `deleted` entries below before_id. */
 void store_prune_audit_entry(struct store_audit *e, const struct store_prune *p, int64_t deleted,

@@ -195,6 +195,7 @@ static void *pg_open(const char *url, const struct store_options *opt, char *err
     s->size = opt->pool_size < 1 ? 1 : opt->pool_size > PG_POOL_MAX ? PG_POOL_MAX : opt->pool_size;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->freed, NULL);
+    for (int i = 0; i < PG_POOL_MAX; i++) s->slots[i].owner = s;
     s->slots[0].c = pg_connect(url);
     if (s->slots[0].c == NULL || PQstatus(s->slots[0].c) != CONNECTION_OK) {
         snprintf(err, errlen, "postgres: cannot connect: %s",
@@ -506,7 +507,7 @@ static int pg_list_audit(void *h, const char *kind, const char *subject, int64_t
 static int pg_stats(struct pg_slot *p, const char *queue, int64_t now_ms, struct store_stats *out) {
     char since[24];
     int rc;
-    const char *pv[2] = {queue, I64(since, now_ms - PG_HOUR_MS)};
+    const char *pv[2] = {queue, I64(since, now_ms - STORE_HOUR_MS)};
     memset(out, 0, sizeof *out);
     PGresult *r = pg_run(p, "SELECT COUNT(*) FILTER (WHERE at > $2::bigint),"
                             " COALESCE(MIN(at) FILTER (WHERE at > $2::bigint), 0), COALESCE(MAX(at), 0)"
@@ -547,68 +548,49 @@ static int pg_write_outbox(struct pg_slot *p, const struct store_target *t) {
     return rc;
 }
 
-static int pg_apply_change(void *h, const struct store_change *c, store_judge_fn judge, void *ud,
-                           struct store_change_result *out) {
-    struct pg_store *s = h;
-    struct store_target cur;
-    struct store_stats stats;
-    struct store_audit entry;
-    char code[STORE_CODE_MAX] = "";
-    int rc;
-    const char *lockp[1] = {c->queue};
-    struct pg_slot *p = pg_acquire(s);
+/* ---- transactions (store.c runs the judged writes over these) ------------------------ */
 
-    memset(out, 0, sizeof *out);
-    if (p == NULL) return STORE_UNAVAILABLE;
-    if ((rc = pg_exec(p, "BEGIN", "apply_change")) != STORE_OK) goto done;
-    /* Writers of one queue, on any replica, take turns from here to COMMIT. */
-    PQclear(pg_run(p, "SELECT pg_advisory_xact_lock(hashtext('sluice.queue:' || $1))", 1, lockp,
-                   "apply_change", &rc));
-    if (rc != STORE_OK) goto done;
-    memset(&cur, 0, sizeof cur);
-    rc = pg_get_target_on(p, c->queue, &cur);
-    if (rc == STORE_NOT_FOUND) {
-        util_copy(cur.queue, sizeof cur.queue, c->queue);
-        cur.desired = c->default_value;
-        cur.version = 0;
-    } else if (rc != STORE_OK) {
-        goto done;
+static void *pg_begin(void *h, int mode, const char *lock_key, int *rc) {
+    struct pg_store *s = h;
+    struct pg_slot *p = pg_acquire(s);
+    if (p == NULL) {
+        *rc = STORE_UNAVAILABLE;
+        return NULL;
     }
-    if ((rc = pg_stats(p, c->queue, c->now_ms, &stats)) != STORE_OK) goto done;
-    out->previous = cur.desired;
-    int verdict = judge(ud, &cur, &stats, code);
-    if (verdict < 0) {
-        out->target = cur;
-        out->applied = -1;
-        rc = STORE_OK;
-        goto done;                            /* rolled back by pg_release */
+    *rc = pg_exec(p, mode == STORE_TX_WRITE ? "BEGIN" : "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+                  "begin");
+    /* Writers of one key, on any replica, take turns from here to COMMIT. */
+    if (*rc == STORE_OK && mode == STORE_TX_WRITE && lock_key) {
+        const char *pv[1] = {lock_key};
+        PQclear(pg_run(p, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, pv, "begin", rc));
     }
-    if (verdict == 0) {
-        store_change_audit(&entry, c, cur.desired, cur.version, "rejected", code);
-        if ((rc = pg_insert_audit(p, &entry)) != STORE_OK) goto done;
-        out->target = cur;
-        out->audit_id = entry.id;
-    } else {
-        struct store_target next;
-        int bumped;
-        /* A change to the current value writes nothing: repeating it must
-         * not grow the database. */
-        if (store_plan_change(c, &cur, &next, &bumped)) {
-            if ((rc = pg_write_target(p, &next)) != STORE_OK) goto done;
-            if (bumped && (rc = pg_write_outbox(p, &next)) != STORE_OK) goto done;
-            store_change_audit(&entry, c, cur.desired, next.version, "applied", "");
-            if ((rc = pg_insert_audit(p, &entry)) != STORE_OK) goto done;
-            out->changed = 1;
-            out->audit_id = entry.id;
-        }
-        out->target = next;
-        out->applied = 1;
+    if (*rc != STORE_OK) {
+        pg_release(s, p);
+        return NULL;
     }
-    rc = pg_exec(p, "COMMIT", "apply_change");
-done:
-    pg_release(s, p);
-    return rc;
+    return p;
 }
+
+static int pg_commit(void *tx) { return pg_exec(tx, "COMMIT", "commit"); }
+
+/* pg_release rolls back what is still open. */
+static void pg_end(void *tx, int rc) {
+    struct pg_slot *p = tx;
+    (void)rc;
+    pg_release(p->owner, p);
+}
+
+static int pg_tx_get_target(void *tx, const char *queue, struct store_target *out) {
+    return pg_get_target_on(tx, queue, out);
+}
+
+static int pg_tx_stats(void *tx, const char *queue, int64_t now_ms, struct store_stats *out) {
+    return pg_stats(tx, queue, now_ms, out);
+}
+
+static int pg_tx_write_target(void *tx, const struct store_target *t) { return pg_write_target(tx, t); }
+static int pg_tx_write_outbox(void *tx, const struct store_target *t) { return pg_write_outbox(tx, t); }
+static int pg_tx_insert_audit(void *tx, struct store_audit *e) { return pg_insert_audit(tx, e); }
 
 const struct store_backend store_pg_backend = {
     .scheme = "postgres",
@@ -620,7 +602,16 @@ const struct store_backend store_pg_backend = {
     .ping = pg_ping,
     .get_target = pg_get_target,
     .list_targets = pg_list_targets,
-    .apply_change = pg_apply_change,
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .end = pg_end,
+    .tx_get_target = pg_tx_get_target,
+    .tx_stats = pg_tx_stats,
+    .tx_write_target = pg_tx_write_target,
+    .tx_write_outbox = pg_tx_write_outbox,
+    .tx_insert_audit = pg_tx_insert_audit,
+    .tx_get_flag = pg_tx_get_flag,
+    .tx_write_flag = pg_tx_write_flag,
     .append_audit = pg_append_audit,
     .list_audit = pg_list_audit,
     .list_audit_oldest = pg_list_audit_oldest,
@@ -632,7 +623,6 @@ const struct store_backend store_pg_backend = {
     .list_expired = pg_list_expired,
     .get_flag = pg_get_flag,
     .identity = pg_identity,
-    .set_flag = pg_set_flag,
     .put_token = pg_put_token,
     .get_token = pg_get_token,
     .list_tokens = pg_list_tokens,

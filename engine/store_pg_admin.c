@@ -127,12 +127,9 @@ int pg_identity(void *h, char out[STORE_IDENTITY_MAX + 1]) {
     return rc;
 }
 
-int pg_get_flag(void *h, const char *env, const char *name, struct store_flag *out) {
-    struct pg_store *s = h;
+static int pg_get_flag_on(struct pg_slot *p, const char *env, const char *name, struct store_flag *out) {
     int rc;
     const char *pv[2] = {env, name};
-    struct pg_slot *p = pg_acquire(s);
-    if (p == NULL) return STORE_UNAVAILABLE;
     PGresult *r = pg_run(p, "SELECT name, enabled, updated_by, updated_at, reason FROM feature_flags"
                             " WHERE environment = $1 AND name = $2", 2, pv, "get_flag", &rc);
     if (r && PQntuples(r) == 0) rc = STORE_NOT_FOUND;
@@ -144,51 +141,31 @@ int pg_get_flag(void *h, const char *env, const char *name, struct store_flag *o
         util_copy(out->reason, sizeof out->reason, pg_text(r, 0, 4));
     }
     PQclear(r);
+    return rc;
+}
+
+int pg_get_flag(void *h, const char *env, const char *name, struct store_flag *out) {
+    struct pg_store *s = h;
+    struct pg_slot *p = pg_acquire(s);
+    if (p == NULL) return STORE_UNAVAILABLE;
+    int rc = pg_get_flag_on(p, env, name, out);
     pg_release(s, p);
     return rc;
 }
 
-int pg_set_flag(void *h, const char *env, const char *name, int enabled, int default_enabled,
-                const char *actor, const char *source, const char *reason, const char *request_id,
-                int64_t now_ms) {
-    struct pg_store *s = h;
-    struct store_audit e;
-    char en[4], at[24], lockkey[160];
-    int rc, was = default_enabled;
-    struct pg_slot *p = pg_acquire(s);
-    if (p == NULL) return STORE_UNAVAILABLE;
-    snprintf(lockkey, sizeof lockkey, "sluice.flag:%s:%s", env, name);
-    const char *lk[1] = {lockkey};
-    const char *gv[2] = {env, name};
-    const char *pv[6] = {env, name, I64(en, enabled != 0), actor, I64(at, now_ms), reason};
-    if ((rc = pg_exec(p, "BEGIN", "set_flag")) != STORE_OK) goto done;
-    PQclear(pg_run(p, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, lk, "set_flag", &rc));
-    if (rc != STORE_OK) goto done;
-    PGresult *r = pg_run(p, "SELECT enabled FROM feature_flags WHERE environment = $1 AND name = $2", 2, gv,
-                         "set_flag", &rc);
-    if (r && PQntuples(r) > 0) was = (int)pg_int(r, 0, 0);
-    PQclear(r);
-    if (rc != STORE_OK) goto done;
-    PQclear(pg_run(p, "INSERT INTO feature_flags (environment, name, enabled, updated_by, updated_at, reason)"
-                      " VALUES ($1, $2, $3::int, $4, $5::bigint, $6) ON CONFLICT (environment, name) DO UPDATE"
-                      " SET enabled = excluded.enabled, updated_by = excluded.updated_by,"
-                      " updated_at = excluded.updated_at, reason = excluded.reason", 6, pv, "set_flag", &rc));
-    if (rc != STORE_OK) goto done;
-    memset(&e, 0, sizeof e);
-    strcpy(e.kind, "flag");
-    util_copy(e.subject, sizeof e.subject, name);
-    e.from = was != 0;
-    e.to = enabled != 0;
-    util_copy(e.actor, sizeof e.actor, actor);
-    util_copy(e.source, sizeof e.source, source);
-    util_copy(e.reason, sizeof e.reason, reason);
-    strcpy(e.outcome, "applied");
-    e.at_ms = now_ms;
-    util_copy(e.request_id, sizeof e.request_id, request_id);
-    if ((rc = pg_insert_audit(p, &e)) != STORE_OK) goto done;
-    rc = pg_exec(p, "COMMIT", "set_flag");
-done:
-    pg_release(s, p);
+int pg_tx_get_flag(void *tx, const char *env, const char *name, struct store_flag *out) {
+    return pg_get_flag_on(tx, env, name, out);
+}
+
+int pg_tx_write_flag(void *tx, const char *env, const struct store_flag *f) {
+    char en[4], at[24];
+    int rc;
+    const char *pv[6] = {env, f->name, I64(en, f->enabled != 0), f->updated_by,
+                         I64(at, f->updated_at_ms), f->reason};
+    PQclear(pg_run(tx, "INSERT INTO feature_flags (environment, name, enabled, updated_by, updated_at, reason)"
+                       " VALUES ($1, $2, $3::int, $4, $5::bigint, $6) ON CONFLICT (environment, name) DO UPDATE"
+                       " SET enabled = excluded.enabled, updated_by = excluded.updated_by,"
+                       " updated_at = excluded.updated_at, reason = excluded.reason", 6, pv, "set_flag", &rc));
     return rc;
 }
 

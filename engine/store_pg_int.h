@@ -15,10 +15,13 @@
 
 #define PG_POOL_MAX 64
 #define PG_PREPARED_MAX 64
-#define PG_HOUR_MS 3600000LL
 #define PG_MIGRATION_LOCK 4711000
 
+struct pg_store;
+
+/* One pooled connection; also the handle of a transaction on it. */
 struct pg_slot {
+    struct pg_store *owner;
     PGconn *c;
     const char *prepared[PG_PREPARED_MAX];   /* SQL texts prepared on c */
     int nprepared;
@@ -75,9 +78,8 @@ void pg_read_audit(PGresult *r, int row, void *elem);
 /* store_pg_admin.c */
 int pg_identity(void *h, char out[STORE_IDENTITY_MAX + 1]);
 int pg_get_flag(void *h, const char *env, const char *name, struct store_flag *out);
-int pg_set_flag(void *h, const char *env, const char *name, int enabled, int default_enabled,
-                const char *actor, const char *source, const char *reason, const char *request_id,
-                int64_t now_ms);
+int pg_tx_get_flag(void *tx, const char *env, const char *name, struct store_flag *out);
+int pg_tx_write_flag(void *tx, const char *env, const struct store_flag *f);
 int pg_put_token(void *h, const struct store_token *t);
 int pg_get_token(void *h, const char *id, struct store_token *out);
 int pg_list_tokens(void *h, struct store_token **out, size_t *n);

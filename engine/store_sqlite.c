@@ -141,6 +141,7 @@ sqlite3 *sq_acquire(struct sq_store *s, int *slot_out) {
 }
 
 void sq_release(struct sq_store *s, int slot) {
+    if (s->conns[slot]) sq_rollback(s->conns[slot]);
     pthread_mutex_lock(&s->lock);
     s->in_use[slot] = 0;
     pthread_cond_signal(&s->freed);
@@ -638,7 +639,7 @@ static int sq_stats(sqlite3 *db, const char *queue, int64_t now_ms, struct store
                    " WHERE kind = 'scaling' AND subject = ? AND outcome = 'applied'"
                    " AND from_value <> to_value AND at > ?", st, "stats");
     sq_bind_text(st, 1, queue);
-    sqlite3_bind_int64(st, 2, now_ms - SQ_HOUR_MS);
+    sqlite3_bind_int64(st, 2, now_ms - STORE_HOUR_MS);
     if ((step = sqlite3_step(st)) != SQLITE_ROW) { rc = sq_fail(db, step, "stats"); goto done; }
     out->applied_last_hour = sqlite3_column_int64(st, 0);
     out->oldest_in_hour_ms = sqlite3_column_int64(st, 1);
@@ -694,65 +695,57 @@ done:
     return rc;
 }
 
-static int sq_apply_change(void *h, const struct store_change *c, store_judge_fn judge, void *ud,
-                           struct store_change_result *out) {
+/* ---- transactions (store.c runs the judged writes over these) ----------------- */
+
+static void *sq_begin(void *h, int mode, const char *lock_key, int *rc) {
     struct sq_store *s = h;
-    struct store_target cur;
-    struct store_stats stats;
-    struct store_audit entry;
-    char code[STORE_CODE_MAX] = "";
-    int slot, rc, in_tx = 0;
+    int slot;
+    (void)lock_key;                  /* BEGIN IMMEDIATE locks the whole database */
     sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) {
+        *rc = STORE_UNAVAILABLE;
+        return NULL;
+    }
+    /* A deferred BEGIN reads one snapshot (WAL) and never blocks the writer. */
+    if ((*rc = sq_exec(db, mode == STORE_TX_WRITE ? "BEGIN IMMEDIATE" : "BEGIN")) != STORE_OK) {
+        sq_write_done(s, db, slot, *rc);
+        return NULL;
+    }
+    struct sq_tx *tx = &s->txs[slot];
+    tx->s = s;
+    tx->db = db;
+    tx->slot = slot;
+    tx->write = mode == STORE_TX_WRITE;
+    return tx;
+}
 
-    memset(out, 0, sizeof *out);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    if ((rc = sq_exec(db, "BEGIN IMMEDIATE")) != STORE_OK) goto done;
-    in_tx = 1;
-    memset(&cur, 0, sizeof cur);
-    rc = sq_get_target_on(db, c->queue, &cur);
-    if (rc == STORE_NOT_FOUND) {
-        util_copy(cur.queue, sizeof cur.queue, c->queue);
-        cur.desired = c->default_value;
-        cur.version = 0;
-    } else if (rc != STORE_OK) {
-        goto done;
-    }
-    if ((rc = sq_stats(db, c->queue, c->now_ms, &stats)) != STORE_OK) goto done;
+static int sq_commit(void *tx) { return sq_exec(((struct sq_tx *)tx)->db, "COMMIT"); }
 
-    out->previous = cur.desired;
-    int verdict = judge(ud, &cur, &stats, code);
-    if (verdict < 0) {
-        out->target = cur;
-        out->applied = -1;
-        goto done;                            /* in_tx: rolled back below */
-    }
-    if (verdict == 0) {
-        store_change_audit(&entry, c, cur.desired, cur.version, "rejected", code);
-        if ((rc = sq_insert_audit(db, &entry)) != STORE_OK) goto done;
-        out->target = cur;
-        out->applied = 0;
-        out->audit_id = entry.id;
-    } else {
-        struct store_target next;
-        int bumped;
-        /* A change to the current value writes nothing: repeating it must
-         * not grow the database. */
-        if (store_plan_change(c, &cur, &next, &bumped)) {
-            if ((rc = sq_write_target(db, &next)) != STORE_OK) goto done;
-            if (bumped && (rc = sq_write_outbox(db, &next)) != STORE_OK) goto done;
-            store_change_audit(&entry, c, cur.desired, next.version, "applied", "");
-            if ((rc = sq_insert_audit(db, &entry)) != STORE_OK) goto done;
-            out->changed = 1;
-            out->audit_id = entry.id;
-        }
-        out->target = next;
-        out->applied = 1;
-    }
-    rc = sq_exec(db, "COMMIT");
-    if (rc == STORE_OK) in_tx = 0;
-done:
-    if (in_tx) sq_rollback(db);
-    return sq_write_done(s, db, slot, rc);
+/* sq_release rolls back what is still open. */
+static void sq_end(void *tx, int rc) {
+    struct sq_tx *t = tx;
+    if (t->write) sq_write_done(t->s, t->db, t->slot, rc);
+    else sq_release(t->s, t->slot);
+}
+
+static int sq_tx_get_target(void *tx, const char *queue, struct store_target *out) {
+    return sq_get_target_on(((struct sq_tx *)tx)->db, queue, out);
+}
+
+static int sq_tx_stats(void *tx, const char *queue, int64_t now_ms, struct store_stats *out) {
+    return sq_stats(((struct sq_tx *)tx)->db, queue, now_ms, out);
+}
+
+static int sq_tx_write_target(void *tx, const struct store_target *t) {
+    return sq_write_target(((struct sq_tx *)tx)->db, t);
+}
+
+static int sq_tx_write_outbox(void *tx, const struct store_target *t) {
+    return sq_write_outbox(((struct sq_tx *)tx)->db, t);
+}
+
+static int sq_tx_insert_audit(void *tx, struct store_audit *e) {
+    return sq_insert_audit(((struct sq_tx *)tx)->db, e);
 }
 
 const struct store_backend store_sqlite_backend = {
@@ -765,7 +758,16 @@ const struct store_backend store_sqlite_backend = {
     .ping = sq_ping,
     .get_target = sq_get_target,
     .list_targets = sq_list_targets,
-    .apply_change = sq_apply_change,
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .end = sq_end,
+    .tx_get_target = sq_tx_get_target,
+    .tx_stats = sq_tx_stats,
+    .tx_write_target = sq_tx_write_target,
+    .tx_write_outbox = sq_tx_write_outbox,
+    .tx_insert_audit = sq_tx_insert_audit,
+    .tx_get_flag = sq_tx_get_flag,
+    .tx_write_flag = sq_tx_write_flag,
     .append_audit = sq_append_audit,
     .list_audit = sq_list_audit,
     .list_audit_oldest = sq_list_audit_oldest,
@@ -777,7 +779,6 @@ const struct store_backend store_sqlite_backend = {
     .list_expired = sq_list_expired,
     .get_flag = sq_get_flag,
     .identity = sq_identity,
-    .set_flag = sq_set_flag,
     .put_token = sq_put_token,
     .get_token = sq_get_token,
     .list_tokens = sq_list_tokens,

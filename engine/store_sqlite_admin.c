@@ -32,12 +32,10 @@ done:
 
 /* ---- flags ------------------------------------------------------------------ */
 
-int sq_get_flag(void *h, const char *env, const char *name, struct store_flag *out) {
-    struct sq_store *s = h;
+/* The flag's row on db (a transaction's, or a pooled connection's). */
+static int sq_get_flag_on(sqlite3 *db, const char *env, const char *name, struct store_flag *out) {
     sqlite3_stmt *st = NULL;
-    int slot, rc, step;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
+    int rc, step;
     SQ_PREPARE(db, "SELECT name, enabled, updated_by, updated_at, reason FROM feature_flags"
                    " WHERE environment = ? AND name = ?", st, "get_flag");
     sq_bind_text(st, 1, env);
@@ -55,59 +53,41 @@ int sq_get_flag(void *h, const char *env, const char *name, struct store_flag *o
     }
 done:
     sqlite3_finalize(st);
+    return rc;
+}
+
+int sq_get_flag(void *h, const char *env, const char *name, struct store_flag *out) {
+    struct sq_store *s = h;
+    int slot;
+    sqlite3 *db = sq_acquire(s, &slot);
+    if (db == NULL) return STORE_UNAVAILABLE;
+    int rc = sq_get_flag_on(db, env, name, out);
     sq_release(s, slot);
     return rc;
 }
 
-int sq_set_flag(void *h, const char *env, const char *name, int enabled, int default_enabled,
-                       const char *actor, const char *source, const char *reason,
-                       const char *request_id, int64_t now_ms) {
-    struct sq_store *s = h;
-    struct store_audit e;
+int sq_tx_get_flag(void *tx, const char *env, const char *name, struct store_flag *out) {
+    return sq_get_flag_on(((struct sq_tx *)tx)->db, env, name, out);
+}
+
+int sq_tx_write_flag(void *tx, const char *env, const struct store_flag *f) {
+    sqlite3 *db = ((struct sq_tx *)tx)->db;
     sqlite3_stmt *st = NULL;
-    int slot, rc, in_tx = 0;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    if ((rc = sq_exec(db, "BEGIN IMMEDIATE")) != STORE_OK) goto done;
-    in_tx = 1;
-    int was_enabled = default_enabled;
-    SQ_PREPARE(db, "SELECT enabled FROM feature_flags WHERE environment = ? AND name = ?", st,
-               "set_flag");
-    sq_bind_text(st, 1, env);
-    sq_bind_text(st, 2, name);
-    if (sqlite3_step(st) == SQLITE_ROW) was_enabled = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    st = NULL;
+    int rc;
     SQ_PREPARE(db, "INSERT INTO feature_flags (environment, name, enabled, updated_by,"
                    " updated_at, reason) VALUES (?, ?, ?, ?, ?, ?)"
                    " ON CONFLICT (environment, name) DO UPDATE SET enabled = excluded.enabled,"
                    " updated_by = excluded.updated_by, updated_at = excluded.updated_at,"
                    " reason = excluded.reason", st, "set_flag");
     sq_bind_text(st, 1, env);
-    sq_bind_text(st, 2, name);
-    sqlite3_bind_int(st, 3, enabled != 0);
-    sq_bind_text(st, 4, actor);
-    sqlite3_bind_int64(st, 5, now_ms);
-    sq_bind_text(st, 6, reason);
+    sq_bind_text(st, 2, f->name);
+    sqlite3_bind_int(st, 3, f->enabled != 0);
+    sq_bind_text(st, 4, f->updated_by);
+    sqlite3_bind_int64(st, 5, f->updated_at_ms);
+    sq_bind_text(st, 6, f->reason);
     rc = sq_step_done(db, st, "set_flag");
-    st = NULL;
-    if (rc != STORE_OK) goto done;
-    memset(&e, 0, sizeof e);
-    strcpy(e.kind, "flag");
-    util_copy(e.subject, sizeof e.subject, name);
-    e.from = was_enabled != 0;
-    e.to = enabled != 0;
-    util_copy(e.actor, sizeof e.actor, actor);
-    util_copy(e.source, sizeof e.source, source);
-    util_copy(e.reason, sizeof e.reason, reason);
-    strcpy(e.outcome, "applied");
-    e.at_ms = now_ms;
-    util_copy(e.request_id, sizeof e.request_id, request_id);
-    if ((rc = sq_insert_audit(db, &e)) != STORE_OK) goto done;
-    if ((rc = sq_exec(db, "COMMIT")) == STORE_OK) in_tx = 0;
 done:
-    if (in_tx) sq_rollback(db);
-    return sq_write_done(s, db, slot, rc);
+    return rc;
 }
 
 /* ---- tokens and sessions ------------------------------------------------------ */

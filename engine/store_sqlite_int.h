@@ -15,7 +15,16 @@
 #include "store_impl.h"
 
 #define SQ_POOL_MAX 64
-#define SQ_HOUR_MS 3600000LL
+
+struct sq_store;
+
+/* A transaction on one pooled connection (store_impl.h's begin/commit/end). */
+struct sq_tx {
+    struct sq_store *s;
+    sqlite3 *db;
+    int slot;
+    int write;                   /* STORE_TX_WRITE: counts as a write when it ends */
+};
 
 struct sq_store {
     char path[1024];
@@ -28,6 +37,7 @@ struct sq_store {
     int claim_fd;                /* lock held by a serving sluiced, -1 */
     atomic_int full;             /* a write found the volume full, none succeeded since */
     atomic_uint writes;          /* successful writes, for the periodic WAL truncation */
+    struct sq_tx txs[SQ_POOL_MAX];   /* one per connection, handed out by begin */
 };
 
 /* A store_rc for a SQLite result code. */
@@ -44,7 +54,9 @@ int sq_exec(sqlite3 *db, const char *sql);
  * on its own (a full volume, an I/O error), and a ROLLBACK then fails. */
 void sq_rollback(sqlite3 *db);
 
-/* Borrow a pooled connection (NULL: unavailable) and give it back. */
+/* Borrow a pooled connection (NULL: unavailable) and give it back;
+ * sq_release rolls back a transaction left open, so that no caller ever
+ * borrows a connection in the middle of someone else's. */
 sqlite3 *sq_acquire(struct sq_store *s, int *slot_out);
 void sq_release(struct sq_store *s, int slot);
 
@@ -87,9 +99,8 @@ int sq_collect(struct sq_store *s, const char *sql, size_t size,
 /* store_sqlite_admin.c */
 int sq_get_flag(void *h, const char *env, const char *name, struct store_flag *out);
 int sq_identity(void *h, char out[STORE_IDENTITY_MAX + 1]);
-int sq_set_flag(void *h, const char *env, const char *name, int enabled, int default_enabled,
-                const char *actor, const char *source, const char *reason,
-                const char *request_id, int64_t now_ms);
+int sq_tx_get_flag(void *tx, const char *env, const char *name, struct store_flag *out);
+int sq_tx_write_flag(void *tx, const char *env, const struct store_flag *f);
 int sq_put_token(void *h, const struct store_token *t);
 int sq_get_token(void *h, const char *id, struct store_token *out);
 int sq_list_tokens(void *h, struct store_token **out, size_t *n);
