@@ -3,7 +3,6 @@
  * documents each function. */
 #include "bind.h"
 #include "luajson.h"
-#include "scaling.h"
 #include "script.h"
 
 #include <lauxlib.h>
@@ -29,14 +28,14 @@ void script_open_sluice(lua_State *L) {
     lua_setglobal(L, "sluice");
 }
 
-int bind_push_failure(lua_State *L, struct scaling_error *err) {
+int bind_push_failure(lua_State *L, struct api_error *err) {
     json_t **box = luajson_box(L);              /* box */
     *box = err->details;
     err->details = NULL;
     lua_pushnil(L);                             /* box, nil */
     lua_pushstring(L, err->message);            /* box, nil, message */
     lua_createtable(L, 0, 5);                   /* box, nil, message, info */
-    lua_pushinteger(L, err->status);
+    lua_pushinteger(L, api_error_status(err->code));
     lua_setfield(L, -2, "status");
     lua_pushstring(L, err->code);
     lua_setfield(L, -2, "code");
@@ -51,6 +50,12 @@ int bind_push_failure(lua_State *L, struct scaling_error *err) {
         lua_setfield(L, -2, "retry_after");
     }
     lua_remove(L, -4);                          /* nil, message, info (box collected later) */
-    scaling_error_clear(err);
+    api_error_clear(err);
     return 3;
+}
+
+int bind_push_store_failure(lua_State *L, int store_rc) {
+    struct api_error err = {0};
+    api_error_store(&err, store_rc);
+    return bind_push_failure(L, &err);
 }

@@ -15,12 +15,15 @@ void bind_flags_open(lua_State *L);      /* sluice.flags.* */
 void bind_policy_open(lua_State *L);     /* sluice.policy.* */
 void bind_telemetry_open(lua_State *L);  /* sluice.telemetry.* */
 
-#include "scaling.h"
+#include "apierr.h"
 
 /* Shared by the areas, for run-time failures: push nil, the message, and a
  * table {status, code, message, details, retry_after} with what an answer
- * needs, built from a scaling_error (which is cleared). Returns 3. */
-struct scaling_error;
-int bind_push_failure(lua_State *L, struct scaling_error *err);
+ * needs, built from err (which is cleared). The HTTP status is chosen here,
+ * from the code (api_error_status): the domain never picks one. Returns 3. */
+int bind_push_failure(lua_State *L, struct api_error *err);
+
+/* bind_push_failure for a failed store call (api_error_store). */
+int bind_push_store_failure(lua_State *L, int store_rc);
 
 #endif

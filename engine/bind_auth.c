@@ -4,7 +4,6 @@
 #include "bind.h"
 #include "flags.h"
 #include "luajson.h"
-#include "scaling.h"
 #include "script.h"
 
 #include <lauxlib.h>
@@ -14,26 +13,9 @@
 #define AUTH_COOKIE "sluice_session"
 #define AUTH_COOKIE_HTTPS "__Host-sluice_session"   /* see script_authenticate */
 
-static int auth_fail(lua_State *L, int status, const char *code, const char *message) {
-    struct scaling_error err = {0};
-    err.status = status;
-    util_copy(err.code, sizeof err.code, code);
-    util_copy(err.message, sizeof err.message, message);
-    return bind_push_failure(L, &err);
-}
-
-/* A failed store_rc as the answer; a busy store is worth a retry in a second. */
-static int auth_store_fail(lua_State *L, int rc) {
-    struct scaling_error err = {500, "internal", "internal error", NULL, 0};
-    if (rc == STORE_UNAVAILABLE)
-        err = (struct scaling_error){503, "store_unavailable",
-                                     "the database cannot be reached; nothing was changed", NULL, 0};
-    else if (rc == STORE_BUSY)
-        err = (struct scaling_error){503, "store_busy",
-                                     "the database is busy with another change; nothing was changed", NULL, 1};
-    else if (rc == STORE_FULL)
-        err = (struct scaling_error){507, "store_full", "the database volume is full; nothing was changed",
-                                     NULL, 0};
+static int auth_fail(lua_State *L, const char *code, const char *message) {
+    struct api_error err = {0};
+    api_error_set(&err, code, NULL, "%s", message);
     return bind_push_failure(L, &err);
 }
 
@@ -53,8 +35,8 @@ static int auth_l_whoami(lua_State *L) {
     luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
     struct script_request *sr = script_current(L, "sluice.auth.whoami");
     struct app *app = script_app(L);
-    if (!sr->authenticated) return auth_fail(L, 401, "unauthenticated", "not logged in");
-    if ((rc = flags_get(app, FLAG_WRITES, &enabled)) != STORE_OK) return auth_store_fail(L, rc);
+    if (!sr->authenticated) return auth_fail(L, "unauthenticated", "not logged in");
+    if ((rc = flags_get(app, FLAG_WRITES, &enabled)) != STORE_OK) return bind_push_store_failure(L, rc);
     lua_createtable(L, 0, 5);
     lua_pushstring(L, sr->principal.name);
     lua_setfield(L, -2, "name");
@@ -82,8 +64,8 @@ static int auth_l_login(lua_State *L) {
     struct script_request *sr = script_current(L, "sluice.auth.login");
     const char *token = luaL_checkstring(L, 1);
     int rc = auth_session_open(script_app(L)->st, token, util_now_ms(), &p, cookie);
-    if (rc < 0) return auth_store_fail(L, rc);
-    if (rc != AUTH_OK) return auth_fail(L, 401, "unauthenticated", "the token is unknown, expired or revoked");
+    if (rc < 0) return bind_push_store_failure(L, rc);
+    if (rc != AUTH_OK) return auth_fail(L, "unauthenticated", "the token is unknown, expired or revoked");
     util_copy(sr->http->actor, sizeof sr->http->actor, p.name);
     snprintf(header, sizeof header, "%s=%s; Path=/; HttpOnly; SameSite=Strict; Max-Age=%lld%s",
              sr->secure ? AUTH_COOKIE_HTTPS : AUTH_COOKIE, cookie, AUTH_SESSION_TTL_MS / 1000,
@@ -105,7 +87,7 @@ static int auth_l_logout(lua_State *L) {
     luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
     struct script_request *sr = script_current(L, "sluice.auth.logout");
     int rc = auth_session_close(script_app(L)->st, &sr->principal);
-    if (rc != STORE_OK) return auth_store_fail(L, rc);
+    if (rc != STORE_OK) return bind_push_store_failure(L, rc);
     snprintf(header, sizeof header, "%s=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0%s",
              sr->secure ? AUTH_COOKIE_HTTPS : AUTH_COOKIE, sr->secure ? "; Secure" : "");
     lua_pushstring(L, header);
@@ -139,9 +121,9 @@ static int auth_l_create_token(lua_State *L) {
                       "expires_in_s must be a positive integer");
         expires = lua_tointeger(L, -1);
     }
-    if (auth_parse_scopes(csv, &scopes, err, sizeof err) != 0) return auth_fail(L, 400, "invalid_field", err);
+    if (auth_parse_scopes(csv, &scopes, err, sizeof err) != 0) return auth_fail(L, "invalid_field", err);
     int rc = auth_token_create(script_app(L)->st, name, scopes, expires, util_now_ms(), token, id);
-    if (rc != STORE_OK) return auth_store_fail(L, rc);
+    if (rc != STORE_OK) return bind_push_store_failure(L, rc);
     lua_createtable(L, 0, 4);
     lua_pushstring(L, id);
     lua_setfield(L, -2, "id");
@@ -160,8 +142,8 @@ static int auth_l_revoke_token(lua_State *L) {
     script_current(L, "sluice.auth.revoke_token");
     const char *id = luaL_checkstring(L, 1);
     int rc = store_revoke_token(script_app(L)->st, id, util_now_ms());
-    if (rc == STORE_NOT_FOUND) return auth_fail(L, 404, "not_found", "no such token");
-    if (rc != STORE_OK) return auth_store_fail(L, rc);
+    if (rc == STORE_NOT_FOUND) return auth_fail(L, "not_found", "no such token");
+    if (rc != STORE_OK) return bind_push_store_failure(L, rc);
     lua_pushboolean(L, 1);
     return 1;
 }
@@ -174,7 +156,7 @@ static int auth_l_list_tokens(lua_State *L) {
     luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
     script_current(L, "sluice.auth.list_tokens");
     int rc = store_list_tokens(script_app(L)->st, &rows, &n);
-    if (rc != STORE_OK) return auth_store_fail(L, rc);
+    if (rc != STORE_OK) return bind_push_store_failure(L, rc);
     json_t **box = luajson_box(L);
     json_t *items = json_array();
     for (size_t i = 0; i < n; i++) {

@@ -10,29 +10,9 @@
 #include <stdio.h>
 
 static int flags_fail(lua_State *L, int rc, const char *name) {
-    struct scaling_error err = {0};
-    if (rc == STORE_NOT_FOUND) {
-        err.status = 404;
-        util_copy(err.code, sizeof err.code, "not_found");
-        snprintf(err.message, sizeof err.message, "no flag named '%.64s' (known: writes)", name);
-    } else if (rc == STORE_UNAVAILABLE) {
-        err.status = 503;
-        util_copy(err.code, sizeof err.code, "store_unavailable");
-        util_copy(err.message, sizeof err.message, "the database cannot be reached; nothing was changed");
-    } else if (rc == STORE_BUSY) {
-        err.status = 503;
-        err.retry_after_s = 1;
-        util_copy(err.code, sizeof err.code, "store_busy");
-        util_copy(err.message, sizeof err.message, "the database is busy with another change; nothing was changed");
-    } else if (rc == STORE_FULL) {
-        err.status = 507;
-        util_copy(err.code, sizeof err.code, "store_full");
-        util_copy(err.message, sizeof err.message, "the database volume is full; nothing was changed");
-    } else {
-        err.status = 500;
-        util_copy(err.code, sizeof err.code, "internal");
-        util_copy(err.message, sizeof err.message, "internal error");
-    }
+    struct api_error err = {0};
+    if (rc != STORE_NOT_FOUND) return bind_push_store_failure(L, rc);
+    api_error_set(&err, "not_found", NULL, "no flag named '%.64s' (known: writes)", name);
     return bind_push_failure(L, &err);
 }
 
@@ -71,7 +51,7 @@ static int flags_l_set(lua_State *L) {
     luaL_checktype(L, 2, LUA_TBOOLEAN);
     const char *reason = luaL_checkstring(L, 3);
     if (!flags_known(name)) return flags_fail(L, STORE_NOT_FOUND, name);
-    struct scaling_error limited = {0};              /* flag writes count against the token too */
+    struct api_error limited = {0};              /* flag writes count against the token too */
     if (!scaling_admit_write(script_app(L), sr->principal.token_id, NULL, &limited))
         return bind_push_failure(L, &limited);
     rc = flags_set(script_app(L), name, lua_toboolean(L, 2), sr->principal.name, sr->source, reason,

@@ -1,41 +1,91 @@
 /* bind_scaling.c — sluice.scaling: list, get, set and history over
- * scaling.c. The caller's identity, scopes, source and request id come from
- * the request being served, never from the script's arguments. */
+ * scaling.c, and the api.md JSON of what the domain answers (Target, the
+ * answer to a change, a page of the audit log). The caller's identity,
+ * scopes, source and request id come from the request being served, never
+ * from the script's arguments. */
+#include "audit.h"
 #include "bind.h"
 #include "luajson.h"
 #include "scaling.h"
 #include "script.h"
 
 #include <lauxlib.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* Push *box (owned), or the failure: nil, message, info. */
-static int scaling_push_result(lua_State *L, json_t **box, struct scaling_error *err) {
-    if (*box == NULL) return bind_push_failure(L, err);
+/* ---- rendering: the api.md shapes of the domain's answers ---------------------- */
+
+static json_t *scaling_time_or_null(int64_t ms) {
+    char ts[UTIL_TIME_MAX];
+    return ms ? json_string(util_format_time(ms, ts)) : json_null();
+}
+
+/* A Target. New ref. */
+static json_t *scaling_target_json(const struct scaling_target *st) {
+    const struct store_target *t = &st->t;
+    int changed = t->version > 0;
+    return json_pack("{s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "queue", t->queue,
+                     "desired_concurrency", (json_int_t)t->desired, "version",
+                     (json_int_t)t->version, "updated_by",
+                     changed ? json_string(t->updated_by) : json_null(), "updated_at",
+                     scaling_time_or_null(changed ? t->updated_at_ms : 0), "reason",
+                     changed ? json_string(t->reason) : json_null(), "expires_at",
+                     scaling_time_or_null(t->expires_at_ms), "revert_to",
+                     t->expires_at_ms ? json_integer(t->revert_to) : json_null(), "bounds",
+                     policy_bounds_json(&st->b));
+}
+
+/* The answer to an accepted change: the Target, "previous", "changed" and
+ * "audit_id" (null when nothing was stored). New ref. */
+static json_t *scaling_outcome_json(const struct scaling_outcome *o) {
+    json_t *out = scaling_target_json(&o->after);
+    json_object_set_new(out, "previous", json_integer(o->previous));
+    json_object_set_new(out, "changed", json_boolean(o->changed));
+    json_object_set_new(out, "audit_id", o->audit_id ? json_integer(o->audit_id) : json_null());
+    return out;
+}
+
+/* Push the rendered *box (owned), or the failure: nil, message, info. */
+static int scaling_push_result(lua_State *L, json_t **box, int rc, struct api_error *err) {
+    if (rc != 0) return bind_push_failure(L, err);
+    if (*box == NULL) {
+        api_error_set(err, "internal", NULL, "internal error");
+        return bind_push_failure(L, err);
+    }
     luajson_push_boxed(L, box);
     return 1;
 }
 
 /* sluice.scaling.list() -> {items = {Target...}} | nil, err */
 static int scaling_l_list(lua_State *L) {
-    struct scaling_error err = {0};
+    struct api_error err = {0};
+    struct scaling_target *items = NULL;
+    size_t n = 0;
     luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
     struct app *app = script_app(L);
     script_current(L, "sluice.scaling.list");
     json_t **box = luajson_box(L);
-    *box = scaling_list(app, &err);
-    return scaling_push_result(L, box, &err);
+    int rc = scaling_list(app, &items, &n, &err);
+    if (rc == 0) {
+        json_t *arr = json_array();
+        for (size_t i = 0; i < n; i++) json_array_append_new(arr, scaling_target_json(&items[i]));
+        *box = json_pack("{s:o}", "items", arr);
+    }
+    free(items);
+    return scaling_push_result(L, box, rc, &err);
 }
 
 /* sluice.scaling.get(queue) -> Target | nil, err */
 static int scaling_l_get(lua_State *L) {
-    struct scaling_error err = {0};
+    struct api_error err = {0};
+    struct scaling_target t;
     luaL_argcheck(L, lua_gettop(L) == 1, 1, "expected a queue name");
     script_current(L, "sluice.scaling.get");
     const char *queue = luaL_checkstring(L, 1);
     json_t **box = luajson_box(L);
-    *box = scaling_get(script_app(L), queue, &err);
-    return scaling_push_result(L, box, &err);
+    int rc = scaling_get(script_app(L), queue, &t, &err);
+    if (rc == 0) *box = scaling_target_json(&t);
+    return scaling_push_result(L, box, rc, &err);
 }
 
 /* Optional integer field of the table at idx; raises on a wrong type,
@@ -54,8 +104,9 @@ static int scaling_opt_int(lua_State *L, int idx, const char *fname, const char 
 /* sluice.scaling.set(queue, {desired_concurrency, reason, confirm?,
  *   expected_version?, duration_s?}) -> Target + previous | nil, err */
 static int scaling_l_set(lua_State *L) {
-    struct scaling_error err = {0};
+    struct api_error err = {0};
     struct scaling_change c;
+    struct scaling_outcome o;
     luaL_argcheck(L, lua_gettop(L) == 2, 2, "expected queue, change");
     struct script_request *sr = script_current(L, "sluice.scaling.set");
     memset(&c, 0, sizeof c);
@@ -77,14 +128,18 @@ static int scaling_l_set(lua_State *L) {
     c.request_id = sr->http->request_id;
     c.token_id = sr->principal.token_id;       /* a session writes as its token */
     json_t **box = luajson_box(L);
-    *box = scaling_set(script_app(L), &c, &err);
-    return scaling_push_result(L, box, &err);
+    int rc = scaling_set(script_app(L), &c, &o, &err);
+    if (rc == 0) *box = scaling_outcome_json(&o);
+    return scaling_push_result(L, box, rc, &err);
 }
 
 /* sluice.scaling.history(queue | nil [, {limit =, before =}])
  *   -> {items, next_before} | nil, err */
 static int scaling_l_history(lua_State *L) {
-    struct scaling_error err = {0};
+    struct api_error err = {0};
+    struct store_audit *rows = NULL;
+    size_t count = 0;
+    int64_t next = 0;
     int64_t limit = 50, before = 0;
     int n = lua_gettop(L);
     luaL_argcheck(L, n == 1 || n == 2, n, "expected queue or nil [, options]");
@@ -98,8 +153,15 @@ static int scaling_l_history(lua_State *L) {
         luaL_argcheck(L, before >= 0, 2, "before must be >= 0");
     }
     json_t **box = luajson_box(L);
-    *box = scaling_history(script_app(L), queue, before, (int)limit, &err);
-    return scaling_push_result(L, box, &err);
+    int rc = scaling_history(script_app(L), queue, before, (int)limit, &rows, &count, &next, &err);
+    if (rc == 0) {
+        json_t *items = json_array();
+        for (size_t i = 0; i < count; i++) json_array_append_new(items, audit_entry_json(&rows[i]));
+        *box = json_pack("{s:o, s:o}", "items", items, "next_before",
+                         next ? json_integer(next) : json_null());
+    }
+    free(rows);
+    return scaling_push_result(L, box, rc, &err);
 }
 
 /* sluice.scaling.await(queue, version, wait_ms)

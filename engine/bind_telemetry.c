@@ -36,7 +36,8 @@ static int telemetry_l_metrics(lua_State *L) {
     struct app *app = script_app(L);
     char *text = metrics_render(app->metrics, app, &len);
     if (text == NULL) {
-        struct scaling_error err = {500, "internal", "metrics could not be rendered", NULL, 0};
+        struct api_error err = {0};
+        api_error_set(&err, "internal", NULL, "metrics could not be rendered");
         return bind_push_failure(L, &err);
     }
     /* Boxed, so a memory error while pushing cannot leak it. */

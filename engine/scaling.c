@@ -1,68 +1,24 @@
 /* scaling.c — judging and applying changes of desired concurrency. */
 #include "scaling.h"
-#include "audit.h"
+#include "announce.h"
 #include "flags.h"
 #include "log.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-void scaling_error_clear(struct scaling_error *err) {
-    json_decref(err->details);
-    memset(err, 0, sizeof *err);
+/* A failed store call as the error; a busy store here is a change to this
+ * queue that holds its lock. */
+static void scaling_store_fail(struct api_error *err, int rc) {
+    api_error_store(err, rc);
+    if (rc == STORE_BUSY)
+        api_error_set(err, "store_busy", NULL,
+                      "the database is busy with another change to this queue; nothing was changed");
 }
 
-static void scaling_fail(struct scaling_error *err, int status, const char *code, json_t *details,
-                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-
-static void scaling_fail(struct scaling_error *err, int status, const char *code, json_t *details,
-                         const char *fmt, ...) {
-    va_list ap;
-    json_decref(err->details);
-    err->status = status;
-    util_copy(err->code, sizeof err->code, code);
-    err->details = details;
-    va_start(ap, fmt);
-    vsnprintf(err->message, sizeof err->message, fmt, ap);
-    va_end(ap);
-}
-
-/* Map a failed store_rc into err. A busy store is worth a retry soon: the
- * lock it waited for is held by a change that is not moving. */
-static void scaling_store_fail(struct scaling_error *err, int rc) {
-    err->retry_after_s = 0;             /* a judge's refusal may have set one */
-    if (rc == STORE_UNAVAILABLE) {
-        scaling_fail(err, 503, "store_unavailable", NULL,
-                     "the database cannot be reached; nothing was changed");
-    } else if (rc == STORE_BUSY) {
-        err->retry_after_s = 1;
-        scaling_fail(err, 503, "store_busy", NULL,
-                     "the database is busy with another change to this queue; nothing was changed");
-    } else if (rc == STORE_FULL) {
-        scaling_fail(err, 507, "store_full", NULL, "the database volume is full; nothing was changed");
-    } else {
-        scaling_fail(err, 500, "internal", NULL, "internal error");
-    }
-}
-
-static json_t *scaling_time_or_null(int64_t ms) {
-    char ts[UTIL_TIME_MAX];
-    return ms ? json_string(util_format_time(ms, ts)) : json_null();
-}
-
-static json_t *scaling_target_json(const struct store_target *t, const struct policy_bounds *b) {
-    int changed = t->version > 0;
-    return json_pack("{s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "queue", t->queue,
-                     "desired_concurrency", (json_int_t)t->desired, "version",
-                     (json_int_t)t->version, "updated_by",
-                     changed ? json_string(t->updated_by) : json_null(), "updated_at",
-                     scaling_time_or_null(changed ? t->updated_at_ms : 0), "reason",
-                     changed ? json_string(t->reason) : json_null(), "expires_at",
-                     scaling_time_or_null(t->expires_at_ms), "revert_to",
-                     t->expires_at_ms ? json_integer(t->revert_to) : json_null(), "bounds",
-                     policy_bounds_json(b));
+static void scaling_unknown(struct api_error *err, const char *queue) {
+    api_error_set(err, "unknown_queue", NULL, "queue '%s' is not declared by the policies", queue);
 }
 
 /* The stored state of a declared queue, or its policy default. */
@@ -78,45 +34,72 @@ static int scaling_load(struct app *app, const char *queue, const struct policy_
     return rc;
 }
 
-json_t *scaling_get(struct app *app, const char *queue, struct scaling_error *err) {
-    struct policy_bounds b;
-    struct store_target t;
+int scaling_get(struct app *app, const char *queue, struct scaling_target *out,
+                struct api_error *err) {
     int rc;
-    if (policy_bounds(app->pol, queue, &b) != 0) {
-        scaling_fail(err, 404, "unknown_queue", NULL, "queue '%s' is not declared by the policies",
-                     queue);
-        return NULL;
+    if (policy_bounds(app->pol, queue, &out->b) != 0) {
+        scaling_unknown(err, queue);
+        return -1;
     }
-    if ((rc = scaling_load(app, queue, &b, &t)) != STORE_OK) {
+    if ((rc = scaling_load(app, queue, &out->b, &out->t)) != STORE_OK) {
         scaling_store_fail(err, rc);
-        return NULL;
+        return -1;
     }
-    return scaling_target_json(&t, &b);
+    return 0;
 }
 
-json_t *scaling_list(struct app *app, struct scaling_error *err) {
-    char (*list)[UTIL_NAME_MAX + 1] = malloc(POLICY_MAX_QUEUES * sizeof *list);
-    json_t *items = json_array(), *out = NULL;
-    if (list == NULL || items == NULL) {
-        scaling_fail(err, 500, "internal", NULL, "out of memory");
+/* The row of queue in rows (sorted by queue, as store_list_targets gives
+ * them), or NULL. */
+static const struct store_target *scaling_find(const struct store_target *rows, size_t n,
+                                               const char *queue) {
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int cmp = strcmp(rows[mid].queue, queue);
+        if (cmp == 0) return &rows[mid];
+        if (cmp < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    return NULL;
+}
+
+int scaling_list(struct app *app, struct scaling_target **out, size_t *n, struct api_error *err) {
+    struct store_target *rows = NULL;
+    size_t nrows = 0;
+    struct policy_gen *g = policy_acquire(app->pol);
+    size_t count = policy_gen_count(g);
+    struct scaling_target *items = calloc(count ? count : 1, sizeof *items);
+    int rc = -1, src;
+
+    *out = NULL;
+    *n = 0;
+    if (items == NULL) {
+        api_error_set(err, "internal", NULL, "internal error");
         goto done;
     }
-    size_t n = policy_queue_names(app->pol, list, POLICY_MAX_QUEUES);
-    for (size_t i = 0; i < n && i < POLICY_MAX_QUEUES; i++) {
-        json_t *one = scaling_get(app, list[i], err);
-        /* A queue dropped by a reload between the two calls is skipped. */
-        if (one == NULL && err->status == 404) {
-            scaling_error_clear(err);
-            continue;
-        }
-        if (one == NULL) goto done;
-        json_array_append_new(items, one);
+    if ((src = store_list_targets(app->st, &rows, &nrows)) != STORE_OK) {
+        scaling_store_fail(err, src);
+        goto done;
     }
-    out = json_pack("{s:O}", "items", items);
+    for (size_t i = 0; i < count; i++) {
+        const char *name = policy_gen_queue(g, i, &items[i].b);
+        const struct store_target *row = scaling_find(rows, nrows, name);
+        if (row) {
+            items[i].t = *row;
+        } else {
+            util_copy(items[i].t.queue, sizeof items[i].t.queue, name);
+            items[i].t.desired = items[i].b.def;
+        }
+    }
+    *out = items;
+    *n = count;
+    items = NULL;
+    rc = 0;
 done:
-    json_decref(items);
-    free(list);
-    return out;
+    free(items);
+    free(rows);
+    policy_release(g);
+    return rc;
 }
 
 /* ---- judging a change ------------------------------------------------------ */
@@ -126,7 +109,7 @@ struct scaling_judge {
     const struct scaling_change *c;
     struct policy_gen *gen;      /* held for the whole change: one policy decides it */
     struct policy_bounds b;
-    struct scaling_error *err;
+    struct api_error *err;
     /* validate()'s verdict, reached before the transaction on the state in
      * seen: 1 accepted, 0 refused, -1 failed; has_verdict 0 when not run. */
     int has_verdict, verdict;
@@ -144,37 +127,37 @@ static int scaling_check_limits(struct scaling_judge *j, const struct store_targ
                                 const struct store_stats *stats) {
     const struct scaling_change *c = j->c;
     const struct policy_bounds *b = &j->b;
-    struct scaling_error *err = j->err;
+    struct api_error *err = j->err;
     int64_t now = util_now_ms(), from = cur->desired, step = c->to > from ? c->to - from : from - c->to;
     int moves = c->to != from;
 
     if (c->has_expected_version && c->expected_version != cur->version) {
-        scaling_fail(err, 409, "version_conflict",
+        api_error_set(err, "version_conflict",
                      json_pack("{s:I}", "current_version", (json_int_t)cur->version),
                      "%s: expected version %lld, current version is %lld", c->queue,
                      (long long)c->expected_version, (long long)cur->version);
     } else if (c->to < b->min || c->to > b->max) {
-        scaling_fail(err, 422, "out_of_bounds",
+        api_error_set(err, "out_of_bounds",
                      json_pack("{s:I, s:I}", "min", (json_int_t)b->min, "max", (json_int_t)b->max),
                      "%s: %lld is %s %s %lld", c->queue, (long long)c->to,
                      c->to < b->min ? "below" : "above", c->to < b->min ? "min" : "max",
                      (long long)(c->to < b->min ? b->min : b->max));
     } else if (step > b->max_step) {
-        scaling_fail(err, 422, "step_too_large",
+        api_error_set(err, "step_too_large",
                      json_pack("{s:I, s:I, s:I}", "max_step", (json_int_t)b->max_step, "from",
                                (json_int_t)from, "to", (json_int_t)c->to),
                      "%s: a change of %lld (from %lld to %lld) is larger than max_step %lld",
                      c->queue, (long long)step, (long long)from, (long long)c->to,
                      (long long)b->max_step);
     } else if (moves && b->confirm_above >= 0 && c->to > b->confirm_above && !c->confirm) {
-        scaling_fail(err, 428, "confirmation_required",
+        api_error_set(err, "confirmation_required",
                      json_pack("{s:I}", "confirm_above", (json_int_t)b->confirm_above),
                      "%s: %lld is above %lld; send \"confirm\": true to apply it", c->queue,
                      (long long)c->to, (long long)b->confirm_above);
     } else if (moves && b->cooldown_s > 0 && stats->last_applied_ms &&
                now - stats->last_applied_ms < b->cooldown_s * 1000) {
         err->retry_after_s = scaling_ceil_s(stats->last_applied_ms + b->cooldown_s * 1000 - now);
-        scaling_fail(err, 429, "rate_limited",
+        api_error_set(err, "rate_limited",
                      json_pack("{s:s, s:I, s:I}", "limit", "cooldown", "cooldown_s",
                                (json_int_t)b->cooldown_s, "retry_after_s",
                                (json_int_t)err->retry_after_s),
@@ -182,7 +165,7 @@ static int scaling_check_limits(struct scaling_judge *j, const struct store_targ
                      (long long)b->cooldown_s, (long long)err->retry_after_s);
     } else if (moves && b->changes_per_hour > 0 && stats->applied_last_hour >= b->changes_per_hour) {
         err->retry_after_s = scaling_ceil_s(stats->oldest_in_hour_ms + 3600000 - now);
-        scaling_fail(err, 429, "rate_limited",
+        api_error_set(err, "rate_limited",
                      json_pack("{s:s, s:I, s:I}", "limit", "changes_per_hour", "changes_per_hour",
                                (json_int_t)b->changes_per_hour, "retry_after_s",
                                (json_int_t)err->retry_after_s),
@@ -208,7 +191,7 @@ static int scaling_prevalidate(struct scaling_judge *j) {
     j->has_verdict = 0;
     if (rc != STORE_OK) return rc;
     if (!scaling_check_limits(j, &j->seen, &stats)) {
-        scaling_error_clear(j->err);
+        api_error_clear(j->err);
         return STORE_OK;
     }
     struct policy_change pc = {c->queue, j->seen.desired, c->to, c->actor, c->scopes, c->source,
@@ -239,31 +222,12 @@ static int scaling_judge_change(void *ud, const struct store_target *cur,
         if (!policy_gen_has_validate(j->gen)) return 1;
         if (!j->has_verdict || !scaling_same_state(cur, &j->seen)) return -1;
         if (j->verdict == 1) return 1;
-        scaling_fail(j->err, 422, "policy_rejected",
+        api_error_set(j->err, "policy_rejected",
                      json_pack("{s:s}", "check", j->verdict < 0 ? "validate_error" : "validate"),
                      "%s: %s", j->c->queue, j->msg);
     }
     util_copy(code, STORE_CODE_MAX, j->err->code);
     return 0;
-}
-
-/* Tell live event streams about an applied change, then the new state. */
-static void scaling_announce(struct app *app, const struct store_change_result *res,
-                             const char *actor, const char *source, const char *reason) {
-    char ts[UTIL_TIME_MAX];
-    /* Workers may acknowledge this version from now on. */
-    if (app->fl) fleet_issued(app->fl, res->target.queue, res->target.version);
-    if (app->events == NULL || events_count(app->events) == 0) return;
-    json_t *change = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s}", "queue",
-                               res->target.queue, "from", (json_int_t)res->previous, "to",
-                               (json_int_t)res->target.desired, "version",
-                               (json_int_t)res->target.version, "actor", actor, "source", source,
-                               "reason", reason, "at", util_format_time(util_now_ms(), ts));
-    events_broadcast(app->events, "change", change);
-    json_decref(change);
-    json_t *snap = telemetry_snapshot(app->telemetry, app);
-    events_broadcast(app->events, "snapshot", snap);
-    json_decref(snap);
 }
 
 /* Audit a refusal decided before the write transaction. */
@@ -278,12 +242,12 @@ static void scaling_audit_refusal(struct app *app, const struct scaling_change *
 }
 
 int scaling_admit_write(struct app *app, const char *token_id, const char *queue,
-                        struct scaling_error *err) {
+                        struct api_error *err) {
     struct policy_bounds b;
     int64_t wait_ms = 0;
     if (store_admit_write(app->st, token_id, &wait_ms)) return 1;
     err->retry_after_s = scaling_ceil_s(wait_ms);
-    scaling_fail(err, 429, "rate_limited",
+    api_error_set(err, "rate_limited",
                  json_pack("{s:s, s:i, s:i, s:I}", "limit", "token", "writes_per_minute",
                            app->cfg->write_rate, "burst", app->cfg->write_burst, "retry_after_s",
                            (json_int_t)err->retry_after_s),
@@ -296,34 +260,25 @@ int scaling_admit_write(struct app *app, const char *token_id, const char *queue
     return 0;
 }
 
-/* The answer to an accepted change. */
-static json_t *scaling_applied_json(const struct store_change_result *res,
-                                    const struct policy_bounds *b) {
-    json_t *out = scaling_target_json(&res->target, b);
-    json_object_set_new(out, "previous", json_integer(res->previous));
-    json_object_set_new(out, "changed", json_boolean(res->changed));
-    json_object_set_new(out, "audit_id", res->audit_id ? json_integer(res->audit_id) : json_null());
-    return out;
-}
-
 /* How often a change is judged again when another one landed while its
  * validate() ran, before it gives up with 503 store_busy. */
 #define SCALING_VALIDATE_TRIES 3
 
-json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scaling_error *err) {
+int scaling_set(struct app *app, const struct scaling_change *c, struct scaling_outcome *out,
+                struct api_error *err) {
     struct scaling_judge j;
     struct store_change sc;
     struct store_change_result res;
     struct store_target cur;
-    json_t *out = NULL;
-    int enabled, rc;
+    int enabled, rc, ok = -1;
 
     memset(&j, 0, sizeof j);
+    memset(out, 0, sizeof *out);
     j.app = app;
     j.c = c;
     j.err = err;
     /* Before anything that may write: a refusal from here on is audited. */
-    if (!scaling_admit_write(app, c->token_id, c->queue, err)) return NULL;
+    if (!scaling_admit_write(app, c->token_id, c->queue, err)) return -1;
     j.gen = policy_acquire(app->pol);
     /* lua.md's order: the writes flag comes before the queue is known. */
     int declared = policy_gen_bounds(j.gen, c->queue, &j.b) == 0;
@@ -332,9 +287,9 @@ json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scal
         goto done;
     }
     if (!enabled) {
-        scaling_fail(err, 403, "writes_disabled", json_pack("{s:s}", "environment", app->cfg->env),
-                     "environment '%s' is read-only: an admin must turn the 'writes' flag on",
-                     app->cfg->env);
+        api_error_set(err, "writes_disabled", json_pack("{s:s}", "environment", app->cfg->env),
+                      "environment '%s' is read-only: an admin must turn the 'writes' flag on",
+                      app->cfg->env);
         /* Only declared queues are audited: the log must not fill with
          * names anyone can make up. */
         if (declared && scaling_load(app, c->queue, &j.b, &cur) == STORE_OK) {
@@ -344,8 +299,7 @@ json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scal
         goto done;
     }
     if (!declared) {
-        scaling_fail(err, 404, "unknown_queue", NULL, "queue '%s' is not declared by the policies",
-                     c->queue);
+        scaling_unknown(err, c->queue);
         goto done;
     }
 
@@ -372,24 +326,27 @@ json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scal
         scaling_store_fail(err, rc);
         goto done;
     }
-    metrics_count_change(app->metrics, c->queue, !res.applied ? "rejected"
-                                                 : res.changed ? "applied" : "unchanged");
-    if (!res.applied) goto done;          /* err filled by the judge */
-    out = scaling_applied_json(&res, &j.b);
+    if (!res.applied) {                   /* err filled by the judge */
+        metrics_count_change(app->metrics, c->queue, "rejected");
+        goto done;
+    }
+    out->after.t = res.target;
+    out->after.b = j.b;
+    out->previous = res.previous;
+    out->changed = res.changed;
+    out->audit_id = res.audit_id;
+    ok = 0;
     /* Nothing was stored: nothing to publish, announce or log, however
      * often it is repeated. */
-    if (!res.changed) goto done;
-
-    bus_kick(app->bus);
-    scaling_announce(app, &res, c->actor, c->source, c->reason);
-    log_json(LOG_INFO, "scaling change applied",
-             json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s}", "queue", c->queue, "from",
-                       (json_int_t)res.previous, "to", (json_int_t)c->to, "version",
-                       (json_int_t)res.target.version, "actor", c->actor, "source", c->source,
-                       "request_id", c->request_id));
+    if (!res.changed) {
+        metrics_count_change(app->metrics, c->queue, "unchanged");
+        goto done;
+    }
+    struct store_origin o = {c->actor, c->source, c->reason, c->request_id, sc.now_ms};
+    announce_change(app, &res, &o);
 done:
     policy_release(j.gen);
-    return out;
+    return ok;
 }
 
 /* Judge of an expiry: only the very override that was due may be put back;
@@ -434,42 +391,36 @@ int scaling_expire_due(struct app *app) {
             res.applied != 1)
             continue;
         reverted++;
-        scaling_announce(app, &res, sc.actor, sc.source, sc.reason);
-        log_json(LOG_INFO, "temporary override ended",
-                 json_pack("{s:s, s:I, s:I, s:I}", "queue", due[i].queue, "from",
-                           (json_int_t)res.previous, "to", (json_int_t)to, "version",
-                           (json_int_t)res.target.version));
+        struct store_origin o = {sc.actor, sc.source, sc.reason, sc.request_id, sc.now_ms};
+        if (res.changed) announce_change(app, &res, &o);
     }
     free(due);
-    if (reverted) bus_kick(app->bus);
     return reverted;
 }
 
-json_t *scaling_history(struct app *app, const char *queue, int64_t before_id, int limit,
-                        struct scaling_error *err) {
+int scaling_history(struct app *app, const char *queue, int64_t before_id, int limit,
+                    struct store_audit **rows, size_t *n, int64_t *next_before,
+                    struct api_error *err) {
     struct policy_bounds b;
-    struct store_audit *rows = NULL;
-    size_t n = 0;
-    json_t *items, *out;
     int rc;
 
+    *rows = NULL;
+    *n = 0;
+    *next_before = 0;
     if (queue && policy_bounds(app->pol, queue, &b) != 0) {
-        scaling_fail(err, 404, "unknown_queue", NULL, "queue '%s' is not declared by the policies",
-                     queue);
-        return NULL;
+        scaling_unknown(err, queue);
+        return -1;
     }
     if (limit < 1 || limit > SCALING_HISTORY_MAX) limit = 50;
     /* One row more than asked tells whether there is a next page. */
-    rc = store_list_audit(app->st, queue ? "scaling" : NULL, queue, before_id, limit + 1, &rows, &n);
+    rc = store_list_audit(app->st, queue ? "scaling" : NULL, queue, before_id, limit + 1, rows, n);
     if (rc != STORE_OK) {
         scaling_store_fail(err, rc);
-        return NULL;
+        return -1;
     }
-    items = json_array();
-    for (size_t i = 0; i < n && i < (size_t)limit; i++)
-        json_array_append_new(items, audit_entry_json(&rows[i]));
-    out = json_pack("{s:o, s:o}", "items", items, "next_before",
-                    n > (size_t)limit ? json_integer(rows[limit - 1].id) : json_null());
-    free(rows);
-    return out;
+    if (*n > (size_t)limit) {
+        *n = (size_t)limit;
+        *next_before = (*rows)[limit - 1].id;
+    }
+    return 0;
 }

@@ -14,27 +14,29 @@
  * error code. Before all of them, the caller's token must have writes left
  * (store_admit_write); that refusal is not audited, so that it cannot grow
  * the database. An accepted change to the current value stores, audits and
- * announces nothing. Uses store.h, policy.h, flags.h and audit.h. */
+ * announces nothing.
+ *
+ * The domain answers in domain terms: targets, outcomes and audit rows, and
+ * an api_error with an api.md code when a call fails. It picks no HTTP
+ * status and renders no JSON: bind_scaling.c does both. What follows a
+ * committed change (relay, live events, metrics, log) is announce.c's.
+ * Uses store.h, policy.h, flags.h and announce.h. */
 #ifndef SLUICE_SCALING_H
 #define SLUICE_SCALING_H
 
-#include <jansson.h>
 #include <stdint.h>
 
+#include "apierr.h"
 #include "app.h"
 
 #define SCALING_HISTORY_MAX 500
 
-/* Why a call failed, in the terms of the API error envelope. */
-struct scaling_error {
-    int status;                  /* HTTP status */
-    char code[32];               /* api.md error code */
-    char message[512];
-    json_t *details;             /* owned; NULL when none */
-    int64_t retry_after_s;       /* 429 only */
+/* A queue as the API shows it: its stored state (or its policy default at
+ * version 0) and its bounds. */
+struct scaling_target {
+    struct store_target t;
+    struct policy_bounds b;
 };
-
-void scaling_error_clear(struct scaling_error *err);
 
 struct scaling_change {
     const char *queue;
@@ -51,25 +53,37 @@ struct scaling_change {
     const char *token_id;        /* the caller's API token (sessions: theirs); NULL: sluiced */
 };
 
-/* One Target (api.md), or NULL with err filled (404 unknown_queue, 503). New ref. */
-json_t *scaling_get(struct app *app, const char *queue, struct scaling_error *err);
+/* An accepted change: the queue after it, the value before it, whether
+ * anything was stored (0 for a change to the current value) and the audit
+ * entry's id (0 when not changed). */
+struct scaling_outcome {
+    struct scaling_target after;
+    int64_t previous;
+    int changed;
+    int64_t audit_id;
+};
 
-/* {"items":[Target...]} for every declared queue, in declaration order. */
-json_t *scaling_list(struct app *app, struct scaling_error *err);
+/* One declared queue. Returns 0, or -1 with err (unknown_queue, store_*). */
+int scaling_get(struct app *app, const char *queue, struct scaling_target *out,
+                struct api_error *err);
 
-/* Judge and apply a change. Returns the new Target plus "previous",
- * "changed" (false when the value was already the current one: nothing was
- * stored) and "audit_id" (null when not changed), or NULL with err filled
+/* Every declared queue, in declaration order, from one policy generation
+ * and one listing query. Returns 0 with *out malloc'd (the caller frees
+ * it), or -1 with err. */
+int scaling_list(struct app *app, struct scaling_target **out, size_t *n, struct api_error *err);
+
+/* Judge and apply a change. Returns 0 with *out filled, or -1 with err
  * (and the refusal audited when it reached the checks). */
-json_t *scaling_set(struct app *app, const struct scaling_change *c, struct scaling_error *err);
+int scaling_set(struct app *app, const struct scaling_change *c, struct scaling_outcome *out,
+                struct api_error *err);
 
 /* Admit one write made with token_id (NULL: sluiced's own) under the
- * per-token write rate. Returns 1, or 0 with err filled: 429 rate_limited,
+ * per-token write rate. Returns 1, or 0 with err filled: rate_limited,
  * details.limit "token", and retry_after_s. Not audited. queue (may be NULL)
  * names a declared queue to count the refusal for in the metrics. Scaling
  * changes call it themselves; other writes (flags) call it before writing. */
 int scaling_admit_write(struct app *app, const char *token_id, const char *queue,
-                        struct scaling_error *err);
+                        struct api_error *err);
 
 /* Put back every temporary override whose time is up, each as a change of
  * its own (source "expiry", actor "sluice") through the same transaction
@@ -78,9 +92,12 @@ int scaling_admit_write(struct app *app, const char *token_id, const char *queue
  * back, or -1 when the store could not be read. */
 int scaling_expire_due(struct app *app);
 
-/* {"items":[AuditEntry...],"next_before":id|null}, newest first. queue NULL:
- * every entry (flags included). before_id 0: from the newest. */
-json_t *scaling_history(struct app *app, const char *queue, int64_t before_id, int limit,
-                        struct scaling_error *err);
+/* Audit entries, newest first: at most limit (1..SCALING_HISTORY_MAX, else
+ * 50) into *rows (malloc'd, the caller frees), and *next_before, the id to
+ * page from, or 0 on the last page. queue NULL: every entry (flags
+ * included); before_id 0: from the newest. Returns 0, or -1 with err. */
+int scaling_history(struct app *app, const char *queue, int64_t before_id, int limit,
+                    struct store_audit **rows, size_t *n, int64_t *next_before,
+                    struct api_error *err);
 
 #endif

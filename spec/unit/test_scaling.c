@@ -70,13 +70,24 @@ static struct scaling_change change(const char *queue, int64_t to) {
 }
 
 /* scaling_set; on refusal the error code (else "ok") lands in code. */
-static int64_t set(struct scaling_change c, char code[32], struct scaling_error *err) {
-    json_t *t = scaling_set(&app, &c, err);
-    int64_t version = -1;
-    util_copy(code, 32, t ? "ok" : err->code);
-    if (t) version = json_integer_value(json_object_get(t, "version"));
-    json_decref(t);
-    return version;
+static int64_t set(struct scaling_change c, char code[32], struct api_error *err) {
+    struct scaling_outcome o;
+    int rc = scaling_set(&app, &c, &o, err);
+    util_copy(code, 32, rc == 0 ? "ok" : err->code);
+    return rc == 0 ? o.after.t.version : -1;
+}
+
+/* How many audit entries scaling_history gives for queue, and the next page. */
+static size_t history(const char *queue, int64_t before, int limit, int64_t *next, struct api_error *err,
+                      struct store_audit **rows_out) {
+    struct store_audit *rows = NULL;
+    size_t n = 0;
+    int64_t ignored;
+    if (scaling_history(&app, queue, before, limit, &rows, &n, next ? next : &ignored, err) != 0)
+        n = (size_t)-1;
+    if (rows_out) *rows_out = rows;
+    else free(rows);
+    return n;
 }
 
 /* Code of the newest audit entry of queue. */
@@ -91,69 +102,66 @@ static const char *last_audit_code(const char *queue, char out[STORE_CODE_MAX]) 
 }
 
 TEST(unchanged_queue_reports_its_default_at_version_0) {
-    struct scaling_error err = {0};
+    struct api_error err = {0};
     ASSERT(setup("local"));
-    json_t *t = scaling_get(&app, "ingestion", &err);
-    ASSERT(t != NULL);
-    EXPECT_INT(json_integer_value(json_object_get(t, "desired_concurrency")), 4);
-    EXPECT_INT(json_integer_value(json_object_get(t, "version")), 0);
-    EXPECT(json_is_null(json_object_get(t, "updated_by")));
-    EXPECT_INT(json_integer_value(json_object_get(json_object_get(t, "bounds"), "max")), 64);
-    json_decref(t);
-    EXPECT(scaling_get(&app, "nope", &err) == NULL);
-    EXPECT_INT(err.status, 404);
+    struct scaling_target t;
+    ASSERT(scaling_get(&app, "ingestion", &t, &err) == 0);
+    EXPECT_INT(t.t.desired, 4);
+    EXPECT_INT(t.t.version, 0);
+    EXPECT_STR(t.t.updated_by, "");
+    EXPECT_INT(t.b.max, 64);
+    EXPECT(scaling_get(&app, "nope", &t, &err) == -1);
+    EXPECT_INT(api_error_status(err.code), 404);
     EXPECT_STR(err.code, "unknown_queue");
-    scaling_error_clear(&err);
-    json_t *list = scaling_list(&app, &err);
-    json_t *items = json_object_get(list, "items");
-    EXPECT_INT(json_array_size(items), 3);
-    EXPECT_STR(json_string_value(json_object_get(json_array_get(items, 2), "queue")), "budget");
-    json_decref(list);
+    api_error_clear(&err);
+    struct scaling_target *items = NULL;
+    size_t n = 0;
+    ASSERT(scaling_list(&app, &items, &n, &err) == 0);
+    EXPECT_INT(n, 3);
+    EXPECT_STR(items[2].t.queue, "budget");
+    EXPECT_INT(items[2].t.desired, items[2].b.def);
+    free(items);
     teardown();
 }
 
 TEST(applies_a_change_and_audits_it) {
-    struct scaling_error err = {0};
+    struct api_error err = {0};
     char audit[STORE_CODE_MAX];
     ASSERT(setup("local"));
     struct scaling_change c = change("ingestion", 12);
-    json_t *t = scaling_set(&app, &c, &err);
-    ASSERT(t != NULL);
-    EXPECT_INT(json_integer_value(json_object_get(t, "version")), 1);
-    EXPECT_INT(json_integer_value(json_object_get(t, "previous")), 4);
-    EXPECT_STR(json_string_value(json_object_get(t, "updated_by")), "alice");
-    EXPECT(json_is_true(json_object_get(t, "changed")));
-    EXPECT(json_integer_value(json_object_get(t, "audit_id")) > 0);
-    json_decref(t);
+    struct scaling_outcome o;
+    ASSERT(scaling_set(&app, &c, &o, &err) == 0);
+    EXPECT_INT(o.after.t.version, 1);
+    EXPECT_INT(o.previous, 4);
+    EXPECT_STR(o.after.t.updated_by, "alice");
+    EXPECT(o.changed);
+    EXPECT(o.audit_id > 0);
     EXPECT_STR(last_audit_code("ingestion", audit), "applied");
-    scaling_error_clear(&err);
+    api_error_clear(&err);
     teardown();
 }
 
 TEST(a_change_to_the_current_value_answers_unchanged_and_audits_nothing) {
-    struct scaling_error err = {0};
+    struct api_error err = {0};
     char code[32];
     ASSERT(setup("local"));
     EXPECT_INT(set(change("ingestion", 12), code, &err), 1);
     for (int i = 0; i < 20; i++) {
         struct scaling_change c = change("ingestion", 12);
-        json_t *t = scaling_set(&app, &c, &err);
-        ASSERT(t != NULL);
-        EXPECT(json_is_false(json_object_get(t, "changed")));
-        EXPECT(json_is_null(json_object_get(t, "audit_id")));
-        EXPECT_INT(json_integer_value(json_object_get(t, "version")), 1);
-        EXPECT_INT(json_integer_value(json_object_get(t, "previous")), 12);
-        json_decref(t);
+        struct scaling_outcome o;
+        ASSERT(scaling_set(&app, &c, &o, &err) == 0);
+        EXPECT(!o.changed);
+        EXPECT_INT(o.audit_id, 0);
+        EXPECT_INT(o.after.t.version, 1);
+        EXPECT_INT(o.previous, 12);
     }
-    json_t *h = scaling_history(&app, "ingestion", 0, 50, &err);
-    EXPECT_INT(json_array_size(json_object_get(h, "items")), 1);
-    json_decref(h);
-    scaling_error_clear(&err);
+    EXPECT_INT(history("ingestion", 0, 50, NULL, &err, NULL), 1);
+    api_error_clear(&err);
     teardown();
 }
 
 TEST(a_token_over_its_write_rate_gets_429_unaudited_and_other_tokens_write_on) {
-    struct scaling_error err = {0};
+    struct api_error err = {0};
     struct store_limits lim = {.writes_per_min = 60, .write_burst = 3};
     char code[32];
     ASSERT(setup("local"));
@@ -163,7 +171,7 @@ TEST(a_token_over_its_write_rate_gets_429_unaudited_and_other_tokens_write_on) {
     for (int to = 5; to <= 7; to++) EXPECT_INT(set(change("ingestion", to), code, &err), to - 4);
     set(change("ingestion", 8), code, &err);
     EXPECT_STR(code, "rate_limited");
-    EXPECT_INT(err.status, 429);
+    EXPECT_INT(api_error_status(err.code), 429);
     EXPECT_STR(json_string_value(json_object_get(err.details, "limit")), "token");
     EXPECT_INT(json_integer_value(json_object_get(err.details, "writes_per_minute")), 60);
     EXPECT_INT(json_integer_value(json_object_get(err.details, "burst")), 3);
@@ -172,21 +180,19 @@ TEST(a_token_over_its_write_rate_gets_429_unaudited_and_other_tokens_write_on) {
     /* Refusals of every kind count: no-ops and invalid changes too, not audited. */
     set(change("ingestion", 100), code, &err);
     EXPECT_STR(code, "rate_limited");
-    json_t *h = scaling_history(&app, "ingestion", 0, 50, &err);
-    EXPECT_INT(json_array_size(json_object_get(h, "items")), 3);
-    json_decref(h);
+    EXPECT_INT(history("ingestion", 0, 50, NULL, &err, NULL), 3);
     struct scaling_change other = change("ingestion", 9);
     other.token_id = "tok-bob";
     EXPECT_INT(set(other, code, &err), 4);
     struct scaling_change own = change("ingestion", 10);
     own.token_id = NULL;                              /* sluiced itself: never limited */
     EXPECT_INT(set(own, code, &err), 5);
-    scaling_error_clear(&err);
+    api_error_clear(&err);
     teardown();
 }
 
 TEST(checks_run_in_the_documented_order) {
-    struct scaling_error err = {0};
+    struct api_error err = {0};
     char code[32], audit[STORE_CODE_MAX];
     ASSERT(setup("local"));
     struct scaling_change c = change("ingestion", 100);
@@ -194,40 +200,40 @@ TEST(checks_run_in_the_documented_order) {
     c.expected_version = 3;                           /* stale and out of bounds */
     set(c, code, &err);
     EXPECT_STR(code, "version_conflict");
-    EXPECT_INT(err.status, 409);
+    EXPECT_INT(api_error_status(err.code), 409);
     EXPECT_INT(json_integer_value(json_object_get(err.details, "current_version")), 0);
     EXPECT_STR(last_audit_code("ingestion", audit), "version_conflict");
     set(change("ingestion", 100), code, &err);        /* out of bounds and too big a step */
     EXPECT_STR(code, "out_of_bounds");
-    EXPECT_INT(err.status, 422);
+    EXPECT_INT(api_error_status(err.code), 422);
     set(change("ingestion", 30), code, &err);         /* step 26 > 16 */
     EXPECT_STR(code, "step_too_large");
     EXPECT_STR(last_audit_code("ingestion", audit), "step_too_large");
     set(change("ingestion", 13), code, &err);         /* validate() says no */
     EXPECT_STR(code, "policy_rejected");
-    EXPECT_INT(err.status, 422);
+    EXPECT_INT(api_error_status(err.code), 422);
     EXPECT_CONTAINS(err.message, "13 is unlucky in local");
     EXPECT_STR(last_audit_code("ingestion", audit), "policy_rejected");
     EXPECT_INT(set(change("ingestion", 20), code, &err), 1);
     EXPECT_INT(set(change("ingestion", 36), code, &err), 2);
     set(change("ingestion", 50), code, &err);         /* above confirm_above 48 */
     EXPECT_STR(code, "confirmation_required");
-    EXPECT_INT(err.status, 428);
+    EXPECT_INT(api_error_status(err.code), 428);
     struct scaling_change confirmed = change("ingestion", 50);
     confirmed.confirm = 1;
     EXPECT_INT(set(confirmed, code, &err), 3);
-    scaling_error_clear(&err);
+    api_error_clear(&err);
     teardown();
 }
 
 TEST(cooldown_and_hourly_budget_answer_429) {
-    struct scaling_error err = {0};
+    struct api_error err = {0};
     char code[32];
     ASSERT(setup("local"));
     EXPECT_INT(set(change("build", 5), code, &err), 1);
     set(change("build", 6), code, &err);
     EXPECT_STR(code, "rate_limited");
-    EXPECT_INT(err.status, 429);
+    EXPECT_INT(api_error_status(err.code), 429);
     EXPECT(err.retry_after_s > 3590 && err.retry_after_s <= 3600);
     EXPECT_INT(set(change("build", 5), code, &err), 1);  /* no move: no cooldown */
     EXPECT_INT(set(change("budget", 5), code, &err), 1);
@@ -235,12 +241,12 @@ TEST(cooldown_and_hourly_budget_answer_429) {
     set(change("budget", 7), code, &err);
     EXPECT_STR(code, "rate_limited");
     EXPECT_STR(json_string_value(json_object_get(err.details, "limit")), "changes_per_hour");
-    scaling_error_clear(&err);
+    api_error_clear(&err);
     teardown();
 }
 
 TEST(writes_flag_gates_changes_outside_local) {
-    struct scaling_error err = {0};
+    struct api_error err = {0};
     char code[32], audit[STORE_CODE_MAX];
     int enabled = -1, rc = -1;
     ASSERT(setup("production"));
@@ -248,7 +254,7 @@ TEST(writes_flag_gates_changes_outside_local) {
     EXPECT_INT(enabled, 0);
     set(change("ingestion", 5), code, &err);
     EXPECT_STR(code, "writes_disabled");
-    EXPECT_INT(err.status, 403);
+    EXPECT_INT(api_error_status(err.code), 403);
     EXPECT_STR(last_audit_code("ingestion", audit), "writes_disabled");
     EXPECT_INT(flags_set(&app, FLAG_WRITES, 1, "root", "api", "go", "rid-f"), STORE_OK);
     EXPECT_INT(set(change("ingestion", 5), code, &err), 1);
@@ -259,50 +265,46 @@ TEST(writes_flag_gates_changes_outside_local) {
     EXPECT_STR(json_string_value(json_object_get(list, "environment")), "production");
     json_decref(list);
     EXPECT(flags_known("writes") && !flags_known("reads"));
-    scaling_error_clear(&err);
+    api_error_clear(&err);
     teardown();
 }
 
 TEST(history_pages_newest_first) {
-    struct scaling_error err = {0};
+    struct api_error err = {0};
     char code[32];
     ASSERT(setup("local"));
     for (int to = 5; to <= 9; to++) set(change("ingestion", to), code, &err);
     set(change("build", 5), code, &err);
-    json_t *h = scaling_history(&app, "ingestion", 0, 2, &err);
-    json_t *items = json_object_get(h, "items");
-    EXPECT_INT(json_array_size(items), 2);
-    EXPECT_INT(json_integer_value(json_object_get(json_array_get(items, 0), "to")), 9);
-    json_int_t next = json_integer_value(json_object_get(h, "next_before"));
-    EXPECT_INT(next, json_integer_value(json_object_get(json_array_get(items, 1), "id")));
-    json_decref(h);
-    h = scaling_history(&app, "ingestion", next, 10, &err);
-    EXPECT_INT(json_array_size(json_object_get(h, "items")), 3);
-    EXPECT(json_is_null(json_object_get(h, "next_before")));
-    json_decref(h);
-    h = scaling_history(&app, NULL, 0, 50, &err);
-    EXPECT_INT(json_array_size(json_object_get(h, "items")), 6);
-    json_decref(h);
-    EXPECT(scaling_history(&app, "nope", 0, 10, &err) == NULL);
+    struct store_audit *rows = NULL;
+    int64_t next = 0, last = -1;
+    EXPECT_INT(history("ingestion", 0, 2, &next, &err, &rows), 2);
+    ASSERT(rows != NULL);
+    EXPECT_INT(rows[0].to, 9);
+    EXPECT_INT(next, rows[1].id);
+    free(rows);
+    EXPECT_INT(history("ingestion", next, 10, &last, &err, NULL), 3);
+    EXPECT_INT(last, 0);
+    EXPECT_INT(history(NULL, 0, 50, NULL, &err, NULL), 6);
+    EXPECT_INT(history("nope", 0, 10, NULL, &err, NULL), (size_t)-1);
     EXPECT_STR(err.code, "unknown_queue");
-    scaling_error_clear(&err);
+    api_error_clear(&err);
     teardown();
 }
 
 TEST(writes_flag_is_checked_before_known_queue) {
-    struct scaling_error err = {0};
+    struct api_error err = {0};
     char code[32];
     ASSERT(setup("production"));                     /* read-only: the flag decides */
     set(change("nope", 5), code, &err);
     EXPECT_STR(code, "writes_disabled");
-    EXPECT_INT(err.status, 403);
-    scaling_error_clear(&err);
+    EXPECT_INT(api_error_status(err.code), 403);
+    api_error_clear(&err);
     teardown();
     ASSERT(setup("local"));
     set(change("nope", 5), code, &err);
     EXPECT_STR(code, "unknown_queue");
-    EXPECT_INT(err.status, 404);
-    scaling_error_clear(&err);
+    EXPECT_INT(api_error_status(err.code), 404);
+    api_error_clear(&err);
     teardown();
 }
 

@@ -1,0 +1,46 @@
+/* announce.c — the after-commit announcement of a change (see announce.h). */
+#include "announce.h"
+#include "log.h"
+
+#include <string.h>
+
+/* A "change" event, then the new state, to every live stream. */
+static void announce_events(struct app *app, const struct store_change_result *res,
+                            const struct store_origin *o) {
+    char ts[UTIL_TIME_MAX];
+    if (app->events == NULL || events_count(app->events) == 0) return;
+    json_t *change = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s}", "queue",
+                               res->target.queue, "from", (json_int_t)res->previous, "to",
+                               (json_int_t)res->target.desired, "version",
+                               (json_int_t)res->target.version, "actor", o->actor, "source",
+                               o->source, "reason", o->reason, "at",
+                               util_format_time(util_now_ms(), ts));
+    events_broadcast(app->events, "change", change);
+    json_decref(change);
+    json_t *snap = telemetry_snapshot(app->telemetry, app);
+    events_broadcast(app->events, "snapshot", snap);
+    json_decref(snap);
+}
+
+void announce_change(struct app *app, const struct store_change_result *res,
+                     const struct store_origin *o) {
+    const struct store_target *t = &res->target;
+    int expiry = strcmp(o->source, "expiry") == 0;
+    /* Workers may acknowledge this version from now on, and the relay
+     * publishes it. */
+    if (app->fl) fleet_issued(app->fl, t->queue, t->version);
+    if (app->bus) bus_kick(app->bus);
+    if (app->metrics) metrics_count_change(app->metrics, t->queue, "applied");
+    announce_events(app, res, o);
+    if (expiry)
+        log_json(LOG_INFO, "temporary override ended",
+                 json_pack("{s:s, s:I, s:I, s:I}", "queue", t->queue, "from",
+                           (json_int_t)res->previous, "to", (json_int_t)t->desired, "version",
+                           (json_int_t)t->version));
+    else
+        log_json(LOG_INFO, "scaling change applied",
+                 json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s}", "queue", t->queue, "from",
+                           (json_int_t)res->previous, "to", (json_int_t)t->desired, "version",
+                           (json_int_t)t->version, "actor", o->actor, "source", o->source,
+                           "request_id", o->request_id));
+}
