@@ -92,6 +92,21 @@ done:
     return rc;
 }
 
+void policy_set_int(lua_State *L, const char *k, lua_Integer v) {
+    lua_pushinteger(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void policy_set_str(lua_State *L, const char *k, const char *v) {
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, k);
+}
+
+void policy_set_bool(lua_State *L, const char *k, int v) {
+    lua_pushboolean(L, v);
+    lua_setfield(L, -2, k);
+}
+
 /* ---- the DSL -------------------------------------------------------------------- */
 
 /* Append {name=, spec=, file=, line=} to the registry list `reg` and leave
@@ -105,17 +120,14 @@ static void policy_record(lua_State *L, const char *reg, const char *name, int s
     lua_getfield(L, LUA_REGISTRYINDEX, reg);    /* list */
     lua_createtable(L, 0, 4);                   /* list, decl */
     if (name) {
-        lua_pushstring(L, name);
-        lua_setfield(L, -2, "name");
+        policy_set_str(L, "name", name);
     }
     if (spec_idx) {
         lua_pushvalue(L, spec_idx);
         lua_setfield(L, -2, "spec");
     }
-    lua_pushstring(L, ar.source && ar.source[0] == '@' ? ar.source + 1 : ar.short_src);
-    lua_setfield(L, -2, "file");
-    lua_pushinteger(L, ar.currentline);
-    lua_setfield(L, -2, "line");
+    policy_set_str(L, "file", ar.source && ar.source[0] == '@' ? ar.source + 1 : ar.short_src);
+    policy_set_int(L, "line", ar.currentline);
     lua_pushvalue(L, -1);                       /* list, decl, decl */
     lua_rawseti(L, -3, (lua_Integer)lua_rawlen(L, -3) + 1);
     lua_remove(L, -2);                          /* decl */
@@ -597,20 +609,13 @@ static int policy_call_validate(lua_State *L) {
     const struct policy_change *c = call->c;
     lua_getglobal(L, "validate");               /* fn */
     lua_createtable(L, 0, 8);                   /* fn, change */
-    lua_pushstring(L, c->queue);
-    lua_setfield(L, -2, "queue");
-    lua_pushinteger(L, c->from);
-    lua_setfield(L, -2, "from");
-    lua_pushinteger(L, c->to);
-    lua_setfield(L, -2, "to");
-    lua_pushstring(L, c->actor);
-    lua_setfield(L, -2, "actor");
-    lua_pushstring(L, c->source);
-    lua_setfield(L, -2, "source");
-    lua_pushstring(L, c->reason);
-    lua_setfield(L, -2, "reason");
-    lua_pushboolean(L, c->confirm);
-    lua_setfield(L, -2, "confirm");
+    policy_set_str(L, "queue", c->queue);
+    policy_set_int(L, "from", c->from);
+    policy_set_int(L, "to", c->to);
+    policy_set_str(L, "actor", c->actor);
+    policy_set_str(L, "source", c->source);
+    policy_set_str(L, "reason", c->reason);
+    policy_set_bool(L, "confirm", c->confirm);
     lua_newtable(L);                            /* fn, change, scopes */
     static const char *const scope_names[] = {"scaling:read", "scaling:write", "admin"};
     for (int bit = 0, k = 1; bit < 3; bit++) {
@@ -620,12 +625,9 @@ static int policy_call_validate(lua_State *L) {
     }
     lua_setfield(L, -2, "scopes");
     lua_createtable(L, 0, 3);                   /* fn, change, ctx */
-    lua_pushstring(L, call->ctx->environment);
-    lua_setfield(L, -2, "environment");
-    lua_pushinteger(L, call->ctx->now_ms / 1000);
-    lua_setfield(L, -2, "now");
-    lua_pushinteger(L, call->ctx->recent_changes);
-    lua_setfield(L, -2, "recent_changes");
+    policy_set_str(L, "environment", call->ctx->environment);
+    policy_set_int(L, "now", call->ctx->now_ms / 1000);
+    policy_set_int(L, "recent_changes", call->ctx->recent_changes);
     lua_call(L, 2, 2);                          /* ok, msg */
     return 2;
 }

@@ -19,38 +19,25 @@ struct policy_eval {
 
 static void policy_push_q(lua_State *L, const struct policy_alert_queue *q) {
     lua_createtable(L, 0, 6);
-    lua_pushstring(L, q->queue);
-    lua_setfield(L, -2, "queue");
-    lua_pushinteger(L, q->desired);
-    lua_setfield(L, -2, "desired");
-    lua_pushinteger(L, q->version);
-    lua_setfield(L, -2, "version");
-    lua_pushinteger(L, (lua_Integer)q->nworkers);
-    lua_setfield(L, -2, "worker_count");
+    policy_set_str(L, "queue", q->queue);
+    policy_set_int(L, "desired", q->desired);
+    policy_set_int(L, "version", q->version);
+    policy_set_int(L, "worker_count", (lua_Integer)q->nworkers);
     lua_createtable(L, 0, 4);
-    lua_pushinteger(L, q->waiting);
-    lua_setfield(L, -2, "waiting");
-    lua_pushinteger(L, q->active);
-    lua_setfield(L, -2, "active");
-    lua_pushinteger(L, q->delayed);
-    lua_setfield(L, -2, "delayed");
-    lua_pushinteger(L, q->failed);
-    lua_setfield(L, -2, "failed");
+    policy_set_int(L, "waiting", q->waiting);
+    policy_set_int(L, "active", q->active);
+    policy_set_int(L, "delayed", q->delayed);
+    policy_set_int(L, "failed", q->failed);
     lua_setfield(L, -2, "depth");
 }
 
 static void policy_push_w(lua_State *L, const struct policy_alert_worker *w) {
     lua_createtable(L, 0, 5);
-    lua_pushstring(L, w->id);
-    lua_setfield(L, -2, "id");
-    lua_pushinteger(L, w->concurrency);
-    lua_setfield(L, -2, "concurrency");
-    lua_pushinteger(L, w->version);
-    lua_setfield(L, -2, "version");
-    lua_pushinteger(L, w->active);
-    lua_setfield(L, -2, "active");
-    lua_pushstring(L, w->state);
-    lua_setfield(L, -2, "state");
+    policy_set_str(L, "id", w->id);
+    policy_set_int(L, "concurrency", w->concurrency);
+    policy_set_int(L, "version", w->version);
+    policy_set_int(L, "active", w->active);
+    policy_set_str(L, "state", w->state);
 }
 
 static void policy_add_hit(lua_State *L, struct policy_eval *e, const char *worker, int nargs) {

@@ -62,5 +62,9 @@ struct policy {
     int64_t error_at_ms;
 };
 
+/* Set field k of the table on top of the stack (the tables scripts see). */
+void policy_set_int(lua_State *L, const char *k, lua_Integer v);
+void policy_set_str(lua_State *L, const char *k, const char *v);
+void policy_set_bool(lua_State *L, const char *k, int v);
 
 #endif
