@@ -54,8 +54,9 @@ UNIT_BIN   := $(patsubst spec/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 PROGRAMS   := $(BUILD)/sluiced $(BUILD)/sluicectl $(BUILD)/sluice-worker
 LIBS       := $(BUILD)/libsluice.a $(BUILD)/libsluice.so
 AGENT_LIBS := $(shell pkg-config --libs hiredis jansson openssl libcurl 2>/dev/null) -lpthread
-# libsluice carries the Redis transport (engine/rconn.c) and exports only sluice_*.
-AGENT_OBJ  := $(BUILD)/obj/agent/sluice.o $(BUILD)/obj/agent/rconn.o
+# libsluice carries the Redis transport (engine/rconn.c) and the wire names
+# (engine/protocol.c), and exports only sluice_*.
+AGENT_OBJ  := $(BUILD)/obj/agent/sluice.o $(BUILD)/obj/agent/rconn.o $(BUILD)/obj/agent/protocol.o
 UI_VENDOR  := ui/vendor/uPlot.iife.min.js ui/vendor/uPlot.min.css
 SUB        := $(MAKE) --no-print-directory
 
@@ -165,15 +166,19 @@ $(BUILD)/sluiced: $(BUILD)/obj/main.o $(ENGINE_OBJ)
 	$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 # sluicectl: the client for CI jobs and shells (libcurl for HTTP).
-$(BUILD)/sluicectl: $(BUILD)/obj/sluicectl.o $(BUILD)/obj/util.o $(BUILD)/obj/redact.o
+$(BUILD)/sluicectl: $(BUILD)/obj/sluicectl.o $(BUILD)/obj/util.o $(BUILD)/obj/protocol.o $(BUILD)/obj/redact.o
 	$(CC) $(LDFLAGS) $^ $(shell pkg-config --libs libcurl jansson libpq 2>/dev/null) -o $@
 
 # libsluice: the C worker agent, static and shared, and the reference worker.
-$(BUILD)/obj/agent/%.o: agents/c/%.c agents/c/sluice.h engine/rconn.h $(BUILD)/.flags
+$(BUILD)/obj/agent/%.o: agents/c/%.c agents/c/sluice.h engine/rconn.h engine/protocol.h $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -Iagents/c -c $< -o $@
 
 $(BUILD)/obj/agent/rconn.o: engine/rconn.c engine/rconn.h $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -fPIC -c $< -o $@
+
+$(BUILD)/obj/agent/protocol.o: engine/protocol.c engine/protocol.h $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -fPIC -c $< -o $@
 

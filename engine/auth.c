@@ -10,20 +10,61 @@
 #define AUTH_ID_BYTES 6
 #define AUTH_SECRET_BYTES 32
 
+/* The scopes: the only place their names are spelled. The order is the
+ * order every list of names (API answers, messages, Lua tables) follows. */
 static const struct {
     unsigned bit;
     const char *name;
-} scope_names[] = {
+} auth_scopes[] = {
     {AUTH_SCOPE_READ, "scaling:read"},
     {AUTH_SCOPE_WRITE, "scaling:write"},
     {AUTH_SCOPE_ADMIN, "admin"},
 };
-#define N_SCOPES (sizeof scope_names / sizeof scope_names[0])
+#define AUTH_NSCOPES (sizeof auth_scopes / sizeof auth_scopes[0])
 
 const char *auth_scope_name(unsigned bit) {
-    for (size_t i = 0; i < N_SCOPES; i++)
-        if (scope_names[i].bit == bit) return scope_names[i].name;
+    for (size_t i = 0; i < AUTH_NSCOPES; i++)
+        if (auth_scopes[i].bit == bit) return auth_scopes[i].name;
     return NULL;
+}
+
+const char *auth_scope_at(size_t i, unsigned *bit) {
+    if (i >= AUTH_NSCOPES) return NULL;
+    if (bit) *bit = auth_scopes[i].bit;
+    return auth_scopes[i].name;
+}
+
+/* The bit of the scope named by name[0..len), or 0. */
+static unsigned auth_scope_lookup(const char *name, size_t len) {
+    for (size_t i = 0; i < AUTH_NSCOPES; i++)
+        if (strlen(auth_scopes[i].name) == len && strncmp(auth_scopes[i].name, name, len) == 0)
+            return auth_scopes[i].bit;
+    return 0;
+}
+
+unsigned auth_scope_parse(const char *name) { return name ? auth_scope_lookup(name, strlen(name)) : 0; }
+
+/* The names of mask's scopes in table order, joined by sep, the last two by
+ * last_sep, into buf; stops at the first name that does not fit. */
+static void auth_join(unsigned mask, const char *sep, const char *last_sep, char *buf, size_t size) {
+    size_t used = 0, left = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < AUTH_NSCOPES; i++) left += (mask & auth_scopes[i].bit) != 0;
+    for (size_t i = 0; i < AUTH_NSCOPES; i++) {
+        if (!(mask & auth_scopes[i].bit)) continue;
+        const char *before = used == 0 ? "" : left == 1 ? last_sep : sep;
+        int n = snprintf(buf + used, size - used, "%s%s", before, auth_scopes[i].name);
+        if (n < 0 || (size_t)n >= size - used) {
+            buf[used] = '\0';          /* no half name */
+            break;
+        }
+        used += (size_t)n;
+        left--;
+    }
+}
+
+void auth_scope_list(char *buf, size_t size, const char *sep, const char *last_sep) {
+    auth_join(AUTH_SCOPE_ALL, sep, last_sep, buf, size);
 }
 
 unsigned auth_expand(unsigned mask) {
@@ -37,17 +78,15 @@ int auth_parse_scopes(const char *csv, unsigned *out, char *err, size_t errlen) 
     while (p && *p) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        unsigned bit = 0;
         if (len == 0) {
             snprintf(err, errlen, "empty scope in '%.64s'", csv);
             return -1;
         }
-        for (size_t i = 0; i < N_SCOPES; i++)
-            if (strlen(scope_names[i].name) == len && strncmp(scope_names[i].name, p, len) == 0)
-                bit = scope_names[i].bit;
+        unsigned bit = auth_scope_lookup(p, len);
         if (bit == 0) {
-            snprintf(err, errlen, "unknown scope '%.*s' (expected scaling:read, scaling:write, admin)",
-                     (int)(len > 64 ? 64 : len), p);
+            char known[64];
+            auth_scope_list(known, sizeof known, ", ", ", ");
+            snprintf(err, errlen, "unknown scope '%.*s' (expected %s)", (int)(len > 64 ? 64 : len), p, known);
             return -1;
         }
         mask |= bit;
@@ -61,16 +100,7 @@ int auth_parse_scopes(const char *csv, unsigned *out, char *err, size_t errlen) 
     return 0;
 }
 
-void auth_format_scopes(unsigned mask, char *buf, size_t size) {
-    size_t used = 0;
-    buf[0] = '\0';
-    for (size_t i = 0; i < N_SCOPES; i++) {
-        if (!(mask & scope_names[i].bit)) continue;
-        int n = snprintf(buf + used, size - used, "%s%s", used ? "," : "", scope_names[i].name);
-        if (n < 0 || (size_t)n >= size - used) break;
-        used += (size_t)n;
-    }
-}
+void auth_format_scopes(unsigned mask, char *buf, size_t size) { auth_join(mask, ",", ",", buf, size); }
 
 /* SHA-256 of s as lowercase hex. Returns 0 or -1. */
 static int auth_sha256_hex(const char *s, char out[STORE_HASH_MAX]) {

@@ -19,6 +19,7 @@ enum auth_scope {
     AUTH_SCOPE_WRITE = 2,        /* scaling:write */
     AUTH_SCOPE_ADMIN = 4,        /* admin: implies the other two */
 };
+#define AUTH_SCOPE_ALL (AUTH_SCOPE_READ | AUTH_SCOPE_WRITE | AUTH_SCOPE_ADMIN)
 
 #define AUTH_TOKEN_MAX 112       /* "slc_" + 12 + "_" + 64 + NUL, with room */
 #define AUTH_SESSION_TTL_MS (12LL * 3600 * 1000)
@@ -34,15 +35,31 @@ struct auth_principal {
     char session_hash[STORE_HASH_MAX];
 };
 
+/* The scope names are spelled once, in auth.c's table; everything else
+ * (route scopes, validate's change.scopes, messages) asks these. */
+
+/* Scope name of one bit ("scaling:read"), or NULL. */
+const char *auth_scope_name(unsigned bit);
+
+/* The bit of one scope name ("admin"), or 0 for anything else (NULL too). */
+unsigned auth_scope_parse(const char *name);
+
+/* The i-th scope of the table, counting from 0, with its bit in *bit (when
+ * bit is not NULL); NULL past the last. Lists of names follow this order:
+ *   for (size_t i = 0; (name = auth_scope_at(i, &bit)); i++) ... */
+const char *auth_scope_at(size_t i, unsigned *bit);
+
+/* Every scope name, for messages: joined by sep, the last two by last_sep
+ * ("scaling:read, scaling:write or admin"). Cut at a whole name when buf is
+ * too small. */
+void auth_scope_list(char *buf, size_t size, const char *sep, const char *last_sep);
+
 /* Parse "scaling:read,admin" into a scope mask. Returns 0, or -1 naming the
  * unknown scope in err. An empty list is an error. */
 int auth_parse_scopes(const char *csv, unsigned *out, char *err, size_t errlen);
 
 /* Write the scope names of mask, comma-separated, into buf. */
 void auth_format_scopes(unsigned mask, char *buf, size_t size);
-
-/* Scope name of one bit ("scaling:read"), or NULL. */
-const char *auth_scope_name(unsigned bit);
 
 /* admin implies read and write. */
 unsigned auth_expand(unsigned mask);

@@ -4,6 +4,7 @@
 #include "bind.h"
 #include "flags.h"
 #include "luajson.h"
+#include "protocol.h"
 #include "script.h"
 
 #include <lauxlib.h>
@@ -20,11 +21,13 @@ static int auth_fail(lua_State *L, const char *code, const char *message) {
 }
 
 static void auth_push_scopes(lua_State *L, unsigned mask) {
+    const char *scope;
+    unsigned bit;
     lua_newtable(L);
-    for (unsigned bit = 1, k = 1; bit <= AUTH_SCOPE_ADMIN; bit <<= 1) {
+    for (size_t i = 0, k = 1; (scope = auth_scope_at(i, &bit)) != NULL; i++) {
         if (!(mask & bit)) continue;
-        lua_pushstring(L, auth_scope_name(bit));
-        lua_rawseti(L, -2, k++);
+        lua_pushstring(L, scope);
+        lua_rawseti(L, -2, (lua_Integer)k++);
     }
     luajson_mark_array(L, -1);
 }
@@ -104,7 +107,7 @@ static int auth_l_create_token(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_getfield(L, 1, "name");
     const char *name = lua_tostring(L, -1);
-    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING && util_valid_name(name), 1,
+    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING && protocol_valid_name(name), 1,
                   "name must be 1..64 of A-Z a-z 0-9 _ . : -");
     lua_getfield(L, 1, "scopes");
     luaL_argcheck(L, lua_istable(L, -1), 1, "scopes must be a list");
@@ -163,8 +166,10 @@ static int auth_l_list_tokens(lua_State *L) {
         unsigned mask = 0;
         auth_parse_scopes(rows[i].scopes, &mask, err, sizeof err);
         json_t *scopes = json_array();
-        for (unsigned bit = 1; bit <= AUTH_SCOPE_ADMIN; bit <<= 1)
-            if (mask & bit) json_array_append_new(scopes, json_string(auth_scope_name(bit)));
+        const char *scope;
+        unsigned bit;
+        for (size_t k = 0; (scope = auth_scope_at(k, &bit)) != NULL; k++)
+            if (mask & bit) json_array_append_new(scopes, json_string(scope));
         json_array_append_new(items, json_pack("{s:s, s:s, s:o, s:s, s:o, s:o}", "id", rows[i].id,
                                                "name", rows[i].name, "scopes", scopes, "created_at",
                                                util_format_time(rows[i].created_ms, ts), "expires_at",

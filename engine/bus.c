@@ -1,6 +1,7 @@
 /* bus.c — the outbox relay and the report subscriber over rconn. */
 #include "bus.h"
 #include "log.h"
+#include "protocol.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -31,9 +32,8 @@ struct bus {
     struct bus_options opt;
     struct rconn_target target;
     char owner[BUS_OWNER_MAX];
-    char key_desired[UTIL_NAME_MAX + 16], key_owner[UTIL_NAME_MAX + 16], key_fence[UTIL_NAME_MAX + 16],
-        chan_scaling[UTIL_NAME_MAX + 16], chan_reports[UTIL_NAME_MAX + 16],
-        chan_alerts[UTIL_NAME_MAX + 16];
+    char key_desired[PROTOCOL_KEY_MAX], key_owner[PROTOCOL_KEY_MAX], key_fence[PROTOCOL_KEY_MAX],
+        chan_scaling[PROTOCOL_KEY_MAX], chan_reports[PROTOCOL_KEY_MAX], chan_alerts[PROTOCOL_KEY_MAX];
     pthread_t relay, sub;
     int relay_started, sub_started;
     pthread_mutex_t lock;
@@ -119,7 +119,7 @@ static int bus_claim_prefix(bus *b, rconn *c) {
 }
 
 int bus_preflight(const struct bus_options *opt, char *err, size_t errlen) {
-    char key[UTIL_NAME_MAX + 16], current[BUS_OWNER_MAX], why_text[256];
+    char key[PROTOCOL_KEY_MAX], current[BUS_OWNER_MAX], why_text[256];
     enum rconn_failure why;
     rconn *c = rconn_open(opt->redis, BUS_TIMEOUT_MS, &why, why_text, sizeof why_text);
     int rc = 0;
@@ -132,8 +132,7 @@ int bus_preflight(const struct bus_options *opt, char *err, size_t errlen) {
         snprintf(err, errlen, "redis: %s", why_text);
         return -1;
     }
-    snprintf(key, sizeof key, "%s:owner", opt->prefix);
-    if (bus_read_owner(c, key, current, sizeof current, why_text, sizeof why_text) != 0) {
+    if (bus_read_owner(c, protocol_key(key, opt->prefix, PROTOCOL_OWNER), current, sizeof current, why_text, sizeof why_text) != 0) {
         snprintf(err, errlen, "redis: %s", why_text);
         rc = -1;
     } else if (current[0] && strcmp(current, opt->owner) != 0 && !opt->take_over) {
@@ -564,12 +563,12 @@ bus *bus_start(const struct bus_options *opt, char *err, size_t errlen) {
     b->opt.redis = &b->target;
     snprintf(b->owner, sizeof b->owner, "%s", opt->owner ? opt->owner : "");
     b->opt.owner = b->owner;
-    snprintf(b->key_desired, sizeof b->key_desired, "%s:desired", opt->prefix);
-    snprintf(b->key_owner, sizeof b->key_owner, "%s:owner", opt->prefix);
-    snprintf(b->key_fence, sizeof b->key_fence, "%s:fence", opt->prefix);
-    snprintf(b->chan_scaling, sizeof b->chan_scaling, "%s:scaling", opt->prefix);
-    snprintf(b->chan_reports, sizeof b->chan_reports, "%s:reports", opt->prefix);
-    snprintf(b->chan_alerts, sizeof b->chan_alerts, "%s:alerts", opt->prefix);
+    protocol_key(b->key_desired, opt->prefix, PROTOCOL_DESIRED);
+    protocol_key(b->key_owner, opt->prefix, PROTOCOL_OWNER);
+    protocol_key(b->key_fence, opt->prefix, PROTOCOL_FENCE);
+    protocol_key(b->chan_scaling, opt->prefix, PROTOCOL_SCALING);
+    protocol_key(b->chan_reports, opt->prefix, PROTOCOL_REPORTS);
+    protocol_key(b->chan_alerts, opt->prefix, PROTOCOL_ALERTS);
     b->alerts_tail = &b->alerts;
     pthread_mutex_init(&b->lock, NULL);
     pthread_cond_init(&b->wake, NULL);

@@ -1,5 +1,6 @@
 /* config.c — option table, parsing and validation for struct config. */
 #include "config.h"
+#include "protocol.h"
 #include "redact.h"
 #include "util.h"
 
@@ -125,8 +126,8 @@ static void config_defaults(struct config *c) {
     strcpy(c->listen_host, "127.0.0.1");
     c->listen_port = 8080;
     strcpy(c->db_url, "sqlite:sluice.db");
-    strcpy(c->redis_url, "redis://127.0.0.1:6379");
-    strcpy(c->prefix, "sluice");
+    strcpy(c->redis_url, PROTOCOL_DEFAULT_REDIS_URL);
+    strcpy(c->prefix, PROTOCOL_DEFAULT_PREFIX);
     strcpy(c->env, "local");
     config_find_dir(c->policies_dir, sizeof c->policies_dir, "etc/sluice/policies", "policies");
     config_find_dir(c->scripts_dir, sizeof c->scripts_dir, "share/sluice/scripts", "scripts");
@@ -218,11 +219,11 @@ static int set_option(struct config *c, const struct opt *o, const char *v,
 }
 
 static int config_validate(const struct config *c, char *err, size_t errlen) {
-    if (!util_valid_name(c->prefix)) {
+    if (!protocol_valid_name(c->prefix)) {
         snprintf(err, errlen, "--prefix: '%s' is not a valid name ([A-Za-z0-9_.:-], 1..64)", c->prefix);
         return -1;
     }
-    if (!util_valid_name(c->env)) {
+    if (!protocol_valid_name(c->env)) {
         snprintf(err, errlen, "--env: '%s' is not a valid name ([A-Za-z0-9_.:-], 1..64)", c->env);
         return -1;
     }

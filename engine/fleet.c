@@ -64,19 +64,6 @@ void fleet_free(fleet *fl) {
 
 /* ---- report validation ------------------------------------------------------ */
 
-static int fleet_valid_id(const char *s) {
-    size_t n = 0;
-    if (s == NULL) return 0;
-    for (; s[n]; n++) {
-        char c = s[n];
-        if (n >= FLEET_ID_MAX) return 0;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '.' || c == ':' || c == '-'))
-            return 0;
-    }
-    return n > 0;
-}
-
 /* Integer field: absent (allowed unless required) or an integer in range. */
 static int fleet_int(json_t *o, const char *key, int required, int64_t lo, int64_t hi,
                      int64_t *out, const char **why) {
@@ -261,8 +248,8 @@ int fleet_report(fleet *fl, const char *payload, size_t len, int64_t now_ms) {
         why = "event";
         goto refuse;
     }
-    if (!json_is_string(id) || !fleet_valid_id(json_string_value(id))) { why = "worker"; goto refuse; }
-    if (!json_is_string(queue) || !util_valid_name(json_string_value(queue))) { why = "queue"; goto refuse; }
+    if (!json_is_string(id) || !protocol_valid_id(json_string_value(id), FLEET_ID_MAX)) { why = "worker"; goto refuse; }
+    if (!json_is_string(queue) || !protocol_valid_name(json_string_value(queue))) { why = "queue"; goto refuse; }
     util_copy(w.id, sizeof w.id, json_string_value(id));
     util_copy(w.queue, sizeof w.queue, json_string_value(queue));
     util_copy(w.last_event, sizeof w.last_event, event);

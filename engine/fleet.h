@@ -26,11 +26,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "protocol.h"
 #include "util.h"
 
-#define FLEET_REPORT_MAX 4096        /* bytes; larger reports are refused */
+#define FLEET_REPORT_MAX PROTOCOL_REPORT_MAX   /* bytes; larger reports are refused */
 #define FLEET_MAX_WORKERS 4096
-#define FLEET_ID_MAX 128
+#define FLEET_ID_MAX PROTOCOL_WORKER_ID_MAX
 #define FLEET_FORGET_MS 60000
 #define FLEET_STALE_INTERVALS 3
 #define FLEET_SAMPLES 64                 /* counter samples kept per worker */

@@ -146,9 +146,13 @@ static int cmd_token(int argc, char **argv) {
             fprintf(stderr, "sluiced token create: --name NAME is required (1..64 of A-Z a-z 0-9 _ . : -)\n");
             return 2;
         }
-        if (scopes_csv == NULL || auth_parse_scopes(scopes_csv, &scopes, err, sizeof err) != 0) {
-            fprintf(stderr, "sluiced token create: --scopes: %s\n",
-                    scopes_csv ? err : "required (scaling:read,scaling:write,admin)");
+        if (scopes_csv == NULL) {
+            auth_format_scopes(AUTH_SCOPE_ALL, err, sizeof err);
+            fprintf(stderr, "sluiced token create: --scopes: required (%s)\n", err);
+            return 2;
+        }
+        if (auth_parse_scopes(scopes_csv, &scopes, err, sizeof err) != 0) {
+            fprintf(stderr, "sluiced token create: --scopes: %s\n", err);
             return 2;
         }
         if (expires && util_parse_duration(expires, &expires_s) != 0) {

@@ -1,6 +1,7 @@
 /* policy.c — the policy DSL (defaults, queue, alert, validate), directory
  * loading with content digests, hot reload and last-good fallback. */
 #include "policy_int.h"
+#include "auth.h"
 #include "log.h"
 
 #include <dirent.h>
@@ -617,11 +618,12 @@ static int policy_call_validate(lua_State *L) {
     policy_set_str(L, "reason", c->reason);
     policy_set_bool(L, "confirm", c->confirm);
     lua_newtable(L);                            /* fn, change, scopes */
-    static const char *const scope_names[] = {"scaling:read", "scaling:write", "admin"};
-    for (int bit = 0, k = 1; bit < 3; bit++) {
-        if (!(c->scopes & (1u << bit))) continue;
-        lua_pushstring(L, scope_names[bit]);
-        lua_rawseti(L, -2, k++);
+    const char *scope;
+    unsigned bit;
+    for (size_t i = 0, k = 1; (scope = auth_scope_at(i, &bit)) != NULL; i++) {
+        if (!(c->scopes & bit)) continue;
+        lua_pushstring(L, scope);
+        lua_rawseti(L, -2, (lua_Integer)k++);
     }
     lua_setfield(L, -2, "scopes");
     lua_createtable(L, 0, 3);                   /* fn, change, ctx */

@@ -215,9 +215,10 @@ int script_route_count(const script_host *host) { return host->nroutes; }
 
 /* ---- routes --------------------------------------------------------------------- */
 
+/* A route's scope: "none" (no credentials), "any" (any credentials) or
+ * one of auth's scopes. */
 static int script_valid_scope(const char *s) {
-    return strcmp(s, "none") == 0 || strcmp(s, "any") == 0 || strcmp(s, "scaling:read") == 0 ||
-           strcmp(s, "scaling:write") == 0 || strcmp(s, "admin") == 0;
+    return strcmp(s, "none") == 0 || strcmp(s, "any") == 0 || auth_scope_parse(s) != 0;
 }
 
 void script_add_route(lua_State *L, const char *method, const char *pattern, const char *scope,
@@ -231,8 +232,11 @@ void script_add_route(lua_State *L, const char *method, const char *pattern, con
     luaL_argcheck(L, known, 1, "method must be GET, POST, PUT, PATCH or DELETE");
     luaL_argcheck(L, pattern[0] == '/' && strlen(pattern) < sizeof r->pattern, 2,
                   "pattern must start with '/' and be shorter than 96 bytes");
-    luaL_argcheck(L, script_valid_scope(scope), 3,
-                  "scope must be none, any, scaling:read, scaling:write or admin");
+    if (!script_valid_scope(scope)) {
+        char scopes[64];
+        auth_scope_list(scopes, sizeof scopes, ", ", " or ");
+        luaL_argerror(L, 3, lua_pushfstring(L, "scope must be none, any, %s", scopes));
+    }
     for (int i = 0; i < st->nroutes; i++)
         if (strcmp(st->routes[i].method, method) == 0 && strcmp(st->routes[i].pattern, pattern) == 0)
             luaL_error(L, "sluice.route: %s %s registered twice", method, pattern);
@@ -279,13 +283,6 @@ static int script_match(const char *pattern, const char *path, struct script_par
 
 static int script_unsafe(const char *method) {
     return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && strcmp(method, "OPTIONS") != 0;
-}
-
-static unsigned script_scope_bit(const char *scope) {
-    if (strcmp(scope, "scaling:read") == 0) return AUTH_SCOPE_READ;
-    if (strcmp(scope, "scaling:write") == 0) return AUTH_SCOPE_WRITE;
-    if (strcmp(scope, "admin") == 0) return AUTH_SCOPE_ADMIN;
-    return 0;
 }
 
 /* Resolve credentials and apply the route's scope and CSRF rules. Returns 0
@@ -362,7 +359,7 @@ static int script_authenticate(script_host *host, const struct script_route *rou
             return -1;
         }
     }
-    unsigned need = script_scope_bit(route->scope);
+    unsigned need = auth_scope_parse(route->scope);      /* 0 for none and any */
     if (need && !(sr->principal.scopes & need)) {
         char msg[128];
         snprintf(msg, sizeof msg, "this needs the %s scope", route->scope);

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "protocol.h"
 #include "redact.h"
 #include "util.h"
 
@@ -548,7 +549,7 @@ static int ctl_check_command(const struct ctl_args *o, long long *n) {
         fprintf(stderr, "sluicectl: %s: unexpected argument '%s'\n", cmd, o->pos[commands[k].max]);
         return -1;
     }
-    if (o->npos >= 2 && !util_valid_name(o->pos[1])) {
+    if (o->npos >= 2 && !protocol_valid_name(o->pos[1])) {
         fprintf(stderr, "sluicectl: '%s' is not a queue name\n", o->pos[1]);
         return -1;
     }

@@ -3,6 +3,7 @@
 #include "app.h"
 #include "flags.h"
 #include "log.h"
+#include "protocol.h"
 
 #include "rconn.h"
 #include <pthread.h>
@@ -24,8 +25,11 @@ static const struct {
 };
 
 static const struct {
-    const char *state, *suffix;
-} sluice_keys[3] = {{"waiting", "wait"}, {"active", "active"}, {"failed", "failed"}};
+    const char *state;
+    enum protocol_list list;
+} sluice_keys[3] = {
+    {"waiting", PROTOCOL_LIST_WAIT}, {"active", PROTOCOL_LIST_ACTIVE}, {"failed", PROTOCOL_LIST_FAILED},
+};
 
 struct tel_depth {
     char queue[UTIL_NAME_MAX + 1];
@@ -35,7 +39,7 @@ struct tel_depth {
 
 struct telemetry {
     struct rconn_target target;
-    char prefix[65];
+    char prefix[PROTOCOL_NAME_MAX + 1];
     rconn *c;                     /* ticker thread only */
     pthread_mutex_t lock;         /* guards the cache below */
     struct tel_depth *depth;
@@ -79,6 +83,7 @@ static void telemetry_drop(telemetry *t) {
 void telemetry_refresh(telemetry *t, struct app *app) {
     char (*names)[UTIL_NAME_MAX + 1] = malloc(POLICY_MAX_QUEUES * sizeof *names);
     struct tel_depth *fresh = NULL;
+    char key[PROTOCOL_KEY_MAX];
     size_t nq;
     if (names == NULL) return;
     nq = policy_queue_names(app->pol, names, POLICY_MAX_QUEUES);
@@ -98,11 +103,11 @@ void telemetry_refresh(telemetry *t, struct app *app) {
         fresh[i].bullmq = strcmp(b.layout, "bullmq") == 0;
         if (fresh[i].bullmq) {
             for (int k = 0; k < TEL_FIELDS; k++)
-                rconn_append(t->c, "%s %s:%s:%s", bullmq_keys[k].cmd, b.bullmq_prefix, names[i],
-                             bullmq_keys[k].suffix);
+                rconn_append(t->c, "%s %s", bullmq_keys[k].cmd,
+                             protocol_bullmq_key(key, b.bullmq_prefix, names[i], bullmq_keys[k].suffix));
         } else {
             for (int k = 0; k < 3; k++)
-                rconn_append(t->c, "LLEN %s:q:%s:%s", t->prefix, names[i], sluice_keys[k].suffix);
+                rconn_append(t->c, "LLEN %s", protocol_queue_key(key, t->prefix, names[i], sluice_keys[k].list));
         }
     }
     for (size_t i = 0; i < nq; i++) {

@@ -60,18 +60,7 @@ int util_random_hex(char *out, size_t len) {
     return 0;
 }
 
-int util_valid_name(const char *s) {
-    size_t n = 0;
-    if (s == NULL || s[0] == '.' || s[0] == '-') return 0;
-    for (; s[n]; n++) {
-        char c = s[n];
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                 (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' ||
-                 c == '-';
-        if (!ok || n >= UTIL_NAME_MAX) return 0;
-    }
-    return n > 0;
-}
+int util_valid_name(const char *s) { return protocol_valid_name(s); }
 
 int util_parse_duration(const char *s, int64_t *out_s) {
     char *end;

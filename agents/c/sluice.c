@@ -1,6 +1,7 @@
 /* sluice.c — libsluice: the agent thread, desired-state handling and
  * reports. See sluice.h for the contract. */
 #include "sluice.h"
+#include "protocol.h"
 #include "rconn.h"
 
 #include <errno.h>
@@ -15,14 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#define AGENT_NAME_MAX 128
-#define AGENT_PAYLOAD_MAX 4096
 #define AGENT_TIMEOUT_MS 1000
 #define AGENT_INSANE_LOG_MS 60000
 
 struct sluice_agent {
-    char host[256], prefix[65], queue[65], id[AGENT_NAME_MAX + 1];
-    char key_desired[96], chan_scaling[96], chan_reports[96];
+    char host[256], prefix[PROTOCOL_NAME_MAX + 1], queue[PROTOCOL_NAME_MAX + 1];
+    char id[PROTOCOL_WORKER_ID_MAX + 1];
+    char key_desired[PROTOCOL_KEY_MAX], chan_scaling[PROTOCOL_KEY_MAX], chan_reports[PROTOCOL_KEY_MAX];
     struct rconn_target redis;
     int max, ceiling, heartbeat_ms, poll_ms;
     long long insane_logged_ms, insane_suppressed;    /* agent thread only */
@@ -46,17 +46,6 @@ static long long agent_wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int agent_valid_name(const char *s, size_t max) {
-    size_t n = 0;
-    for (; s && s[n]; n++) {
-        char c = s[n];
-        if (n >= max || !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                          (c >= '0' && c <= '9') || c == '_' || c == '.' || c == ':' || c == '-'))
-            return 0;
-    }
-    return n > 0;
 }
 
 /* ---- reports ---------------------------------------------------------------- */
@@ -100,7 +89,7 @@ static void agent_consider(sluice_agent *a, rconn *c, const char *payload, size_
     json_error_t jerr;
     json_t *j;
     char msg[200];
-    if (payload == NULL || len > AGENT_PAYLOAD_MAX) return;
+    if (payload == NULL || len > PROTOCOL_DESIRED_MAX) return;
     j = json_loadb(payload, len, 0, &jerr);
     json_t *q = json_object_get(j, "queue"), *n = json_object_get(j, "concurrency"),
            *v = json_object_get(j, "version");
@@ -225,19 +214,19 @@ sluice_agent *sluice_agent_start(const struct sluice_config *cfg, char *err, siz
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
-    if (cfg->apply == NULL || cfg->queue == NULL || !agent_valid_name(cfg->queue, 64)) {
+    if (cfg->apply == NULL || cfg->queue == NULL || !protocol_valid_id(cfg->queue, PROTOCOL_NAME_MAX)) {
         snprintf(err, errlen, "queue (1..64 of A-Z a-z 0-9 _ . : -) and apply are required");
         goto fail;
     }
     char why[256];
     struct rconn_secrets secrets = {cfg->redis_password, cfg->redis_ca, cfg->redis_cert, cfg->redis_key};
-    if (rconn_target_parse(cfg->redis_url ? cfg->redis_url : "redis://127.0.0.1:6379", &secrets,
+    if (rconn_target_parse(cfg->redis_url ? cfg->redis_url : PROTOCOL_DEFAULT_REDIS_URL, &secrets,
                            &a->redis, why, sizeof why) != 0) {
         snprintf(err, errlen, "redis url: %s", why);
         goto fail;
     }
-    const char *prefix = cfg->prefix ? cfg->prefix : "sluice";
-    if (!agent_valid_name(prefix, 64)) {
+    const char *prefix = cfg->prefix ? cfg->prefix : PROTOCOL_DEFAULT_PREFIX;
+    if (!protocol_valid_id(prefix, PROTOCOL_NAME_MAX)) {
         snprintf(err, errlen, "prefix: 1..64 of A-Z a-z 0-9 _ . : -");
         goto fail;
     }
@@ -246,9 +235,9 @@ sluice_agent *sluice_agent_start(const struct sluice_config *cfg, char *err, siz
     if (gethostname(a->host, sizeof a->host - 1) != 0) strcpy(a->host, "unknown");
     a->host[64] = '\0';
     for (char *h = a->host; *h; h++)
-        if (!agent_valid_name((char[]){*h, 0}, 1)) *h = '-';
+        if (!protocol_name_char(*h)) *h = '-';
     if (cfg->worker_id) {
-        if (!agent_valid_name(cfg->worker_id, AGENT_NAME_MAX)) {
+        if (!protocol_valid_id(cfg->worker_id, PROTOCOL_WORKER_ID_MAX)) {
             snprintf(err, errlen, "worker id: 1..128 of A-Z a-z 0-9 _ . : -");
             goto fail;
         }
@@ -256,9 +245,9 @@ sluice_agent *sluice_agent_start(const struct sluice_config *cfg, char *err, siz
     } else {
         snprintf(a->id, sizeof a->id, "%.64s-%.50s-%d", a->queue, a->host, (int)getpid());
     }
-    snprintf(a->key_desired, sizeof a->key_desired, "%s:desired", a->prefix);
-    snprintf(a->chan_scaling, sizeof a->chan_scaling, "%s:scaling", a->prefix);
-    snprintf(a->chan_reports, sizeof a->chan_reports, "%s:reports", a->prefix);
+    protocol_key(a->key_desired, a->prefix, PROTOCOL_DESIRED);
+    protocol_key(a->chan_scaling, a->prefix, PROTOCOL_SCALING);
+    protocol_key(a->chan_reports, a->prefix, PROTOCOL_REPORTS);
     a->max = cfg->max_concurrency > 0 ? cfg->max_concurrency : 0;
     a->ceiling = cfg->ceiling > 0 ? cfg->ceiling : SLUICE_AGENT_CEILING;
     a->heartbeat_ms = cfg->heartbeat_ms >= 50 ? cfg->heartbeat_ms : 1000;

@@ -8,6 +8,7 @@
  * their job and leave, so a job is never interrupted or lost. SIGTERM drains
  * the running jobs and says bye. --produce N enqueues demo jobs instead. */
 #include "sluice.h"
+#include "protocol.h"
 #include "rconn.h"
 
 #include <errno.h>
@@ -31,7 +32,7 @@ enum slot_state { SLOT_EMPTY, SLOT_RUNNING, SLOT_EXITED };
 struct worker {
     const char *redis_url, *jobs_url, *prefix, *queue;
     struct rconn_target jobs;            /* where the job lists are */
-    char key_wait[160], key_active[160], key_failed[160];
+    char key_wait[PROTOCOL_KEY_MAX], key_active[PROTOCOL_KEY_MAX], key_failed[PROTOCOL_KEY_MAX];
     pthread_mutex_t lock;
     int target;                          /* desired pool size */
     enum slot_state state[POOL_MAX];
@@ -195,11 +196,11 @@ int main(int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
-    W.redis_url = "redis://127.0.0.1:6379";
+    W.redis_url = PROTOCOL_DEFAULT_REDIS_URL;
     /* As sluiced: flags, else SLUICE_REDIS_CA/_CERT/_KEY. */
     const char *ca = getenv("SLUICE_REDIS_CA"), *cert = getenv("SLUICE_REDIS_CERT"),
                *key = getenv("SLUICE_REDIS_KEY");
-    W.prefix = "sluice";
+    W.prefix = PROTOCOL_DEFAULT_PREFIX;
     cfg.initial_concurrency = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -241,9 +242,9 @@ int main(int argc, char **argv) {
         usage();
         return 2;
     }
-    snprintf(W.key_wait, sizeof W.key_wait, "%s:q:%s:wait", W.prefix, W.queue);
-    snprintf(W.key_active, sizeof W.key_active, "%s:q:%s:active", W.prefix, W.queue);
-    snprintf(W.key_failed, sizeof W.key_failed, "%s:q:%s:failed", W.prefix, W.queue);
+    protocol_queue_key(W.key_wait, W.prefix, W.queue, PROTOCOL_LIST_WAIT);
+    protocol_queue_key(W.key_active, W.prefix, W.queue, PROTOCOL_LIST_ACTIVE);
+    protocol_queue_key(W.key_failed, W.prefix, W.queue, PROTOCOL_LIST_FAILED);
     if (produce_n >= 0) return produce(produce_n, sleep, fail_ratio);
 
     pthread_mutex_init(&W.lock, NULL);

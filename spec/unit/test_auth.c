@@ -105,6 +105,30 @@ TEST(formats_scope_names) {
     EXPECT(auth_scope_name(8) == NULL);
 }
 
+TEST(scope_table_parses_lists_and_iterates_in_one_order) {
+    char buf[64];
+    const char *name;
+    unsigned bit, seen = 0;
+    EXPECT_INT(auth_scope_parse("scaling:read"), AUTH_SCOPE_READ);
+    EXPECT_INT(auth_scope_parse("admin"), AUTH_SCOPE_ADMIN);
+    EXPECT_INT(auth_scope_parse("none"), 0);
+    EXPECT_INT(auth_scope_parse("Admin"), 0);
+    EXPECT_INT(auth_scope_parse(""), 0);
+    EXPECT_INT(auth_scope_parse(NULL), 0);
+    size_t i = 0;
+    for (; (name = auth_scope_at(i, &bit)) != NULL; i++) {
+        EXPECT_STR(auth_scope_name(bit), name);
+        seen |= bit;
+    }
+    EXPECT_INT(i, 3);
+    EXPECT_INT(seen, AUTH_SCOPE_ALL);
+    EXPECT_STR(auth_scope_at(0, NULL), "scaling:read");
+    auth_scope_list(buf, sizeof buf, ", ", " or ");
+    EXPECT_STR(buf, "scaling:read, scaling:write or admin");
+    auth_scope_list(buf, 20, ", ", " or ");
+    EXPECT_STR(buf, "scaling:read");                 /* cut at a whole name */
+}
+
 TEST(created_token_verifies_with_name_and_scopes) {
     char token[AUTH_TOKEN_MAX], id[STORE_ID_MAX];
     struct auth_principal p;
@@ -324,6 +348,7 @@ int main(void) {
     RUN(parses_scope_lists);
     RUN(admin_implies_read_and_write);
     RUN(formats_scope_names);
+    RUN(scope_table_parses_lists_and_iterates_in_one_order);
     RUN(created_token_verifies_with_name_and_scopes);
     RUN(wrong_secret_or_id_is_denied);
     RUN(malformed_tokens_are_denied);
