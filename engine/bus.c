@@ -295,30 +295,31 @@ static int bus_drain_outbox(bus *b, rconn *c) {
  * when Redis failed, -2 when fenced off, 1 when the store could not be read
  * (retry later). */
 static int bus_rewrite_desired(bus *b, rconn *c) {
-    char (*names)[UTIL_NAME_MAX + 1] = malloc(POLICY_MAX_QUEUES * sizeof *names);
     char (*pending)[UTIL_NAME_MAX + 1] = NULL;
     struct store_target *targets = NULL;
-    size_t nt = 0, np = 0, nq, sent = 0;
+    size_t nt = 0, np = 0, sent = 0;
     int rc = 1;
+    /* One generation for the whole rewrite: a reload meanwhile cannot drop
+     * a queue from under the loop. */
+    struct policy_gen *g = policy_acquire(b->opt.pol);
 
-    if (names == NULL) goto done;
-    nq = policy_queue_names(b->opt.pol, names, POLICY_MAX_QUEUES);
     if (store_desired_snapshot(b->opt.st, &targets, &nt, &pending, &np) != STORE_OK) goto done;
-    for (size_t i = 0; i < nq && i < POLICY_MAX_QUEUES; i++) {
+    for (size_t i = 0; i < policy_gen_count(g); i++) {
         struct policy_bounds bounds;
+        const char *name = policy_gen_queue(g, i, &bounds);
         const struct store_target *t = NULL;
         int skip = 0;
-        for (size_t k = 0; k < np; k++) skip |= strcmp(pending[k], names[i]) == 0;
-        if (skip || policy_bounds(b->opt.pol, names[i], &bounds) != 0) continue;
+        for (size_t k = 0; k < np; k++) skip |= strcmp(pending[k], name) == 0;
+        if (skip) continue;
         for (size_t k = 0; k < nt; k++)
-            if (strcmp(targets[k].queue, names[i]) == 0) t = &targets[k];
+            if (strcmp(targets[k].queue, name) == 0) t = &targets[k];
         if (t) fleet_issued(b->opt.fl, t->queue, t->version);
         char *payload = t ? bus_payload(t->queue, t->desired, t->version, t->updated_at_ms)
-                          : bus_payload(names[i], bounds.def, 0, util_now_ms());
+                          : bus_payload(name, bounds.def, 0, util_now_ms());
         if (payload == NULL) continue;
         /* Not published: the hash is the truth workers re-read. Fenced and
          * never older than what is there. */
-        bus_append_write(b, c, names[i], payload, t ? t->version : 0, 0);
+        bus_append_write(b, c, name, payload, t ? t->version : 0, 0);
         free(payload);
         sent++;
     }
@@ -333,7 +334,7 @@ static int bus_rewrite_desired(bus *b, rconn *c) {
         log_json(LOG_INFO, "desired state rewritten from the database",
                  json_pack("{s:i, s:i}", "queues", (int)sent, "skipped_pending", (int)np));
 done:
-    free(names);
+    policy_release(g);
     free(pending);
     free(targets);
     return rc;
