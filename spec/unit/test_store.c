@@ -1203,11 +1203,14 @@ static void run_one(void (*fn)(store *st), int migrated) {
     be->destroy();
 }
 
-int main(void) {
+/* test_store [BACKEND]: every backend, or the one named (tools/test.sh runs
+ * "postgres" again in its PostgreSQL pass). */
+int main(int argc, char **argv) {
     char label[192];
     log_set_level(LOG_WARN);                      /* no line per migration */
     for (size_t b = 0; b < sizeof backends / sizeof backends[0]; b++) {
         be = &backends[b];
+        if (argc > 1 && strcmp(argv[1], be->name) != 0) continue;
         const char *why = be->skip();
         if (why) {
             UNIT_SKIP(be->name, why);
