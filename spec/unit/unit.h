@@ -62,6 +62,32 @@ static int unit_passed, unit_failed, unit_current_failed, unit_number;
         fflush(stdout);                                                       \
     } while (0)
 
+/* For a table of tests run more than once (test_store.c: once per backend):
+ * run the statement `call` as one test reported under `label`. */
+#define RUN_LABELLED(call, label)                                             \
+    do {                                                                      \
+        unit_current_failed = 0;                                              \
+        call;                                                                 \
+        unit_number++;                                                        \
+        if (unit_current_failed) {                                            \
+            unit_failed++;                                                    \
+            printf("not ok %d - %s\n", unit_number, (label));                 \
+        } else {                                                              \
+            unit_passed++;                                                    \
+            printf("ok %d - %s\n", unit_number, (label));                     \
+        }                                                                     \
+        fflush(stdout);                                                       \
+    } while (0)
+
+/* A test that cannot run here (no server configured): TAP's skip line,
+ * counted neither as passed nor as failed. */
+#define UNIT_SKIP(label, why)                                                 \
+    do {                                                                      \
+        unit_number++;                                                        \
+        printf("ok %d - %s # SKIP %s\n", unit_number, (label), (why));        \
+        fflush(stdout);                                                       \
+    } while (0)
+
 #define UNIT_DONE()                                                           \
     (printf("# %s: %d passed, %d failed\n", __FILE__, unit_passed, unit_failed), \
      unit_failed ? 1 : 0)
