@@ -168,7 +168,8 @@ static int scaling_l_history(lua_State *L) {
  * Hold this request's 200 answer until every live worker of queue has
  * applied version, or wait_ms passed; the answer then gains
  * "acks": {expected, acknowledged, complete}. The HTTP thread is released
- * meanwhile. -> true */
+ * meanwhile. Plans the wait on the request (deferred.h); the host applies
+ * it to what the handler returns. -> true */
 static int scaling_l_await(lua_State *L) {
     luaL_argcheck(L, lua_gettop(L) == 3, 3, "expected queue, version, wait_ms");
     struct script_request *sr = script_current(L, "sluice.scaling.await");
@@ -177,11 +178,8 @@ static int scaling_l_await(lua_State *L) {
     lua_Integer wait_ms = luaL_checkinteger(L, 3);
     luaL_argcheck(L, util_valid_name(queue), 1, "not a queue name");
     luaL_argcheck(L, version >= 0, 2, "version must be >= 0");
-    luaL_argcheck(L, wait_ms >= 0 && wait_ms <= 30000, 3, "wait_ms must be 0..30000");
-    sr->wait.active = 1;
-    util_copy(sr->wait.queue, sizeof sr->wait.queue, queue);
-    sr->wait.version = version;
-    sr->wait.wait_ms = wait_ms;
+    luaL_argcheck(L, wait_ms >= 0 && wait_ms <= DEFERRED_WAIT_MAX_MS, 3, "wait_ms must be 0..30000");
+    deferred_plan_wait(&sr->answer, queue, version, wait_ms);
     lua_pushboolean(L, 1);
     return 1;
 }

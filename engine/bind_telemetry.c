@@ -23,7 +23,7 @@ static int telemetry_l_snapshot(lua_State *L) {
 static int telemetry_l_stream(lua_State *L) {
     luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
     struct script_request *sr = script_current(L, "sluice.telemetry.stream");
-    sr->stream = 1;
+    deferred_plan_stream(&sr->answer);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -1,7 +1,8 @@
-/* events.c — SSE stream registry, buffering and suspension. */
+/* events.c — SSE stream registry and buffering, over http.h's streamed
+ * bodies: a stream's connection sleeps when its buffer is empty and is woken
+ * by the next push. */
 #include "events.h"
 
-#include <microhttpd.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,7 +15,7 @@ struct stream {
     size_t len, cap;
     int closed;                  /* end the answer once the buffer is sent */
     char owner[40];
-    struct MHD_Connection *suspended;
+    http_stream_conn *conn;      /* known from the first read; woken by pushes */
     struct stream *next;
 };
 
@@ -55,51 +56,53 @@ int events_count(events *ev) {
     return n;
 }
 
+/* Mark s ended and wake its connection, so that it sends what is left and
+ * finishes. Called with s->lock held. */
+static void stream_end(struct stream *s) {
+    s->closed = 1;
+    if (s->conn) http_stream_wake(s->conn);
+}
+
 /* Append text to s and wake its connection. Called with s->lock held. */
 static void stream_push(struct stream *s, const char *text, size_t n) {
     if (s->closed) return;
     /* An empty buffer takes any one event; beyond that, a reader still
-     * holding more than the cap (or than the event) is too slow. */
+     * holding more than the cap (or than the event) is too slow: cut off. */
     if (s->len > 0 && s->len + n > (n > EVENTS_BUFFER_MAX ? 2 * n : EVENTS_BUFFER_MAX)) {
-        s->closed = 1;                     /* too slow a reader: cut it off */
-    } else {
-        if (s->len + n > s->cap) {
-            size_t cap = s->cap ? s->cap : 4096;
-            while (cap < s->len + n) cap *= 2;
-            char *grown = realloc(s->buf, cap);
-            if (grown == NULL) {
-                s->closed = 1;
-                goto wake;
-            }
-            s->buf = grown;
-            s->cap = cap;
+        stream_end(s);
+        return;
+    }
+    if (s->len + n > s->cap) {
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < s->len + n) cap *= 2;
+        char *grown = realloc(s->buf, cap);
+        if (grown == NULL) {
+            stream_end(s);
+            return;
         }
-        memcpy(s->buf + s->len, text, n);
-        s->len += n;
+        s->buf = grown;
+        s->cap = cap;
     }
-wake:
-    if (s->suspended) {
-        MHD_resume_connection(s->suspended);
-        s->suspended = NULL;
-    }
+    memcpy(s->buf + s->len, text, n);
+    s->len += n;
+    if (s->conn) http_stream_wake(s->conn);
 }
 
-/* http_stream.read: send what is buffered, or suspend until there is more. */
-static long stream_read(void *cls, struct MHD_Connection *conn, char *buf, size_t max) {
+/* http_stream.read: send what is buffered, or sleep until there is more. */
+static long stream_read(void *cls, http_stream_conn *conn, char *buf, size_t max) {
     struct stream *s = cls;
     long n;
     pthread_mutex_lock(&s->lock);
+    s->conn = conn;
     if (s->len > 0) {
         n = (long)(s->len < max ? s->len : max);
         memcpy(buf, s->buf, (size_t)n);
         memmove(s->buf, s->buf + n, s->len - (size_t)n);
         s->len -= (size_t)n;
     } else if (s->closed) {
-        n = -1;
+        n = HTTP_STREAM_END;
     } else {
-        MHD_suspend_connection(conn);
-        s->suspended = conn;
-        n = 0;
+        n = HTTP_STREAM_IDLE;                  /* http.c suspends the connection */
     }
     pthread_mutex_unlock(&s->lock);
     return n;
@@ -207,11 +210,7 @@ void events_close_all(events *ev) {
     ev->closing = 1;
     for (struct stream *s = ev->streams; s; s = s->next) {
         pthread_mutex_lock(&s->lock);
-        s->closed = 1;
-        if (s->suspended) {
-            MHD_resume_connection(s->suspended);
-            s->suspended = NULL;
-        }
+        stream_end(s);
         pthread_mutex_unlock(&s->lock);
     }
     pthread_mutex_unlock(&ev->lock);

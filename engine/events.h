@@ -1,8 +1,9 @@
 /* events.h — live Server-Sent Events streams for /admin/runtime-scaling/events.
  *
- * Each stream is a buffered HTTP answer that never holds a thread: when it
- * has nothing to send, its connection is suspended; broadcasting appends to
- * every buffer and resumes the connection. A client that reads too slowly is
+ * Each stream is a buffered HTTP answer (http.h's streamed body) that never
+ * holds a thread: when it has nothing to send, its connection sleeps;
+ * broadcasting, from any thread, appends to every buffer and wakes the
+ * connection, whose own pool thread then sends it. A client that reads too slowly is
  * cut off rather than buffered without bound: a stream always takes one
  * event whatever its size (a snapshot of thousands of workers is larger than
  * any fixed buffer), but one that still holds more than EVENTS_BUFFER_MAX,
@@ -30,7 +31,8 @@ void events_free(events *ev);
 
 /* Make resp a stream starting with `first` (an event of type "snapshot";
  * borrowed) for owner (a token id; copied). Returns 0, -1 when the total cap
- * is reached, -2 when the owner's is (resp untouched either way). */
+ * is reached or events_close_all ran, -2 when the owner's cap is reached
+ * (resp untouched either way). */
 int events_open(events *ev, struct http_response *resp, json_t *first, const char *owner);
 
 /* Send an event to every stream (data borrowed). */
@@ -39,7 +41,8 @@ void events_broadcast(events *ev, const char *type, json_t *data);
 /* Send the ": ping" comment to every stream. */
 void events_ping(events *ev);
 
-/* End every stream (shutdown). */
+/* End every stream, and refuse new ones from now on (shutdown): a stream
+ * opened later would wait for events nobody sends any more. */
 void events_close_all(events *ev);
 
 /* Streams open now. */

@@ -1,5 +1,6 @@
 /* http.c — libmicrohttpd glue: request assembly, limits, static files,
- * response building and the access log. */
+ * response building, deferred answers and streamed bodies (suspend and
+ * resume), and the access log. The only file that calls libmicrohttpd. */
 #include "http.h"
 #include "log.h"
 #include "util.h"
@@ -34,6 +35,18 @@ struct http_conn {
     int bad_escape;              /* the path or query decoded to NUL or non-UTF-8 */
 };
 
+/* A request as http.c keeps it: what handlers see, then the connection and
+ * the state of a deferred answer. */
+struct http_exchange {
+    struct http_request req;     /* first: a handler's pointer converts back */
+    struct MHD_Connection *conn;
+    http_server *server;
+    /* http_complete runs on any thread: guarded by lock. */
+    pthread_mutex_t lock;
+    int deferred, suspended, completed, waiting;
+    struct http_response *pending;
+};
+
 struct http_server {
     struct MHD_Daemon *daemon;
     atomic_int deferred;         /* deferred answers not yet finished */
@@ -51,6 +64,10 @@ struct http_server {
 
 /* ---- small helpers ------------------------------------------------------ */
 
+static struct http_exchange *http_exchange_of(const struct http_request *req) {
+    return (struct http_exchange *)req;
+}
+
 static int64_t http_now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -62,7 +79,7 @@ static int http_valid_request_id(const char *s) {
     if (s == NULL) return 0;
     for (; s[n]; n++) {
         char c = s[n];
-        if (n >= STORE_RID_MAX - 1) return 0;
+        if (n >= HTTP_REQUEST_ID_MAX - 1) return 0;
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '-' || c == '_' || c == '.' || c == ':'))
             return 0;
@@ -71,11 +88,11 @@ static int http_valid_request_id(const char *s) {
 }
 
 const char *http_header(const struct http_request *req, const char *name) {
-    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+    return MHD_lookup_connection_value(http_exchange_of(req)->conn, MHD_HEADER_KIND, name);
 }
 
 const char *http_cookie(const struct http_request *req, const char *name) {
-    return MHD_lookup_connection_value(req->conn, MHD_COOKIE_KIND, name);
+    return MHD_lookup_connection_value(http_exchange_of(req)->conn, MHD_COOKIE_KIND, name);
 }
 
 struct query_iter {
@@ -94,7 +111,7 @@ static enum MHD_Result http_query_cb(void *cls, enum MHD_ValueKind kind, const c
 void http_query_foreach(const struct http_request *req,
                         void (*fn)(void *ud, const char *key, const char *value), void *ud) {
     struct query_iter it = {fn, ud};
-    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, http_query_cb, &it);
+    MHD_get_connection_values(http_exchange_of(req)->conn, MHD_GET_ARGUMENT_KIND, http_query_cb, &it);
 }
 
 /* ---- responses ------------------------------------------------------------ */
@@ -156,43 +173,80 @@ int http_add_header(struct http_response *resp, const char *name, const char *va
     return 0;
 }
 
-/* What MHD's content reader sees: the stream and its connection. It lives
- * as long as the MHD response, which outlives the request record. */
-struct http_stream_ctx {
+/* ---- streamed bodies ---------------------------------------------------------
+ *
+ * What MHD's content reader sees: the stream and its connection. It lives as
+ * long as the MHD response, which outlives the request record. A stream with
+ * nothing to send suspends its connection; http_stream_wake resumes it. The
+ * woken flag closes the gap between read() finding nothing and the suspend:
+ * a wake in between makes the reader try again instead of sleeping on data
+ * that is already there. */
+struct http_stream_conn {
     struct http_stream stream;
     struct MHD_Connection *conn;
+    pthread_mutex_t lock;        /* guards woken and suspended */
+    int woken, suspended;
 };
 
 static ssize_t http_stream_read(void *cls, uint64_t pos, char *buf, size_t max) {
-    struct http_stream_ctx *ctx = cls;
+    struct http_stream_conn *sc = cls;
     (void)pos;
-    long n = ctx->stream.read(ctx->stream.cls, ctx->conn, buf, max);
-    return n < 0 ? MHD_CONTENT_READER_END_OF_STREAM : (ssize_t)n;
+    for (;;) {
+        pthread_mutex_lock(&sc->lock);
+        sc->woken = 0;
+        pthread_mutex_unlock(&sc->lock);
+        long n = sc->stream.read(sc->stream.cls, sc, buf, max);
+        if (n < 0) return MHD_CONTENT_READER_END_OF_STREAM;
+        if (n > 0) return (ssize_t)n;
+        pthread_mutex_lock(&sc->lock);
+        int again = sc->woken;
+        if (!again) {
+            sc->suspended = 1;
+            MHD_suspend_connection(sc->conn);
+        }
+        pthread_mutex_unlock(&sc->lock);
+        if (!again) return 0;
+    }
+}
+
+void http_stream_wake(http_stream_conn *sc) {
+    pthread_mutex_lock(&sc->lock);
+    sc->woken = 1;
+    if (sc->suspended) {
+        sc->suspended = 0;
+        MHD_resume_connection(sc->conn);
+    }
+    pthread_mutex_unlock(&sc->lock);
 }
 
 static void http_stream_done(void *cls) {
-    struct http_stream_ctx *ctx = cls;
-    if (ctx->stream.done) ctx->stream.done(ctx->stream.cls);
-    free(ctx);
+    struct http_stream_conn *sc = cls;
+    if (sc->stream.done) sc->stream.done(sc->stream.cls);
+    pthread_mutex_destroy(&sc->lock);
+    free(sc);
 }
 
-static enum MHD_Result http_send(struct http_request *req, struct http_response *resp,
+/* ---- responses, continued ------------------------------------------------------ */
+
+static enum MHD_Result http_send(struct http_exchange *ex, struct http_response *resp,
                                  struct MHD_Response *mr) {
+    struct http_request *req = &ex->req;
     enum MHD_Result ret;
     if (mr == NULL && resp->stream.read) {
-        struct http_stream_ctx *ctx = malloc(sizeof *ctx);
-        if (ctx == NULL) {
+        struct http_stream_conn *sc = calloc(1, sizeof *sc);
+        if (sc == NULL) {
             if (resp->stream.done) resp->stream.done(resp->stream.cls);
             memset(&resp->stream, 0, sizeof resp->stream);
             return MHD_NO;
         }
-        ctx->stream = resp->stream;
-        ctx->conn = req->conn;
+        pthread_mutex_init(&sc->lock, NULL);
+        sc->stream = resp->stream;
+        sc->conn = ex->conn;
         memset(&resp->stream, 0, sizeof resp->stream);
-        mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, http_stream_read, ctx,
+        mr = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, http_stream_read, sc,
                                                http_stream_done);
         if (mr == NULL) {
-            http_stream_done(ctx);
+            http_stream_done(sc);
             return MHD_NO;
         }
         MHD_add_response_header(mr, "Cache-Control", "no-store");
@@ -220,7 +274,7 @@ static enum MHD_Result http_send(struct http_request *req, struct http_response 
     MHD_add_response_header(mr, "Referrer-Policy", "no-referrer");
     for (int i = 0; i < resp->nheaders; i++)
         MHD_add_response_header(mr, resp->header_names[i], resp->header_values[i]);
-    ret = MHD_queue_response(req->conn, (unsigned)resp->status, mr);
+    ret = MHD_queue_response(ex->conn, (unsigned)resp->status, mr);
     MHD_destroy_response(mr);
     return ret;
 }
@@ -389,9 +443,9 @@ static void *http_reaper(void *arg) {
 
 /* ---- the request cycle ------------------------------------------------------------ */
 
-static void http_fill_remote(struct http_request *req) {
+static void http_fill_remote(struct http_request *req, struct MHD_Connection *conn) {
     const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     strcpy(req->remote, "-");
     if (ci == NULL || ci->client_addr == NULL) return;
     if (ci->client_addr->sa_family == AF_INET)
@@ -402,27 +456,30 @@ static void http_fill_remote(struct http_request *req) {
                   req->remote, sizeof req->remote);
 }
 
-static struct http_request *http_request_new(struct MHD_Connection *conn, const char *url,
-                                             const char *method) {
-    struct http_request *req = calloc(1, sizeof *req);
+static struct http_exchange *http_exchange_new(http_server *srv, struct MHD_Connection *conn,
+                                               const char *url, const char *method) {
+    struct http_exchange *ex = calloc(1, sizeof *ex);
+    struct http_request *req;
     const char *rid;
-    if (req == NULL) return NULL;
-    pthread_mutex_init(&req->lock, NULL);
-    req->conn = conn;
+    if (ex == NULL) return NULL;
+    req = &ex->req;
+    pthread_mutex_init(&ex->lock, NULL);
+    ex->conn = conn;
+    ex->server = srv;
     req->method = method;
     req->path = url;
     req->started_us = http_now_us();
     req->body = calloc(1, 1);
     if (req->body == NULL) {
-        pthread_mutex_destroy(&req->lock);
-        free(req);
+        pthread_mutex_destroy(&ex->lock);
+        free(ex);
         return NULL;
     }
     rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
     if (http_valid_request_id(rid)) util_copy(req->request_id, sizeof req->request_id, rid);
     else if (util_random_hex(req->request_id, 8) != 0) strcpy(req->request_id, "-");
-    http_fill_remote(req);
-    return req;
+    http_fill_remote(req, conn);
+    return ex;
 }
 
 /* Append upload data, enforcing the cap. Sets too_large instead of failing so
@@ -454,20 +511,21 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, c
                                        const char *upload_data, size_t *upload_data_size,
                                        void **con_cls) {
     http_server *srv = cls;
-    struct http_request *req = *con_cls;
+    struct http_exchange *ex = *con_cls;
+    struct http_request *req = ex ? &ex->req : NULL;
     struct http_response resp;
     struct MHD_Response *mr = NULL;
     enum MHD_Result ret;
     (void)version;
 
-    if (req == NULL) {
+    if (ex == NULL) {
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
         http_conn_mark(srv, conn, 1);            /* the head arrived in time */
         struct http_conn *hc = http_conn_of(conn);
-        req = http_request_new(conn, url, method);
-        if (req == NULL) return MHD_NO;
-        req->server = srv;
-        *con_cls = req;
+        ex = http_exchange_new(srv, conn, url, method);
+        if (ex == NULL) return MHD_NO;
+        req = &ex->req;
+        *con_cls = ex;
         if (hc && hc->bad_escape) {              /* this request's, noted while parsing it */
             req->bad_escape = 1;
             hc->bad_escape = 0;
@@ -482,15 +540,15 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, c
     }
 
     memset(&resp, 0, sizeof resp);
-    if (req->waiting) {
+    if (ex->waiting) {
         /* Called again after http_complete resumed the connection. */
-        pthread_mutex_lock(&req->lock);
-        int ready = req->completed;
+        pthread_mutex_lock(&ex->lock);
+        int ready = ex->completed;
         if (ready) {
-            resp = *req->pending;
-            memset(req->pending, 0, sizeof *req->pending);
+            resp = *ex->pending;
+            memset(ex->pending, 0, sizeof *ex->pending);
         }
-        pthread_mutex_unlock(&req->lock);
+        pthread_mutex_unlock(&ex->lock);
         if (!ready) return MHD_YES;
         goto send;
     }
@@ -509,26 +567,26 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *conn, c
     } else {
         srv->opt.handler(srv->opt.handler_ud, req, &resp);
     }
-    if (req->deferred) {
+    if (ex->deferred) {
         /* Suspend unless the answer is already there; under the lock so
          * http_complete never resumes a connection not yet suspended. */
-        pthread_mutex_lock(&req->lock);
-        if (!req->completed) {
-            req->waiting = 1;
-            req->suspended = 1;
+        pthread_mutex_lock(&ex->lock);
+        if (!ex->completed) {
+            ex->waiting = 1;
+            ex->suspended = 1;
             MHD_suspend_connection(conn);
-            pthread_mutex_unlock(&req->lock);
+            pthread_mutex_unlock(&ex->lock);
             http_response_clear(&resp);
             return MHD_YES;
         }
         http_response_clear(&resp);
-        resp = *req->pending;
-        memset(req->pending, 0, sizeof *req->pending);
-        pthread_mutex_unlock(&req->lock);
+        resp = *ex->pending;
+        memset(ex->pending, 0, sizeof *ex->pending);
+        pthread_mutex_unlock(&ex->lock);
     }
 send:
     if (resp.status == 0) http_respond_error(&resp, req, 500, "internal", "no response", NULL);
-    ret = http_send(req, &resp, mr);
+    ret = http_send(ex, &resp, mr);
     req->status = resp.status;        /* logged when the connection finishes */
     http_response_clear(&resp);
     return ret;
@@ -553,10 +611,11 @@ static void http_log_safe(char *dst, size_t size, const char *src) {
 static void http_on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                               enum MHD_RequestTerminationCode toe) {
     http_server *srv = cls;
-    struct http_request *req = *con_cls;
+    struct http_exchange *ex = *con_cls;
     http_conn_mark(srv, conn, 0);                /* the next head has a deadline again */
-    if (req == NULL) return;
-    if (req->deferred) atomic_fetch_sub(&srv->deferred, 1);
+    if (ex == NULL) return;
+    struct http_request *req = &ex->req;
+    if (ex->deferred) atomic_fetch_sub(&srv->deferred, 1);
     if (srv->opt.observe)
         srv->opt.observe(srv->opt.observe_ud, req->route[0] ? req->route : "-", req->status,
                          (double)(http_now_us() - req->started_us) / 1e6);
@@ -571,21 +630,24 @@ static void http_on_completed(void *cls, struct MHD_Connection *conn, void **con
                        req->route[0] ? req->route : "-", "actor",
                        req->actor[0] ? req->actor : "-", "completed",
                        toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
-    if (req->pending) {
-        http_response_clear(req->pending);
-        free(req->pending);
+    if (ex->pending) {
+        http_response_clear(ex->pending);
+        free(ex->pending);
     }
-    pthread_mutex_destroy(&req->lock);
+    pthread_mutex_destroy(&ex->lock);
     free(req->body);
-    free(req);
+    free(ex);
     *con_cls = NULL;
 }
 
+/* ---- deferred answers ------------------------------------------------------------ */
+
 void http_defer(struct http_request *req) {
-    pthread_mutex_lock(&req->lock);
-    if (!req->deferred) atomic_fetch_add(&req->server->deferred, 1);
-    req->deferred = 1;
-    pthread_mutex_unlock(&req->lock);
+    struct http_exchange *ex = http_exchange_of(req);
+    pthread_mutex_lock(&ex->lock);
+    if (!ex->deferred) atomic_fetch_add(&ex->server->deferred, 1);
+    ex->deferred = 1;
+    pthread_mutex_unlock(&ex->lock);
 }
 
 void http_drain(http_server *srv, int timeout_ms) {
@@ -599,12 +661,13 @@ void http_drain(http_server *srv, int timeout_ms) {
 }
 
 void http_complete(struct http_request *req, struct http_response *resp) {
+    struct http_exchange *ex = http_exchange_of(req);
     struct http_response *copy = malloc(sizeof *copy);
-    pthread_mutex_lock(&req->lock);
-    if (req->completed || copy == NULL) {
+    pthread_mutex_lock(&ex->lock);
+    if (ex->completed || copy == NULL) {
         /* A second answer is a bug and is dropped; without memory there is
          * nothing to send, and the connection ends at shutdown. */
-        pthread_mutex_unlock(&req->lock);
+        pthread_mutex_unlock(&ex->lock);
         log_json(LOG_ERROR, "deferred answer dropped",
                  json_pack("{s:s, s:s}", "request_id", req->request_id, "why",
                            copy ? "answered twice" : "out of memory"));
@@ -614,13 +677,13 @@ void http_complete(struct http_request *req, struct http_response *resp) {
     }
     *copy = *resp;
     memset(resp, 0, sizeof *resp);
-    req->pending = copy;
-    req->completed = 1;
-    if (req->suspended) {
-        req->suspended = 0;
-        MHD_resume_connection(req->conn);
+    ex->pending = copy;
+    ex->completed = 1;
+    if (ex->suspended) {
+        ex->suspended = 0;
+        MHD_resume_connection(ex->conn);
     }
-    pthread_mutex_unlock(&req->lock);
+    pthread_mutex_unlock(&ex->lock);
 }
 
 static void http_mhd_log(void *cls, const char *fmt, va_list ap) {

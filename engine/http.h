@@ -5,26 +5,43 @@
  *
  * Everything that is not a static file goes to one handler function (the Lua
  * router in script.c), called on the pool thread that owns the connection.
- * Errors are always the JSON envelope of api.md, never HTML. */
+ * Errors are always the JSON envelope of api.md, never HTML.
+ *
+ * An answer need not be ready when the handler returns: http_defer() and
+ * http_complete() hold it with the connection suspended, and a streamed body
+ * (struct http_stream) suspends its connection whenever it has nothing to
+ * send until http_stream_wake(). Neither holds a pool thread meanwhile.
+ * deferred.c and events.c build on these; only this file speaks to
+ * libmicrohttpd. */
 #ifndef SLUICE_HTTP_H
 #define SLUICE_HTTP_H
 
 #include <jansson.h>
-#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store.h"
+#include "util.h"
 
 #define HTTP_MAX_HEADERS 8
+/* An X-Request-Id, with its NUL: a longer one sent by a client is replaced.
+ * Request ids go into audit rows, whose column is no narrower (script.c
+ * checks it against STORE_RID_MAX). */
+#define HTTP_REQUEST_ID_MAX 129
 
-struct MHD_Connection;
+/* The connection a streamed body is read for, as its read() sees it: what
+ * http_stream_wake() takes. Valid until the stream's done() has run. */
+typedef struct http_stream_conn http_stream_conn;
 
-/* A streamed body (Server-Sent Events): read() returns bytes copied into
- * buf, 0 after suspending the connection (nothing to send yet), or -1 at
- * the end; done() runs once when the connection is gone. */
+#define HTTP_STREAM_IDLE 0           /* read(): nothing to send yet */
+#define HTTP_STREAM_END (-1)         /* read(): the body is complete */
+
+/* A streamed body (Server-Sent Events), read on the connection's pool
+ * thread. read() returns the bytes it copied into buf (at most max),
+ * HTTP_STREAM_IDLE, after which the connection is suspended until
+ * http_stream_wake(), or HTTP_STREAM_END. done() runs once, when the
+ * connection is gone. */
 struct http_stream {
-    long (*read)(void *cls, struct MHD_Connection *conn, char *buf, size_t max);
+    long (*read)(void *cls, http_stream_conn *conn, char *buf, size_t max);
     void (*done)(void *cls);
     void *cls;
 };
@@ -40,10 +57,9 @@ struct http_response {
     char *header_values[HTTP_MAX_HEADERS];
 };
 
-/* One request, owned by http.c; valid during the handler call. */
+/* One request, owned by http.c; valid during the handler call, and for a
+ * deferred answer until http_complete(). */
 struct http_request {
-    struct MHD_Connection *conn;
-    struct http_server *server;
     const char *method;
     const char *path;                /* decoded path, without the query */
     char *body;                      /* NUL-terminated, may be empty */
@@ -51,14 +67,10 @@ struct http_request {
     size_t body_cap;
     int too_large;
     int bad_escape;                  /* its path or a query argument decoded to NUL or non-UTF-8 */
-    char request_id[STORE_RID_MAX];
+    char request_id[HTTP_REQUEST_ID_MAX];
     char remote[64];
     int64_t started_us;
     int status;                      /* the answer's status, for the access log */
-    /* Deferred answers (http_defer / http_complete), guarded by lock. */
-    pthread_mutex_t lock;
-    int deferred, suspended, completed, waiting;
-    struct http_response *pending;
     /* Filled by the handler for the access log and metrics. */
     char route[96];
     char actor[UTIL_NAME_MAX + 1];
@@ -90,8 +102,8 @@ http_server *http_start(const struct http_options *opt, char *err, size_t errlen
 /* The port actually bound (useful with port 0). */
 int http_port(const http_server *srv);
 
-/* Stop accepting new connections and give deferred answers up to
- * timeout_ms to reach their clients (shutdown). */
+/* Stop accepting new connections and give deferred answers (http_defer) up
+ * to timeout_ms to reach their clients (shutdown; see deferred_shutdown). */
 void http_drain(http_server *srv, int timeout_ms);
 
 /* Stop accepting, finish in-flight requests, free everything. NULL is a no-op. */
@@ -122,8 +134,15 @@ int http_add_header(struct http_response *resp, const char *name, const char *va
 void http_defer(struct http_request *req);
 
 /* Send the answer of a deferred request; takes over resp's contents (resp
- * is left empty). Safe before or after the handler returned. */
+ * is left empty). Safe before or after the handler returned, from any
+ * thread: the answer goes out on the connection's own pool thread. */
 void http_complete(struct http_request *req, struct http_response *resp);
+
+/* Have a stream's read() called again, soon, on its connection's thread:
+ * there is more to send, or it ended. From any thread, while the stream's
+ * done() has not run; a wake that comes while read() is running is not
+ * lost (read() is called again rather than the connection suspended). */
+void http_stream_wake(http_stream_conn *conn);
 
 /* Release what a response holds (the server does it after sending). */
 void http_response_clear(struct http_response *resp);

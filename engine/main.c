@@ -13,6 +13,7 @@
 #include "audit.h"
 #include "auth.h"
 #include "config.h"
+#include "deferred.h"
 #include "http.h"
 #include "log.h"
 #include "policy.h"
@@ -461,19 +462,7 @@ static int cmd_serve(int argc, char **argv) {
 done:
     /* Stop accepting, answer every held wait_ms request and end the event
      * streams, and give those answers a moment to reach their clients. */
-    if (http) {
-        http_drain(http, 0);
-        events_close_all(app.events);
-        fleet_check_waiters(app.fl, util_mono_ms(), 1);
-        http_drain(http, 2000);
-        /* A resumed stream is still on MHD's suspended list until its thread
-         * runs again, and MHD aborts when stopped with one there: wait for
-         * the streams to end (each unregisters as it does), 2 s at most. */
-        for (int i = 0; i < 200 && events_count(app.events) > 0; i++) {
-            struct timespec ts = {0, 10000000L};
-            nanosleep(&ts, NULL);
-        }
-    }
+    deferred_shutdown(http, app.events, app.fl);
     http_stop(http);
     events_free(app.events);
     script_host_free(scripts);

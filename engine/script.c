@@ -15,6 +15,9 @@
 #include <string.h>
 #include <strings.h>
 
+/* Request ids go into audit rows as they came (scaling.c). */
+_Static_assert(HTTP_REQUEST_ID_MAX <= STORE_RID_MAX, "a request id must fit the store's column");
+
 #define SCRIPT_MAX_FILES 64
 #define SCRIPT_FILE_MAX (1 << 20)
 
@@ -480,46 +483,38 @@ static int script_call_cf(lua_State *L) {
     return 0;
 }
 
-/* A 200 answer held back until the workers acknowledged (wait_ms). */
-struct script_waiter {
-    struct http_request *req;
-    json_t *body;
-    struct http_response resp;   /* status and headers of the answer */
-};
-
-/* fleet_wait_fn: add "acks" and send the held answer. */
-static void script_on_acks(void *ud, const struct fleet_acks *acks, int complete) {
-    struct script_waiter *w = ud;
-    json_object_set_new(w->body, "acks",
-                        json_pack("{s:i, s:i, s:b}", "expected", acks->expected, "acknowledged",
-                                  acks->acknowledged, "complete", complete));
-    http_respond_json(&w->resp, w->resp.status, w->body);
-    http_complete(w->req, &w->resp);
-    http_response_clear(&w->resp);
-    free(w);
+/* deferred_sources.snapshot: a stream's first event. */
+static json_t *script_snapshot(void *ud) {
+    struct app *app = ud;
+    return telemetry_snapshot(app->telemetry, app);
 }
 
-/* Hold the answer of c until the wait set by sluice.scaling.await ends. */
-static void script_hold(struct script_call *c) {
-    struct script_waiter *w = calloc(1, sizeof *w);
+/* Send the handler's answer collected in c, or hand it over to the plan
+ * its bindings made (deferred.h). */
+static void script_answer(struct script_call *c) {
     struct app *app = c->st->host->app;
-    struct fleet_acks now;
-    if (w == NULL) {
-        http_respond_json(c->resp, c->status, c->body_out);
-        c->body_out = NULL;
+    struct http_response *resp = c->resp;
+    const struct deferred_sources src = {app->fl, app->events, script_snapshot, app};
+    if (c->text_out) {
+        resp->status = c->status;
+        resp->body = c->text_out;
+        resp->len = c->text_len;
+        util_copy(resp->content_type, sizeof resp->content_type,
+                  c->content_type[0] ? c->content_type : "text/plain; charset=utf-8");
+        c->text_out = NULL;
         return;
     }
-    w->req = c->req;
-    w->body = c->body_out;
-    c->body_out = NULL;
-    w->resp = *c->resp;
-    w->resp.status = c->status;
-    memset(c->resp, 0, sizeof *c->resp);
-    http_defer(c->req);
-    if (fleet_wait(app->fl, c->sr->wait.queue, c->sr->wait.version,
-                   util_mono_ms() + c->sr->wait.wait_ms, script_on_acks, w) != 0) {
-        fleet_acks(app->fl, c->sr->wait.queue, c->sr->wait.version, util_mono_ms(), &now);
-        script_on_acks(w, &now, now.acknowledged == now.expected);
+    if (deferred_answer(&c->sr->answer, &src, c->req, resp, c->status, &c->body_out,
+                        c->sr->principal.token_id))
+        return;
+    if (c->body_out && c->status >= 400 && json_is_object(c->body_out) &&
+        json_object_get(c->body_out, "error"))
+        json_object_set_new(c->body_out, "request_id", json_string(c->req->request_id));
+    if (c->body_out) {
+        http_respond_json(resp, c->status, c->body_out);
+        c->body_out = NULL;
+    } else {
+        resp->status = c->status;
     }
 }
 
@@ -548,42 +543,7 @@ static void script_run(struct script_call *c) {
         return;
     }
     lua_settop(L, 0);
-    if (c->text_out) {
-        resp->status = c->status;
-        resp->body = c->text_out;
-        resp->len = c->text_len;
-        util_copy(resp->content_type, sizeof resp->content_type,
-                  c->content_type[0] ? c->content_type : "text/plain; charset=utf-8");
-        c->text_out = NULL;
-        return;
-    }
-    if (c->sr->stream && c->status == 200) {
-        struct app *app = c->st->host->app;
-        json_t *first = telemetry_snapshot(app->telemetry, app);
-        int rc = events_open(app->events, resp, first, c->sr->principal.token_id);
-        json_decref(first);
-        json_decref(c->body_out);
-        c->body_out = NULL;
-        if (rc == -2)
-            http_respond_error(resp, c->req, 429, "too_many_streams",
-                               "these credentials hold as many live event streams as allowed; close one",
-                               NULL);
-        else if (rc != 0)
-            http_respond_error(resp, c->req, 503, "too_many_streams",
-                               "the limit of live event streams is reached; retry later", NULL);
-        return;
-    }
-    if (c->body_out && c->status >= 400 && json_is_object(c->body_out) &&
-        json_object_get(c->body_out, "error"))
-        json_object_set_new(c->body_out, "request_id", json_string(c->req->request_id));
-    if (c->body_out && c->sr->wait.active && c->status == 200 && json_is_object(c->body_out)) {
-        script_hold(c);
-    } else if (c->body_out) {
-        http_respond_json(resp, c->status, c->body_out);
-        c->body_out = NULL;
-    } else {
-        resp->status = c->status;
-    }
+    script_answer(c);
 }
 
 /* Parse the request body: a JSON object, or 400 invalid_json. */

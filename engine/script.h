@@ -9,8 +9,14 @@
  * headers) into the response. A handler error is a 500 "internal", logged
  * with the request id and never shown to the client.
  *
+ * An answer that is not ready when the handler returns (a wait_ms hold, an
+ * event stream) is deferred.c's: a binding records the plan in the request
+ * (script_request.answer), and script_handle() hands it with the handler's
+ * answer to deferred_answer().
+ *
  * Bindings (bind_*.c) reach the request and the app through script_current()
- * and script_app(). Uses sandbox.h, luajson.h, auth.h and http.h. */
+ * and script_app(). Uses sandbox.h, luajson.h, auth.h, deferred.h and
+ * http.h. */
 #ifndef SLUICE_SCRIPT_H
 #define SLUICE_SCRIPT_H
 
@@ -19,6 +25,7 @@
 
 #include "app.h"
 #include "auth.h"
+#include "deferred.h"
 #include "http.h"
 #include "sandbox.h"
 
@@ -32,12 +39,10 @@ struct script_request {
     struct auth_principal principal;
     const char *source;          /* "ui" (cookie session), "cli" or "api" */
     int secure;                  /* TLS in front (X-Forwarded-Proto: https) */
-    int stream;                  /* set by sluice.telemetry.stream */
-    struct {                     /* set by sluice.scaling.await */
-        int active;
-        char queue[UTIL_NAME_MAX + 1];
-        int64_t version, wait_ms;
-    } wait;
+    /* What is to become of the answer: planned by sluice.scaling.await and
+     * sluice.telemetry.stream (deferred_plan_*), applied when the handler
+     * returns. */
+    struct deferred_plan answer;
 };
 
 typedef struct script_host script_host;
