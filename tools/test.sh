@@ -71,12 +71,15 @@ if [ "$WHAT" = all ] || [ "$WHAT" = pg ]; then
   pgdir=$(mktemp -d /tmp/sluice-pg.XXXXXX)
   pgport=$(node -e "const s=require('net').createServer();s.listen(0,'127.0.0.1',()=>{console.log(s.address().port);s.close()})")
   if url=$(tools/pg.sh start "$pgdir" "$pgport" 2> "$log"); then
-    # The store conformance suite's PostgreSQL half (the unit pass ran SQLite's).
-    SLUICE_TEST_PG="$url" "$BUILD/unit/test_store" postgres > "$log" 2>&1
-    rc=$?
-    cat "$log"
-    count
-    if [ $rc -ne 0 ] && ! grep -q '^not ok' "$log"; then failed=$((failed + 1)); fi
+    # The PostgreSQL halves of the unit tests (the unit pass ran SQLite's):
+    # the store conformance suite and leadership.
+    for t in test_store test_leader; do
+      SLUICE_TEST_PG="$url" "$BUILD/unit/$t" postgres > "$log" 2>&1
+      rc=$?
+      cat "$log"
+      count
+      if [ $rc -ne 0 ] && ! grep -q '^not ok' "$log"; then failed=$((failed + 1)); fi
+    done
     # postgres.test.mjs stops and restarts the shared server (an outage
     # test): it runs alone, after the files that only need it up.
     shared=$(ls spec/api/*.test.mjs | grep -v '/postgres\.test\.mjs$')
