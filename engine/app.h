@@ -11,6 +11,7 @@
 #include "config.h"
 #include "events.h"
 #include "fleet.h"
+#include "health.h"
 #include "leader.h"
 #include "metrics.h"
 #include "policy.h"
@@ -24,7 +25,8 @@ struct app {
     fleet *fl;                   /* live workers, from reports */
     bus *bus;                    /* NULL in commands that need no Redis */
     alerts *alerts;
-    telemetry *telemetry;
+    telemetry *telemetry;        /* queue depth from Redis */
+    health *health;              /* the published queue-health model */
     metrics *metrics;
     events *events;              /* live SSE streams */
     leader *leader;              /* runs the relay, expiry, alert notices */

@@ -13,7 +13,7 @@ static int telemetry_l_snapshot(lua_State *L) {
     script_current(L, "sluice.telemetry.snapshot");
     struct app *app = script_app(L);
     json_t **box = luajson_box(L);
-    *box = telemetry_snapshot(app->telemetry, app);
+    *box = health_snapshot(app);
     luajson_push_boxed(L, box);
     return 1;
 }

@@ -401,7 +401,7 @@ static int cmd_serve(int argc, char **argv) {
         goto done;
     }
     if ((app.fl = fleet_new()) == NULL || (app.alerts = alerts_new()) == NULL ||
-        (app.metrics = metrics_new()) == NULL || (app.events = events_new(cfg.max_streams, cfg.max_streams_per_token)) == NULL)
+        (app.health = health_new()) == NULL || (app.metrics = metrics_new()) == NULL || (app.events = events_new(cfg.max_streams, cfg.max_streams_per_token)) == NULL)
         goto done;
     fleet_set_issuer(app.fl, main_issued_version, app.st);
     fleet_set_declared(app.fl, main_declared, app.pol);
@@ -444,6 +444,7 @@ static int cmd_serve(int argc, char **argv) {
         .observe = metrics_observe_request, .observe_ud = app.metrics,
     };
     telemetry_refresh(app.telemetry, &app);     /* depth known from the first request */
+    health_release(health_rebuild(&app));       /* a model published before the first tick */
     if ((http = http_start(&hopt, err, sizeof err)) == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
@@ -468,6 +469,7 @@ done:
     script_host_free(scripts);
     bus_stop(app.bus);              /* after HTTP: the relay drains the last commits */
     leader_stop(app.leader);        /* releases leadership at once */
+    health_free(app.health);
     alerts_free(app.alerts);
     telemetry_free(app.telemetry);
     metrics_free(app.metrics);

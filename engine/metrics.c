@@ -1,7 +1,8 @@
-/* metrics.c — counters, the duration histogram and the text format. */
+/* metrics.c — counters, the duration histogram, and the text format of them
+ * and of the queue-health model. */
 #include "metrics.h"
 #include "app.h"
-#include "telemetry.h"
+#include "health.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -129,78 +130,115 @@ static void head(struct out *o, const char *name, const char *type, const char *
     out_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-/* One gauge or counter family over every queue of the snapshot. */
-static void per_queue(struct out *o, json_t *queues, const char *name, const char *type,
-                      const char *help, const char *key, const char *sub) {
+/* A per-queue sample: a family's value for one queue of the model. */
+typedef int (*queue_value_fn)(const struct queue_health *q, double *v);
+
+static int value_desired(const struct queue_health *q, double *v) {
+    /* Unknown while the store is down: no sample, as the snapshot says null. */
+    if (!q->target_shown) return 0;
+    *v = (double)q->target.desired;
+    return 1;
+}
+
+static int value_actual(const struct queue_health *q, double *v) {
+    *v = (double)q->active_concurrency;
+    return 1;
+}
+
+static int value_workers(const struct queue_health *q, double *v) {
+    *v = (double)q->live_workers;
+    return 1;
+}
+
+/* Totals go through json_int_t in the snapshot: the same value here. */
+static int value_completed(const struct queue_health *q, double *v) {
+    *v = (double)(int64_t)q->rates.completed_total;
+    return 1;
+}
+
+static int value_failed(const struct queue_health *q, double *v) {
+    *v = (double)(int64_t)q->rates.failed_total;
+    return 1;
+}
+
+static int value_pending(const struct queue_health *q, double *v) {
+    *v = (double)q->pending_updates;
+    return 1;
+}
+
+/* One gauge or counter family over every queue of the model. */
+static void per_queue(struct out *o, const struct health_model *hm, const char *name,
+                      const char *type, const char *help, queue_value_fn value) {
     char q[200];
-    size_t i;
-    json_t *item;
+    double v;
     head(o, name, type, help);
-    json_array_foreach(queues, i, item) {
-        json_t *src = sub ? json_object_get(item, sub) : item;
-        json_t *v = json_object_get(src, key);
-        if (!json_is_number(v)) continue;           /* unknown: no sample */
-        out_printf(o, "%s{queue=\"%s\"} %.17g\n", name,
-                   esc(json_string_value(json_object_get(item, "queue")), q, sizeof q),
-                   json_number_value(v));
+    for (size_t i = 0; i < hm->nqueues; i++) {
+        if (!value(&hm->queues[i], &v)) continue;
+        out_printf(o, "%s{queue=\"%s\"} %.17g\n", name, esc(hm->queues[i].name, q, sizeof q), v);
     }
 }
 
-char *metrics_render(metrics *m, struct app *app, size_t *len) {
+/* Every state a worker row can have, zeros included, so an alert on
+ * state="invalid" (a version sluiced never issued) has a series. */
+static void workers_by_state(struct out *o, const struct health_model *hm) {
+    static const char *const states[] = {"ok", "mismatch", "invalid", "stale"};
+    char a[200];
+    head(o, "sluice_workers_by_state", "gauge", "Workers of the queue by state (ok, mismatch, invalid, stale).");
+    for (size_t i = 0; i < hm->nqueues; i++) {
+        const struct queue_health *q = &hm->queues[i];
+        size_t count[4] = {0, 0, 0, 0};
+        for (size_t k = 0; k < q->nworkers; k++) count[health_shown_state(q, &q->workers[k])]++;
+        for (size_t s = 0; s < 4; s++)
+            out_printf(o, "sluice_workers_by_state{queue=\"%s\",state=\"%s\"} %zu\n",
+                       esc(q->name, a, sizeof a), states[s], count[s]);
+    }
+}
+
+static void queue_depth(struct out *o, const struct health_model *hm) {
+    char a[200], b[200];
+    head(o, "sluice_queue_depth", "gauge", "Jobs in the queue by state.");
+    for (size_t i = 0; i < hm->nqueues; i++) {
+        const struct queue_health *q = &hm->queues[i];
+        if (!hm->redis_up || !q->has_depth) continue;     /* unknown: no samples */
+        for (int k = 0; k < q->depth.nstates; k++) {
+            if (q->depth.count[k] < 0) continue;
+            out_printf(o, "sluice_queue_depth{queue=\"%s\",state=\"%s\"} %lld\n",
+                       esc(q->name, a, sizeof a), esc(q->depth.state[k], b, sizeof b),
+                       (long long)q->depth.count[k]);
+        }
+    }
+}
+
+static void alert_firing(struct out *o, const struct health_model *hm) {
+    char a[200], b[200];
+    head(o, "sluice_alert_firing", "gauge", "1 for every firing alert.");
+    for (size_t i = 0; i < hm->nqueues; i++) {
+        const struct queue_health *q = &hm->queues[i];
+        for (size_t k = 0; k < q->nalerts; k++) {
+            const struct alerts_state *al = &q->alerts[k];
+            if (!al->firing) continue;
+            out_printf(o, "sluice_alert_firing{alert=\"%s\",queue=\"%s\"",
+                       esc(al->hit.alert, a, sizeof a), esc(q->name, b, sizeof b));
+            if (al->hit.worker[0]) out_printf(o, ",worker=\"%s\"", esc(al->hit.worker, a, sizeof a));
+            out_printf(o, "} 1\n");
+        }
+    }
+}
+
+char *metrics_render_model(metrics *m, const struct health_model *hm, int event_streams, size_t *len) {
     struct out o = {malloc(16384), 0, 16384, 0};
     char a[200], b[200];
-    size_t i;
-    json_t *item, *snap;
     if (o.buf == NULL) return NULL;
-    snap = telemetry_snapshot(app->telemetry, app);
-    json_t *queues = json_object_get(snap, "queues");
 
-    per_queue(&o, queues, "sluice_desired_concurrency", "gauge", "Desired concurrency per worker of the queue.", "desired_concurrency", NULL);
-    per_queue(&o, queues, "sluice_actual_concurrency", "gauge", "Sum of the concurrency live workers report.", "active_concurrency", NULL);
-    per_queue(&o, queues, "sluice_workers", "gauge", "Live workers of the queue.", "worker_count", NULL);
-    /* Every state a worker row can have, zeros included, so an alert on
-     * state="invalid" (a version sluiced never issued) has a series. */
-    head(&o, "sluice_workers_by_state", "gauge", "Workers of the queue by state (ok, mismatch, invalid, stale).");
-    json_array_foreach(queues, i, item) {
-        static const char *const states[] = {"ok", "mismatch", "invalid", "stale"};
-        for (size_t s = 0; s < sizeof states / sizeof states[0]; s++) {
-            size_t k, count = 0;
-            json_t *w;
-            json_array_foreach(json_object_get(item, "workers"), k, w)
-                count += json_is_string(json_object_get(w, "state")) &&
-                         strcmp(json_string_value(json_object_get(w, "state")), states[s]) == 0;
-            out_printf(&o, "sluice_workers_by_state{queue=\"%s\",state=\"%s\"} %zu\n",
-                       esc(json_string_value(json_object_get(item, "queue")), a, sizeof a), states[s], count);
-        }
-    }
-    head(&o, "sluice_queue_depth", "gauge", "Jobs in the queue by state.");
-    json_array_foreach(queues, i, item) {
-        const char *state;
-        json_t *v;
-        json_object_foreach(json_object_get(item, "depth"), state, v) {
-            if (!json_is_integer(v)) continue;
-            out_printf(&o, "sluice_queue_depth{queue=\"%s\",state=\"%s\"} %lld\n",
-                       esc(json_string_value(json_object_get(item, "queue")), a, sizeof a),
-                       esc(state, b, sizeof b), (long long)json_integer_value(v));
-        }
-    }
-    per_queue(&o, queues, "sluice_jobs_completed_total", "counter", "Jobs completed, from worker heartbeats, since sluiced started.", "completed_total", "rates");
-    per_queue(&o, queues, "sluice_jobs_failed_total", "counter", "Jobs failed, from worker heartbeats, since sluiced started.", "failed_total", "rates");
-    per_queue(&o, queues, "sluice_pending_updates", "gauge", "Changes not yet published or not yet acknowledged by every live worker.", "pending_updates", NULL);
-    head(&o, "sluice_alert_firing", "gauge", "1 for every firing alert.");
-    json_array_foreach(queues, i, item) {
-        size_t k;
-        json_t *al;
-        json_array_foreach(json_object_get(item, "alerts"), k, al) {
-            if (strcmp(json_string_value(json_object_get(al, "state")), "firing") != 0) continue;
-            out_printf(&o, "sluice_alert_firing{alert=\"%s\",queue=\"%s\"", 
-                       esc(json_string_value(json_object_get(al, "name")), a, sizeof a),
-                       esc(json_string_value(json_object_get(item, "queue")), b, sizeof b));
-            if (json_is_string(json_object_get(al, "worker")))
-                out_printf(&o, ",worker=\"%s\"", esc(json_string_value(json_object_get(al, "worker")), a, sizeof a));
-            out_printf(&o, "} 1\n");
-        }
-    }
+    per_queue(&o, hm, "sluice_desired_concurrency", "gauge", "Desired concurrency per worker of the queue.", value_desired);
+    per_queue(&o, hm, "sluice_actual_concurrency", "gauge", "Sum of the concurrency live workers report.", value_actual);
+    per_queue(&o, hm, "sluice_workers", "gauge", "Live workers of the queue.", value_workers);
+    workers_by_state(&o, hm);
+    queue_depth(&o, hm);
+    per_queue(&o, hm, "sluice_jobs_completed_total", "counter", "Jobs completed, from worker heartbeats, since sluiced started.", value_completed);
+    per_queue(&o, hm, "sluice_jobs_failed_total", "counter", "Jobs failed, from worker heartbeats, since sluiced started.", value_failed);
+    per_queue(&o, hm, "sluice_pending_updates", "gauge", "Changes not yet published or not yet acknowledged by every live worker.", value_pending);
+    alert_firing(&o, hm);
 
     pthread_mutex_lock(&m->lock);
     head(&o, "sluice_scaling_changes_total", "counter", "Scaling change attempts by outcome since sluiced started.");
@@ -223,19 +261,23 @@ char *metrics_render(metrics *m, struct app *app, size_t *len) {
     out_printf(&o, "sluice_http_request_duration_seconds_count %llu\n", (unsigned long long)m->hcount);
     pthread_mutex_unlock(&m->lock);
 
-    const char *redis = json_string_value(json_object_get(snap, "redis"));
-    const char *storev = json_string_value(json_object_get(snap, "store"));
     head(&o, "sluice_event_streams", "gauge", "Live Server-Sent Events streams.");
-    out_printf(&o, "sluice_event_streams %d\n", app->events ? events_count(app->events) : 0);
+    out_printf(&o, "sluice_event_streams %d\n", event_streams);
     head(&o, "sluice_redis_up", "gauge", "1 when Redis answers.");
-    out_printf(&o, "sluice_redis_up %d\n", redis && strcmp(redis, "up") == 0);
+    out_printf(&o, "sluice_redis_up %d\n", hm->redis_up);
     head(&o, "sluice_store_up", "gauge", "1 when the database answers.");
-    out_printf(&o, "sluice_store_up %d\n", storev && strcmp(storev, "up") == 0);
-    json_decref(snap);
+    out_printf(&o, "sluice_store_up %d\n", hm->store == HEALTH_STORE_UP);
     if (o.failed) {
         free(o.buf);
         return NULL;
     }
     *len = o.len;
     return o.buf;
+}
+
+char *metrics_render(metrics *m, struct app *app, size_t *len) {
+    struct health_model *hm = health_rebuild(app);
+    char *text = hm ? metrics_render_model(m, hm, app->events ? events_count(app->events) : 0, len) : NULL;
+    health_release(hm);
+    return text;
 }

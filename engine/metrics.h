@@ -2,14 +2,15 @@
  *
  * Owns the counters that only exist in this process (HTTP requests and
  * their duration histogram, scaling changes by outcome) behind a mutex;
- * everything else is read at render time from the telemetry snapshot, so
- * /metrics and /admin/runtime-scaling never disagree. */
+ * everything else is rendered from the queue-health model (health.h), the
+ * one /admin/runtime-scaling renders too, so the two never disagree. */
 #ifndef SLUICE_METRICS_H
 #define SLUICE_METRICS_H
 
 #include <stddef.h>
 
 struct app;
+struct health_model;
 typedef struct metrics metrics;
 
 metrics *metrics_new(void);
@@ -21,7 +22,12 @@ void metrics_observe_request(void *m, const char *route, int status, double seco
 /* Count one scaling change attempt; outcome "applied" | "rejected". */
 void metrics_count_change(metrics *m, const char *queue, const char *outcome);
 
-/* The whole exposition, malloc'd (caller frees), or NULL. */
+/* The whole exposition for a model built now (health_rebuild), malloc'd
+ * (caller frees), or NULL when out of memory. */
 char *metrics_render(metrics *m, struct app *app, size_t *len);
+
+/* The whole exposition for the model hm (borrowed) and the number of live
+ * event streams, malloc'd (caller frees), or NULL when out of memory. */
+char *metrics_render_model(metrics *m, const struct health_model *hm, int event_streams, size_t *len);
 
 #endif

@@ -1,7 +1,6 @@
-/* telemetry.c — depth cache and the queue-health snapshot. */
+/* telemetry.c — queue depth from Redis and its cache. */
 #include "telemetry.h"
 #include "app.h"
-#include "flags.h"
 #include "log.h"
 #include "protocol.h"
 
@@ -135,156 +134,50 @@ done:
     free(names);
 }
 
-int telemetry_depth(telemetry *t, const char *queue, int64_t out[4]) {
+/* Fill out from one cached row (lock held). */
+static void telemetry_fill(const struct tel_depth *d, struct telemetry_depth *out) {
+    const long long *v = d->v;
+    memset(out, 0, sizeof *out);
+    out->bullmq = d->bullmq;
+    if (d->bullmq) {
+        out->nstates = TEL_FIELDS;
+        for (int k = 0; k < TEL_FIELDS; k++) {
+            out->state[k] = bullmq_keys[k].state;
+            out->count[k] = v[k] >= 0 ? v[k] : -1;
+        }
+    } else {
+        out->nstates = 4;
+        for (int k = 0; k < 3; k++) {
+            out->state[k] = sluice_keys[k].state;
+            out->count[k] = v[k] >= 0 ? v[k] : -1;
+        }
+        out->state[3] = "delayed";          /* the Sluice layout has none */
+        out->count[3] = 0;
+    }
+#define NN(x) ((x) > 0 ? (x) : 0)
+    if (d->bullmq) {        /* waiting, paused, active, delayed, prioritized, w-children, failed */
+        out->waiting = NN(v[0]) + NN(v[1]) + NN(v[4]);
+        out->active = NN(v[2]);
+        out->delayed = NN(v[3]);
+        out->failed = NN(v[6]);
+    } else {                /* waiting, active, failed */
+        out->waiting = NN(v[0]);
+        out->active = NN(v[1]);
+        out->delayed = 0;
+        out->failed = NN(v[2]);
+    }
+#undef NN
+}
+
+int telemetry_depth(telemetry *t, const char *queue, struct telemetry_depth *out) {
     int rc = -1;
     if (t == NULL) return -1;
     pthread_mutex_lock(&t->lock);
-    for (size_t i = 0; i < t->ndepth; i++) {
-        const struct tel_depth *d = &t->depth[i];
-        if (strcmp(d->queue, queue) != 0) continue;
-        const long long *v = d->v;
-#define NN(x) ((x) > 0 ? (x) : 0)
-        if (d->bullmq) {        /* waiting, paused, active, delayed, prioritized, w-children, failed */
-            out[0] = NN(v[0]) + NN(v[1]) + NN(v[4]);
-            out[1] = NN(v[2]);
-            out[2] = NN(v[3]);
-            out[3] = NN(v[6]);
-        } else {                /* waiting, active, failed */
-            out[0] = NN(v[0]);
-            out[1] = NN(v[1]);
-            out[2] = 0;
-            out[3] = NN(v[2]);
-        }
-#undef NN
+    for (size_t i = 0; i < t->ndepth && rc != 0; i++) {
+        if (strcmp(t->depth[i].queue, queue) != 0) continue;
+        telemetry_fill(&t->depth[i], out);
         rc = 0;
-        break;
     }
     pthread_mutex_unlock(&t->lock);
     return rc;
-}
-
-/* The depth object of queue from the cache, or null when unknown. */
-static json_t *telemetry_depth_json(telemetry *t, const char *queue) {
-    json_t *out = json_null();
-    pthread_mutex_lock(&t->lock);
-    for (size_t i = 0; i < t->ndepth; i++) {
-        const struct tel_depth *d = &t->depth[i];
-        if (strcmp(d->queue, queue) != 0) continue;
-        json_decref(out);
-        out = json_object();
-        if (d->bullmq) {
-            for (int k = 0; k < TEL_FIELDS; k++)
-                json_object_set_new(out, bullmq_keys[k].state, d->v[k] >= 0 ? json_integer(d->v[k]) : json_null());
-        } else {
-            for (int k = 0; k < 3; k++)
-                json_object_set_new(out, sluice_keys[k].state, d->v[k] >= 0 ? json_integer(d->v[k]) : json_null());
-            json_object_set_new(out, "delayed", json_integer(0));   /* the Sluice layout has none */
-        }
-        break;
-    }
-    pthread_mutex_unlock(&t->lock);
-    return out;
-}
-
-static int64_t telemetry_pending_of(const struct store_outbox *rows, size_t n, const char *queue) {
-    int64_t count = 0;
-    for (size_t i = 0; i < n; i++) count += strcmp(rows[i].queue, queue) == 0;
-    return count;
-}
-
-static json_t *telemetry_queue(telemetry *t, struct app *app, const char *queue,
-                               const struct policy_bounds *b, const struct store_outbox *pending,
-                               size_t npending, int store_ok, int redis_ok, int64_t mono) {
-    struct store_target target;
-    struct fleet_worker *ws = NULL;
-    struct fleet_rates rates;
-    int have_target = 0;
-    if (store_ok) {
-        int rc = store_get_target(app->st, queue, &target);
-        if (rc == STORE_NOT_FOUND) {
-            memset(&target, 0, sizeof target);
-            target.desired = b->def;
-            rc = STORE_OK;
-        }
-        have_target = rc == STORE_OK;
-    }
-    size_t nw = fleet_workers(app->fl, queue, mono, &ws);
-    json_t *workers = json_array();
-    int64_t active_conc = 0, live = 0, min_version = -1;
-    for (size_t i = 0; i < nw; i++) {
-        const struct fleet_worker *w = &ws[i];
-        const char *state = w->stale     ? "stale"
-                            : w->invalid ? "invalid"
-                            : have_target && w->concurrency != target.desired ? "mismatch"
-                                                                           : "ok";
-        if (!w->stale) {
-            live++;
-            active_conc += w->concurrency;
-            if (min_version < 0 || w->version < min_version) min_version = w->version;
-        }
-        json_t *row = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "id", w->id,
-                                                 "concurrency", (json_int_t)w->concurrency, "version",
-                                                 (json_int_t)w->version, "active", (json_int_t)w->active,
-                                                 "last_seen_ms", (json_int_t)(mono - w->last_seen_ms),
-                                                 "state", state, "agent", w->agent);
-        /* A worker that clamps to its hard limit says why: show it. */
-        if (row) json_object_set_new(row, "error", w->error[0] ? json_string(w->error) : json_null());
-        json_array_append_new(workers, row);
-    }
-    free(ws);
-    fleet_rates(app->fl, queue, mono, &rates);
-    double jobs = rates.completed_per_s + rates.failed_per_s;
-    int64_t unpublished = telemetry_pending_of(pending, npending, queue);
-    int64_t behind = 0;
-    if (have_target && min_version >= 0) {
-        int64_t published = target.version - unpublished;
-        if (published > min_version) behind = published - min_version;
-    }
-    return json_pack("{s:o, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:{s:f, s:f, s:o, s:f, s:I, s:I},"
-                     " s:I, s:o}",
-                     "bounds", policy_bounds_json(b),
-                     "queue", queue, "layout", b->layout, "depth",
-                     redis_ok ? telemetry_depth_json(t, queue) : json_null(),
-                     "desired_concurrency", have_target ? json_integer(target.desired) : json_null(),
-                     "version", have_target ? json_integer(target.version) : json_null(),
-                     "active_concurrency", (json_int_t)active_conc, "worker_count", (json_int_t)live,
-                     "workers", workers, "rates", "completed_per_s", rates.completed_per_s,
-                     "failed_per_s", rates.failed_per_s, "success_ratio",
-                     jobs > 0 ? json_real(rates.completed_per_s / jobs) : json_null(), "window_s",
-                     rates.window_s, "completed_total", (json_int_t)rates.completed_total,
-                     "failed_total", (json_int_t)rates.failed_total, "pending_updates",
-                     (json_int_t)(unpublished + behind), "alerts", alerts_list(app->alerts, queue));
-}
-
-json_t *telemetry_snapshot(telemetry *t, struct app *app) {
-    char ts[UTIL_TIME_MAX];
-    char (*names)[UTIL_NAME_MAX + 1] = malloc(POLICY_MAX_QUEUES * sizeof *names);
-    struct store_outbox *pending = NULL;
-    size_t npending = 0;
-    int enabled = 0;
-    int64_t mono = util_mono_ms();
-    /* A full volume still answers reads: the snapshot shows it as "full". */
-    int ping = store_ping(app->st);
-    int store_ok = (ping == STORE_OK || ping == STORE_FULL) &&
-                   store_outbox_pending(app->st, 10000, &pending, &npending) == STORE_OK &&
-                   flags_get(app, FLAG_WRITES, &enabled) == STORE_OK;
-    /* Depth is unknown as soon as either Redis connection is known down. */
-    int redis_ok = telemetry_redis_up(t) && bus_redis_up(app->bus);
-    json_t *queues = json_array();
-    size_t nq = names ? policy_queue_names(app->pol, names, POLICY_MAX_QUEUES) : 0;
-    for (size_t i = 0; i < nq && i < POLICY_MAX_QUEUES; i++) {
-        struct policy_bounds b;
-        if (policy_bounds(app->pol, names[i], &b) != 0) continue;
-        json_array_append_new(queues, telemetry_queue(t, app, names[i], &b, pending, npending,
-                                                      store_ok, redis_ok, mono));
-    }
-    free(names);
-    free(pending);
-    json_t *out = json_pack("{s:s, s:o, s:s, s:s, s:s, s:o}", "environment", app->cfg->env,
-                     "writes_enabled", store_ok ? json_boolean(enabled) : json_null(),
-                     "generated_at", util_format_time(util_now_ms(), ts), "redis",
-                     redis_ok ? "up" : "down", "store",
-                     !store_ok ? "down" : ping == STORE_FULL ? "full" : "up", "queues", queues);
-    if (out) json_object_set_new(out, "leader", json_boolean(leader_is(app->leader)));
-    return out;
 }

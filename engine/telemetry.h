@@ -1,25 +1,41 @@
-/* telemetry.h — queue health for the API, the live events and /metrics.
+/* telemetry.h — queue depth read from Redis, and its cache.
  *
- * Queue depth is read from Redis by the ticker only, for every declared
- * queue in one pipelined round trip, in the layout each queue's policy
- * names (protocol.md): the Sluice layout (LLEN of :wait, :active, :failed)
- * or BullMQ's (LLEN wait/paused/active, ZCARD delayed/prioritized/
+ * Depth is read by the ticker only, for every declared queue in one
+ * pipelined round trip, in the layout each queue's policy names
+ * (protocol.md): the Sluice layout (LLEN of :wait, :active, :failed) or
+ * BullMQ's (LLEN wait/paused/active, ZCARD delayed/prioritized/
  * waiting-children/failed/completed; read-only, never a write). Requests
  * read the cached result; they never go to Redis per queue.
  *
- * telemetry_snapshot() builds the /admin/runtime-scaling answer from that
- * cache, the store (desired state, pending outbox), the fleet (workers,
- * rates) and the alerts. Owns one hiredis context, used by the ticker
- * thread only; the cache is behind a mutex. */
+ * That is all this unit does: the queue-health model (health.c) reads the
+ * cache and the Redis state from here. Owns one hiredis context, used by
+ * the ticker thread only; the cache is behind a mutex. Uses policy.h
+ * through app.h for the declared queues and their layouts. */
 #ifndef SLUICE_TELEMETRY_H
 #define SLUICE_TELEMETRY_H
 
-#include <jansson.h>
+#include <stdint.h>
 
 #include "rconn.h"
 
+#define TELEMETRY_STATES_MAX 8
+
 struct app;
 typedef struct telemetry telemetry;
+
+/* One queue's depth as the last refresh read it. */
+struct telemetry_depth {
+    int bullmq;                                /* the BullMQ layout */
+    int nstates;
+    /* Every state of the layout, in the order the API shows them: BullMQ's
+     * eight as getJobCounts() names them; waiting, active, failed and
+     * delayed (always 0) for the Sluice layout. Names are static strings. */
+    const char *state[TELEMETRY_STATES_MAX];
+    int64_t count[TELEMETRY_STATES_MAX];       /* -1: a key of the wrong type */
+    /* What alert rules see: BullMQ's paused and prioritized count as
+     * waiting; unreadable counts as 0. */
+    int64_t waiting, active, delayed, failed;
+};
 
 /* NULL with err on a bad URL or no memory (Redis down is fine). */
 telemetry *telemetry_new(const struct rconn_target *redis, const char *prefix, char *err, size_t errlen);
@@ -28,14 +44,11 @@ void telemetry_free(telemetry *t);
 /* Read the depth of every declared queue (ticker thread only). */
 void telemetry_refresh(telemetry *t, struct app *app);
 
-/* The cached depth of queue (waiting, active, delayed, failed; BullMQ's
- * paused and prioritized count as waiting). Returns 0, or -1 when unknown. */
-int telemetry_depth(telemetry *t, const char *queue, int64_t out[4]);
+/* The cached depth of queue into *out. Returns 0, or -1 when unknown (not
+ * read yet, Redis down, or not declared at the last refresh). */
+int telemetry_depth(telemetry *t, const char *queue, struct telemetry_depth *out);
 
 /* 1 when the last refresh reached Redis. */
 int telemetry_redis_up(telemetry *t);
-
-/* The snapshot of api.md. New ref. */
-json_t *telemetry_snapshot(telemetry *t, struct app *app);
 
 #endif

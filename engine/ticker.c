@@ -24,12 +24,12 @@ void ticker_run(struct ticker *t, struct app *app, int64_t now_mono) {
         fleet_sweep(app->fl, now_mono);
         if (leader_is(app->leader)) scaling_expire_due(app);   /* once, not per replica */
         telemetry_refresh(app->telemetry, app);
-        alerts_tick(app->alerts, app, util_now_ms());
+        health_tick(app, util_now_ms());     /* the model of this second, alerts judged on it */
         t->next_second = now_mono + 1000;
     }
     if (now_mono >= t->next_snapshot) {
         if (events_count(app->events) > 0) {
-            json_t *snap = telemetry_snapshot(app->telemetry, app);
+            json_t *snap = health_snapshot(app);
             events_broadcast(app->events, "snapshot", snap);
             json_decref(snap);
         }

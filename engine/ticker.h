@@ -1,8 +1,9 @@
 /* ticker.h — the periodic work of a serving sluiced, driven from the main
  * thread between signals: policy reload checks, the deadlines of wait_ms,
- * forgetting silent workers, ending temporary overrides, evaluating alerts
- * and deleting expired sessions. Each task has its own interval; ticker_run
- * does what is due. */
+ * forgetting silent workers, ending temporary overrides, reading queue
+ * depth, building the queue-health model and evaluating alerts over it,
+ * live-event snapshots and deleting expired sessions. Each task has its own
+ * interval; ticker_run does what is due. */
 #ifndef SLUICE_TICKER_H
 #define SLUICE_TICKER_H
 

@@ -1,0 +1,383 @@
+/* health.c — building, publishing and rendering the queue-health model. */
+#include "health.h"
+#include "app.h"
+#include "flags.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct health {
+    pthread_mutex_t lock;            /* guards current only: held for a pointer swap */
+    struct health_model *current;
+    atomic_uint_fast64_t next_seq;
+};
+
+health *health_new(void) {
+    health *h = calloc(1, sizeof *h);
+    if (h == NULL) return NULL;
+    pthread_mutex_init(&h->lock, NULL);
+    atomic_init(&h->next_seq, 1);
+    return h;
+}
+
+void health_free(health *h) {
+    if (h == NULL) return;
+    health_release(h->current);
+    pthread_mutex_destroy(&h->lock);
+    free(h);
+}
+
+static void health_model_free(struct health_model *m) {
+    for (size_t i = 0; i < m->nqueues; i++) free(m->queues[i].workers);
+    free(m->queues);
+    free(m->alerts);
+    free(m);
+}
+
+void health_release(struct health_model *m) {
+    if (m != NULL && atomic_fetch_sub(&m->refs, 1) == 1) health_model_free(m);
+}
+
+struct health_model *health_acquire(health *h) {
+    struct health_model *m;
+    if (h == NULL) return NULL;
+    pthread_mutex_lock(&h->lock);
+    if ((m = h->current) != NULL) atomic_fetch_add(&m->refs, 1);
+    pthread_mutex_unlock(&h->lock);
+    return m;
+}
+
+void health_publish(health *h, struct health_model *m) {
+    struct health_model *old = NULL;
+    if (h == NULL || m == NULL) return;
+    pthread_mutex_lock(&h->lock);
+    /* Two builds may finish out of order; the later start wins. */
+    if (h->current == NULL || h->current->seq < m->seq) {
+        old = h->current;
+        atomic_fetch_add(&m->refs, 1);
+        h->current = m;
+    }
+    pthread_mutex_unlock(&h->lock);
+    health_release(old);            /* outside the lock: it may free a large model */
+}
+
+/* ---- building ----------------------------------------------------------------- */
+
+/* The stored row of queue among rows, or its policy default at version 0. */
+static void health_target_of(struct queue_health *q, const struct store_target *rows, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rows[i].queue, q->name) != 0) continue;
+        q->target = rows[i];
+        return;
+    }
+    memset(&q->target, 0, sizeof q->target);
+    util_copy(q->target.queue, sizeof q->target.queue, q->name);
+    q->target.desired = q->bounds.def;
+}
+
+static enum health_worker_state health_state_of(const struct fleet_worker *w,
+                                                const struct queue_health *q) {
+    if (w->stale) return HEALTH_WORKER_STALE;
+    if (w->invalid) return HEALTH_WORKER_INVALID;
+    if (q->has_target && w->concurrency != q->target.desired) return HEALTH_WORKER_MISMATCH;
+    return HEALTH_WORKER_OK;
+}
+
+/* Copy the workers of q out of all (every worker, by id) and sum the live
+ * ones. Returns 0, or -1 when out of memory. */
+static int health_workers_of(struct queue_health *q, const struct fleet_worker *all, size_t nall) {
+    size_t n = 0;
+    int64_t min_version = -1;
+    for (size_t i = 0; i < nall; i++) n += strcmp(all[i].queue, q->name) == 0;
+    if (n > 0 && (q->workers = calloc(n, sizeof *q->workers)) == NULL) return -1;
+    for (size_t i = 0; i < nall && q->nworkers < n; i++) {
+        const struct fleet_worker *w = &all[i];
+        if (strcmp(w->queue, q->name) != 0) continue;
+        struct health_worker *hw = &q->workers[q->nworkers++];
+        util_copy(hw->id, sizeof hw->id, w->id);
+        hw->concurrency = w->concurrency;
+        hw->version = w->version;
+        hw->active = w->active;
+        hw->last_seen_ms = w->last_seen_ms;
+        hw->state = health_state_of(w, q);
+        util_copy(hw->agent, sizeof hw->agent, w->agent);
+        util_copy(hw->error, sizeof hw->error, w->error);
+        if (w->stale) continue;
+        q->live_workers++;
+        q->active_concurrency += w->concurrency;
+        if (min_version < 0 || w->version < min_version) min_version = w->version;
+    }
+    /* Pending: rows not relayed yet, plus versions relayed that the
+     * slowest live worker has not applied (known only with the target shown). */
+    q->pending_updates = q->unpublished;
+    if (q->target_shown && min_version >= 0) {
+        int64_t published = q->target.version - q->unpublished;
+        if (published > min_version) q->pending_updates += published - min_version;
+    }
+    return 0;
+}
+
+/* Group the current alerts by declared queue into m (alerts of queues no
+ * longer declared are not part of the picture). */
+static void health_attach_alerts(struct health_model *m, alerts *al) {
+    struct alerts_state *all = NULL;
+    size_t n = al ? alerts_current(al, &all) : 0;
+    if (n > 0 && (m->alerts = malloc(n * sizeof *m->alerts)) != NULL) {
+        for (size_t i = 0; i < m->nqueues; i++) {
+            struct queue_health *q = &m->queues[i];
+            q->alerts = m->alerts + m->nalerts;
+            for (size_t k = 0; k < n; k++)
+                if (strcmp(all[k].hit.queue, q->name) == 0) m->alerts[m->nalerts++] = all[k];
+            q->nalerts = (size_t)(m->alerts + m->nalerts - q->alerts);
+        }
+    }
+    free(all);
+}
+
+/* The process-wide part: store, writes flag, Redis, leader. Fills *pending
+ * with the unrelayed outbox (malloc'd, may stay NULL) and says whether
+ * the listing of targets worked into *rows. */
+static void health_process_state(struct health_model *m, struct app *app,
+                                 struct store_outbox **pending, size_t *npending,
+                                 struct store_target **rows, size_t *nrows, int *rows_ok) {
+    int enabled = 0;
+    /* A full volume still answers reads: the snapshot shows it as "full". */
+    int ping = store_ping(app->st);
+    int store_ok = (ping == STORE_OK || ping == STORE_FULL) &&
+                   store_outbox_pending(app->st, 10000, pending, npending) == STORE_OK &&
+                   flags_get(app, FLAG_WRITES, &enabled) == STORE_OK;
+    m->store = !store_ok ? HEALTH_STORE_DOWN : ping == STORE_FULL ? HEALTH_STORE_FULL : HEALTH_STORE_UP;
+    m->writes_enabled = store_ok ? enabled != 0 : -1;
+    /* One query for every queue. Alert rules judge queues whenever it
+     * answers, as they did; the snapshot shows targets only with the store up. */
+    *rows_ok = store_list_targets(app->st, rows, nrows) == STORE_OK;
+    /* Depth is unknown as soon as either Redis connection is known down. */
+    m->redis_up = telemetry_redis_up(app->telemetry) && bus_redis_up(app->bus);
+    m->leader = leader_is(app->leader);
+    if (app->cfg) util_copy(m->environment, sizeof m->environment, app->cfg->env);
+}
+
+/* One declared queue from the inputs gathered once. Returns 0, or -1 when
+ * out of memory; 1 when the queue vanished in a policy reload. */
+static int health_queue_build(struct queue_health *q, struct app *app, const char *name,
+                              const struct health_model *m, const struct store_target *rows,
+                              size_t nrows, int rows_ok, const struct store_outbox *pending,
+                              size_t npending, const struct fleet_worker *all, size_t nall) {
+    if (policy_bounds(app->pol, name, &q->bounds) != 0) return 1;
+    util_copy(q->name, sizeof q->name, name);
+    q->has_target = rows_ok;
+    if (rows_ok) health_target_of(q, rows, nrows);
+    q->has_depth = telemetry_depth(app->telemetry, name, &q->depth) == 0;
+    for (size_t i = 0; i < npending; i++) q->unpublished += strcmp(pending[i].queue, name) == 0;
+    if (app->fl) fleet_rates(app->fl, name, m->built_mono_ms, &q->rates);
+    q->target_shown = q->has_target && m->store != HEALTH_STORE_DOWN;
+    return health_workers_of(q, all, nall);
+}
+
+/* The model without alerts. NULL when out of memory. */
+static struct health_model *health_collect(struct app *app) {
+    char (*names)[UTIL_NAME_MAX + 1] = malloc(POLICY_MAX_QUEUES * sizeof *names);
+    struct health_model *m = calloc(1, sizeof *m);
+    struct store_outbox *pending = NULL;
+    struct store_target *rows = NULL;
+    struct fleet_worker *all = NULL;
+    size_t npending = 0, nrows = 0, nall = 0, nq = 0;
+    int rows_ok = 0, ok = 0;
+    if (names == NULL || m == NULL) goto done;
+    atomic_init(&m->refs, 1);
+    m->seq = app->health ? atomic_fetch_add(&app->health->next_seq, 1) : 0;
+    m->built_mono_ms = util_mono_ms();
+    health_process_state(m, app, &pending, &npending, &rows, &nrows, &rows_ok);
+    if (app->fl) nall = fleet_workers(app->fl, NULL, m->built_mono_ms, &all);
+    nq = policy_queue_names(app->pol, names, POLICY_MAX_QUEUES);
+    if (nq > POLICY_MAX_QUEUES) nq = POLICY_MAX_QUEUES;
+    if ((m->queues = calloc(nq ? nq : 1, sizeof *m->queues)) == NULL) goto done;
+    for (size_t i = 0; i < nq; i++) {
+        int rc = health_queue_build(&m->queues[m->nqueues], app, names[i], m, rows, nrows,
+                                    rows_ok, pending, npending, all, nall);
+        if (rc < 0) {
+            m->nqueues++;           /* so that its workers are freed */
+            goto done;
+        }
+        if (rc == 0) m->nqueues++;
+    }
+    m->built_at_ms = util_now_ms();
+    ok = 1;
+done:
+    if (!ok && m) {
+        health_model_free(m);
+        m = NULL;
+    }
+    free(all);
+    free(rows);
+    free(pending);
+    free(names);
+    return m;
+}
+
+struct health_model *health_build(struct app *app) {
+    struct health_model *m = health_collect(app);
+    if (m) health_attach_alerts(m, app->alerts);
+    return m;
+}
+
+struct health_model *health_rebuild(struct app *app) {
+    struct health_model *m = health_build(app);
+    health_publish(app->health, m);
+    return m;
+}
+
+void health_tick(struct app *app, int64_t now_ms) {
+    struct health_model *m = health_collect(app);
+    size_t nq = 0;
+    struct policy_alert_queue *qs = m ? health_alert_queues(m, &nq) : NULL;
+    /* Without inputs (out of memory) every alert resolves, as no rule holds. */
+    if (app->alerts) alerts_tick(app->alerts, app, qs, nq, now_ms);
+    free(qs);
+    if (m == NULL) return;
+    health_attach_alerts(m, app->alerts);
+    health_publish(app->health, m);
+    health_release(m);
+}
+
+enum health_worker_state health_shown_state(const struct queue_health *q,
+                                            const struct health_worker *w) {
+    return w->state == HEALTH_WORKER_MISMATCH && !q->target_shown ? HEALTH_WORKER_OK : w->state;
+}
+
+const struct queue_health *health_queue(const struct health_model *m, const char *name) {
+    for (size_t i = 0; m && i < m->nqueues; i++)
+        if (strcmp(m->queues[i].name, name) == 0) return &m->queues[i];
+    return NULL;
+}
+
+/* ---- renderers ---------------------------------------------------------------- */
+
+static const char *const health_state_names[] = {"ok", "mismatch", "invalid", "stale"};
+
+struct policy_alert_queue *health_alert_queues(const struct health_model *m, size_t *n) {
+    size_t nw = 0, used = 0, wused = 0;
+    for (size_t i = 0; i < m->nqueues; i++) nw += m->queues[i].nworkers;
+    /* One block: the queues, then every queue's worker views. */
+    struct policy_alert_queue *qs =
+        malloc((m->nqueues ? m->nqueues : 1) * sizeof *qs + (nw ? nw : 1) * sizeof(struct policy_alert_worker));
+    if (qs == NULL) return NULL;
+    struct policy_alert_worker *views = (struct policy_alert_worker *)(qs + (m->nqueues ? m->nqueues : 1));
+    for (size_t i = 0; i < m->nqueues; i++) {
+        const struct queue_health *q = &m->queues[i];
+        if (!q->has_target) continue;        /* store down: judge nothing */
+        struct policy_alert_queue *a = &qs[used++];
+        memset(a, 0, sizeof *a);
+        a->queue = q->name;
+        a->desired = q->target.desired;
+        a->version = q->target.version;
+        if (q->has_depth) {
+            a->waiting = q->depth.waiting;
+            a->active = q->depth.active;
+            a->delayed = q->depth.delayed;
+            a->failed = q->depth.failed;
+        }
+        a->workers = views + wused;
+        for (size_t k = 0; k < q->nworkers; k++) {
+            const struct health_worker *w = &q->workers[k];
+            if (w->state == HEALTH_WORKER_STALE) continue;   /* rules see live workers only */
+            struct policy_alert_worker *v = &views[wused++];
+            v->id = w->id;
+            v->concurrency = w->concurrency;
+            v->version = w->version;
+            v->active = w->active;
+            v->state = health_state_names[w->state];
+        }
+        a->nworkers = (size_t)(views + wused - a->workers);
+    }
+    *n = used;
+    return qs;
+}
+
+static json_t *health_depth_json(const struct health_model *m, const struct queue_health *q) {
+    if (!m->redis_up || !q->has_depth) return json_null();
+    json_t *out = json_object();
+    for (int k = 0; k < q->depth.nstates; k++)
+        json_object_set_new(out, q->depth.state[k],
+                            q->depth.count[k] >= 0 ? json_integer(q->depth.count[k]) : json_null());
+    return out;
+}
+
+static json_t *health_workers_json(const struct queue_health *q, int64_t mono) {
+    json_t *workers = json_array();
+    for (size_t i = 0; i < q->nworkers; i++) {
+        const struct health_worker *w = &q->workers[i];
+        enum health_worker_state state = health_shown_state(q, w);
+        json_t *row = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "id", w->id, "concurrency",
+                                (json_int_t)w->concurrency, "version", (json_int_t)w->version,
+                                "active", (json_int_t)w->active, "last_seen_ms",
+                                (json_int_t)(mono - w->last_seen_ms), "state",
+                                health_state_names[state], "agent", w->agent);
+        /* A worker that clamps to its hard limit says why: show it. */
+        if (row) json_object_set_new(row, "error", w->error[0] ? json_string(w->error) : json_null());
+        json_array_append_new(workers, row);
+    }
+    return workers;
+}
+
+static json_t *health_alerts_json(const struct queue_health *q) {
+    char ts[UTIL_TIME_MAX];
+    json_t *out = json_array();
+    for (size_t i = 0; i < q->nalerts; i++) {
+        const struct alerts_state *a = &q->alerts[i];
+        json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "name", a->hit.alert, "queue",
+                              a->hit.queue, "state", a->firing ? "firing" : "pending", "since",
+                              util_format_time(a->since_ms, ts), "severity", a->hit.severity,
+                              "message", a->hit.message);
+        if (j && a->hit.worker[0]) json_object_set_new(j, "worker", json_string(a->hit.worker));
+        json_array_append_new(out, j);
+    }
+    return out;
+}
+
+static json_t *health_queue_json(const struct health_model *m, const struct queue_health *q) {
+    int shown = q->target_shown;
+    const struct fleet_rates *r = &q->rates;
+    double jobs = r->completed_per_s + r->failed_per_s;
+    return json_pack("{s:o, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:{s:f, s:f, s:o, s:f, s:I, s:I},"
+                     " s:I, s:o}",
+                     "bounds", policy_bounds_json(&q->bounds), "queue", q->name, "layout",
+                     q->bounds.layout, "depth", health_depth_json(m, q), "desired_concurrency",
+                     shown ? json_integer(q->target.desired) : json_null(), "version",
+                     shown ? json_integer(q->target.version) : json_null(), "active_concurrency",
+                     (json_int_t)q->active_concurrency, "worker_count", (json_int_t)q->live_workers,
+                     "workers", health_workers_json(q, m->built_mono_ms), "rates",
+                     "completed_per_s", r->completed_per_s, "failed_per_s", r->failed_per_s,
+                     "success_ratio", jobs > 0 ? json_real(r->completed_per_s / jobs) : json_null(),
+                     "window_s", r->window_s, "completed_total", (json_int_t)r->completed_total,
+                     "failed_total", (json_int_t)r->failed_total, "pending_updates",
+                     (json_int_t)q->pending_updates, "alerts", health_alerts_json(q));
+}
+
+json_t *health_json(const struct health_model *m) {
+    char ts[UTIL_TIME_MAX];
+    static const char *const stores[] = {"down", "up", "full"};
+    json_t *queues = json_array();
+    for (size_t i = 0; i < m->nqueues; i++)
+        json_array_append_new(queues, health_queue_json(m, &m->queues[i]));
+    json_t *out = json_pack("{s:s, s:o, s:s, s:s, s:s, s:o}", "environment", m->environment,
+                            "writes_enabled",
+                            m->writes_enabled >= 0 ? json_boolean(m->writes_enabled) : json_null(),
+                            "generated_at", util_format_time(m->built_at_ms, ts), "redis",
+                            m->redis_up ? "up" : "down", "store", stores[m->store], "queues", queues);
+    if (out) json_object_set_new(out, "leader", json_boolean(m->leader));
+    return out;
+}
+
+json_t *health_snapshot(struct app *app) {
+    struct health_model *m = health_rebuild(app);
+    json_t *out = m ? health_json(m) : NULL;
+    health_release(m);
+    return out;
+}
+
+json_t *telemetry_snapshot(telemetry *t, struct app *app) {
+    (void)t;
+    return health_snapshot(app);
+}

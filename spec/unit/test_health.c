@@ -1,0 +1,361 @@
+/* test_health.c — the queue-health model built from real parts: a SQLite
+ * store file, policy files in a temporary directory, a fleet fed with
+ * reports and a real redis-server for depth; then its JSON and /metrics
+ * renderers, its alert inputs and its publication. */
+#include "unit.h"
+#include "health.h"
+#include "scaling.h"
+#include "auth.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[64];
+static struct config cfg;
+static struct app app;
+
+static const char *const policy_text =
+    "defaults { default = 4, min = 1, max = 32, max_step = 8 }\n"
+    "queue \"alpha\" { }\n"
+    "queue \"beta\" { layout = \"bullmq\" }\n"
+    "queue \"gamma\" { default = 2, cooldown_s = 30 }\n"
+    "alert \"drift\" { severity = \"warning\", for_s = 0,\n"
+    "  worker = function(w, q) return w.state == \"mismatch\" end }\n"
+    "alert \"backlog\" { severity = \"critical\", for_s = 60,\n"
+    "  queue = function(q) return q.depth.waiting > 2 end }\n";
+
+static void path_of(char *out, size_t size, const char *name) {
+    snprintf(out, size, "%s/%s", dir, name);
+}
+
+/* What the store holds is what was issued: a higher version is forged. */
+static int64_t issued(void *ud, const char *queue) {
+    struct store_target t;
+    int rc = store_get_target(ud, queue, &t);
+    return rc == STORE_OK ? t.version : rc == STORE_NOT_FOUND ? 0 : -1;
+}
+
+static int setup(void) {
+    struct sandbox_limits lim = {16 << 20, 200000};
+    struct store_options opt = {1000, 2};
+    char path[160], url[180], err[256];
+    strcpy(dir, "/tmp/sluice-health-XXXXXX");
+    if (mkdtemp(dir) == NULL) return 0;
+    path_of(path, sizeof path, "queues.lua");
+    FILE *f = fopen(path, "w");
+    if (f == NULL) return 0;
+    fputs(policy_text, f);
+    fclose(f);
+    memset(&cfg, 0, sizeof cfg);
+    util_copy(cfg.env, sizeof cfg.env, "local");
+    path_of(path, sizeof path, "s.db");
+    snprintf(url, sizeof url, "sqlite:%s", path);
+    /* No bus: Redis counts as down for the snapshot, as with a bus down. */
+    app = (struct app){.cfg = &cfg, .st = store_open(url, &opt, err, sizeof err),
+                       .pol = policy_new(dir, &lim), .fl = fleet_new(), .alerts = alerts_new(),
+                       .health = health_new()};
+    if (app.fl) fleet_set_issuer(app.fl, issued, app.st);
+    return app.st && app.pol && app.fl && app.alerts && app.health &&
+           store_migrate(app.st, NULL) == STORE_OK && policy_reload(app.pol, 1) == 1;
+}
+
+static void teardown(void) {
+    static const char *const files[] = {"queues.lua", "s.db", "s.db-wal", "s.db-shm", NULL};
+    char path[160];
+    health_free(app.health);
+    alerts_free(app.alerts);
+    fleet_free(app.fl);
+    telemetry_free(app.telemetry);
+    store_close(app.st);
+    policy_free(app.pol);
+    for (const char *const *n = files; *n; n++) {
+        path_of(path, sizeof path, *n);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
+static int set_desired(const char *queue, int64_t to) {
+    struct scaling_change c = {.queue = queue, .to = to, .reason = "test", .actor = "alice",
+                               .scopes = AUTH_SCOPE_WRITE, .source = "api", .request_id = "rid"};
+    struct scaling_error err = {0};
+    json_t *t = scaling_set(&app, &c, &err);
+    int ok = t != NULL;
+    json_decref(t);
+    scaling_error_clear(&err);
+    return ok;
+}
+
+static void beat(const char *id, const char *queue, int conc, int version, int64_t at) {
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "{\"event\":\"heartbeat\",\"worker\":\"%s\",\"queue\":\"%s\",\"concurrency\":%d,"
+             "\"version\":%d,\"completed\":10,\"failed\":2,\"interval_ms\":1000,\"agent\":\"t/1\"}",
+             id, queue, conc, version);
+    fleet_report(app.fl, buf, strlen(buf), at);
+}
+
+/* alpha at 6 (version 1, not relayed yet); four alpha workers: one ok, one
+ * in mismatch, one reporting a version never issued, one silent. */
+static void populate(void) {
+    int64_t now = util_mono_ms();
+    set_desired("alpha", 6);
+    beat("a-ok", "alpha", 6, 1, now);
+    beat("b-drift", "alpha", 3, 1, now);
+    beat("c-forged", "alpha", 6, 9, now);
+    beat("d-gone", "alpha", 6, 1, now - 10000);
+}
+
+TEST(one_row_per_declared_queue_with_stored_or_default_targets) {
+    ASSERT(setup());
+    ASSERT(set_desired("alpha", 6));
+    struct health_model *m = health_build(&app);
+    ASSERT(m != NULL);
+    EXPECT_INT(m->nqueues, 3);
+    EXPECT_STR(m->environment, "local");
+    EXPECT_INT(m->store, HEALTH_STORE_UP);
+    EXPECT_INT(m->writes_enabled, 1);
+    EXPECT_INT(m->redis_up, 0);
+    EXPECT_INT(m->leader, 1);
+    const struct queue_health *a = health_queue(m, "alpha"), *g = health_queue(m, "gamma");
+    ASSERT(a && g);
+    EXPECT(a->has_target && a->target_shown);
+    EXPECT_INT(a->target.desired, 6);
+    EXPECT_INT(a->target.version, 1);
+    EXPECT_STR(a->target.updated_by, "alice");
+    EXPECT_INT(a->unpublished, 1);            /* no relay in this test */
+    EXPECT_INT(g->target.desired, 2);          /* never changed: the policy default */
+    EXPECT_INT(g->target.version, 0);
+    EXPECT_INT(g->bounds.cooldown_s, 30);
+    EXPECT_STR(health_queue(m, "beta")->bounds.layout, "bullmq");
+    EXPECT(health_queue(m, "nope") == NULL);
+    health_release(m);
+    teardown();
+}
+
+TEST(workers_carry_their_state_and_live_ones_are_summed) {
+    ASSERT(setup());
+    populate();
+    struct health_model *m = health_build(&app);
+    ASSERT(m != NULL);
+    const struct queue_health *a = health_queue(m, "alpha");
+    ASSERT(a != NULL && a->nworkers == 4);
+    EXPECT_STR(a->workers[0].id, "a-ok");
+    EXPECT_INT(a->workers[0].state, HEALTH_WORKER_OK);
+    EXPECT_INT(a->workers[1].state, HEALTH_WORKER_MISMATCH);
+    EXPECT_INT(a->workers[2].state, HEALTH_WORKER_INVALID);
+    EXPECT_INT(a->workers[3].state, HEALTH_WORKER_STALE);
+    EXPECT_STR(a->workers[0].agent, "t/1");
+    EXPECT_INT(a->live_workers, 3);
+    EXPECT_INT(a->active_concurrency, 6 + 3 + 6);
+    EXPECT_INT(a->rates.completed_total, 40);
+    EXPECT_INT(a->rates.failed_total, 8);
+    /* version 1 is not relayed: pending, and nobody lags behind a relayed one */
+    EXPECT_INT(a->pending_updates, 1);
+    EXPECT_INT(health_queue(m, "gamma")->nworkers, 0);
+    health_release(m);
+    teardown();
+}
+
+/* ---- a real redis-server for depth ---------------------------------------------- */
+
+static pid_t redis_pid;
+
+static rconn *redis_start(struct rconn_target *t) {
+    char port[16], url[64], err[256];
+    enum rconn_failure why;
+    snprintf(port, sizeof port, "%d", 20000 + (int)(getpid() % 20000));
+    snprintf(url, sizeof url, "redis://127.0.0.1:%s", port);
+    if (rconn_target_parse(url, NULL, t, err, sizeof err) != 0) return NULL;
+    if ((redis_pid = fork()) == 0) {
+        if (freopen("/dev/null", "w", stdout) == NULL) _exit(127);
+        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
+               "--appendonly", "no", (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 100 && redis_pid > 0; i++) {
+        rconn *c = rconn_open(t, 500, &why, err, sizeof err);
+        if (c) return c;
+        usleep(50000);
+    }
+    return NULL;
+}
+
+static void redis_stop(rconn *c) {
+    rconn_free(c);
+    if (redis_pid > 0) {
+        kill(redis_pid, SIGTERM);
+        waitpid(redis_pid, NULL, 0);
+    }
+    redis_pid = 0;
+}
+
+/* One command, its reply dropped (hiredis splits the literal at spaces). */
+#define COMMAND(c, ...)                                                       \
+    do {                                                                      \
+        redisReply *r_ = rconn_command(c, __VA_ARGS__);                       \
+        if (r_) freeReplyObject(r_);                                          \
+    } while (0)
+
+TEST(depth_comes_from_the_telemetry_cache_in_each_layout) {
+    struct rconn_target t;
+    char err[256];
+    ASSERT(setup());
+    rconn *c = redis_start(&t);
+    ASSERT(c != NULL);
+    app.telemetry = telemetry_new(&t, "sluice", err, sizeof err);
+    COMMAND(c, "RPUSH sluice:q:alpha:wait j1 j2 j3 j4");
+    COMMAND(c, "RPUSH sluice:q:alpha:active j5");
+    COMMAND(c, "SET sluice:q:alpha:failed not-a-list");
+    COMMAND(c, "RPUSH bull:beta:wait 1 2");
+    COMMAND(c, "RPUSH bull:beta:paused 3");
+    COMMAND(c, "ZADD bull:beta:delayed 1 d1");
+    telemetry_refresh(app.telemetry, &app);
+    EXPECT_INT(telemetry_redis_up(app.telemetry), 1);
+    struct health_model *m = health_build(&app);
+    ASSERT(m != NULL);
+    const struct queue_health *a = health_queue(m, "alpha"), *b = health_queue(m, "beta");
+    ASSERT(a->has_depth && b->has_depth);
+    EXPECT_INT(a->depth.nstates, 4);
+    EXPECT_STR(a->depth.state[0], "waiting");
+    EXPECT_INT(a->depth.count[0], 4);
+    EXPECT_INT(a->depth.count[2], -1);         /* wrong type: unknown */
+    EXPECT_STR(a->depth.state[3], "delayed");
+    EXPECT_INT(a->depth.failed, 0);
+    EXPECT_INT(b->depth.nstates, 8);
+    EXPECT_INT(b->depth.waiting, 3);           /* paused counts as waiting */
+    EXPECT_INT(b->depth.delayed, 1);
+    /* Alert rules see the summary whether or not the bus is up. */
+    size_t nq = 0;
+    struct policy_alert_queue *qs = health_alert_queues(m, &nq);
+    ASSERT(qs != NULL && nq == 3);
+    EXPECT_STR(qs[0].queue, "alpha");
+    EXPECT_INT(qs[0].waiting, 4);
+    EXPECT_INT(qs[0].active, 1);
+    EXPECT_INT(qs[1].waiting, 3);
+    free(qs);
+    /* The snapshot shows depth only while both Redis connections are up:
+     * this model is not published, so it may be turned to "up" to render. */
+    json_t *j = health_json(m);
+    EXPECT(json_is_null(json_object_get(json_array_get(json_object_get(j, "queues"), 0), "depth")));
+    json_decref(j);
+    m->redis_up = 1;
+    j = health_json(m);
+    json_t *depth = json_object_get(json_array_get(json_object_get(j, "queues"), 0), "depth");
+    EXPECT_INT(json_integer_value(json_object_get(depth, "waiting")), 4);
+    EXPECT(json_is_null(json_object_get(depth, "failed")));
+    EXPECT_INT(json_integer_value(json_object_get(depth, "delayed")), 0);
+    depth = json_object_get(json_array_get(json_object_get(j, "queues"), 1), "depth");
+    EXPECT_INT(json_integer_value(json_object_get(depth, "paused")), 1);
+    EXPECT_INT(json_object_size(depth), 8);
+    json_decref(j);
+    health_release(m);
+    redis_stop(c);
+    teardown();
+}
+
+TEST(the_json_renderer_gives_the_snapshot_of_api_md) {
+    ASSERT(setup());
+    populate();
+    health_tick(&app, util_now_ms());          /* drift fires at once (for_s = 0) */
+    struct health_model *m = health_acquire(app.health);
+    ASSERT(m != NULL);
+    json_t *j = health_json(m);
+    EXPECT_STR(json_string_value(json_object_get(j, "environment")), "local");
+    EXPECT(json_is_true(json_object_get(j, "writes_enabled")));
+    EXPECT_STR(json_string_value(json_object_get(j, "redis")), "down");
+    EXPECT_STR(json_string_value(json_object_get(j, "store")), "up");
+    EXPECT(json_is_true(json_object_get(j, "leader")));
+    EXPECT(json_is_string(json_object_get(j, "generated_at")));
+    json_t *alpha = json_array_get(json_object_get(j, "queues"), 0);
+    EXPECT_STR(json_string_value(json_object_get(alpha, "queue")), "alpha");
+    EXPECT_STR(json_string_value(json_object_get(alpha, "layout")), "sluice");
+    EXPECT_INT(json_integer_value(json_object_get(alpha, "desired_concurrency")), 6);
+    EXPECT_INT(json_integer_value(json_object_get(alpha, "version")), 1);
+    EXPECT_INT(json_integer_value(json_object_get(alpha, "worker_count")), 3);
+    EXPECT_INT(json_integer_value(json_object_get(alpha, "pending_updates")), 1);
+    EXPECT_INT(json_integer_value(json_object_get(json_object_get(alpha, "bounds"), "max")), 32);
+    json_t *ws = json_object_get(alpha, "workers");
+    ASSERT(json_array_size(ws) == 4);
+    EXPECT_STR(json_string_value(json_object_get(json_array_get(ws, 1), "state")), "mismatch");
+    EXPECT_STR(json_string_value(json_object_get(json_array_get(ws, 3), "state")), "stale");
+    EXPECT(json_integer_value(json_object_get(json_array_get(ws, 3), "last_seen_ms")) >= 10000);
+    EXPECT(json_is_null(json_object_get(json_array_get(ws, 0), "error")));
+    json_t *rates = json_object_get(alpha, "rates");
+    EXPECT_INT(json_integer_value(json_object_get(rates, "completed_total")), 40);
+    EXPECT(json_is_real(json_object_get(rates, "window_s")));
+    json_t *list = json_object_get(alpha, "alerts");
+    ASSERT(json_array_size(list) == 1);
+    EXPECT_STR(json_string_value(json_object_get(json_array_get(list, 0), "name")), "drift");
+    EXPECT_STR(json_string_value(json_object_get(json_array_get(list, 0), "state")), "firing");
+    EXPECT_STR(json_string_value(json_object_get(json_array_get(list, 0), "worker")), "b-drift");
+    EXPECT_INT(json_array_size(json_object_get(json_array_get(json_object_get(j, "queues"), 2), "alerts")), 0);
+    json_decref(j);
+    health_release(m);
+    teardown();
+}
+
+TEST(the_metrics_renderer_reads_the_same_model) {
+    size_t len = 0;
+    ASSERT(setup());
+    populate();
+    health_tick(&app, util_now_ms());
+    metrics *mx = metrics_new();
+    struct health_model *m = health_acquire(app.health);
+    ASSERT(m && mx);
+    char *text = metrics_render_model(mx, m, 2, &len);
+    ASSERT(text != NULL);
+    EXPECT_CONTAINS(text, "sluice_desired_concurrency{queue=\"alpha\"} 6\n");
+    EXPECT_CONTAINS(text, "sluice_desired_concurrency{queue=\"gamma\"} 2\n");
+    EXPECT_CONTAINS(text, "sluice_actual_concurrency{queue=\"alpha\"} 15\n");
+    EXPECT_CONTAINS(text, "sluice_workers{queue=\"alpha\"} 3\n");
+    EXPECT_CONTAINS(text, "sluice_workers_by_state{queue=\"alpha\",state=\"invalid\"} 1\n");
+    EXPECT_CONTAINS(text, "sluice_workers_by_state{queue=\"beta\",state=\"stale\"} 0\n");
+    EXPECT_CONTAINS(text, "sluice_jobs_completed_total{queue=\"alpha\"} 40\n");
+    EXPECT_CONTAINS(text, "sluice_pending_updates{queue=\"alpha\"} 1\n");
+    EXPECT_CONTAINS(text, "sluice_alert_firing{alert=\"drift\",queue=\"alpha\",worker=\"b-drift\"} 1\n");
+    EXPECT(strstr(text, "sluice_queue_depth{") == NULL);   /* Redis down: no depth samples */
+    EXPECT_CONTAINS(text, "sluice_event_streams 2\n");
+    EXPECT_CONTAINS(text, "sluice_redis_up 0\n");
+    EXPECT_CONTAINS(text, "sluice_store_up 1\n");
+    free(text);
+    health_release(m);
+    metrics_free(mx);
+    teardown();
+}
+
+TEST(a_published_model_is_shared_and_an_older_build_never_replaces_it) {
+    ASSERT(setup());
+    EXPECT(health_acquire(app.health) == NULL);
+    struct health_model *older = health_build(&app), *newer = health_build(&app);
+    ASSERT(older && newer && older->seq < newer->seq);
+    health_publish(app.health, newer);
+    health_publish(app.health, older);         /* finished late: ignored */
+    struct health_model *cur = health_acquire(app.health);
+    EXPECT(cur == newer);
+    uint64_t seq = newer->seq;
+    health_release(cur);
+    health_release(older);
+    health_release(newer);                     /* the publisher still holds it */
+    cur = health_rebuild(&app);
+    EXPECT(cur != NULL && cur->seq > seq);
+    struct health_model *again = health_acquire(app.health);
+    EXPECT(again == cur);
+    health_release(again);
+    health_release(cur);
+    health_release(NULL);
+    teardown();                                /* health_free releases the last */
+}
+
+int main(void) {
+    signal(SIGPIPE, SIG_IGN);
+    RUN(one_row_per_declared_queue_with_stored_or_default_targets);
+    RUN(workers_carry_their_state_and_live_ones_are_summed);
+    RUN(depth_comes_from_the_telemetry_cache_in_each_layout);
+    RUN(the_json_renderer_gives_the_snapshot_of_api_md);
+    RUN(the_metrics_renderer_reads_the_same_model);
+    RUN(a_published_model_is_shared_and_an_older_build_never_replaces_it);
+    return UNIT_DONE();
+}
