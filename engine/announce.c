@@ -4,7 +4,8 @@
 
 #include <string.h>
 
-/* A "change" event, then the new state, to every live stream. */
+/* A "change" event to every live stream; the new state follows from the
+ * ticker (health_changed), coalesced with any other change of its step. */
 static void announce_events(struct app *app, const struct store_change_result *res,
                             const struct store_origin *o) {
     char ts[UTIL_TIME_MAX];
@@ -17,9 +18,6 @@ static void announce_events(struct app *app, const struct store_change_result *r
                                util_format_time(util_now_ms(), ts));
     events_broadcast(app->events, "change", change);
     json_decref(change);
-    json_t *snap = telemetry_snapshot(app->telemetry, app);
-    events_broadcast(app->events, "snapshot", snap);
-    json_decref(snap);
 }
 
 void announce_change(struct app *app, const struct store_change_result *res,
@@ -32,6 +30,7 @@ void announce_change(struct app *app, const struct store_change_result *res,
     if (app->bus) bus_kick(app->bus);
     if (app->metrics) metrics_count_change(app->metrics, t->queue, "applied");
     announce_events(app, res, o);
+    health_changed(app->health);
     if (expiry)
         log_json(LOG_INFO, "temporary override ended",
                  json_pack("{s:s, s:I, s:I, s:I}", "queue", t->queue, "from",

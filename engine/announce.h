@@ -1,7 +1,9 @@
 /* announce.h — what follows a committed change of desired concurrency, in
  * one place: workers may acknowledge the new version (fleet), the outbox
- * relay is woken to publish it (bus), live streams get a "change" event and
- * then a fresh snapshot (events), the metrics count it, and the log says so.
+ * relay is woken to publish it (bus), live streams get a "change" event
+ * (events) and, from the ticker within a step, a fresh snapshot (health),
+ * the metrics count it, and the log says so. Nothing here builds a
+ * snapshot: a write costs the same with or without streams open.
  *
  * scaling.c calls it after the store committed, never inside the
  * transaction, and only when something was stored. It knows presentation

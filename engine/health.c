@@ -11,6 +11,7 @@ struct health {
     pthread_mutex_t lock;            /* guards current only: held for a pointer swap */
     struct health_model *current;
     atomic_uint_fast64_t next_seq;
+    atomic_int changed;              /* health_changed since the ticker last looked */
 };
 
 health *health_new(void) {
@@ -377,7 +378,8 @@ json_t *health_snapshot(struct app *app) {
     return out;
 }
 
-json_t *telemetry_snapshot(telemetry *t, struct app *app) {
-    (void)t;
-    return health_snapshot(app);
+void health_changed(health *h) {
+    if (h) atomic_store(&h->changed, 1);
 }
+
+int health_take_changed(health *h) { return h && atomic_exchange(&h->changed, 0); }

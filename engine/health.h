@@ -150,8 +150,13 @@ struct policy_alert_queue *health_alert_queues(const struct health_model *m, siz
 /* The snapshot of now: health_rebuild rendered by health_json. New ref. */
 json_t *health_snapshot(struct app *app);
 
-/* Kept for callers outside this change (scaling.c, script.c): the same as
- * health_snapshot. Remove once they call health_snapshot. */
-json_t *telemetry_snapshot(telemetry *t, struct app *app);
+/* Say that something the model shows changed (announce.c, after a
+ * committed change): the ticker rebuilds at its next step (50 ms at most)
+ * and sends the new snapshot to live streams. Many changes in one step cost
+ * one snapshot, and the writer never builds one on its own thread. */
+void health_changed(health *h);
+
+/* For the ticker: 1 once after one or more health_changed. */
+int health_take_changed(health *h);
 
 #endif

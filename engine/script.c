@@ -486,7 +486,7 @@ static int script_call_cf(lua_State *L) {
 /* deferred_sources.snapshot: a stream's first event. */
 static json_t *script_snapshot(void *ud) {
     struct app *app = ud;
-    return telemetry_snapshot(app->telemetry, app);
+    return health_snapshot(app);
 }
 
 /* Send the handler's answer collected in c, or hand it over to the plan

@@ -27,7 +27,8 @@ void ticker_run(struct ticker *t, struct app *app, int64_t now_mono) {
         health_tick(app, util_now_ms());     /* the model of this second, alerts judged on it */
         t->next_second = now_mono + 1000;
     }
-    if (now_mono >= t->next_snapshot) {
+    /* A change was announced: its snapshot now, else one every 2 s. */
+    if (health_take_changed(app->health) || now_mono >= t->next_snapshot) {
         if (events_count(app->events) > 0) {
             json_t *snap = health_snapshot(app);
             events_broadcast(app->events, "snapshot", snap);

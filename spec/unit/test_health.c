@@ -80,11 +80,10 @@ static void teardown(void) {
 static int set_desired(const char *queue, int64_t to) {
     struct scaling_change c = {.queue = queue, .to = to, .reason = "test", .actor = "alice",
                                .scopes = AUTH_SCOPE_WRITE, .source = "api", .request_id = "rid"};
-    struct scaling_error err = {0};
-    json_t *t = scaling_set(&app, &c, &err);
-    int ok = t != NULL;
-    json_decref(t);
-    scaling_error_clear(&err);
+    struct api_error err = {0};
+    struct scaling_outcome o;
+    int ok = scaling_set(&app, &c, &o, &err) == 0;
+    api_error_clear(&err);
     return ok;
 }
 
