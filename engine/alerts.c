@@ -1,8 +1,5 @@
 /* alerts.c — pending/firing/resolved bookkeeping over policy_eval_alerts. */
 #include "alerts.h"
-#include "app.h"
-#include "bus.h"
-#include "log.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -41,28 +38,32 @@ static int alerts_same(const struct policy_alert_hit *a, const struct policy_ale
            strcmp(a->worker, b->worker) == 0;
 }
 
-static void alerts_announce(struct app *app, const struct alert_entry *e, const char *state,
-                            int64_t now_ms) {
-    char ts[UTIL_TIME_MAX];
-    json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "alert", e->hit.alert, "queue",
-                            e->hit.queue, "state", state, "severity", e->hit.severity, "message",
-                            e->hit.message, "at", util_format_time(now_ms, ts));
-    if (msg && e->hit.worker[0]) json_object_set_new(msg, "worker", json_string(e->hit.worker));
-    /* Every replica evaluates (its API shows the alerts); only the leader
-     * logs and notifies, so one transition is announced once. */
-    events_broadcast(app->events, "alert", msg);
-    if (!leader_is(app->leader)) {
-        json_decref(msg);
-        return;
-    }
-    log_json(strcmp(state, "firing") == 0 ? LOG_WARN : LOG_INFO, "alert", json_deep_copy(msg));
-    bus_publish_alert(app->bus, msg);
+/* A transition found under the lock, told after it. */
+struct alerts_told {
+    struct alerts_state a;
+    const char *state;
+};
+
+/* Append a transition to *told (a failed allocation loses the notice, not
+ * the state). */
+static void alerts_note(struct alerts_told **told, size_t *n, const struct alert_entry *e,
+                        const char *state) {
+    struct alerts_told *grown = realloc(*told, (*n + 1) * sizeof **told);
+    if (grown == NULL) return;
+    *told = grown;
+    grown[*n].a.hit = e->hit;
+    grown[*n].a.firing = e->firing;
+    grown[*n].a.since_ms = e->since_ms;
+    grown[*n].state = state;
+    (*n)++;
 }
 
-void alerts_tick(alerts *al, struct app *app, const struct policy_alert_queue *qs, size_t nq,
-                 int64_t now_ms) {
+void alerts_tick(alerts *al, policy *pol, const struct policy_alert_queue *qs, size_t nq,
+                 int64_t now_ms, alerts_notify_fn notify, void *ud) {
     struct policy_alert_hit *hits = NULL;
-    size_t nh = qs ? policy_eval_alerts(app->pol, qs, nq, &hits) : 0;
+    struct alerts_told *told = NULL;
+    size_t ntold = 0;
+    size_t nh = qs ? policy_eval_alerts(pol, qs, nq, &hits) : 0;
 
     pthread_mutex_lock(&al->lock);
     for (size_t i = 0; i < al->n; i++) al->items[i].seen = 0;
@@ -87,7 +88,7 @@ void alerts_tick(alerts *al, struct app *app, const struct policy_alert_queue *q
         e->seen = 1;
         if (!e->firing && now_ms - e->since_ms >= e->hit.for_s * 1000) {
             e->firing = 1;
-            alerts_announce(app, e, "firing", now_ms);
+            alerts_note(&told, &ntold, e, "firing");
         }
     }
     for (size_t i = 0; i < al->n;) {
@@ -95,11 +96,13 @@ void alerts_tick(alerts *al, struct app *app, const struct policy_alert_queue *q
             i++;
             continue;
         }
-        if (al->items[i].firing) alerts_announce(app, &al->items[i], "resolved", now_ms);
+        if (al->items[i].firing) alerts_note(&told, &ntold, &al->items[i], "resolved");
         al->items[i] = al->items[--al->n];
     }
     pthread_mutex_unlock(&al->lock);
 
+    for (size_t i = 0; notify && i < ntold; i++) notify(ud, &told[i].a, told[i].state, now_ms);
+    free(told);
     free(hits);
 }
 

@@ -1,5 +1,12 @@
 /* announce.c — the after-commit announcement of a change (see announce.h). */
 #include "announce.h"
+#include "store.h"
+#include "metrics.h"
+#include "health.h"
+#include "leader.h"
+#include "fleet.h"
+#include "events.h"
+#include "bus.h"
 #include "log.h"
 
 #include <string.h>
@@ -42,4 +49,21 @@ void announce_change(struct app *app, const struct store_change_result *res,
                            (json_int_t)res->previous, "to", (json_int_t)t->desired, "version",
                            (json_int_t)t->version, "actor", o->actor, "source", o->source,
                            "request_id", o->request_id));
+}
+
+void announce_alert(void *ud, const struct alerts_state *a, const char *state, int64_t now_ms) {
+    struct app *app = ud;
+    char ts[UTIL_TIME_MAX];
+    json_t *msg = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "alert", a->hit.alert, "queue",
+                            a->hit.queue, "state", state, "severity", a->hit.severity, "message",
+                            a->hit.message, "at", util_format_time(now_ms, ts));
+    if (msg == NULL) return;
+    if (a->hit.worker[0]) json_object_set_new(msg, "worker", json_string(a->hit.worker));
+    events_broadcast(app->events, "alert", msg);
+    if (!leader_is(app->leader)) {
+        json_decref(msg);
+        return;
+    }
+    log_json(strcmp(state, "firing") == 0 ? LOG_WARN : LOG_INFO, "alert", json_deep_copy(msg));
+    bus_publish_alert(app->bus, msg);
 }

@@ -1,22 +1,24 @@
 /* app.h — the long-lived parts of one sluiced process, handed to the
- * modules that serve requests (scaling, flags, bindings). main.c creates and
- * owns them; nobody else frees them. */
+ * services that compose them (scaling, health, announce, deferred, the
+ * bindings, the ticker). main.c creates and owns them; nobody else frees
+ * them. Only handles here: this header includes no module, so that no
+ * module it names can import it back; a user includes what it calls. */
 #ifndef SLUICE_APP_H
 #define SLUICE_APP_H
 
 #include <stdint.h>
 
-#include "alerts.h"
-#include "bus.h"
-#include "config.h"
-#include "events.h"
-#include "fleet.h"
-#include "health.h"
-#include "leader.h"
-#include "metrics.h"
-#include "policy.h"
-#include "store.h"
-#include "telemetry.h"
+struct config;
+typedef struct store store;
+typedef struct policy policy;
+typedef struct fleet fleet;
+typedef struct bus bus;
+typedef struct alerts alerts;
+typedef struct telemetry telemetry;
+typedef struct health health;
+typedef struct metrics metrics;
+typedef struct events events;
+typedef struct leader leader;
 
 struct app {
     const struct config *cfg;

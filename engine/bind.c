@@ -7,7 +7,7 @@
 
 #include <lauxlib.h>
 
-void script_open_sluice(lua_State *L) {
+void bind_open_sluice(lua_State *L) {
     lua_newtable(L);                            /* sluice */
     bind_core_open(L);                          /* route, error, null, array, log, now_ms */
     lua_newtable(L);

@@ -8,6 +8,10 @@
 
 #include <lua.h>
 
+/* Build the whole `sluice` table and set it as a global (script_open_fn,
+ * given to script_host_new by main.c). */
+void bind_open_sluice(lua_State *L);
+
 void bind_core_open(lua_State *L);       /* sluice.route, error, null, array, log, now_ms */
 void bind_scaling_open(lua_State *L);    /* sluice.scaling.* */
 void bind_auth_open(lua_State *L);       /* sluice.auth.* */

@@ -1,6 +1,8 @@
 /* bind_auth.c — sluice.auth: whoami, login/logout (cookie sessions) and
  * token management, over auth.c. */
 #include "auth.h"
+#include "store.h"
+#include "config.h"
 #include "bind.h"
 #include "flags.h"
 #include "luajson.h"

@@ -1,5 +1,6 @@
 /* bind_policy.c — sluice.policy: the state of the loaded policies. */
 #include "bind.h"
+#include "policy.h"
 #include "luajson.h"
 #include "script.h"
 

@@ -1,6 +1,12 @@
 /* bind_telemetry.c — sluice.telemetry: the queue-health snapshot, live
  * event streams, Prometheus metrics and readiness. */
 #include "bind.h"
+#include "bus.h"
+#include "events.h"
+#include "health.h"
+#include "metrics.h"
+#include "store.h"
+#include "telemetry.h"
 #include "luajson.h"
 #include "script.h"
 
@@ -34,7 +40,9 @@ static int telemetry_l_metrics(lua_State *L) {
     luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
     script_current(L, "sluice.telemetry.metrics");
     struct app *app = script_app(L);
-    char *text = metrics_render(app->metrics, app, &len);
+    struct health_model *hm = health_rebuild(app);
+    char *text = hm ? metrics_render_model(app->metrics, hm, events_count(app->events), &len) : NULL;
+    health_release(hm);
     if (text == NULL) {
         struct api_error err = {0};
         api_error_set(&err, "internal", NULL, "metrics could not be rendered");

@@ -1,5 +1,7 @@
 /* flags.c — the flag registry and its defaults per environment. */
 #include "flags.h"
+#include "store.h"
+#include "config.h"
 
 #include <string.h>
 

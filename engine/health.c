@@ -1,5 +1,8 @@
 /* health.c — building, publishing and rendering the queue-health model. */
 #include "health.h"
+#include "bus.h"
+#include "leader.h"
+#include "config.h"
 #include "app.h"
 #include "flags.h"
 
@@ -229,12 +232,12 @@ struct health_model *health_rebuild(struct app *app) {
     return m;
 }
 
-void health_tick(struct app *app, int64_t now_ms) {
+void health_tick(struct app *app, int64_t now_ms, alerts_notify_fn notify, void *ud) {
     struct health_model *m = health_collect(app);
     size_t nq = 0;
     struct policy_alert_queue *qs = m ? health_alert_queues(m, &nq) : NULL;
     /* Without inputs (out of memory) every alert resolves, as no rule holds. */
-    if (app->alerts) alerts_tick(app->alerts, app, qs, nq, now_ms);
+    if (app->alerts) alerts_tick(app->alerts, app->pol, qs, nq, now_ms, notify, ud);
     free(qs);
     if (m == NULL) return;
     health_attach_alerts(m, app->alerts);

@@ -127,8 +127,9 @@ void health_release(struct health_model *m);
 struct health_model *health_rebuild(struct app *app);
 
 /* The ticker's cycle at now_ms (wall clock): build, evaluate the alert
- * rules over the model (alerts_tick), attach the alerts, publish. */
-void health_tick(struct app *app, int64_t now_ms);
+ * rules over the model (alerts_tick, which tells notify of every
+ * transition), attach the alerts, publish. */
+void health_tick(struct app *app, int64_t now_ms, alerts_notify_fn notify, void *ud);
 
 /* The state w of q shows in the snapshot and /metrics: without a desired
  * state in view, nobody is in mismatch. */

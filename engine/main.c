@@ -10,7 +10,16 @@
  * Start-up order: config → store (+ migrations) → policies → scripts →
  * HTTP. Shutdown runs it backwards, after SIGINT or SIGTERM. */
 #include "app.h"
+#include "alerts.h"
+#include "telemetry.h"
+#include "leader.h"
+#include "health.h"
+#include "fleet.h"
+#include "events.h"
+#include "metrics.h"
+#include "bus.h"
 #include "audit.h"
+#include "bind.h"
 #include "auth.h"
 #include "config.h"
 #include "deferred.h"
@@ -431,7 +440,7 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
     }
-    if ((scripts = script_host_new(cfg.scripts_dir, &lim, &app, err, sizeof err)) == NULL) {
+    if ((scripts = script_host_new(cfg.scripts_dir, &lim, &app, bind_open_sluice, err, sizeof err)) == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
     }
@@ -443,7 +452,7 @@ static int cmd_serve(int argc, char **argv) {
         .ui_dir = cfg.ui_dir, .handler = script_handle, .handler_ud = scripts,
         .observe = metrics_observe_request, .observe_ud = app.metrics,
     };
-    telemetry_refresh(app.telemetry, &app);     /* depth known from the first request */
+    telemetry_refresh(app.telemetry, app.pol);     /* depth known from the first request */
     health_release(health_rebuild(&app));       /* a model published before the first tick */
     if ((http = http_start(&hopt, err, sizeof err)) == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);

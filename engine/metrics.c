@@ -1,7 +1,6 @@
 /* metrics.c — counters, the duration histogram, and the text format of them
  * and of the queue-health model. */
 #include "metrics.h"
-#include "app.h"
 #include "health.h"
 
 #include <pthread.h>
@@ -273,11 +272,4 @@ char *metrics_render_model(metrics *m, const struct health_model *hm, int event_
     }
     *len = o.len;
     return o.buf;
-}
-
-char *metrics_render(metrics *m, struct app *app, size_t *len) {
-    struct health_model *hm = health_rebuild(app);
-    char *text = hm ? metrics_render_model(m, hm, app->events ? events_count(app->events) : 0, len) : NULL;
-    health_release(hm);
-    return text;
 }

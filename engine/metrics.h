@@ -9,7 +9,6 @@
 
 #include <stddef.h>
 
-struct app;
 struct health_model;
 typedef struct metrics metrics;
 
@@ -21,10 +20,6 @@ void metrics_observe_request(void *m, const char *route, int status, double seco
 
 /* Count one scaling change attempt; outcome "applied" | "rejected". */
 void metrics_count_change(metrics *m, const char *queue, const char *outcome);
-
-/* The whole exposition for a model built now (health_rebuild), malloc'd
- * (caller frees), or NULL when out of memory. */
-char *metrics_render(metrics *m, struct app *app, size_t *len);
 
 /* The whole exposition for the model hm (borrowed) and the number of live
  * event streams, malloc'd (caller frees), or NULL when out of memory. */

@@ -1,5 +1,5 @@
 /* sandbox.c — capped allocator, budget and library whitelist for every Lua
- * state sluiced creates. Uses lstrmatch.c for metered pattern matching and
+ * state sluiced creates. Uses sandbox_match.c for metered pattern matching and
  * sandbox_table.c for the metered table functions.
  *
  * Why the budget is "sticky": Lua 5.4 clears L->allowhook while a hook runs
@@ -13,7 +13,7 @@
  * every instruction and every sandbox C function raises again, so nothing
  * can catch the error and go on. */
 #include "sandbox.h"
-#include "lstrmatch.h"
+#include "sandbox_match.h"
 #include "sandbox_table.h"
 #include "util.h"
 
@@ -303,7 +303,7 @@ static void sandbox_open_libs(lua_State *L) {
     lua_pushglobaltable(L);                     /* _G */
     luaL_setfuncs(L, replaced, 0);
     lua_pop(L, 1);
-    lstrmatch_register(L);
+    sandbox_match_register(L);
     sandbox_table_register(L);
 
     /* os.clock only: CPU time is harmless and useful for scripts. */

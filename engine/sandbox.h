@@ -8,7 +8,7 @@
  * of holding a thread.
  *
  * The budget counts VM instructions (a count hook), and also the work C code
- * does for the script: bytes allocated, pattern-matching steps (lstrmatch.c)
+ * does for the script: bytes allocated, pattern-matching steps (sandbox_match.c)
  * and the elements table functions move (sandbox_lib.c), all through
  * sandbox_charge(). A CPU-time ceiling derived from the budget covers the few
  * operations that do neither (comparing long strings, for one). Once spent,

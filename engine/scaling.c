@@ -1,5 +1,9 @@
 /* scaling.c — judging and applying changes of desired concurrency. */
 #include "scaling.h"
+#include "metrics.h"
+#include "fleet.h"
+#include "config.h"
+#include "bus.h"
 #include "announce.h"
 #include "flags.h"
 #include "log.h"

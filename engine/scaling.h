@@ -28,6 +28,8 @@
 
 #include "apierr.h"
 #include "app.h"
+#include "store.h"
+#include "policy.h"
 
 #define SCALING_HISTORY_MAX 500
 

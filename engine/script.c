@@ -1,7 +1,7 @@
 /* script.c — per-thread Lua states, the route table, authentication and
  * scope checks, and the call into a route's handler. */
 #include "script.h"
-#include "bind.h"
+#include "health.h"
 #include "log.h"
 #include "luajson.h"
 
@@ -39,6 +39,7 @@ struct script_state {
 struct script_host {
     struct sandbox_limits limits;
     struct app *app;
+    script_open_fn open_api;     /* builds the `sluice` table (bind.c) */
     unsigned long id;
     pthread_mutex_t lock;
     struct script_state **states;
@@ -75,7 +76,7 @@ struct script_request *script_current(lua_State *L, const char *fname) {
 
 static int script_open_cf(lua_State *L) {
     luajson_init(L);
-    script_open_sluice(L);
+    script_state_of(L)->host->open_api(L);
     return 0;
 }
 
@@ -182,7 +183,7 @@ static int script_read_dir(script_host *host, const char *dir, char *err, size_t
 }
 
 script_host *script_host_new(const char *dir, const struct sandbox_limits *limits,
-                             struct app *app, char *err, size_t errlen) {
+                             struct app *app, script_open_fn open_api, char *err, size_t errlen) {
     script_host *host = calloc(1, sizeof *host);
     struct script_state *probe;
     if (host == NULL) {
@@ -191,6 +192,7 @@ script_host *script_host_new(const char *dir, const struct sandbox_limits *limit
     }
     host->limits = *limits;
     host->app = app;
+    host->open_api = open_api;
     host->id = atomic_fetch_add(&next_host_id, 1);
     pthread_mutex_init(&host->lock, NULL);
     if (script_read_dir(host, dir, err, errlen) != 0) goto fail;

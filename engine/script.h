@@ -47,10 +47,16 @@ struct script_request {
 
 typedef struct script_host script_host;
 
-/* Load dir once to check it (syntax, route table). Returns NULL with a
- * message in err when a script fails. The host keeps app borrowed. */
+/* The function that builds the whole `sluice` table in a new state and sets
+ * it as a global (bind.c's bind_open_sluice). Given by the caller, so that
+ * the host does not depend on the bindings that depend on it. */
+typedef void (*script_open_fn)(lua_State *L);
+
+/* Load dir once to check it (syntax, route table), with open_api building
+ * the Lua API of every state. Returns NULL with a message in err when a
+ * script fails. The host keeps app borrowed. */
 script_host *script_host_new(const char *dir, const struct sandbox_limits *limits,
-                             struct app *app, char *err, size_t errlen);
+                             struct app *app, script_open_fn open_api, char *err, size_t errlen);
 
 /* Close every thread's state. Call after the HTTP server stopped. */
 void script_host_free(script_host *host);
@@ -73,7 +79,5 @@ struct app *script_app(lua_State *L);
 void script_add_route(lua_State *L, const char *method, const char *pattern, const char *scope,
                       int fn_idx);
 
-/* Build the whole `sluice` table (bind.c) and set it as a global. */
-void script_open_sluice(lua_State *L);
 
 #endif

@@ -1,6 +1,6 @@
 /* telemetry.c — queue depth from Redis and its cache. */
 #include "telemetry.h"
-#include "app.h"
+#include "policy.h"
 #include "log.h"
 #include "protocol.h"
 
@@ -79,14 +79,11 @@ static void telemetry_drop(telemetry *t) {
     pthread_mutex_unlock(&t->lock);
 }
 
-void telemetry_refresh(telemetry *t, struct app *app) {
-    char (*names)[UTIL_NAME_MAX + 1] = malloc(POLICY_MAX_QUEUES * sizeof *names);
+void telemetry_refresh(telemetry *t, policy *pol) {
+    struct policy_gen *g = policy_acquire(pol);
     struct tel_depth *fresh = NULL;
     char key[PROTOCOL_KEY_MAX];
-    size_t nq;
-    if (names == NULL) return;
-    nq = policy_queue_names(app->pol, names, POLICY_MAX_QUEUES);
-    if (nq > POLICY_MAX_QUEUES) nq = POLICY_MAX_QUEUES;
+    size_t nq = policy_gen_count(g);
     if (t->c == NULL) {
         char err[256];
         enum rconn_failure why;
@@ -97,16 +94,16 @@ void telemetry_refresh(telemetry *t, struct app *app) {
     /* One pipeline for every queue: one round trip however many there are. */
     for (size_t i = 0; i < nq; i++) {
         struct policy_bounds b;
-        if (policy_bounds(app->pol, names[i], &b) != 0) continue;
-        util_copy(fresh[i].queue, sizeof fresh[i].queue, names[i]);
+        const char *name = policy_gen_queue(g, i, &b);
+        util_copy(fresh[i].queue, sizeof fresh[i].queue, name);
         fresh[i].bullmq = strcmp(b.layout, "bullmq") == 0;
         if (fresh[i].bullmq) {
             for (int k = 0; k < TEL_FIELDS; k++)
                 rconn_append(t->c, "%s %s", bullmq_keys[k].cmd,
-                             protocol_bullmq_key(key, b.bullmq_prefix, names[i], bullmq_keys[k].suffix));
+                             protocol_bullmq_key(key, b.bullmq_prefix, name, bullmq_keys[k].suffix));
         } else {
             for (int k = 0; k < 3; k++)
-                rconn_append(t->c, "LLEN %s", protocol_queue_key(key, t->prefix, names[i], sluice_keys[k].list));
+                rconn_append(t->c, "LLEN %s", protocol_queue_key(key, t->prefix, name, sluice_keys[k].list));
         }
     }
     for (size_t i = 0; i < nq; i++) {
@@ -131,7 +128,7 @@ fail:
     telemetry_drop(t);
 done:
     free(fresh);
-    free(names);
+    policy_release(g);
 }
 
 /* Fill out from one cached row (lock held). */

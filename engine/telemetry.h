@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "policy.h"
 #include "rconn.h"
 
 #define TELEMETRY_STATES_MAX 8
@@ -42,7 +43,7 @@ telemetry *telemetry_new(const struct rconn_target *redis, const char *prefix, c
 void telemetry_free(telemetry *t);
 
 /* Read the depth of every declared queue (ticker thread only). */
-void telemetry_refresh(telemetry *t, struct app *app);
+void telemetry_refresh(telemetry *t, policy *pol);
 
 /* The cached depth of queue into *out. Returns 0, or -1 when unknown (not
  * read yet, Redis down, or not declared at the last refresh). */

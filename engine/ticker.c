@@ -1,5 +1,16 @@
 /* ticker.c — what runs on a timer, and how often. */
 #include "ticker.h"
+#include "announce.h"
+#include "config.h"
+#include "telemetry.h"
+#include "store.h"
+#include "policy.h"
+#include "leader.h"
+#include "health.h"
+#include "fleet.h"
+#include "events.h"
+#include "bus.h"
+#include "alerts.h"
 #include "log.h"
 #include "scaling.h"
 
@@ -23,8 +34,9 @@ void ticker_run(struct ticker *t, struct app *app, int64_t now_mono) {
     if (now_mono >= t->next_second) {
         fleet_sweep(app->fl, now_mono);
         if (leader_is(app->leader)) scaling_expire_due(app);   /* once, not per replica */
-        telemetry_refresh(app->telemetry, app);
-        health_tick(app, util_now_ms());     /* the model of this second, alerts judged on it */
+        telemetry_refresh(app->telemetry, app->pol);
+        /* The model of this second, and the alert rules judged on it. */
+        health_tick(app, util_now_ms(), announce_alert, app);
         t->next_second = now_mono + 1000;
     }
     /* A change was announced: its snapshot now, else one every 2 s. */

@@ -2,14 +2,24 @@
  * explicit clock, with real rules loaded from policy files in a temporary
  * directory and inputs given as the queue-health model renders them. */
 #include "unit.h"
-#include "app.h"
+#include "alerts.h"
 
 #include <stdlib.h>
 #include <unistd.h>
 
 static char dir[64];
 static char path[160];
-static struct app app;
+static policy *pol;
+static alerts *al;
+
+/* The transitions told to notify, as "alert:state@time" lines. */
+static char told[1024];
+
+static void record(void *ud, const struct alerts_state *a, const char *state, int64_t now_ms) {
+    size_t n = strlen(told);
+    (void)ud;
+    snprintf(told + n, sizeof told - n, "%s:%s@%lld ", a->hit.alert, state, (long long)now_ms);
+}
 
 static const char *const policy_text =
     "defaults { default = 4, min = 1, max = 32 }\n"
@@ -29,14 +39,15 @@ static int setup(void) {
     if (f == NULL) return 0;
     fputs(policy_text, f);
     fclose(f);
-    /* No events, bus or leader: transitions are only logged. */
-    app = (struct app){.pol = policy_new(dir, &lim), .alerts = alerts_new()};
-    return app.pol && app.alerts && policy_reload(app.pol, 1) == 1;
+    told[0] = '\0';
+    pol = policy_new(dir, &lim);
+    al = alerts_new();
+    return pol && al && policy_reload(pol, 1) == 1;
 }
 
 static void teardown(void) {
-    alerts_free(app.alerts);
-    policy_free(app.pol);
+    alerts_free(al);
+    policy_free(pol);
     unlink(path);
     rmdir(dir);
 }
@@ -45,13 +56,13 @@ static void teardown(void) {
 static void tick(int64_t conc, int64_t waiting, int64_t now_ms) {
     struct policy_alert_worker w = {"w1", conc, 1, 0, conc == 4 ? "ok" : "mismatch"};
     struct policy_alert_queue q = {"alpha", 4, 1, waiting, 0, 0, 0, &w, 1};
-    alerts_tick(app.alerts, &app, &q, 1, now_ms);
+    alerts_tick(al, pol, &q, 1, now_ms, record, NULL);
 }
 
 /* The one current alert named name, copied into *out; 0 when absent. */
 static int current(const char *name, struct alerts_state *out) {
     struct alerts_state *all = NULL;
-    size_t n = alerts_current(app.alerts, &all);
+    size_t n = alerts_current(al, &all);
     int found = 0;
     for (size_t i = 0; i < n; i++)
         if (strcmp(all[i].hit.alert, name) == 0) *out = all[i], found++;
@@ -76,6 +87,7 @@ TEST(a_rule_is_pending_until_it_held_for_for_s_then_fires) {
     EXPECT_INT(a.firing, 1);
     EXPECT_INT(a.since_ms, 1000000);
     EXPECT_STR(a.hit.message, "w1 runs 7");    /* the message is the latest */
+    EXPECT_STR(told, "drift:firing@1030000 ");   /* told once, when it fired */
     teardown();
 }
 
@@ -91,6 +103,7 @@ TEST(a_rule_that_stops_holding_resolves_and_starts_over) {
     ASSERT(current("drift", &a) == 1);
     EXPECT_INT(a.firing, 0);
     EXPECT_INT(a.since_ms, 1042000);
+    EXPECT_STR(told, "drift:firing@1040000 drift:resolved@1041000 ");
     teardown();
 }
 
@@ -111,8 +124,8 @@ TEST(without_inputs_no_rule_holds_and_everything_resolves) {
     ASSERT(setup());
     tick(6, 500, 5000);
     EXPECT_INT(current("deep", &a), 1);
-    alerts_tick(app.alerts, &app, NULL, 0, 6000);   /* e.g. the store is down */
-    EXPECT_INT(alerts_current(app.alerts, &all), 0);
+    alerts_tick(al, pol, NULL, 0, 6000, record, NULL);   /* e.g. the store is down */
+    EXPECT_INT(alerts_current(al, &all), 0);
     EXPECT(all == NULL);
     teardown();
 }

@@ -3,6 +3,12 @@
  * reports and a real redis-server for depth; then its JSON and /metrics
  * renderers, its alert inputs and its publication. */
 #include "unit.h"
+#include "app.h"
+#include "config.h"
+#include "events.h"
+#include "metrics.h"
+#include "bus.h"
+#include "fleet.h"
 #include "health.h"
 #include "scaling.h"
 #include "auth.h"
@@ -211,7 +217,7 @@ TEST(depth_comes_from_the_telemetry_cache_in_each_layout) {
     COMMAND(c, "RPUSH bull:beta:wait 1 2");
     COMMAND(c, "RPUSH bull:beta:paused 3");
     COMMAND(c, "ZADD bull:beta:delayed 1 d1");
-    telemetry_refresh(app.telemetry, &app);
+    telemetry_refresh(app.telemetry, app.pol);
     EXPECT_INT(telemetry_redis_up(app.telemetry), 1);
     struct health_model *m = health_build(&app);
     ASSERT(m != NULL);
@@ -258,7 +264,7 @@ TEST(depth_comes_from_the_telemetry_cache_in_each_layout) {
 TEST(the_json_renderer_gives_the_snapshot_of_api_md) {
     ASSERT(setup());
     populate();
-    health_tick(&app, util_now_ms());          /* drift fires at once (for_s = 0) */
+    health_tick(&app, util_now_ms(), NULL, NULL);          /* drift fires at once (for_s = 0) */
     struct health_model *m = health_acquire(app.health);
     ASSERT(m != NULL);
     json_t *j = health_json(m);
@@ -300,7 +306,7 @@ TEST(the_metrics_renderer_reads_the_same_model) {
     size_t len = 0;
     ASSERT(setup());
     populate();
-    health_tick(&app, util_now_ms());
+    health_tick(&app, util_now_ms(), NULL, NULL);
     metrics *mx = metrics_new();
     struct health_model *m = health_acquire(app.health);
     ASSERT(m && mx);

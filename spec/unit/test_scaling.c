@@ -2,6 +2,10 @@
  * the checks of a change in lua.md's order, audit of refusals, history, the
  * writes flag, changes that change nothing, and the per-token write rate. */
 #include "unit.h"
+#include "app.h"
+#include "config.h"
+#include "fleet.h"
+#include "metrics.h"
 #include "auth.h"
 #include "flags.h"
 #include "ratelimit.h"

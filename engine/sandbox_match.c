@@ -1,4 +1,4 @@
-/* lstrmatch.c — string.find, string.match, string.gmatch and string.gsub of
+/* sandbox_match.c — string.find, string.match, string.gmatch and string.gsub of
  * Lua 5.4.4 (lstrlib.c, the PATTERN MATCHING section), metered.
  *
  * The matcher is lstrlib.c's, with its names kept so it can be compared with
@@ -27,7 +27,7 @@
  * CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT,
  * TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE
  * SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE. */
-#include "lstrmatch.h"
+#include "sandbox_match.h"
 #include "sandbox.h"
 
 #include <ctype.h>
@@ -650,7 +650,7 @@ static int str_gsub(lua_State *L) {
     return 2;
 }
 
-void lstrmatch_register(lua_State *L) {
+void sandbox_match_register(lua_State *L) {
     static const luaL_Reg funcs[] = {
         {"find", str_find},
         {"match", str_match},
