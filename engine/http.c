@@ -127,7 +127,8 @@ void http_response_clear(struct http_response *resp) {
 
 void http_respond_json(struct http_response *resp, int status, json_t *body) {
     free(resp->body);
-    resp->body = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    /* Any JSON value (lua-api.md): 42, true and null are bodies too. */
+    resp->body = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
     json_decref(body);
     if (resp->body == NULL) {
         /* Only when out of memory or the body held invalid data. */

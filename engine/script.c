@@ -1,6 +1,7 @@
 /* script.c — per-thread Lua states, the route table, authentication and
  * scope checks, and the call into a route's handler. */
 #include "script.h"
+#include "apierr.h"
 #include "health.h"
 #include "log.h"
 #include "luajson.h"
@@ -290,8 +291,6 @@ static int script_unsafe(const char *method) {
     return strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0 && strcmp(method, "OPTIONS") != 0;
 }
 
-/* Resolve credentials and apply the route's scope and CSRF rules. Returns 0
- * to go on, or -1 after filling resp with the refusal. */
 /* Whether a proxy in front says the client spoke HTTPS: the first value of
  * X-Forwarded-Proto (proxies append theirs), any case, spaces trimmed. */
 static int script_forwarded_https(const char *proto) {
@@ -301,6 +300,8 @@ static int script_forwarded_https(const char *proto) {
     return n == 5 && strncasecmp(proto, "https", 5) == 0;
 }
 
+/* Resolve credentials and apply the route's scope and CSRF rules. Returns 0
+ * to go on, or -1 after filling resp with the refusal. */
 static int script_authenticate(script_host *host, const struct script_route *route,
                                struct http_request *req, struct script_request *sr,
                                struct http_response *resp) {
@@ -332,15 +333,17 @@ static int script_authenticate(script_host *host, const struct script_route *rou
         rc = auth_verify_session(host->app->st, cookie, now, &sr->principal);
         sr->source = "ui";
     }
-    if (rc == STORE_BUSY) {             /* a read past statement_timeout */
-        http_add_header(resp, "Retry-After", "1");
-        http_respond_error(resp, req, 503, "store_busy",
-                           "the database is busy with another change; nothing was changed", NULL);
-        return -1;
-    }
     if (rc < 0) {
-        http_respond_error(resp, req, 503, "store_unavailable",
-                           "the database cannot be reached; nothing was changed", NULL);
+        /* A read that failed: busy (past statement_timeout) or not there. */
+        struct api_error err = {0};
+        char retry[24];
+        api_error_store(&err, rc == STORE_BUSY ? STORE_BUSY : STORE_UNAVAILABLE);
+        if (err.retry_after_s > 0) {
+            snprintf(retry, sizeof retry, "%lld", (long long)err.retry_after_s);
+            http_add_header(resp, "Retry-After", retry);
+        }
+        http_respond_error(resp, req, api_error_status(err.code), err.code, err.message, NULL);
+        api_error_clear(&err);
         return -1;
     }
     if (rc != AUTH_OK) {
