@@ -66,17 +66,7 @@ static int pg_configure(struct pg_store *s, struct pg_slot *p) {
 }
 
 struct pg_slot *pg_acquire(struct pg_store *s) {
-    int slot = -1;
-    pthread_mutex_lock(&s->lock);
-    for (;;) {
-        for (int i = 0; i < s->size && slot < 0; i++)
-            if (!s->in_use[i]) slot = i;
-        if (slot >= 0) break;
-        pthread_cond_wait(&s->freed, &s->lock);
-    }
-    s->in_use[slot] = 1;
-    pthread_mutex_unlock(&s->lock);
-    struct pg_slot *p = &s->slots[slot];
+    struct pg_slot *p = &s->slots[store_pool_acquire(&s->pool)];
     if (p->c == NULL) {
         pg_forget_session(p);
         p->c = pg_connect(s->url);
@@ -91,10 +81,7 @@ struct pg_slot *pg_acquire(struct pg_store *s) {
     if (p->c && PQstatus(p->c) != CONNECTION_OK) pg_forget_session(p);
     log_json(LOG_ERROR, "postgres unavailable",
              json_pack("{s:s}", "error", p->c ? PQerrorMessage(p->c) : "out of memory"));
-    pthread_mutex_lock(&s->lock);
-    s->in_use[slot] = 0;
-    pthread_cond_signal(&s->freed);
-    pthread_mutex_unlock(&s->lock);
+    store_pool_release(&s->pool, (int)(p - s->slots));
     return NULL;
 }
 
@@ -112,10 +99,7 @@ void pg_release(struct pg_store *s, struct pg_slot *p) {
             pg_forget_session(p);
         }
     }
-    pthread_mutex_lock(&s->lock);
-    s->in_use[p - s->slots] = 0;
-    pthread_cond_signal(&s->freed);
-    pthread_mutex_unlock(&s->lock);
+    store_pool_release(&s->pool, (int)(p - s->slots));
 }
 
 /* A store_rc for a SQLSTATE (NULL: no answer from the server). */
@@ -192,10 +176,8 @@ static void *pg_open(const char *url, const struct store_options *opt, char *err
         return NULL;
     }
     util_copy(s->url, sizeof s->url, url);
-    s->size = opt->pool_size < 1 ? 1 : opt->pool_size > PG_POOL_MAX ? PG_POOL_MAX : opt->pool_size;
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->freed, NULL);
-    for (int i = 0; i < PG_POOL_MAX; i++) s->slots[i].owner = s;
+    store_pool_init(&s->pool, opt->pool_size);
+    for (int i = 0; i < STORE_POOL_MAX; i++) s->slots[i].owner = s;
     s->slots[0].c = pg_connect(url);
     if (s->slots[0].c == NULL || PQstatus(s->slots[0].c) != CONNECTION_OK) {
         snprintf(err, errlen, "postgres: cannot connect: %s",
@@ -203,8 +185,7 @@ static void *pg_open(const char *url, const struct store_options *opt, char *err
         size_t n = strlen(err);
         while (n > 0 && (err[n - 1] == '\n' || err[n - 1] == ' ')) err[--n] = '\0';
         PQfinish(s->slots[0].c);
-        pthread_mutex_destroy(&s->lock);
-        pthread_cond_destroy(&s->freed);
+        store_pool_destroy(&s->pool);
         free(s);
         return NULL;
     }
@@ -214,19 +195,18 @@ static void *pg_open(const char *url, const struct store_options *opt, char *err
 /* New settings reach every connection at its next use. */
 static void pg_set_limits(void *h, const struct store_limits *lim) {
     struct pg_store *s = h;
-    pthread_mutex_lock(&s->lock);
+    pthread_mutex_lock(&s->pool.lock);
     s->lock_timeout_ms = lim->pg_lock_timeout_ms;
     s->statement_timeout_ms = lim->pg_statement_timeout_ms;
     s->idle_tx_timeout_ms = lim->pg_idle_tx_timeout_ms;
-    for (int i = 0; i < s->size; i++) s->slots[i].configured = 0;
-    pthread_mutex_unlock(&s->lock);
+    for (int i = 0; i < s->pool.size; i++) s->slots[i].configured = 0;
+    pthread_mutex_unlock(&s->pool.lock);
 }
 
 static void pg_close(void *h) {
     struct pg_store *s = h;
-    for (int i = 0; i < s->size; i++) PQfinish(s->slots[i].c);
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->freed);
+    for (int i = 0; i < s->pool.size; i++) PQfinish(s->slots[i].c);
+    store_pool_destroy(&s->pool);
     free(s);
 }
 
@@ -259,6 +239,19 @@ int pg_collect(struct pg_store *s, struct pg_slot *given, const char *sql, int n
         }
         PQclear(r);
     }
+    if (!given) pg_release(s, p);
+    return rc;
+}
+
+int pg_row(struct pg_store *s, struct pg_slot *given, const char *sql, const char *what, int n,
+           const char *const *params, void (*read)(PGresult *r, int row, void *elem), void *out) {
+    int rc;
+    struct pg_slot *p = given ? given : pg_acquire(s);
+    if (p == NULL) return STORE_UNAVAILABLE;
+    PGresult *r = pg_run(p, sql, n, params, what, &rc);
+    if (r && PQntuples(r) == 0) rc = STORE_NOT_FOUND;
+    else if (r) read(r, 0, out);
+    PQclear(r);
     if (!given) pg_release(s, p);
     return rc;
 }
@@ -349,25 +342,16 @@ static void pg_read_target(PGresult *r, int row, void *elem) {
     t->revert_to = pg_int(r, row, 7);
 }
 
-static int pg_get_target_on(struct pg_slot *p, const char *queue, struct store_target *out) {
-    int rc;
+/* On tx, or a pooled connection of s when tx is NULL. */
+static int pg_get_target_on(struct pg_store *s, struct pg_slot *tx, const char *queue,
+                            struct store_target *out) {
     const char *pv[1] = {queue};
-    PGresult *r = pg_run(p, "SELECT " PG_TARGET_COLS " FROM runtime_scaling_policies WHERE queue = $1",
-                         1, pv, "get_target", &rc);
-    if (r == NULL) return rc;
-    if (PQntuples(r) == 0) rc = STORE_NOT_FOUND;
-    else pg_read_target(r, 0, out);
-    PQclear(r);
-    return rc;
+    return pg_row(s, tx, "SELECT " PG_TARGET_COLS " FROM runtime_scaling_policies WHERE queue = $1",
+                  "get_target", 1, pv, pg_read_target, out);
 }
 
 static int pg_get_target(void *h, const char *queue, struct store_target *out) {
-    struct pg_store *s = h;
-    struct pg_slot *p = pg_acquire(s);
-    if (p == NULL) return STORE_UNAVAILABLE;
-    int rc = pg_get_target_on(p, queue, out);
-    pg_release(s, p);
-    return rc;
+    return pg_get_target_on(h, NULL, queue, out);
 }
 
 static int pg_list_targets(void *h, struct store_target **out, size_t *n) {
@@ -581,7 +565,7 @@ static void pg_end(void *tx, int rc) {
 }
 
 static int pg_tx_get_target(void *tx, const char *queue, struct store_target *out) {
-    return pg_get_target_on(tx, queue, out);
+    return pg_get_target_on(NULL, tx, queue, out);
 }
 
 static int pg_tx_stats(void *tx, const char *queue, int64_t now_ms, struct store_stats *out) {

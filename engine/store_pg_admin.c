@@ -114,47 +114,38 @@ static int pg_simple(struct pg_store *s, const char *sql, int n, const char *con
     return rc;
 }
 
-int pg_identity(void *h, char out[STORE_IDENTITY_MAX + 1]) {
-    struct pg_store *s = h;
-    int rc;
-    struct pg_slot *p = pg_acquire(s);
-    if (p == NULL) return STORE_UNAVAILABLE;
-    PGresult *r = pg_run(p, "SELECT id FROM store_identity WHERE one = 1", 0, NULL, "identity", &rc);
-    if (r && PQntuples(r) == 0) rc = STORE_NOT_FOUND;
-    else if (r) util_copy(out, STORE_IDENTITY_MAX + 1, pg_text(r, 0, 0));
-    PQclear(r);
-    pg_release(s, p);
-    return rc;
+static void pg_read_identity(PGresult *r, int row, void *elem) {
+    util_copy(elem, STORE_IDENTITY_MAX + 1, pg_text(r, row, 0));
 }
 
-static int pg_get_flag_on(struct pg_slot *p, const char *env, const char *name, struct store_flag *out) {
-    int rc;
+int pg_identity(void *h, char out[STORE_IDENTITY_MAX + 1]) {
+    return pg_row(h, NULL, "SELECT id FROM store_identity WHERE one = 1", "identity", 0, NULL,
+                  pg_read_identity, out);
+}
+
+static void pg_read_flag(PGresult *r, int row, void *elem) {
+    struct store_flag *f = elem;
+    util_copy(f->name, sizeof f->name, pg_text(r, row, 0));
+    f->enabled = (int)pg_int(r, row, 1);
+    util_copy(f->updated_by, sizeof f->updated_by, pg_text(r, row, 2));
+    f->updated_at_ms = pg_int(r, row, 3);
+    util_copy(f->reason, sizeof f->reason, pg_text(r, row, 4));
+}
+
+/* On tx, or a pooled connection of s when tx is NULL. */
+static int pg_get_flag_on(struct pg_store *s, struct pg_slot *tx, const char *env, const char *name,
+                          struct store_flag *out) {
     const char *pv[2] = {env, name};
-    PGresult *r = pg_run(p, "SELECT name, enabled, updated_by, updated_at, reason FROM feature_flags"
-                            " WHERE environment = $1 AND name = $2", 2, pv, "get_flag", &rc);
-    if (r && PQntuples(r) == 0) rc = STORE_NOT_FOUND;
-    else if (r) {
-        util_copy(out->name, sizeof out->name, pg_text(r, 0, 0));
-        out->enabled = (int)pg_int(r, 0, 1);
-        util_copy(out->updated_by, sizeof out->updated_by, pg_text(r, 0, 2));
-        out->updated_at_ms = pg_int(r, 0, 3);
-        util_copy(out->reason, sizeof out->reason, pg_text(r, 0, 4));
-    }
-    PQclear(r);
-    return rc;
+    return pg_row(s, tx, "SELECT name, enabled, updated_by, updated_at, reason FROM feature_flags"
+                         " WHERE environment = $1 AND name = $2", "get_flag", 2, pv, pg_read_flag, out);
 }
 
 int pg_get_flag(void *h, const char *env, const char *name, struct store_flag *out) {
-    struct pg_store *s = h;
-    struct pg_slot *p = pg_acquire(s);
-    if (p == NULL) return STORE_UNAVAILABLE;
-    int rc = pg_get_flag_on(p, env, name, out);
-    pg_release(s, p);
-    return rc;
+    return pg_get_flag_on(h, NULL, env, name, out);
 }
 
 int pg_tx_get_flag(void *tx, const char *env, const char *name, struct store_flag *out) {
-    return pg_get_flag_on(tx, env, name, out);
+    return pg_get_flag_on(NULL, tx, env, name, out);
 }
 
 int pg_tx_write_flag(void *tx, const char *env, const struct store_flag *f) {
@@ -191,15 +182,9 @@ static void pg_read_token(PGresult *r, int row, void *elem) {
 }
 
 int pg_get_token(void *h, const char *id, struct store_token *out) {
-    struct store_token *rows = NULL;
-    size_t n = 0;
     const char *pv[1] = {id};
-    int rc = pg_collect(h, NULL, "SELECT " PG_TOKEN_COLS " FROM api_tokens WHERE id = $1", 1, pv,
-                        sizeof *rows, pg_read_token, (void **)&rows, &n);
-    if (rc == STORE_OK && n == 0) rc = STORE_NOT_FOUND;
-    if (rc == STORE_OK) *out = rows[0];
-    free(rows);
-    return rc;
+    return pg_row(h, NULL, "SELECT " PG_TOKEN_COLS " FROM api_tokens WHERE id = $1", "get_token", 1, pv,
+                  pg_read_token, out);
 }
 
 int pg_list_tokens(void *h, struct store_token **out, size_t *n) {
@@ -274,15 +259,9 @@ static void pg_read_session(PGresult *r, int row, void *elem) {
 }
 
 int pg_get_session(void *h, const char *id_hash, struct store_session *out) {
-    struct store_session *rows = NULL;
-    size_t n = 0;
     const char *pv[1] = {id_hash};
-    int rc = pg_collect(h, NULL, "SELECT id_hash, token_id, csrf_token, created_at, expires_at FROM api_sessions"
-                                 " WHERE id_hash = $1", 1, pv, sizeof *rows, pg_read_session, (void **)&rows, &n);
-    if (rc == STORE_OK && n == 0) rc = STORE_NOT_FOUND;
-    if (rc == STORE_OK) *out = rows[0];
-    free(rows);
-    return rc;
+    return pg_row(h, NULL, "SELECT id_hash, token_id, csrf_token, created_at, expires_at FROM api_sessions"
+                           " WHERE id_hash = $1", "get_session", 1, pv, pg_read_session, out);
 }
 
 int pg_delete_session(void *h, const char *id_hash) {

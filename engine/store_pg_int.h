@@ -9,11 +9,10 @@
 #define SLUICE_STORE_PG_INT_H
 
 #include <libpq-fe.h>
-#include <pthread.h>
 
 #include "store_impl.h"
+#include "store_pool.h"
 
-#define PG_POOL_MAX 64
 #define PG_PREPARED_MAX 64
 #define PG_MIGRATION_LOCK 4711000
 
@@ -32,10 +31,8 @@ struct pg_store {
     char url[1024];
     int size;
     int lock_timeout_ms, statement_timeout_ms, idle_tx_timeout_ms;   /* 0: the server's */
-    struct pg_slot slots[PG_POOL_MAX];
-    int in_use[PG_POOL_MAX];
-    pthread_mutex_t lock;
-    pthread_cond_t freed;
+    struct store_pool pool;      /* its lock also guards the three timeouts */
+    struct pg_slot slots[STORE_POOL_MAX];
 };
 
 /* A parameter as text: the number v written into buf, which is returned. */
@@ -65,6 +62,11 @@ const char *pg_text(PGresult *r, int row, int col);
 int pg_collect(struct pg_store *s, struct pg_slot *given, const char *sql, int n,
                const char *const *params, size_t size,
                void (*read)(PGresult *r, int row, void *elem), void **out, size_t *count);
+
+/* Run a read on given (or a pooled connection when NULL) and hand its first
+ * row to read(), into out; STORE_NOT_FOUND when there is none. */
+int pg_row(struct pg_store *s, struct pg_slot *given, const char *sql, const char *what, int n,
+           const char *const *params, void (*read)(PGresult *r, int row, void *elem), void *out);
 
 /* Append an audit entry on p (inside the caller's transaction); its id is
  * written back into e->id. */

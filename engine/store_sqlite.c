@@ -8,7 +8,8 @@
  * busy_timeout, I/O errors and an unopenable file map to STORE_UNAVAILABLE;
  * a full volume maps to STORE_FULL, and service resumes by itself when space
  * returns. The write-ahead log is checkpointed early and truncated now and
- * then, so that it never takes the room the changes need.
+ * then, so that it never takes the room the changes need. Every statement is
+ * prepared once per connection and reset after each use (the sq_run family).
  * Flags, tokens and sessions live in store_sqlite_admin.c. */
 #include "store_sqlite_int.h"
 #include "log.h"
@@ -38,7 +39,7 @@
 
 /* ---- connections -------------------------------------------------------- */
 
-int sq_rc(int rc) {
+static int sq_rc(int rc) {
     switch (rc & 0xff) {
     case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW: return STORE_OK;
     case SQLITE_FULL: return STORE_FULL;
@@ -57,7 +58,9 @@ static int sq_map(sqlite3 *db, int rc) {
     return sq_rc(rc);
 }
 
-int sq_fail(sqlite3 *db, int rc, const char *what) {
+/* Log a failed statement and map its code (a full volume is not logged
+ * here: sq_write_done says so once). */
+static int sq_fail(sqlite3 *db, int rc, const char *what) {
     int mapped = sq_map(db, rc);
     if (mapped != STORE_FULL)
         log_json(LOG_ERROR, "sqlite error",
@@ -111,41 +114,31 @@ fail:
     return NULL;
 }
 
-/* Borrow a connection; blocks while all are in use. Connections are opened
- * lazily, so a database that went away fails here as STORE_UNAVAILABLE. */
-sqlite3 *sq_acquire(struct sq_store *s, int *slot_out) {
-    char err[256];
-    int slot = -1;
-    pthread_mutex_lock(&s->lock);
-    for (;;) {
-        for (int i = 0; i < s->size && slot < 0; i++)
-            if (!s->in_use[i]) slot = i;
-        if (slot >= 0) break;
-        pthread_cond_wait(&s->freed, &s->lock);
-    }
-    s->in_use[slot] = 1;
-    pthread_mutex_unlock(&s->lock);
-    if (s->conns[slot] == NULL) {
-        s->conns[slot] = sq_connect(s, err, sizeof err);
-        if (s->conns[slot] == NULL) {
-            log_json(LOG_ERROR, "sqlite connect failed", json_pack("{s:s}", "error", err));
-            pthread_mutex_lock(&s->lock);
-            s->in_use[slot] = 0;
-            pthread_cond_signal(&s->freed);
-            pthread_mutex_unlock(&s->lock);
-            return NULL;
-        }
-    }
-    *slot_out = slot;
-    return s->conns[slot];
+/* Close c's database, finalizing its kept statements first (sqlite3_close
+ * refuses a connection that still has some). */
+static void sq_disconnect(struct sq_conn *c) {
+    for (int k = 0; k < c->nstmt; k++) sqlite3_finalize(c->stmt[k]);
+    c->nstmt = 0;
+    sqlite3_close(c->db);
+    c->db = NULL;
 }
 
-void sq_release(struct sq_store *s, int slot) {
-    if (s->conns[slot]) sq_rollback(s->conns[slot]);
-    pthread_mutex_lock(&s->lock);
-    s->in_use[slot] = 0;
-    pthread_cond_signal(&s->freed);
-    pthread_mutex_unlock(&s->lock);
+/* Blocks while all connections are in use. Connections are opened lazily,
+ * so a database that went away fails here as STORE_UNAVAILABLE. */
+struct sq_conn *sq_acquire(struct sq_store *s) {
+    char err[256];
+    struct sq_conn *c = &s->conns[store_pool_acquire(&s->pool)];
+    if (c->db == NULL && (c->db = sq_connect(s, err, sizeof err)) == NULL) {
+        log_json(LOG_ERROR, "sqlite connect failed", json_pack("{s:s}", "error", err));
+        store_pool_release(&s->pool, c->slot);
+        return NULL;
+    }
+    return c;
+}
+
+void sq_release(struct sq_conn *c) {
+    if (c->db) sq_rollback(c->db);
+    store_pool_release(&c->owner->pool, c->slot);
 }
 
 /* Copy the whole log into the database and cut it to nothing, if no reader
@@ -158,7 +151,8 @@ static void sq_truncate_wal(struct sq_store *s, sqlite3 *db) {
         log_json(LOG_DEBUG, "wal truncation skipped", json_pack("{s:s}", "error", sqlite3_errstr(rc)));
 }
 
-int sq_write_done(struct sq_store *s, sqlite3 *db, int slot, int rc) {
+int sq_write_done(struct sq_conn *c, int rc) {
+    struct sq_store *s = c->owner;
     if (rc == STORE_FULL && !atomic_exchange(&s->full, 1))
         log_json(LOG_WARN, "database volume full: changes are refused (507 store_full) until "
                            "there is space again", json_pack("{s:s}", "path", s->path));
@@ -167,9 +161,9 @@ int sq_write_done(struct sq_store *s, sqlite3 *db, int slot, int rc) {
             log_json(LOG_INFO, "database volume has space again: changes are accepted",
                      json_pack("{s:s}", "path", s->path));
         if (atomic_fetch_add(&s->writes, 1) % SQ_TRUNCATE_EVERY == SQ_TRUNCATE_EVERY - 1)
-            sq_truncate_wal(s, db);
+            sq_truncate_wal(s, c->db);
     }
-    sq_release(s, slot);
+    sq_release(c);
     return rc;
 }
 
@@ -214,16 +208,14 @@ static void *sq_open(const char *url, const struct store_options *opt, char *err
         return NULL;
     }
     s->busy_timeout_ms = opt->busy_timeout_ms;
-    s->size = opt->pool_size < 1 ? 1 : opt->pool_size > SQ_POOL_MAX ? SQ_POOL_MAX : opt->pool_size;
+    for (int i = 0; i < STORE_POOL_MAX; i++) s->conns[i] = (struct sq_conn){.owner = s, .slot = i};
     sq_private_files(s->path);
     s->claim_fd = -1;
-    pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->freed, NULL);
+    store_pool_init(&s->pool, opt->pool_size);
     /* Open one connection now so a wrong path fails at start, loudly. */
-    s->conns[0] = sq_connect(s, err, errlen);
-    if (s->conns[0] == NULL) {
-        pthread_mutex_destroy(&s->lock);
-        pthread_cond_destroy(&s->freed);
+    s->conns[0].db = sq_connect(s, err, errlen);
+    if (s->conns[0].db == NULL) {
+        store_pool_destroy(&s->pool);
         free(s);
         return NULL;
     }
@@ -254,115 +246,220 @@ static int sq_claim(void *h, char *err, size_t errlen) {
 static void sq_close(void *h) {
     struct sq_store *s = h;
     if (s->claim_fd >= 0) close(s->claim_fd);
-    for (int i = 0; i < s->size; i++) sqlite3_close(s->conns[i]);
-    pthread_mutex_destroy(&s->lock);
-    pthread_cond_destroy(&s->freed);
+    for (int i = 0; i < s->pool.size; i++) sq_disconnect(&s->conns[i]);
+    store_pool_destroy(&s->pool);
     free(s);
 }
 
-/* ---- statement helpers --------------------------------------------------- */
+/* ---- statements ------------------------------------------------------------ */
 
 const char *sq_text(sqlite3_stmt *st, int col) {
     const unsigned char *t = sqlite3_column_text(st, col);
     return t ? (const char *)t : "";
 }
 
-void sq_bind_text(sqlite3_stmt *st, int idx, const char *v) {
-    if (v) sqlite3_bind_text(st, idx, v, -1, SQLITE_TRANSIENT);
-    else sqlite3_bind_null(st, idx);
+/* The statement of sql on c: prepared on first use and kept for the life
+ * of the connection; past SQ_STMT_MAX texts a fresh one that sq_finish
+ * finalizes. NULL on failure, with *rc set. */
+static sqlite3_stmt *sq_prepare(struct sq_conn *c, const char *sql, const char *what, int *rc) {
+    sqlite3_stmt *st = NULL;
+    for (int k = 0; k < c->nstmt; k++)
+        if (c->sql[k] == sql) return c->stmt[k];
+    int keep = c->nstmt < SQ_STMT_MAX;
+    int prc = sqlite3_prepare_v3(c->db, sql, -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, &st, NULL);
+    if (prc != SQLITE_OK) {
+        *rc = sq_fail(c->db, prc, what);
+        sqlite3_finalize(st);
+        return NULL;
+    }
+    if (keep) {
+        c->sql[c->nstmt] = sql;
+        c->stmt[c->nstmt++] = st;
+    }
+    return st;
 }
 
-void sq_bind_opt_int(sqlite3_stmt *st, int idx, int64_t v) {
-    if (v) sqlite3_bind_int64(st, idx, v);
-    else sqlite3_bind_null(st, idx);
-}
-
-/* Run a statement that returns no rows. Finalizes it. */
-int sq_step_done(sqlite3 *db, sqlite3_stmt *st, const char *what) {
-    int rc = sqlite3_step(st);
+/* Reset st (which ends the read snapshot a SELECT holds) and drop its
+ * parameters, ready for the next use; finalize it if it is not kept. */
+static void sq_finish(struct sq_conn *c, sqlite3_stmt *st) {
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    for (int k = 0; k < c->nstmt; k++)
+        if (c->stmt[k] == st) return;
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) return sq_fail(db, rc, what);
-    return STORE_OK;
+}
+
+/* Bind p[0..np) to ?1..?np. Texts are bound without a copy: sq_finish
+ * clears them before the caller's strings can go away. */
+static int sq_bind(sqlite3_stmt *st, const struct sq_param *p, int np) {
+    int rc = SQLITE_OK;
+    for (int i = 0; i < np && rc == SQLITE_OK; i++) {
+        int null = p[i].type == SQ_P_NULL || (p[i].type == SQ_P_TEXT && p[i].text == NULL) ||
+                   (p[i].type == SQ_P_OPT && p[i].i == 0);
+        if (null) rc = sqlite3_bind_null(st, i + 1);
+        else if (p[i].type == SQ_P_TEXT) rc = sqlite3_bind_text(st, i + 1, p[i].text, -1, SQLITE_STATIC);
+        else rc = sqlite3_bind_int64(st, i + 1, p[i].i);
+    }
+    return rc;
+}
+
+/* Hands a row to the caller's use of it: 1 for more rows, 0 for enough,
+ * -1 for a failure of its own (out of memory). */
+typedef int sq_each(sqlite3_stmt *st, void *ud);
+
+/* The one place a statement is stepped: on `on` or a connection of s
+ * borrowed for it (given back as a write when write is set), sql prepared
+ * or found, p bound, rows handed to each() (NULL: none expected), and the
+ * statement reset whatever happened. */
+static int sq_query(struct sq_store *s, struct sq_conn *on, int write, const char *sql,
+                    const char *what, const struct sq_param *p, int np, sq_each *each, void *ud) {
+    int rc = STORE_OK, step, more = 1;
+    sqlite3_stmt *st;
+    struct sq_conn *c = on ? on : sq_acquire(s);
+    if (c == NULL) return STORE_UNAVAILABLE;
+    if ((st = sq_prepare(c, sql, what, &rc)) == NULL) goto done;
+    if ((step = sq_bind(st, p, np)) == SQLITE_OK) {
+        while (more > 0 && (step = sqlite3_step(st)) == SQLITE_ROW) more = each ? each(st, ud) : 1;
+    }
+    if (more < 0) rc = STORE_FAILED;
+    else if (more > 0 && step != SQLITE_DONE) rc = sq_fail(c->db, step, what);
+    sq_finish(c, st);
+done:
+    if (on) return rc;
+    if (write) return sq_write_done(c, rc);
+    sq_release(c);
+    return rc;
+}
+
+int sq_run(struct sq_store *s, struct sq_conn *on, const char *sql, const char *what,
+           const struct sq_param *p, int np) {
+    return sq_query(s, on, 1, sql, what, p, np, NULL, NULL);
+}
+
+struct sq_one {
+    sq_reader *read;
+    void *out;
+    int found;
+};
+
+static int sq_take_one(sqlite3_stmt *st, void *ud) {
+    struct sq_one *one = ud;
+    one->read(st, one->out);
+    one->found = 1;
+    return 0;
+}
+
+int sq_row(struct sq_store *s, struct sq_conn *on, const char *sql, const char *what,
+           sq_reader *read, void *out, const struct sq_param *p, int np) {
+    struct sq_one one = {read, out, 0};
+    int rc = sq_query(s, on, 0, sql, what, p, np, sq_take_one, &one);
+    return rc == STORE_OK && !one.found ? STORE_NOT_FOUND : rc;
+}
+
+static void sq_read_int(sqlite3_stmt *st, void *elem) { *(int64_t *)elem = sqlite3_column_int64(st, 0); }
+
+int sq_int(struct sq_store *s, struct sq_conn *on, const char *sql, const char *what,
+           int64_t *out, const struct sq_param *p, int np) {
+    return sq_row(s, on, sql, what, sq_read_int, out, p, np);
+}
+
+struct sq_rows {
+    sq_reader *read;
+    size_t size, len, cap;
+    char *items;
+};
+
+static int sq_take_all(sqlite3_stmt *st, void *ud) {
+    struct sq_rows *r = ud;
+    if (r->len == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 8;
+        char *grown = realloc(r->items, ncap * r->size);
+        if (grown == NULL) return -1;
+        r->items = grown;
+        r->cap = ncap;
+    }
+    r->read(st, r->items + r->size * r->len++);
+    return 1;
+}
+
+int sq_collect(struct sq_store *s, struct sq_conn *on, const char *sql, const char *what,
+               size_t size, sq_reader *read, void **out, size_t *n,
+               const struct sq_param *p, int np) {
+    struct sq_rows rows = {read, size, 0, 0, NULL};
+    int rc = sq_query(s, on, 0, sql, what, p, np, sq_take_all, &rows);
+    if (rc != STORE_OK) {
+        free(rows.items);
+        rows.items = NULL;
+        rows.len = 0;
+    }
+    *out = rows.items;
+    *n = rows.len;
+    return rc;
 }
 
 /* ---- migrations ---------------------------------------------------------- */
 
-static int sq_migrate(void *h, int *applied) {
-    struct sq_store *s = h;
-    int slot, rc = STORE_OK, count = 0;
-    sqlite3_stmt *st = NULL;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-
-    rc = sq_exec(db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                     " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
-                     " applied_at INTEGER NOT NULL)");
-    if (rc != STORE_OK) goto done;
-    for (const struct migration *m = migrations; m->backend; m++) {
-        if (strcmp(m->backend, "sqlite") != 0) continue;
-        if ((rc = sq_exec(db, "BEGIN IMMEDIATE")) != STORE_OK) goto done;
-        SQ_PREPARE(db, "SELECT 1 FROM schema_migrations WHERE version = ?", st, "migrate");
-        sqlite3_bind_int(st, 1, m->version);
-        int have = sqlite3_step(st) == SQLITE_ROW;
-        sqlite3_finalize(st);
-        st = NULL;
-        if (have) {
-            sq_rollback(db);
-            continue;
-        }
-        if ((rc = sq_exec(db, m->sql)) != STORE_OK) {
-            log_msg(LOG_ERROR, "migration %s failed", m->name);
-            sq_rollback(db);
-            goto done;
-        }
-        SQ_PREPARE(db, "INSERT INTO schema_migrations (version, name, applied_at)"
-                       " VALUES (?, ?, ?)", st, "migrate");
-        sqlite3_bind_int(st, 1, m->version);
-        sq_bind_text(st, 2, m->name);
-        sqlite3_bind_int64(st, 3, util_now_ms());
-        rc = sq_step_done(db, st, "migrate");
-        st = NULL;
-        if (rc != STORE_OK || (rc = sq_exec(db, "COMMIT")) != STORE_OK) {
-            sq_rollback(db);
-            goto done;
-        }
+/* Apply m in a BEGIN IMMEDIATE of its own unless it is applied already;
+ * counts it in *count. Whatever fails is rolled back here. */
+static int sq_apply(struct sq_conn *c, const struct migration *m, int *count) {
+    int64_t have = 0;
+    int rc = sq_exec(c->db, "BEGIN IMMEDIATE");
+    if (rc == STORE_OK)
+        rc = sq_int(NULL, c, "SELECT COUNT(*) FROM schema_migrations WHERE version = ?", "migrate",
+                    &have, SQ_ARGS(SQ_INT(m->version)));
+    if (rc != STORE_OK || have) goto done;
+    if ((rc = sq_exec(c->db, m->sql)) != STORE_OK) {
+        log_msg(LOG_ERROR, "migration %s failed", m->name);
+        goto done;
+    }
+    rc = sq_run(NULL, c, "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                "migrate", SQ_ARGS(SQ_INT(m->version), SQ_TEXT(m->name), SQ_INT(util_now_ms())));
+    if (rc == STORE_OK && (rc = sq_exec(c->db, "COMMIT")) == STORE_OK) {
         log_json(LOG_INFO, "migration applied", json_pack("{s:s}", "name", m->name));
-        count++;
+        (*count)++;
     }
 done:
-    if (rc != STORE_OK && st) sqlite3_finalize(st);
+    sq_rollback(c->db);                       /* nothing when committed */
+    return rc;
+}
+
+static int sq_migrate(void *h, int *applied) {
+    int count = 0;
+    struct sq_conn *c = sq_acquire(h);
+    if (c == NULL) return STORE_UNAVAILABLE;
+    int rc = sq_exec(c->db, "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                            " version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+                            " applied_at INTEGER NOT NULL)");
+    for (const struct migration *m = migrations; rc == STORE_OK && m->backend; m++)
+        if (strcmp(m->backend, "sqlite") == 0) rc = sq_apply(c, m, &count);
     if (applied) *applied = count;
-    return sq_write_done(s, db, slot, rc);
+    return sq_write_done(c, rc);
 }
 
 static int sq_schema_current(void *h) {
-    struct sq_store *s = h;
-    int slot, latest = 0, have = -1;
-    sqlite3_stmt *st = NULL;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return -1;
+    int latest = 0;
+    int64_t tables = 0, have = 0;
+    struct sq_conn *c = sq_acquire(h);
+    if (c == NULL) return -1;
     for (const struct migration *m = migrations; m->backend; m++)
         if (strcmp(m->backend, "sqlite") == 0 && m->version > latest) latest = m->version;
-    if (sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", -1,
-                           &st, NULL) != SQLITE_OK) {
-        have = 0;    /* no schema_migrations table: nothing applied */
-        goto done;
-    }
-    if (sqlite3_step(st) == SQLITE_ROW) have = sqlite3_column_int(st, 0) >= latest;
-done:
-    sqlite3_finalize(st);
-    sq_release(s, slot);
-    return have;
+    /* No schema_migrations table: nothing applied. */
+    int rc = sq_int(NULL, c, "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'"
+                             " AND name = 'schema_migrations'", "schema", &tables, SQ_NO_ARGS);
+    if (rc == STORE_OK && tables)
+        rc = sq_int(NULL, c, "SELECT COALESCE(MAX(version), 0) FROM schema_migrations", "schema",
+                    &have, SQ_NO_ARGS);
+    sq_release(c);
+    return rc != STORE_OK ? -1 : have >= latest;
 }
 
 static int sq_ping(void *h) {
     struct sq_store *s = h;
-    int slot;
     if (atomic_load(&s->full) && !sq_has_room(s)) return STORE_FULL;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    int rc = sq_exec(db, "SELECT 1 FROM schema_migrations LIMIT 1");
-    sq_release(s, slot);
+    struct sq_conn *c = sq_acquire(s);
+    if (c == NULL) return STORE_UNAVAILABLE;
+    int rc = sq_exec(c->db, "SELECT 1 FROM schema_migrations LIMIT 1");
+    sq_release(c);
     return rc;
 }
 
@@ -371,7 +468,8 @@ static int sq_ping(void *h) {
 #define SQ_TARGET_COLS "queue, desired_concurrency, version, updated_by, updated_at, reason," \
                        " COALESCE(expires_at, 0), COALESCE(revert_to, 0)"
 
-static void sq_read_target(sqlite3_stmt *st, struct store_target *t) {
+static void sq_read_target(sqlite3_stmt *st, void *elem) {
+    struct store_target *t = elem;
     util_copy(t->queue, sizeof t->queue, sq_text(st, 0));
     t->desired = sqlite3_column_int64(st, 1);
     t->version = sqlite3_column_int64(st, 2);
@@ -382,85 +480,27 @@ static void sq_read_target(sqlite3_stmt *st, struct store_target *t) {
     t->revert_to = sqlite3_column_int64(st, 7);
 }
 
-static int sq_get_target_on(sqlite3 *db, const char *queue, struct store_target *out) {
-    sqlite3_stmt *st = NULL;
-    int rc;
-    SQ_PREPARE(db, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies WHERE queue = ?",
-               st, "get_target");
-    sq_bind_text(st, 1, queue);
-    int step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        sq_read_target(st, out);
-        rc = STORE_OK;
-    } else if (step == SQLITE_DONE) {
-        rc = STORE_NOT_FOUND;
-    } else {
-        rc = sq_fail(db, step, "get_target");
-    }
-done:
-    sqlite3_finalize(st);
-    return rc;
+/* On tx, or a pooled connection of s when tx is NULL. */
+static int sq_get_target_on(struct sq_store *s, struct sq_conn *tx, const char *queue,
+                            struct store_target *out) {
+    return sq_row(s, tx, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies WHERE queue = ?",
+                  "get_target", sq_read_target, out, SQ_ARGS(SQ_TEXT(queue)));
 }
 
 static int sq_get_target(void *h, const char *queue, struct store_target *out) {
-    struct sq_store *s = h;
-    int slot;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    int rc = sq_get_target_on(db, queue, out);
-    sq_release(s, slot);
-    return rc;
+    return sq_get_target_on(h, NULL, queue, out);
 }
-
-/* Run a query (with ?1 bound to arg when it has one) and collect every row
- * into a malloc'd array of elements of `size` bytes, filled by read(). Uses
- * db when given (inside a transaction), else a pooled connection. The caller
- * owns *out. */
-int sq_collect_on(struct sq_store *s, sqlite3 *given, const char *sql, int64_t arg,
-                         size_t size, void (*read)(sqlite3_stmt *st, void *elem), void **out,
-                         size_t *n) {
-    int slot = -1, rc = STORE_OK, step;
-    size_t cap = 0, len = 0;
-    char *items = NULL;
-    sqlite3_stmt *st = NULL;
-    sqlite3 *db = given ? given : sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, sql, st, "collect");
-    if (sqlite3_bind_parameter_count(st) > 0) sqlite3_bind_int64(st, 1, arg);
-    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            size_t ncap = cap ? cap * 2 : 8;
-            char *grown = realloc(items, ncap * size);
-            if (grown == NULL) { rc = STORE_FAILED; goto done; }
-            items = grown;
-            cap = ncap;
-        }
-        read(st, items + size * len++);
-    }
-    if (step != SQLITE_DONE) rc = sq_fail(db, step, "collect");
-done:
-    sqlite3_finalize(st);
-    if (!given) sq_release(s, slot);
-    if (rc != STORE_OK) {
-        free(items);
-        items = NULL;
-        len = 0;
-    }
-    *out = items;
-    *n = len;
-    return rc;
-}
-
-int sq_collect(struct sq_store *s, const char *sql, size_t size,
-                      void (*read)(sqlite3_stmt *st, void *elem), void **out, size_t *n) {
-    return sq_collect_on(s, NULL, sql, 0, size, read, out, n);
-}
-
-static void sq_read_target_elem(sqlite3_stmt *st, void *elem) { sq_read_target(st, elem); }
 
 static int sq_list_targets(void *h, struct store_target **out, size_t *n) {
-    return sq_collect(h, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies ORDER BY queue",
-                      sizeof **out, sq_read_target_elem, (void **)out, n);
+    return sq_collect(h, NULL, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies ORDER BY queue",
+                      "list_targets", sizeof **out, sq_read_target, (void **)out, n, SQ_NO_ARGS);
+}
+
+static int sq_list_expired(void *h, int64_t now_ms, struct store_target **out, size_t *n) {
+    return sq_collect(h, NULL, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies"
+                               " WHERE expires_at IS NOT NULL AND expires_at <= ?1 ORDER BY expires_at",
+                      "list_expired", sizeof **out, sq_read_target, (void **)out, n,
+                      SQ_ARGS(SQ_INT(now_ms)));
 }
 
 /* ---- outbox and the desired-state snapshot -------------------------------- */
@@ -475,24 +515,15 @@ static void sq_read_outbox(sqlite3_stmt *st, void *elem) {
 }
 
 static int sq_outbox_pending(void *h, int limit, struct store_outbox **out, size_t *n) {
-    return sq_collect_on(h, NULL, "SELECT id, queue, version, desired_concurrency, created_at"
-                                  " FROM scaling_outbox WHERE published_at IS NULL"
-                                  " ORDER BY id LIMIT ?1",
-                         limit, sizeof **out, sq_read_outbox, (void **)out, n);
+    return sq_collect(h, NULL, "SELECT id, queue, version, desired_concurrency, created_at"
+                               " FROM scaling_outbox WHERE published_at IS NULL ORDER BY id LIMIT ?1",
+                      "outbox_pending", sizeof **out, sq_read_outbox, (void **)out, n,
+                      SQ_ARGS(SQ_INT(limit)));
 }
 
 static int sq_outbox_mark_published(void *h, int64_t id, int64_t now_ms) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "UPDATE scaling_outbox SET published_at = ? WHERE id = ?", st, "mark_published");
-    sqlite3_bind_int64(st, 1, now_ms);
-    sqlite3_bind_int64(st, 2, id);
-    rc = sq_step_done(db, st, "mark_published");
-done:
-    return sq_write_done(s, db, slot, rc);
+    return sq_run(h, NULL, "UPDATE scaling_outbox SET published_at = ? WHERE id = ?", "mark_published",
+                  SQ_ARGS(SQ_INT(now_ms), SQ_INT(id)));
 }
 
 static void sq_read_name(sqlite3_stmt *st, void *elem) {
@@ -501,79 +532,55 @@ static void sq_read_name(sqlite3_stmt *st, void *elem) {
 
 static int sq_desired_snapshot(void *h, struct store_target **targets, size_t *nt,
                                char (**pending)[UTIL_NAME_MAX + 1], size_t *np) {
-    struct sq_store *s = h;
-    int slot, rc;
-    sqlite3 *db = sq_acquire(s, &slot);
+    int rc;
+    struct sq_conn *c = sq_acquire(h);
     *targets = NULL;
     *pending = NULL;
     *nt = *np = 0;
-    if (db == NULL) return STORE_UNAVAILABLE;
+    if (c == NULL) return STORE_UNAVAILABLE;
     /* A deferred transaction: both reads see the same WAL snapshot. */
-    if ((rc = sq_exec(db, "BEGIN")) != STORE_OK) goto done;
-    rc = sq_collect_on(s, db, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies"
-                              " WHERE queue NOT IN (SELECT queue FROM scaling_outbox"
-                              " WHERE published_at IS NULL) ORDER BY queue",
-                       0, sizeof **targets, sq_read_target_elem, (void **)targets, nt);
+    if ((rc = sq_exec(c->db, "BEGIN")) != STORE_OK) goto done;
+    rc = sq_collect(NULL, c, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies"
+                             " WHERE queue NOT IN (SELECT queue FROM scaling_outbox"
+                             " WHERE published_at IS NULL) ORDER BY queue",
+                    "snapshot", sizeof **targets, sq_read_target, (void **)targets, nt, SQ_NO_ARGS);
     if (rc == STORE_OK)
-        rc = sq_collect_on(s, db, "SELECT DISTINCT queue FROM scaling_outbox"
-                                  " WHERE published_at IS NULL",
-                           0, sizeof **pending, sq_read_name, (void **)pending, np);
-    sq_exec(db, "COMMIT");
+        rc = sq_collect(NULL, c, "SELECT DISTINCT queue FROM scaling_outbox WHERE published_at IS NULL",
+                        "snapshot", sizeof **pending, sq_read_name, (void **)pending, np, SQ_NO_ARGS);
+    sq_exec(c->db, "COMMIT");
     if (rc != STORE_OK) {
         free(*targets);
-        free(*pending);
         *targets = NULL;
-        *pending = NULL;
-        *nt = *np = 0;
+        *nt = 0;
     }
 done:
-    sq_release(s, slot);
+    sq_release(c);
     return rc;
-}
-
-static int sq_list_expired(void *h, int64_t now_ms, struct store_target **out, size_t *n) {
-    return sq_collect_on(h, NULL, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies"
-                                  " WHERE expires_at IS NOT NULL AND expires_at <= ?1"
-                                  " ORDER BY expires_at",
-                         now_ms, sizeof **out, sq_read_target_elem, (void **)out, n);
 }
 
 /* ---- audit ---------------------------------------------------------------- */
 
-int sq_insert_audit(sqlite3 *db, struct store_audit *e) {
-    sqlite3_stmt *st = NULL;
-    int rc;
-    SQ_PREPARE(db, "INSERT INTO scaling_audit (kind, subject, from_value, to_value, version,"
-                   " actor, source, reason, outcome, error_code, at, request_id)"
-                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", st, "append_audit");
-    sq_bind_text(st, 1, e->kind);
-    sq_bind_text(st, 2, e->subject);
-    sqlite3_bind_int64(st, 3, e->from);
-    sqlite3_bind_int64(st, 4, e->to);
-    sqlite3_bind_int64(st, 5, e->version);
-    sq_bind_text(st, 6, e->actor);
-    sq_bind_text(st, 7, e->source);
-    sq_bind_text(st, 8, e->reason);
-    sq_bind_text(st, 9, e->outcome);
-    sq_bind_text(st, 10, e->error_code[0] ? e->error_code : NULL);
-    sqlite3_bind_int64(st, 11, e->at_ms);
-    sq_bind_text(st, 12, e->request_id);
-    rc = sq_step_done(db, st, "append_audit");
-    st = NULL;
-    if (rc == STORE_OK) e->id = sqlite3_last_insert_rowid(db);
-done:
+int sq_insert_audit(struct sq_conn *c, struct store_audit *e) {
+    int rc = sq_run(NULL, c, "INSERT INTO scaling_audit (kind, subject, from_value, to_value, version,"
+                             " actor, source, reason, outcome, error_code, at, request_id)"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", "append_audit",
+                    SQ_ARGS(SQ_TEXT(e->kind), SQ_TEXT(e->subject), SQ_INT(e->from), SQ_INT(e->to),
+                            SQ_INT(e->version), SQ_TEXT(e->actor), SQ_TEXT(e->source),
+                            SQ_TEXT(e->reason), SQ_TEXT(e->outcome),
+                            SQ_TEXT(e->error_code[0] ? e->error_code : NULL), SQ_INT(e->at_ms),
+                            SQ_TEXT(e->request_id)));
+    if (rc == STORE_OK) e->id = sqlite3_last_insert_rowid(c->db);
     return rc;
 }
 
 static int sq_append_audit(void *h, struct store_audit *e) {
-    struct sq_store *s = h;
-    int slot;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    return sq_write_done(s, db, slot, sq_insert_audit(db, e));
+    struct sq_conn *c = sq_acquire(h);
+    if (c == NULL) return STORE_UNAVAILABLE;
+    return sq_write_done(c, sq_insert_audit(c, e));
 }
 
-void sq_read_audit(sqlite3_stmt *st, struct store_audit *e) {
+void sq_read_audit(sqlite3_stmt *st, void *elem) {
+    struct store_audit *e = elem;
     e->id = sqlite3_column_int64(st, 0);
     util_copy(e->kind, sizeof e->kind, sq_text(st, 1));
     util_copy(e->subject, sizeof e->subject, sq_text(st, 2));
@@ -591,162 +598,89 @@ void sq_read_audit(sqlite3_stmt *st, struct store_audit *e) {
 
 static int sq_list_audit(void *h, const char *kind, const char *subject, int64_t before_id,
                          int limit, struct store_audit **out, size_t *n) {
-    struct sq_store *s = h;
-    int slot, rc = STORE_OK, step;
-    size_t len = 0;
-    struct store_audit *items = NULL;
-    sqlite3_stmt *st = NULL;
-    sqlite3 *db;
-
     *out = NULL;
     *n = 0;
-    if (limit < 1) return STORE_OK;
-    items = calloc((size_t)limit, sizeof *items);
-    if (items == NULL) return STORE_FAILED;
-    if ((db = sq_acquire(s, &slot)) == NULL) {
-        free(items);
-        return STORE_UNAVAILABLE;
-    }
-    SQ_PREPARE(db, "SELECT " SQ_AUDIT_COLS " FROM scaling_audit"
-                   " WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR subject = ?2)"
-                   " AND (?3 = 0 OR id < ?3) ORDER BY id DESC LIMIT ?4", st, "list_audit");
-    sq_bind_text(st, 1, kind);
-    sq_bind_text(st, 2, subject);
-    sqlite3_bind_int64(st, 3, before_id);
-    sqlite3_bind_int(st, 4, limit);
-    while (len < (size_t)limit && (step = sqlite3_step(st)) == SQLITE_ROW)
-        sq_read_audit(st, &items[len++]);
-    if (len < (size_t)limit && step != SQLITE_DONE) rc = sq_fail(db, step, "list_audit");
-done:
-    sqlite3_finalize(st);
-    sq_release(s, slot);
-    if (rc != STORE_OK) {
-        free(items);
-        return rc;
-    }
-    *out = items;
-    *n = len;
-    return STORE_OK;
-}
-
-/* ---- the judged change ------------------------------------------------------ */
-
-static int sq_stats(sqlite3 *db, const char *queue, int64_t now_ms, struct store_stats *out) {
-    sqlite3_stmt *st = NULL;
-    int rc = STORE_OK, step;
-    memset(out, 0, sizeof *out);
-    SQ_PREPARE(db, "SELECT COUNT(*), COALESCE(MIN(at), 0) FROM scaling_audit"
-                   " WHERE kind = 'scaling' AND subject = ? AND outcome = 'applied'"
-                   " AND from_value <> to_value AND at > ?", st, "stats");
-    sq_bind_text(st, 1, queue);
-    sqlite3_bind_int64(st, 2, now_ms - STORE_HOUR_MS);
-    if ((step = sqlite3_step(st)) != SQLITE_ROW) { rc = sq_fail(db, step, "stats"); goto done; }
-    out->applied_last_hour = sqlite3_column_int64(st, 0);
-    out->oldest_in_hour_ms = sqlite3_column_int64(st, 1);
-    sqlite3_finalize(st);
-    st = NULL;
-    SQ_PREPARE(db, "SELECT COALESCE(MAX(at), 0) FROM scaling_audit"
-                   " WHERE kind = 'scaling' AND subject = ? AND outcome = 'applied'"
-                   " AND from_value <> to_value", st, "stats");
-    sq_bind_text(st, 1, queue);
-    if ((step = sqlite3_step(st)) != SQLITE_ROW) { rc = sq_fail(db, step, "stats"); goto done; }
-    out->last_applied_ms = sqlite3_column_int64(st, 0);
-done:
-    sqlite3_finalize(st);
-    return rc;
-}
-
-static int sq_write_target(sqlite3 *db, const struct store_target *t) {
-    sqlite3_stmt *st = NULL;
-    int rc;
-    SQ_PREPARE(db, "INSERT INTO runtime_scaling_policies (queue, desired_concurrency, version,"
-                   " updated_by, updated_at, reason, expires_at, revert_to)"
-                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (queue) DO UPDATE SET"
-                   " desired_concurrency = excluded.desired_concurrency,"
-                   " version = excluded.version, updated_by = excluded.updated_by,"
-                   " updated_at = excluded.updated_at, reason = excluded.reason,"
-                   " expires_at = excluded.expires_at, revert_to = excluded.revert_to",
-               st, "write_target");
-    sq_bind_text(st, 1, t->queue);
-    sqlite3_bind_int64(st, 2, t->desired);
-    sqlite3_bind_int64(st, 3, t->version);
-    sq_bind_text(st, 4, t->updated_by);
-    sqlite3_bind_int64(st, 5, t->updated_at_ms);
-    sq_bind_text(st, 6, t->reason);
-    sq_bind_opt_int(st, 7, t->expires_at_ms);
-    if (t->expires_at_ms) sqlite3_bind_int64(st, 8, t->revert_to);
-    else sqlite3_bind_null(st, 8);
-    rc = sq_step_done(db, st, "write_target");
-done:
-    return rc;
-}
-
-static int sq_write_outbox(sqlite3 *db, const struct store_target *t) {
-    sqlite3_stmt *st = NULL;
-    int rc;
-    SQ_PREPARE(db, "INSERT INTO scaling_outbox (queue, version, desired_concurrency, created_at)"
-                   " VALUES (?, ?, ?, ?)", st, "write_outbox");
-    sq_bind_text(st, 1, t->queue);
-    sqlite3_bind_int64(st, 2, t->version);
-    sqlite3_bind_int64(st, 3, t->desired);
-    sqlite3_bind_int64(st, 4, t->updated_at_ms);
-    rc = sq_step_done(db, st, "write_outbox");
-done:
-    return rc;
+    if (limit < 1) return STORE_OK;           /* SQLite reads LIMIT -1 as no limit */
+    return sq_collect(h, NULL, "SELECT " SQ_AUDIT_COLS " FROM scaling_audit"
+                               " WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR subject = ?2)"
+                               " AND (?3 = 0 OR id < ?3) ORDER BY id DESC LIMIT ?4",
+                      "list_audit", sizeof **out, sq_read_audit, (void **)out, n,
+                      SQ_ARGS(SQ_TEXT(kind), SQ_TEXT(subject), SQ_INT(before_id), SQ_INT(limit)));
 }
 
 /* ---- transactions (store.c runs the judged writes over these) ----------------- */
 
 static void *sq_begin(void *h, int mode, const char *lock_key, int *rc) {
-    struct sq_store *s = h;
-    int slot;
     (void)lock_key;                  /* BEGIN IMMEDIATE locks the whole database */
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) {
+    struct sq_conn *c = sq_acquire(h);
+    if (c == NULL) {
         *rc = STORE_UNAVAILABLE;
         return NULL;
     }
     /* A deferred BEGIN reads one snapshot (WAL) and never blocks the writer. */
-    if ((*rc = sq_exec(db, mode == STORE_TX_WRITE ? "BEGIN IMMEDIATE" : "BEGIN")) != STORE_OK) {
-        sq_write_done(s, db, slot, *rc);
+    if ((*rc = sq_exec(c->db, mode == STORE_TX_WRITE ? "BEGIN IMMEDIATE" : "BEGIN")) != STORE_OK) {
+        sq_write_done(c, *rc);
         return NULL;
     }
-    struct sq_tx *tx = &s->txs[slot];
-    tx->s = s;
-    tx->db = db;
-    tx->slot = slot;
-    tx->write = mode == STORE_TX_WRITE;
-    return tx;
+    c->write = mode == STORE_TX_WRITE;
+    return c;
 }
 
-static int sq_commit(void *tx) { return sq_exec(((struct sq_tx *)tx)->db, "COMMIT"); }
+static int sq_commit(void *tx) { return sq_exec(((struct sq_conn *)tx)->db, "COMMIT"); }
 
 /* sq_release rolls back what is still open. */
 static void sq_end(void *tx, int rc) {
-    struct sq_tx *t = tx;
-    if (t->write) sq_write_done(t->s, t->db, t->slot, rc);
-    else sq_release(t->s, t->slot);
+    struct sq_conn *c = tx;
+    if (c->write) sq_write_done(c, rc);
+    else sq_release(c);
 }
 
 static int sq_tx_get_target(void *tx, const char *queue, struct store_target *out) {
-    return sq_get_target_on(((struct sq_tx *)tx)->db, queue, out);
+    return sq_get_target_on(NULL, tx, queue, out);
+}
+
+static void sq_read_hour(sqlite3_stmt *st, void *elem) {
+    struct store_stats *out = elem;
+    out->applied_last_hour = sqlite3_column_int64(st, 0);
+    out->oldest_in_hour_ms = sqlite3_column_int64(st, 1);
 }
 
 static int sq_tx_stats(void *tx, const char *queue, int64_t now_ms, struct store_stats *out) {
-    return sq_stats(((struct sq_tx *)tx)->db, queue, now_ms, out);
+    memset(out, 0, sizeof *out);
+    int rc = sq_row(NULL, tx, "SELECT COUNT(*), COALESCE(MIN(at), 0) FROM scaling_audit"
+                              " WHERE kind = 'scaling' AND subject = ? AND outcome = 'applied'"
+                              " AND from_value <> to_value AND at > ?", "stats", sq_read_hour, out,
+                    SQ_ARGS(SQ_TEXT(queue), SQ_INT(now_ms - STORE_HOUR_MS)));
+    if (rc == STORE_OK)
+        rc = sq_int(NULL, tx, "SELECT COALESCE(MAX(at), 0) FROM scaling_audit"
+                              " WHERE kind = 'scaling' AND subject = ? AND outcome = 'applied'"
+                              " AND from_value <> to_value", "stats", &out->last_applied_ms,
+                    SQ_ARGS(SQ_TEXT(queue)));
+    return rc;
 }
 
 static int sq_tx_write_target(void *tx, const struct store_target *t) {
-    return sq_write_target(((struct sq_tx *)tx)->db, t);
+    return sq_run(NULL, tx, "INSERT INTO runtime_scaling_policies (queue, desired_concurrency, version,"
+                            " updated_by, updated_at, reason, expires_at, revert_to)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (queue) DO UPDATE SET"
+                            " desired_concurrency = excluded.desired_concurrency,"
+                            " version = excluded.version, updated_by = excluded.updated_by,"
+                            " updated_at = excluded.updated_at, reason = excluded.reason,"
+                            " expires_at = excluded.expires_at, revert_to = excluded.revert_to",
+                  "write_target",
+                  SQ_ARGS(SQ_TEXT(t->queue), SQ_INT(t->desired), SQ_INT(t->version),
+                          SQ_TEXT(t->updated_by), SQ_INT(t->updated_at_ms), SQ_TEXT(t->reason),
+                          SQ_OPT(t->expires_at_ms), t->expires_at_ms ? SQ_INT(t->revert_to) : SQ_NULL));
 }
 
 static int sq_tx_write_outbox(void *tx, const struct store_target *t) {
-    return sq_write_outbox(((struct sq_tx *)tx)->db, t);
+    return sq_run(NULL, tx, "INSERT INTO scaling_outbox (queue, version, desired_concurrency, created_at)"
+                            " VALUES (?, ?, ?, ?)", "write_outbox",
+                  SQ_ARGS(SQ_TEXT(t->queue), SQ_INT(t->version), SQ_INT(t->desired),
+                          SQ_INT(t->updated_at_ms)));
 }
 
-static int sq_tx_insert_audit(void *tx, struct store_audit *e) {
-    return sq_insert_audit(((struct sq_tx *)tx)->db, e);
-}
+static int sq_tx_insert_audit(void *tx, struct store_audit *e) { return sq_insert_audit(tx, e); }
 
 const struct store_backend store_sqlite_backend = {
     .scheme = "sqlite:",

@@ -1,8 +1,8 @@
 /* store_sqlite_admin.c — the SQLite backend's administrative tables:
  * feature flags (audited in the flag's own transaction), API tokens,
  * browser sessions (capped per token, swept when expired), and the audit
- * log's export and explicit prune. Shares the pool and helpers of
- * store_sqlite.c through store_sqlite_int.h. */
+ * log's export and explicit prune. Shares the pool and statement helpers
+ * of store_sqlite.c through store_sqlite_int.h. */
 #include "store_sqlite_int.h"
 
 #include <stdlib.h>
@@ -10,111 +10,66 @@
 
 /* ---- identity --------------------------------------------------------------- */
 
+static void sq_read_identity(sqlite3_stmt *st, void *elem) {
+    util_copy(elem, STORE_IDENTITY_MAX + 1, sq_text(st, 0));
+}
+
 int sq_identity(void *h, char out[STORE_IDENTITY_MAX + 1]) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc, step;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "SELECT id FROM store_identity WHERE one = 1", st, "identity");
-    step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        util_copy(out, STORE_IDENTITY_MAX + 1, sq_text(st, 0));
-        rc = STORE_OK;
-    } else {
-        rc = step == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(db, step, "identity");
-    }
-done:
-    sqlite3_finalize(st);
-    sq_release(s, slot);
-    return rc;
+    return sq_row(h, NULL, "SELECT id FROM store_identity WHERE one = 1", "identity",
+                  sq_read_identity, out, SQ_NO_ARGS);
 }
 
 /* ---- flags ------------------------------------------------------------------ */
 
-/* The flag's row on db (a transaction's, or a pooled connection's). */
-static int sq_get_flag_on(sqlite3 *db, const char *env, const char *name, struct store_flag *out) {
-    sqlite3_stmt *st = NULL;
-    int rc, step;
-    SQ_PREPARE(db, "SELECT name, enabled, updated_by, updated_at, reason FROM feature_flags"
-                   " WHERE environment = ? AND name = ?", st, "get_flag");
-    sq_bind_text(st, 1, env);
-    sq_bind_text(st, 2, name);
-    step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        util_copy(out->name, sizeof out->name, sq_text(st, 0));
-        out->enabled = sqlite3_column_int(st, 1);
-        util_copy(out->updated_by, sizeof out->updated_by, sq_text(st, 2));
-        out->updated_at_ms = sqlite3_column_int64(st, 3);
-        util_copy(out->reason, sizeof out->reason, sq_text(st, 4));
-        rc = STORE_OK;
-    } else {
-        rc = step == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(db, step, "get_flag");
-    }
-done:
-    sqlite3_finalize(st);
-    return rc;
+static void sq_read_flag(sqlite3_stmt *st, void *elem) {
+    struct store_flag *f = elem;
+    util_copy(f->name, sizeof f->name, sq_text(st, 0));
+    f->enabled = sqlite3_column_int(st, 1);
+    util_copy(f->updated_by, sizeof f->updated_by, sq_text(st, 2));
+    f->updated_at_ms = sqlite3_column_int64(st, 3);
+    util_copy(f->reason, sizeof f->reason, sq_text(st, 4));
+}
+
+/* On tx, or a pooled connection of s when tx is NULL. */
+static int sq_get_flag_on(struct sq_store *s, struct sq_conn *tx, const char *env, const char *name,
+                          struct store_flag *out) {
+    return sq_row(s, tx, "SELECT name, enabled, updated_by, updated_at, reason FROM feature_flags"
+                         " WHERE environment = ? AND name = ?", "get_flag", sq_read_flag, out,
+                  SQ_ARGS(SQ_TEXT(env), SQ_TEXT(name)));
 }
 
 int sq_get_flag(void *h, const char *env, const char *name, struct store_flag *out) {
-    struct sq_store *s = h;
-    int slot;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    int rc = sq_get_flag_on(db, env, name, out);
-    sq_release(s, slot);
-    return rc;
+    return sq_get_flag_on(h, NULL, env, name, out);
 }
 
 int sq_tx_get_flag(void *tx, const char *env, const char *name, struct store_flag *out) {
-    return sq_get_flag_on(((struct sq_tx *)tx)->db, env, name, out);
+    return sq_get_flag_on(NULL, tx, env, name, out);
 }
 
 int sq_tx_write_flag(void *tx, const char *env, const struct store_flag *f) {
-    sqlite3 *db = ((struct sq_tx *)tx)->db;
-    sqlite3_stmt *st = NULL;
-    int rc;
-    SQ_PREPARE(db, "INSERT INTO feature_flags (environment, name, enabled, updated_by,"
-                   " updated_at, reason) VALUES (?, ?, ?, ?, ?, ?)"
-                   " ON CONFLICT (environment, name) DO UPDATE SET enabled = excluded.enabled,"
-                   " updated_by = excluded.updated_by, updated_at = excluded.updated_at,"
-                   " reason = excluded.reason", st, "set_flag");
-    sq_bind_text(st, 1, env);
-    sq_bind_text(st, 2, f->name);
-    sqlite3_bind_int(st, 3, f->enabled != 0);
-    sq_bind_text(st, 4, f->updated_by);
-    sqlite3_bind_int64(st, 5, f->updated_at_ms);
-    sq_bind_text(st, 6, f->reason);
-    rc = sq_step_done(db, st, "set_flag");
-done:
-    return rc;
+    return sq_run(NULL, tx, "INSERT INTO feature_flags (environment, name, enabled, updated_by,"
+                            " updated_at, reason) VALUES (?, ?, ?, ?, ?, ?)"
+                            " ON CONFLICT (environment, name) DO UPDATE SET enabled = excluded.enabled,"
+                            " updated_by = excluded.updated_by, updated_at = excluded.updated_at,"
+                            " reason = excluded.reason", "set_flag",
+                  SQ_ARGS(SQ_TEXT(env), SQ_TEXT(f->name), SQ_INT(f->enabled != 0),
+                          SQ_TEXT(f->updated_by), SQ_INT(f->updated_at_ms), SQ_TEXT(f->reason)));
 }
 
-/* ---- tokens and sessions ------------------------------------------------------ */
+/* ---- tokens ----------------------------------------------------------------- */
 
 int sq_put_token(void *h, const struct store_token *t) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "INSERT INTO api_tokens (id, name, secret_hash, scopes, created_at,"
-                   " expires_at) VALUES (?, ?, ?, ?, ?, ?)", st, "put_token");
-    sq_bind_text(st, 1, t->id);
-    sq_bind_text(st, 2, t->name);
-    sq_bind_text(st, 3, t->secret_hash);
-    sq_bind_text(st, 4, t->scopes);
-    sqlite3_bind_int64(st, 5, t->created_ms);
-    sq_bind_opt_int(st, 6, t->expires_ms);
-    rc = sq_step_done(db, st, "put_token");
-done:
-    return sq_write_done(s, db, slot, rc);
+    return sq_run(h, NULL, "INSERT INTO api_tokens (id, name, secret_hash, scopes, created_at,"
+                           " expires_at) VALUES (?, ?, ?, ?, ?, ?)", "put_token",
+                  SQ_ARGS(SQ_TEXT(t->id), SQ_TEXT(t->name), SQ_TEXT(t->secret_hash),
+                          SQ_TEXT(t->scopes), SQ_INT(t->created_ms), SQ_OPT(t->expires_ms)));
 }
 
 #define SQ_TOKEN_COLS "id, name, secret_hash, scopes, created_at, COALESCE(expires_at, 0)," \
                       " COALESCE(revoked_at, 0)"
 
-static void sq_read_token(sqlite3_stmt *st, struct store_token *t) {
+static void sq_read_token(sqlite3_stmt *st, void *elem) {
+    struct store_token *t = elem;
     util_copy(t->id, sizeof t->id, sq_text(st, 0));
     util_copy(t->name, sizeof t->name, sq_text(st, 1));
     util_copy(t->secret_hash, sizeof t->secret_hash, sq_text(st, 2));
@@ -125,260 +80,161 @@ static void sq_read_token(sqlite3_stmt *st, struct store_token *t) {
 }
 
 int sq_get_token(void *h, const char *id, struct store_token *out) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc, step;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "SELECT " SQ_TOKEN_COLS " FROM api_tokens WHERE id = ?", st, "get_token");
-    sq_bind_text(st, 1, id);
-    step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        sq_read_token(st, out);
-        rc = STORE_OK;
-    } else {
-        rc = step == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(db, step, "get_token");
-    }
-done:
-    sqlite3_finalize(st);
-    sq_release(s, slot);
-    return rc;
+    return sq_row(h, NULL, "SELECT " SQ_TOKEN_COLS " FROM api_tokens WHERE id = ?", "get_token",
+                  sq_read_token, out, SQ_ARGS(SQ_TEXT(id)));
 }
-
-static void sq_read_token_elem(sqlite3_stmt *st, void *elem) { sq_read_token(st, elem); }
 
 int sq_list_tokens(void *h, struct store_token **out, size_t *n) {
-    return sq_collect(h, "SELECT " SQ_TOKEN_COLS " FROM api_tokens ORDER BY created_at, id",
-                      sizeof **out, sq_read_token_elem, (void **)out, n);
+    return sq_collect(h, NULL, "SELECT " SQ_TOKEN_COLS " FROM api_tokens ORDER BY created_at, id",
+                      "list_tokens", sizeof **out, sq_read_token, (void **)out, n, SQ_NO_ARGS);
 }
 
+/* Revoking also ends the token's sessions. */
 int sq_revoke_token(void *h, const char *id, int64_t now_ms) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-               st, "revoke_token");
-    sqlite3_bind_int64(st, 1, now_ms);
-    sq_bind_text(st, 2, id);
-    rc = sq_step_done(db, st, "revoke_token");
-    if (rc == STORE_OK && sqlite3_changes(db) == 0) rc = STORE_NOT_FOUND;
-    if (rc == STORE_OK) {
-        st = NULL;
-        SQ_PREPARE(db, "DELETE FROM api_sessions WHERE token_id = ?", st, "revoke_token");
-        sq_bind_text(st, 1, id);
-        rc = sq_step_done(db, st, "revoke_token");
-    }
-done:
-    return sq_write_done(s, db, slot, rc);
+    struct sq_conn *c = sq_acquire(h);
+    if (c == NULL) return STORE_UNAVAILABLE;
+    int rc = sq_run(NULL, c, "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+                    "revoke_token", SQ_ARGS(SQ_INT(now_ms), SQ_TEXT(id)));
+    if (rc == STORE_OK && sqlite3_changes(c->db) == 0) rc = STORE_NOT_FOUND;
+    if (rc == STORE_OK)
+        rc = sq_run(NULL, c, "DELETE FROM api_sessions WHERE token_id = ?", "revoke_token",
+                    SQ_ARGS(SQ_TEXT(id)));
+    return sq_write_done(c, rc);
+}
+
+/* ---- sessions ----------------------------------------------------------------- */
+
+/* The statements of a login, inside the caller's BEGIN IMMEDIATE. */
+static int sq_put_session_on(struct sq_conn *c, const struct store_session *x, int max_per_token) {
+    /* Sweep expired sessions on the way in, so the table stays small. */
+    int rc = sq_run(NULL, c, "DELETE FROM api_sessions WHERE expires_at < ?", "put_session",
+                    SQ_ARGS(SQ_INT(x->created_ms)));
+    if (rc == STORE_OK)
+        rc = sq_run(NULL, c, "INSERT INTO api_sessions (id_hash, token_id, csrf_token, created_at,"
+                             " expires_at) VALUES (?, ?, ?, ?, ?)", "put_session",
+                    SQ_ARGS(SQ_TEXT(x->id_hash), SQ_TEXT(x->token_id), SQ_TEXT(x->csrf),
+                            SQ_INT(x->created_ms), SQ_INT(x->expires_ms)));
+    /* Rowids grow with each insert, so the new session is the newest
+     * whatever the clock says: the oldest of the token go first. */
+    if (rc == STORE_OK && max_per_token > 0)
+        rc = sq_run(NULL, c, "DELETE FROM api_sessions WHERE token_id = ?1 AND rowid NOT IN"
+                             " (SELECT rowid FROM api_sessions WHERE token_id = ?1"
+                             " ORDER BY rowid DESC LIMIT ?2)", "put_session",
+                    SQ_ARGS(SQ_TEXT(x->token_id), SQ_INT(max_per_token)));
+    return rc;
 }
 
 int sq_put_session(void *h, const struct store_session *x, int max_per_token) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc, in_tx = 0;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    if ((rc = sq_exec(db, "BEGIN IMMEDIATE")) != STORE_OK) goto done;
-    in_tx = 1;
-    /* Sweep expired sessions on the way in, so the table stays small. */
-    SQ_PREPARE(db, "DELETE FROM api_sessions WHERE expires_at < ?", st, "put_session");
-    sqlite3_bind_int64(st, 1, x->created_ms);
-    if ((rc = sq_step_done(db, st, "put_session")) != STORE_OK) goto done;
-    SQ_PREPARE(db, "INSERT INTO api_sessions (id_hash, token_id, csrf_token, created_at,"
-                   " expires_at) VALUES (?, ?, ?, ?, ?)", st, "put_session");
-    sq_bind_text(st, 1, x->id_hash);
-    sq_bind_text(st, 2, x->token_id);
-    sq_bind_text(st, 3, x->csrf);
-    sqlite3_bind_int64(st, 4, x->created_ms);
-    sqlite3_bind_int64(st, 5, x->expires_ms);
-    if ((rc = sq_step_done(db, st, "put_session")) != STORE_OK) goto done;
-    if (max_per_token > 0) {
-        /* Rowids grow with each insert, so the new session is the newest
-         * whatever the clock says: the oldest of the token go first. */
-        SQ_PREPARE(db, "DELETE FROM api_sessions WHERE token_id = ?1 AND rowid NOT IN"
-                       " (SELECT rowid FROM api_sessions WHERE token_id = ?1"
-                       " ORDER BY rowid DESC LIMIT ?2)", st, "put_session");
-        sq_bind_text(st, 1, x->token_id);
-        sqlite3_bind_int(st, 2, max_per_token);
-        if ((rc = sq_step_done(db, st, "put_session")) != STORE_OK) goto done;
-    }
-    if ((rc = sq_exec(db, "COMMIT")) == STORE_OK) in_tx = 0;
-done:
-    if (in_tx) sq_rollback(db);
-    return sq_write_done(s, db, slot, rc);
+    struct sq_conn *c = sq_acquire(h);
+    if (c == NULL) return STORE_UNAVAILABLE;
+    int rc = sq_exec(c->db, "BEGIN IMMEDIATE");
+    if (rc == STORE_OK) rc = sq_put_session_on(c, x, max_per_token);
+    if (rc == STORE_OK) rc = sq_exec(c->db, "COMMIT");
+    return sq_write_done(c, rc);              /* rolls back what did not commit */
 }
 
 int sq_sweep_sessions(void *h, int64_t now_ms, int64_t *deleted) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc;
-    sqlite3 *db = sq_acquire(s, &slot);
+    struct sq_conn *c = sq_acquire(h);
     *deleted = 0;
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "DELETE FROM api_sessions WHERE expires_at <= ?", st, "sweep_sessions");
-    sqlite3_bind_int64(st, 1, now_ms);
-    rc = sq_step_done(db, st, "sweep_sessions");
-    if (rc == STORE_OK) *deleted = sqlite3_changes(db);
-done:
-    return sq_write_done(s, db, slot, rc);
+    if (c == NULL) return STORE_UNAVAILABLE;
+    int rc = sq_run(NULL, c, "DELETE FROM api_sessions WHERE expires_at <= ?", "sweep_sessions",
+                    SQ_ARGS(SQ_INT(now_ms)));
+    if (rc == STORE_OK) *deleted = sqlite3_changes(c->db);
+    return sq_write_done(c, rc);
+}
+
+static void sq_read_session(sqlite3_stmt *st, void *elem) {
+    struct store_session *x = elem;
+    util_copy(x->id_hash, sizeof x->id_hash, sq_text(st, 0));
+    util_copy(x->token_id, sizeof x->token_id, sq_text(st, 1));
+    util_copy(x->csrf, sizeof x->csrf, sq_text(st, 2));
+    x->created_ms = sqlite3_column_int64(st, 3);
+    x->expires_ms = sqlite3_column_int64(st, 4);
 }
 
 int sq_get_session(void *h, const char *id_hash, struct store_session *out) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc, step;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "SELECT id_hash, token_id, csrf_token, created_at, expires_at"
-                   " FROM api_sessions WHERE id_hash = ?", st, "get_session");
-    sq_bind_text(st, 1, id_hash);
-    step = sqlite3_step(st);
-    if (step == SQLITE_ROW) {
-        util_copy(out->id_hash, sizeof out->id_hash, sq_text(st, 0));
-        util_copy(out->token_id, sizeof out->token_id, sq_text(st, 1));
-        util_copy(out->csrf, sizeof out->csrf, sq_text(st, 2));
-        out->created_ms = sqlite3_column_int64(st, 3);
-        out->expires_ms = sqlite3_column_int64(st, 4);
-        rc = STORE_OK;
-    } else {
-        rc = step == SQLITE_DONE ? STORE_NOT_FOUND : sq_fail(db, step, "get_session");
-    }
-done:
-    sqlite3_finalize(st);
-    sq_release(s, slot);
-    return rc;
+    return sq_row(h, NULL, "SELECT id_hash, token_id, csrf_token, created_at, expires_at"
+                           " FROM api_sessions WHERE id_hash = ?", "get_session",
+                  sq_read_session, out, SQ_ARGS(SQ_TEXT(id_hash)));
 }
 
 int sq_delete_session(void *h, const char *id_hash) {
-    struct sq_store *s = h;
-    sqlite3_stmt *st = NULL;
-    int slot, rc;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    SQ_PREPARE(db, "DELETE FROM api_sessions WHERE id_hash = ?", st, "delete_session");
-    sq_bind_text(st, 1, id_hash);
-    rc = sq_step_done(db, st, "delete_session");
-done:
-    return sq_write_done(s, db, slot, rc);
+    return sq_run(h, NULL, "DELETE FROM api_sessions WHERE id_hash = ?", "delete_session",
+                  SQ_ARGS(SQ_TEXT(id_hash)));
 }
 
 /* ---- the audit log's export and prune ----------------------------------------- */
 
 int sq_list_audit_oldest(void *h, int64_t after_id, int64_t before_id, int limit,
                          struct store_audit **out, size_t *n) {
-    struct sq_store *s = h;
-    int slot, rc = STORE_OK, step = SQLITE_DONE;
-    size_t len = 0;
-    struct store_audit *items = NULL;
-    sqlite3_stmt *st = NULL;
-    sqlite3 *db;
-
     *out = NULL;
     *n = 0;
-    if (limit < 1) return STORE_OK;
-    if ((items = calloc((size_t)limit, sizeof *items)) == NULL) return STORE_FAILED;
-    if ((db = sq_acquire(s, &slot)) == NULL) {
-        free(items);
-        return STORE_UNAVAILABLE;
-    }
-    SQ_PREPARE(db, "SELECT " SQ_AUDIT_COLS " FROM scaling_audit WHERE id > ?1"
-                   " AND (?2 = 0 OR id < ?2) ORDER BY id LIMIT ?3", st, "list_audit_oldest");
-    sqlite3_bind_int64(st, 1, after_id);
-    sqlite3_bind_int64(st, 2, before_id);
-    sqlite3_bind_int(st, 3, limit);
-    while (len < (size_t)limit && (step = sqlite3_step(st)) == SQLITE_ROW)
-        sq_read_audit(st, &items[len++]);
-    if (len < (size_t)limit && step != SQLITE_DONE) rc = sq_fail(db, step, "list_audit_oldest");
-done:
-    sqlite3_finalize(st);
-    sq_release(s, slot);
-    if (rc != STORE_OK) {
-        free(items);
-        return rc;
-    }
-    *out = items;
-    *n = len;
-    return STORE_OK;
+    if (limit < 1) return STORE_OK;           /* SQLite reads LIMIT -1 as no limit */
+    return sq_collect(h, NULL, "SELECT " SQ_AUDIT_COLS " FROM scaling_audit WHERE id > ?1"
+                               " AND (?2 = 0 OR id < ?2) ORDER BY id LIMIT ?3",
+                      "list_audit_oldest", sizeof **out, sq_read_audit, (void **)out, n,
+                      SQ_ARGS(SQ_INT(after_id), SQ_INT(before_id), SQ_INT(limit)));
 }
 
-#define SQ_BOUND_AT "SELECT COALESCE((SELECT MIN(id) FROM scaling_audit WHERE at >= ?1)," \
-                    " (SELECT COALESCE(MAX(id), 0) + 1 FROM scaling_audit))"
-
-/* One integer from a query with ?1 and ?2 bound (absent parameters stay NULL). */
-static int sq_one_int(sqlite3 *db, const char *sql, int64_t a, int64_t b, int64_t *out,
-                      const char *what) {
-    sqlite3_stmt *st = NULL;
-    int rc = STORE_OK, step;
-    SQ_PREPARE(db, sql, st, what);
-    if (sqlite3_bind_parameter_count(st) >= 1) sqlite3_bind_int64(st, 1, a);
-    if (sqlite3_bind_parameter_count(st) >= 2) sqlite3_bind_int64(st, 2, b);
-    if ((step = sqlite3_step(st)) != SQLITE_ROW) rc = sq_fail(db, step, what);
-    else *out = sqlite3_column_int64(st, 0);
-done:
-    sqlite3_finalize(st);
-    return rc;
+/* The first audit id at or after at_ms (one past the last when none is):
+ * on tx, or a pooled connection of s when tx is NULL. */
+static int sq_bound_at(struct sq_store *s, struct sq_conn *tx, int64_t at_ms, int64_t *before_id) {
+    return sq_int(s, tx, "SELECT COALESCE((SELECT MIN(id) FROM scaling_audit WHERE at >= ?1),"
+                         " (SELECT COALESCE(MAX(id), 0) + 1 FROM scaling_audit))", "audit_bound_at",
+                  before_id, SQ_ARGS(SQ_INT(at_ms)));
 }
 
 int sq_audit_bound_at(void *h, int64_t at_ms, int64_t *before_id) {
-    struct sq_store *s = h;
-    int slot;
-    sqlite3 *db = sq_acquire(s, &slot);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    int rc = sq_one_int(db, SQ_BOUND_AT, at_ms, 0, before_id, "audit_bound_at");
-    sq_release(s, slot);
-    return rc;
+    return sq_bound_at(h, NULL, at_ms, before_id);
 }
 
 /* The deletes of a prune, through the append-only guard: the trigger lets a
  * delete through only while audit_prune_permit holds a row that covers it,
  * and that row lives only inside this transaction. Entries of earlier
  * prunes are never deleted. */
-static int sq_prune_delete(sqlite3 *db, int64_t before_id, int64_t *deleted) {
-    sqlite3_stmt *st = NULL;
-    int rc;
-    SQ_PREPARE(db, "INSERT INTO audit_prune_permit (one, before_id) VALUES (1, ?)", st, "prune");
-    sqlite3_bind_int64(st, 1, before_id);
-    if ((rc = sq_step_done(db, st, "prune")) != STORE_OK) goto done;
-    SQ_PREPARE(db, "DELETE FROM scaling_audit WHERE id < ? AND kind <> 'audit'", st, "prune");
-    sqlite3_bind_int64(st, 1, before_id);
-    if ((rc = sq_step_done(db, st, "prune")) != STORE_OK) goto done;
-    *deleted = sqlite3_changes(db);
-    rc = sq_exec(db, "DELETE FROM audit_prune_permit");
-done:
+static int sq_prune_delete(struct sq_conn *c, int64_t before_id, int64_t *deleted) {
+    int rc = sq_run(NULL, c, "INSERT INTO audit_prune_permit (one, before_id) VALUES (1, ?)", "prune",
+                    SQ_ARGS(SQ_INT(before_id)));
+    if (rc == STORE_OK)
+        rc = sq_run(NULL, c, "DELETE FROM scaling_audit WHERE id < ? AND kind <> 'audit'", "prune",
+                    SQ_ARGS(SQ_INT(before_id)));
+    if (rc != STORE_OK) return rc;
+    *deleted = sqlite3_changes(c->db);
+    return sq_exec(c->db, "DELETE FROM audit_prune_permit");
+}
+
+/* What a prune would delete below out->before_id: how many entries, and the
+ * youngest of them. */
+static int sq_prune_survey(struct sq_conn *c, struct store_prune_result *out, int64_t *count) {
+    int rc = sq_int(NULL, c, "SELECT COUNT(*) FROM scaling_audit WHERE id < ?1 AND kind <> 'audit'",
+                    "prune", count, SQ_ARGS(SQ_INT(out->before_id)));
+    if (rc == STORE_OK)
+        rc = sq_int(NULL, c, "SELECT COALESCE(MAX(at), 0) FROM scaling_audit"
+                             " WHERE id < ?1 AND kind <> 'audit'",
+                    "prune", &out->youngest_ms, SQ_ARGS(SQ_INT(out->before_id)));
     return rc;
 }
 
 int sq_prune_audit(void *h, const struct store_prune *p, struct store_prune_result *out) {
-    struct sq_store *s = h;
-    int slot, rc, in_tx = 0;
     int64_t count = 0;
-    sqlite3 *db = sq_acquire(s, &slot);
+    struct sq_conn *c = sq_acquire(h);
+    int rc;
 
     memset(out, 0, sizeof *out);
-    if (db == NULL) return STORE_UNAVAILABLE;
-    if ((rc = sq_exec(db, "BEGIN IMMEDIATE")) != STORE_OK) goto done;
-    in_tx = 1;
+    if (c == NULL) return STORE_UNAVAILABLE;
+    if ((rc = sq_exec(c->db, "BEGIN IMMEDIATE")) != STORE_OK) goto done;
     out->before_id = p->before_id;
-    if (out->before_id == 0 &&
-        (rc = sq_one_int(db, SQ_BOUND_AT, p->before_at_ms, 0, &out->before_id, "prune")) != STORE_OK)
+    if (out->before_id == 0 && (rc = sq_bound_at(NULL, c, p->before_at_ms, &out->before_id)) != STORE_OK)
         goto done;
-    if ((rc = sq_one_int(db, "SELECT COUNT(*) FROM scaling_audit WHERE id < ?1 AND kind <> 'audit'",
-                         out->before_id, 0, &count, "prune")) != STORE_OK ||
-        (rc = sq_one_int(db, "SELECT COALESCE(MAX(at), 0) FROM scaling_audit"
-                             " WHERE id < ?1 AND kind <> 'audit'",
-                         out->before_id, 0, &out->youngest_ms, "prune")) != STORE_OK)
-        goto done;
+    if ((rc = sq_prune_survey(c, out, &count)) != STORE_OK) goto done;
     if (count > 0 && p->keep_after_ms > 0 && out->youngest_ms >= p->keep_after_ms) {
         out->refused = 1;
         goto done;                            /* rolled back below: nothing written */
     }
-    if ((rc = sq_prune_delete(db, out->before_id, &out->deleted)) != STORE_OK) goto done;
+    if ((rc = sq_prune_delete(c, out->before_id, &out->deleted)) != STORE_OK) goto done;
     store_prune_audit_entry(&out->entry, p, out->deleted, out->before_id);
-    if ((rc = sq_insert_audit(db, &out->entry)) != STORE_OK) goto done;
-    if ((rc = sq_exec(db, "COMMIT")) == STORE_OK) in_tx = 0;
+    if ((rc = sq_insert_audit(c, &out->entry)) != STORE_OK) goto done;
+    rc = sq_exec(c->db, "COMMIT");
 done:
-    if (in_tx) sq_rollback(db);
-    return sq_write_done(s, db, slot, rc);
+    return sq_write_done(c, rc);              /* rolls back what did not commit */
 }
