@@ -22,55 +22,71 @@ struct opt {
     size_t offset;         /* into struct config */
     size_t size;           /* buffer size for OPT_STR */
     long min, max;         /* bounds for numbers */
+    long def;              /* numbers: the default (config_defaults); 0: none here */
     const char *help;
 };
 
-#define STR(field) OPT_STR, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0, 0
-#define NUM(kind, field, lo, hi) kind, offsetof(struct config, field), 0, lo, hi
+#define STR(field) OPT_STR, offsetof(struct config, field), sizeof(((struct config *)0)->field), 0, 0, 0
+#define NUM(kind, field, lo, hi, def) kind, offsetof(struct config, field), 0, lo, hi, def
 
 static const struct opt options[] = {
-    {"--listen", "SLUICE_LISTEN", OPT_LISTEN, 0, 0, 0, 0, "ADDR:PORT to listen on (port 0 picks one)"},
+    {"--listen", "SLUICE_LISTEN", OPT_LISTEN, 0, 0, 0, 0, 0, "ADDR:PORT to listen on (port 0 picks one)"},
     {"--db", "SLUICE_DB", STR(db_url), "sqlite:PATH or postgres://..."},
     {"--redis", "SLUICE_REDIS", STR(redis_url), "redis[s]://[USER[:PASSWORD]@]HOST:PORT[/DB]"},
-    {"--redis-ca", "SLUICE_REDIS_CA", STR(redis_ca), "CA file to verify Redis over TLS (default: system store)"},
+    {"--redis-ca", "SLUICE_REDIS_CA", STR(redis_ca),
+     "CA file to verify Redis over TLS (default: system store)"},
     {"--redis-cert", "SLUICE_REDIS_CERT", STR(redis_cert), "client certificate for Redis (mutual TLS)"},
     {"--redis-key", "SLUICE_REDIS_KEY", STR(redis_key), "key of the client certificate"},
-    {"--take-over-prefix", "SLUICE_TAKE_OVER_PREFIX", OPT_FLAG, offsetof(struct config, take_over_prefix), 0, 0, 1,
+    {"--take-over-prefix", "SLUICE_TAKE_OVER_PREFIX", OPT_FLAG, offsetof(struct config, take_over_prefix), 0, 0, 1, 0,
      "claim the Redis prefix from another store"},
     {"--prefix", "SLUICE_PREFIX", STR(prefix), "Redis key/channel prefix"},
     {"--env", "SLUICE_ENV", STR(env), "environment name (flags are per environment)"},
     {"--policies", "SLUICE_POLICIES", STR(policies_dir), "policy directory"},
     {"--scripts", "SLUICE_SCRIPTS", STR(scripts_dir), "endpoint handler directory"},
     {"--ui", "SLUICE_UI", STR(ui_dir), "admin UI directory"},
-    {"--threads", "SLUICE_THREADS", NUM(OPT_INT, threads, 1, 256), "HTTP threads"},
-    {"--max-body", "SLUICE_MAX_BODY", NUM(OPT_LONG, max_body, 1024, 64L << 20), "request body cap, bytes"},
-    {"--max-connections", "SLUICE_MAX_CONNECTIONS", NUM(OPT_INT, conn_limit, 1, 100000), "open connections in all"},
-    {"--max-per-ip", "SLUICE_MAX_PER_IP", NUM(OPT_INT, per_ip_limit, 1, 100000), "open connections per client address"},
-    {"--conn-timeout", "SLUICE_CONN_TIMEOUT", NUM(OPT_INT, conn_timeout_s, 1, 3600), "idle connection timeout, seconds"},
-    {"--header-timeout", "SLUICE_HEADER_TIMEOUT", NUM(OPT_INT, header_timeout_s, 1, 600),
+    {"--threads", "SLUICE_THREADS", NUM(OPT_INT, threads, 1, 256, 0), "HTTP threads"},
+    {"--max-body", "SLUICE_MAX_BODY", NUM(OPT_LONG, max_body, 1024, 64L << 20, 65536),
+     "request body cap, bytes"},
+    {"--max-connections", "SLUICE_MAX_CONNECTIONS", NUM(OPT_INT, conn_limit, 1, 100000, 1024),
+     "open connections in all"},
+    {"--max-per-ip", "SLUICE_MAX_PER_IP", NUM(OPT_INT, per_ip_limit, 1, 100000, 256),
+     "open connections per client address"},
+    {"--conn-timeout", "SLUICE_CONN_TIMEOUT", NUM(OPT_INT, conn_timeout_s, 1, 3600, 30),
+     "idle connection timeout, seconds"},
+    {"--header-timeout", "SLUICE_HEADER_TIMEOUT", NUM(OPT_INT, header_timeout_s, 1, 600, 10),
      "a request head must be complete within this many seconds"},
-    {"--lua-mem", "SLUICE_LUA_MEM", NUM(OPT_LONG, lua_mem, 1L << 20, 1L << 30), "memory cap per Lua state, bytes"},
-    {"--lua-budget", "SLUICE_LUA_BUDGET", NUM(OPT_LONG, lua_budget, 10000, 1000000000L), "Lua instructions per call"},
-    {"--busy-timeout", "SLUICE_BUSY_TIMEOUT", NUM(OPT_INT, busy_timeout_ms, 0, 600000), "SQLite busy timeout, ms"},
-    {"--pg-lock-timeout-ms", "SLUICE_PG_LOCK_TIMEOUT_MS", NUM(OPT_INT, pg_lock_timeout_ms, 0, 3600000),
+    {"--lua-mem", "SLUICE_LUA_MEM", NUM(OPT_LONG, lua_mem, 1L << 20, 1L << 30, 32L << 20),
+     "memory cap per Lua state, bytes"},
+    {"--lua-budget", "SLUICE_LUA_BUDGET", NUM(OPT_LONG, lua_budget, 10000, 1000000000L, 5000000),
+     "Lua instructions per call"},
+    {"--busy-timeout", "SLUICE_BUSY_TIMEOUT", NUM(OPT_INT, busy_timeout_ms, 0, 600000, 5000),
+     "SQLite busy timeout, ms"},
+    /* A change waits this long for a lock another replica holds, then
+     * answers 503 store_busy; a replica frozen in a transaction loses its
+     * session (and its locks) after the idle timeout. */
+    {"--pg-lock-timeout-ms", "SLUICE_PG_LOCK_TIMEOUT_MS", NUM(OPT_INT, pg_lock_timeout_ms, 0, 3600000, 2000),
      "PostgreSQL lock_timeout, ms (0: the server's)"},
     {"--pg-statement-timeout-ms", "SLUICE_PG_STATEMENT_TIMEOUT_MS",
-     NUM(OPT_INT, pg_statement_timeout_ms, 0, 3600000), "PostgreSQL statement_timeout, ms (0: the server's)"},
-    {"--pg-idle-tx-timeout-ms", "SLUICE_PG_IDLE_TX_TIMEOUT_MS", NUM(OPT_INT, pg_idle_tx_timeout_ms, 0, 3600000),
+     NUM(OPT_INT, pg_statement_timeout_ms, 0, 3600000, 5000), "PostgreSQL statement_timeout, ms (0: the server's)"},
+    {"--pg-idle-tx-timeout-ms", "SLUICE_PG_IDLE_TX_TIMEOUT_MS", NUM(OPT_INT, pg_idle_tx_timeout_ms, 0, 3600000, 10000),
      "PostgreSQL idle_in_transaction_session_timeout, ms (0: the server's)"},
-    {"--reload-ms", "SLUICE_RELOAD_MS", NUM(OPT_INT, reload_ms, 50, 60000), "policy change check interval, ms"},
-    {"--max-streams", "SLUICE_MAX_STREAMS", NUM(OPT_INT, max_streams, 1, 10000), "live event streams at once"},
-    {"--max-streams-per-token", "SLUICE_MAX_STREAMS_PER_TOKEN", NUM(OPT_INT, max_streams_per_token, 1, 10000),
+    {"--reload-ms", "SLUICE_RELOAD_MS", NUM(OPT_INT, reload_ms, 50, 60000, 500),
+     "policy change check interval, ms"},
+    {"--max-streams", "SLUICE_MAX_STREAMS", NUM(OPT_INT, max_streams, 1, 10000, 64),
+     "live event streams at once"},
+    {"--max-streams-per-token", "SLUICE_MAX_STREAMS_PER_TOKEN", NUM(OPT_INT, max_streams_per_token, 1, 10000, 8),
      "live event streams one token may hold"},
-    {"--write-rate", "SLUICE_WRITE_RATE", NUM(OPT_INT, write_rate, 0, 60000),
+    /* One write a second per token, after a burst that covers any person or
+     * CI job: a token can add at most about 3600 audit entries an hour. */
+    {"--write-rate", "SLUICE_WRITE_RATE", NUM(OPT_INT, write_rate, 0, 60000, 60),
      "writes a minute per token, per replica (0: no limit)"},
-    {"--write-burst", "SLUICE_WRITE_BURST", NUM(OPT_INT, write_burst, 1, 60000),
+    {"--write-burst", "SLUICE_WRITE_BURST", NUM(OPT_INT, write_burst, 1, 60000, 60),
      "writes one token may make at once"},
-    {"--max-sessions-per-token", "SLUICE_MAX_SESSIONS_PER_TOKEN", NUM(OPT_INT, max_sessions_per_token, 1, 10000),
+    {"--max-sessions-per-token", "SLUICE_MAX_SESSIONS_PER_TOKEN", NUM(OPT_INT, max_sessions_per_token, 1, 10000, 20),
      "browser sessions per token (one more ends the oldest)"},
-    {"--session-sweep-s", "SLUICE_SESSION_SWEEP_S", NUM(OPT_INT, session_sweep_s, 1, 3600),
+    {"--session-sweep-s", "SLUICE_SESSION_SWEEP_S", NUM(OPT_INT, session_sweep_s, 1, 3600, 600),
      "expired sessions are deleted this often, seconds"},
-    {"--leader-lease-ms", "SLUICE_LEADER_LEASE_MS", NUM(OPT_INT, leader_lease_ms, 2000, 600000),
+    {"--leader-lease-ms", "SLUICE_LEADER_LEASE_MS", NUM(OPT_INT, leader_lease_ms, 2000, 600000, 4000),
      "PostgreSQL: leader lease, ms (a silent leader is replaced after it)"},
     {"--log-level", "SLUICE_LOG_LEVEL", STR(log_level), "debug|info|warn|error"},
 };
@@ -133,30 +149,12 @@ static void config_defaults(struct config *c) {
     config_find_dir(c->scripts_dir, sizeof c->scripts_dir, "share/sluice/scripts", "scripts");
     config_find_dir(c->ui_dir, sizeof c->ui_dir, "share/sluice/ui", "ui");
     c->threads = cores < 1 ? 1 : cores > 64 ? 64 : (int)cores;
-    c->max_body = 65536;
-    c->conn_limit = 1024;
-    c->per_ip_limit = 256;
-    c->conn_timeout_s = 30;
-    c->header_timeout_s = 10;
-    c->lua_mem = 32L << 20;
-    c->lua_budget = 5000000;
-    c->busy_timeout_ms = 5000;
-    /* A change waits this long for a lock another replica holds, then
-     * answers 503 store_busy; a replica frozen in a transaction loses its
-     * session (and its locks) after the idle timeout. */
-    c->pg_lock_timeout_ms = 2000;
-    c->pg_statement_timeout_ms = 5000;
-    c->pg_idle_tx_timeout_ms = 10000;
-    c->reload_ms = 500;
-    c->max_streams = 64;
-    c->max_streams_per_token = 8;
-    /* One write a second per token, after a burst that covers any person or
-     * CI job: a token can add at most about 3600 audit entries an hour. */
-    c->write_rate = 60;
-    c->write_burst = 60;
-    c->max_sessions_per_token = 20;
-    c->session_sweep_s = 600;
-    c->leader_lease_ms = 4000;
+    /* The numbers: each option's DEF() in the table above. */
+    for (size_t i = 0; i < N_OPTIONS; i++) {
+        const struct opt *o = &options[i];
+        if (o->kind == OPT_INT && o->def) *(int *)((char *)c + o->offset) = (int)o->def;
+        if (o->kind == OPT_LONG && o->def) *(long *)((char *)c + o->offset) = o->def;
+    }
     strcpy(c->log_level, "info");
 }
 
