@@ -4,6 +4,7 @@
  * scopes, source and request id come from the request being served, never
  * from the script's arguments. */
 #include "audit.h"
+#include "protocol.h"
 #include "bind.h"
 #include "luajson.h"
 #include "scaling.h"
@@ -176,7 +177,7 @@ static int scaling_l_await(lua_State *L) {
     const char *queue = luaL_checkstring(L, 1);
     lua_Integer version = luaL_checkinteger(L, 2);
     lua_Integer wait_ms = luaL_checkinteger(L, 3);
-    luaL_argcheck(L, util_valid_name(queue), 1, "not a queue name");
+    luaL_argcheck(L, protocol_valid_name(queue), 1, "not a queue name");
     luaL_argcheck(L, version >= 0, 2, "version must be >= 0");
     luaL_argcheck(L, wait_ms >= 0 && wait_ms <= DEFERRED_WAIT_MAX_MS, 3, "wait_ms must be 0..30000");
     deferred_plan_wait(&sr->answer, queue, version, wait_ms);

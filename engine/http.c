@@ -2,6 +2,7 @@
  * response building, deferred answers and streamed bodies (suspend and
  * resume), and the access log. The only file that calls libmicrohttpd. */
 #include "http.h"
+#include "protocol.h"
 #include "log.h"
 #include "util.h"
 
@@ -72,19 +73,6 @@ static int64_t http_now_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int http_valid_request_id(const char *s) {
-    size_t n = 0;
-    if (s == NULL) return 0;
-    for (; s[n]; n++) {
-        char c = s[n];
-        if (n >= HTTP_REQUEST_ID_MAX - 1) return 0;
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_' || c == '.' || c == ':'))
-            return 0;
-    }
-    return n > 0;
 }
 
 const char *http_header(const struct http_request *req, const char *name) {
@@ -477,7 +465,9 @@ static struct http_exchange *http_exchange_new(http_server *srv, struct MHD_Conn
         return NULL;
     }
     rid = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Request-Id");
-    if (http_valid_request_id(rid)) util_copy(req->request_id, sizeof req->request_id, rid);
+    /* A client's id is kept when it fits and uses the names' alphabet. */
+    if (protocol_valid_id(rid, HTTP_REQUEST_ID_MAX - 1))
+        util_copy(req->request_id, sizeof req->request_id, rid);
     else if (util_random_hex(req->request_id, 8) != 0) strcpy(req->request_id, "-");
     http_fill_remote(req, conn);
     return ex;

@@ -10,6 +10,7 @@
  * Start-up order: config → store (+ migrations) → policies → scripts →
  * HTTP. Shutdown runs it backwards, after SIGINT or SIGTERM. */
 #include "app.h"
+#include "protocol.h"
 #include "alerts.h"
 #include "telemetry.h"
 #include "leader.h"
@@ -152,7 +153,7 @@ static int cmd_token(int argc, char **argv) {
         const char *expires = take_opt(&argc, argv, "--expires-in");
         unsigned scopes;
         int64_t expires_s = 0;
-        if (name == NULL || !util_valid_name(name)) {
+        if (name == NULL || !protocol_valid_name(name)) {
             fprintf(stderr, "sluiced token create: --name NAME is required (1..64 of A-Z a-z 0-9 _ . : -)\n");
             return 2;
         }
@@ -296,9 +297,9 @@ static int cmd_audit_prune(int argc, char **argv) {
     }
     if (actor == NULL) {                      /* who ran it: the login name, when it is a name */
         const char *user = getenv("USER");
-        actor = user && util_valid_name(user) ? user : "sluiced";
+        actor = user && protocol_valid_name(user) ? user : "sluiced";
     }
-    if (!util_valid_name(actor)) {
+    if (!protocol_valid_name(actor)) {
         fprintf(stderr, "sluiced audit prune: --actor: a name is required (1..64 of A-Z a-z 0-9 _ . : -)\n");
         return 2;
     }

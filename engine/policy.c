@@ -1,6 +1,7 @@
 /* policy.c — the policy DSL (defaults, queue, alert, validate), directory
  * loading with content digests, hot reload and last-good fallback. */
 #include "policy_int.h"
+#include "protocol.h"
 #include "auth.h"
 #include "log.h"
 
@@ -160,7 +161,7 @@ static int policy_dsl_spec(lua_State *L) {
 
 static int policy_dsl_named(lua_State *L, const char *reg, const char *what) {
     const char *name = luaL_checkstring(L, 1);
-    if (!util_valid_name(name))
+    if (!protocol_valid_name(name))
         return luaL_error(L, "%s name '%s' is invalid (1..64 of A-Z a-z 0-9 _ . : -)", what, name);
     policy_record(L, reg, name, 0);             /* decl */
     lua_pushcclosure(L, policy_dsl_spec, 1);
@@ -267,7 +268,7 @@ static void policy_read_bounds(lua_State *L, int decl_idx, int spec_idx, const c
     lua_getfield(L, spec_idx, "bullmq_prefix");
     if (!lua_isnil(L, -1)) {
         const char *prefix = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
-        if (!util_valid_name(prefix) || strlen(prefix) >= sizeof p->b.bullmq_prefix)
+        if (!protocol_valid_name(prefix) || strlen(prefix) >= sizeof p->b.bullmq_prefix)
             policy_decl_error(L, decl_idx, "%s: bullmq_prefix must be 1..32 of A-Z a-z 0-9 _ . : -", what);
         util_copy(p->b.bullmq_prefix, sizeof p->b.bullmq_prefix, prefix);
     }

@@ -39,15 +39,18 @@ void ticker_run(struct ticker *t, struct app *app, int64_t now_mono) {
         health_tick(app, util_now_ms(), announce_alert, app);
         t->next_second = now_mono + 1000;
     }
-    /* A change was announced: its snapshot now, else one every 2 s. */
-    if (health_take_changed(app->health) || now_mono >= t->next_snapshot) {
-        if (events_count(app->events) > 0) {
-            json_t *snap = health_snapshot(app);
-            events_broadcast(app->events, "snapshot", snap);
-            json_decref(snap);
-        }
-        t->next_snapshot = now_mono + 2000;
+    /* A change was announced: a new model now, and its snapshot to live
+     * streams; without changes, a snapshot every 2 s. */
+    int changed = health_take_changed(app->health), due = now_mono >= t->next_snapshot;
+    int streams = events_count(app->events) > 0;
+    if (changed || (due && streams)) {
+        struct health_model *m = health_rebuild(app);
+        json_t *snap = m && streams ? health_json(m) : NULL;
+        if (snap) events_broadcast(app->events, "snapshot", snap);
+        json_decref(snap);
+        health_release(m);
     }
+    if (due) t->next_snapshot = now_mono + 2000;
     if (now_mono >= t->next_ping) {
         events_ping(app->events);
         t->next_ping = now_mono + 15000;

@@ -60,7 +60,6 @@ int util_random_hex(char *out, size_t len) {
     return 0;
 }
 
-int util_valid_name(const char *s) { return protocol_valid_name(s); }
 
 int util_parse_duration(const char *s, int64_t *out_s) {
     char *end;

@@ -34,10 +34,6 @@ int util_random_hex(char *out, size_t len);
 /* Lowercase hex of len bytes into out (2*len+1 bytes). */
 void util_hex(const unsigned char *in, size_t len, char *out);
 
-/* protocol_valid_name under its older name, for the callers not moved yet
- * (policy.c, bind_scaling.c, fleet.c, main.c, the fuzz targets); the rule
- * itself lives in protocol.c only. */
-int util_valid_name(const char *s);
 
 /* Parse a duration like "30d", "12h", "90m", "45s" or "120" (seconds) into
  * seconds. Returns 0, or -1 when the text is not a positive duration. */

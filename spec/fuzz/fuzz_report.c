@@ -96,7 +96,7 @@ static void fuzz_check_registry(fleet *fl, int64_t now, struct fuzz_totals *seen
     for (size_t i = 0; i < n; i++) {
         const struct fleet_worker *w = &ws[i];
         FUZZ_CHECK(memchr(w->id, '\0', sizeof w->id) != NULL && w->id[0] != '\0');
-        FUZZ_CHECK(util_valid_name(w->queue));
+        FUZZ_CHECK(protocol_valid_name(w->queue));
         FUZZ_CHECK(w->concurrency >= 0 && w->concurrency <= 1000000);
         FUZZ_CHECK(w->active >= 0 && w->active <= 1000000);
         FUZZ_CHECK(w->version >= 0 && w->completed >= 0 && w->failed >= 0);

@@ -11,7 +11,7 @@
  *   H  response headers a handler returns ("name\nvalue\n..." pairs,
  *      http_add_header), which must never split a response;
  *   N  the small parsers a request's fields reach: X-Request-Id
- *      (http_valid_request_id), names (util_valid_name), durations
+ *      (protocol_valid_id), names (protocol_valid_name), durations
  *      (util_parse_duration), UTF-8-safe truncation (util_copy_utf8) and
  *      scope lists (auth_parse_scopes).
  * The first byte of the input picks the part (one of "RPBSHN"; any other
@@ -24,6 +24,7 @@
  * its script.o and http.o are never pulled in: every symbol they define is
  * defined here already.) */
 #include "fuzz.h"
+#include "protocol.h"
 
 #include "../../engine/http.c"
 #include "../../engine/script.c"
@@ -218,10 +219,10 @@ static size_t fuzz_next_size(size_t size, size_t n) {
 static void fuzz_small_parsers(const char *s) {
     size_t n = strlen(s);
 
-    if (util_valid_name(s))
+    if (protocol_valid_name(s))
         FUZZ_CHECK(n >= 1 && n <= UTIL_NAME_MAX && s[0] != '.' && s[0] != '-' &&
                    fuzz_only(s, FUZZ_NAME_CHARS));
-    if (http_valid_request_id(s))
+    if (protocol_valid_id(s, HTTP_REQUEST_ID_MAX - 1))
         FUZZ_CHECK(n >= 1 && n < STORE_RID_MAX && fuzz_only(s, FUZZ_NAME_CHARS));
 
     int64_t secs = -1;

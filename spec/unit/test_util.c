@@ -1,6 +1,7 @@
 /* test_util.c — time formatting, names, durations, randomness, copies.
  * Redaction of connection strings: test_redact.c. */
 #include "unit.h"
+#include "protocol.h"
 #include "util.h"
 
 TEST(formats_rfc3339_utc_with_milliseconds) {
@@ -10,20 +11,20 @@ TEST(formats_rfc3339_utc_with_milliseconds) {
 }
 
 TEST(accepts_only_safe_names) {
-    EXPECT(util_valid_name("ingestion"));
-    EXPECT(util_valid_name("build.v2:eu-1_a"));
-    EXPECT(!util_valid_name(""));
-    EXPECT(!util_valid_name(".hidden"));
-    EXPECT(!util_valid_name("-flag"));
-    EXPECT(!util_valid_name("a/b"));
-    EXPECT(!util_valid_name("a b"));
-    EXPECT(!util_valid_name("x' OR 1=1"));
+    EXPECT(protocol_valid_name("ingestion"));
+    EXPECT(protocol_valid_name("build.v2:eu-1_a"));
+    EXPECT(!protocol_valid_name(""));
+    EXPECT(!protocol_valid_name(".hidden"));
+    EXPECT(!protocol_valid_name("-flag"));
+    EXPECT(!protocol_valid_name("a/b"));
+    EXPECT(!protocol_valid_name("a b"));
+    EXPECT(!protocol_valid_name("x' OR 1=1"));
     char long_name[80];
     memset(long_name, 'a', 65);
     long_name[65] = '\0';
-    EXPECT(!util_valid_name(long_name));
+    EXPECT(!protocol_valid_name(long_name));
     long_name[64] = '\0';
-    EXPECT(util_valid_name(long_name));
+    EXPECT(protocol_valid_name(long_name));
 }
 
 TEST(parses_durations) {
