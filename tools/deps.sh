@@ -3,6 +3,7 @@
 #   tools/deps.sh build   compiler, -dev packages, Node.js and npm
 #   tools/deps.sh run     build + redis-server (the demo behind `make run`)
 #   tools/deps.sh test    run + PostgreSQL, Chromium, and the tests' npm packages
+#   tools/deps.sh bench   run + wrk and libevent-dev (make bench: spec/bench/)
 #
 # As root: apt-get update (only when something is missing), then install.
 # Not root: one line naming the exact command, exit 1, so nothing happens
@@ -15,12 +16,16 @@ BUILD_PKGS="build-essential pkg-config libmicrohttpd-dev liblua5.4-dev libsqlite
 libjansson-dev libssl-dev libhiredis-dev libpq-dev libcurl4-openssl-dev ca-certificates"
 RUN_PKGS="redis-server curl"
 TEST_PKGS="postgresql sqlite3 chromium"
+# wrk drives the read benchmark; the fleet simulator runs hiredis's async
+# contexts on libevent (hiredis ships the adapter).
+BENCH_PKGS="wrk libevent-dev"
 
 case $tier in
 build) want="$BUILD_PKGS" ;;
 run)   want="$BUILD_PKGS $RUN_PKGS" ;;
 test)  want="$BUILD_PKGS $RUN_PKGS $TEST_PKGS" ;;
-*) echo "usage: tools/deps.sh build|run|test" >&2; exit 2 ;;
+bench) want="$BUILD_PKGS $RUN_PKGS $BENCH_PKGS" ;;
+*) echo "usage: tools/deps.sh build|run|test|bench" >&2; exit 2 ;;
 esac
 
 # One dpkg-query for all of them: packages it does not know are missing too.
