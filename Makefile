@@ -61,7 +61,7 @@ UI_VENDOR  := ui/vendor/uPlot.iife.min.js ui/vendor/uPlot.min.css
 SUB        := $(MAKE) --no-print-directory
 
 .PHONY: all run test unit api ui bench clean deps valgrind install fresh-check image image-check chaos fuzz \
-        build check-packages FORCE
+        build bench-build check-packages FORCE
 
 # ---- public targets ----------------------------------------------------------
 
@@ -92,10 +92,13 @@ valgrind:
 	@$(SUB) build
 	@BUILD=$(BUILD) VALGRIND=1 tools/test.sh unit
 
+# Every figure of issue 16 in one run, with a summary table and the command
+# that repeats each line (spec/bench/README.md). BENCH_STRICT=1 makes a missed
+# goal fail the run; otherwise only a harness error does.
 bench:
-	@tools/deps.sh test
-	@$(SUB) build
-	@SLUICE_BUILD=$(abspath $(BUILD)) node spec/bench/propagation.mjs
+	@tools/deps.sh bench
+	@$(SUB) build bench-build
+	@SLUICE_BUILD=$(abspath $(BUILD)) node spec/bench/bench.mjs $(ONLY)
 
 install:
 	@tools/deps.sh build
@@ -195,3 +198,26 @@ $(BUILD)/sluice-worker: $(BUILD)/obj/agent/worker.o $(BUILD)/libsluice.a
 $(BUILD)/unit/%: spec/unit/%.c spec/unit/unit.h $(ENGINE_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Ispec/unit $< $(ENGINE_OBJ) $(LDFLAGS) $(LDLIBS) -o $@
+
+# ---- benchmark programs (make bench) --------------------------------------------
+
+# bare: the yardstick libmicrohttpd server; fleet_sim: simulated workers on
+# hiredis + libevent; writes: PUT latency with open event streams. ingest
+# (report parsing and ingest in-process) is built when its source is there.
+BENCH_LIBS := $(shell pkg-config --libs hiredis jansson libevent libmicrohttpd 2>/dev/null)
+BENCH_BIN  := $(BUILD)/bench/bare $(BUILD)/bench/fleet_sim $(BUILD)/bench/writes \
+              $(if $(wildcard spec/bench/ingest.c),$(BUILD)/bench/ingest)
+
+bench-build: $(BENCH_BIN)
+
+$(BUILD)/bench/bare: spec/bench/bare.c $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $< $(LDFLAGS) $(BENCH_LIBS) -o $@
+
+$(BUILD)/bench/%: spec/bench/%.c spec/bench/bench.c spec/bench/bench.h $(BUILD)/obj/protocol.o $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ispec/bench $< spec/bench/bench.c $(BUILD)/obj/protocol.o $(LDFLAGS) $(BENCH_LIBS) -o $@
+
+$(BUILD)/bench/ingest: spec/bench/ingest.c $(ENGINE_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Ispec/bench $< $(ENGINE_OBJ) $(LDFLAGS) $(LDLIBS) -o $@
