@@ -3,7 +3,7 @@
 #   tools/deps.sh build   compiler, -dev packages, Node.js and npm
 #   tools/deps.sh run     build + redis-server (the demo behind `make run`)
 #   tools/deps.sh test    run + PostgreSQL, Chromium, and the tests' npm packages
-#   tools/deps.sh bench   run + wrk and libevent-dev (make bench: spec/bench/)
+#   tools/deps.sh bench   run + wrk, libevent-dev and the tests' npm packages (make bench)
 #
 # As root: apt-get update (only when something is missing), then install.
 # Not root: one line naming the exact command, exit 1, so nothing happens
@@ -48,7 +48,7 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing
 fi
 
-[ "$tier" = test ] || exit 0
+case $tier in test|bench) ;; *) exit 0 ;; esac
 
 # npm packages for the tests, each pinned by its lock file (the UI's chart
 # library is the build's business: see the Makefile). npm writes

@@ -71,7 +71,6 @@ struct sim {
     redisAsyncContext *reports;         /* floor: subscribed to <p>:reports */
     struct evhttp_connection *http;     /* engine: to sluiced */
     struct event *deadline, *sigterm;
-    enum { SIM_CONNECTING, SIM_READING, SIM_LISTENING, SIM_RUNNING } state;
     int subscribed, pending_reads, byes_pending, failed;
 
     /* one change at a time */
@@ -289,7 +288,6 @@ static void sim_on_desired(redisAsyncContext *ac, void *reply, void *arg) {
         sim_run(s);
         return;
     }
-    s->state = SIM_LISTENING;
     s->reports = sim_connect(s);
     if (s->reports) redisAsyncCommand(s->reports, sim_on_report, s, "SUBSCRIBE %s", s->chan_reports);
 }
@@ -297,14 +295,12 @@ static void sim_on_desired(redisAsyncContext *ac, void *reply, void *arg) {
 /* Every worker is subscribed: as the agent does after subscribing, read the
  * hash (once per queue, for all of its workers). */
 static void sim_read_desired(struct sim *s) {
-    s->state = SIM_READING;
     s->pending_reads = s->queues;
     for (int q = 0; q < s->queues; q++)
         redisAsyncCommand(s->ctl, sim_on_desired, s, "HGET %s %s", s->key_desired, s->w[q].queue);
 }
 
 static void sim_run(struct sim *s) {
-    s->state = SIM_RUNNING;
     srand((unsigned)getpid());
     for (int i = 0; i < s->workers; i++) {     /* heartbeats spread over one interval */
         long ms = rand() % s->heartbeat_ms;
