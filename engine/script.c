@@ -41,6 +41,7 @@ struct script_host {
     struct sandbox_limits limits;
     struct app *app;
     script_open_fn open_api;     /* builds the `sluice` table (bind.c) */
+    auth_cache *auth;            /* verified credentials, for every thread */
     unsigned long id;
     pthread_mutex_t lock;
     struct script_state **states;
@@ -67,6 +68,8 @@ static atomic_ulong next_host_id = 1;
 static struct script_state *script_state_of(lua_State *L) { return sandbox_host(L); }
 
 struct app *script_app(lua_State *L) { return script_state_of(L)->host->app; }
+
+auth_cache *script_auth_cache(lua_State *L) { return script_state_of(L)->host->auth; }
 
 struct script_request *script_current(lua_State *L, const char *fname) {
     struct script_state *st = script_state_of(L);
@@ -196,6 +199,10 @@ script_host *script_host_new(const char *dir, const struct sandbox_limits *limit
     host->open_api = open_api;
     host->id = atomic_fetch_add(&next_host_id, 1);
     pthread_mutex_init(&host->lock, NULL);
+    if ((host->auth = auth_cache_new()) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if (script_read_dir(host, dir, err, errlen) != 0) goto fail;
     /* Load once now so a broken script stops start-up instead of every request. */
     probe = script_state_new(host, err, errlen);
@@ -213,6 +220,7 @@ void script_host_free(script_host *host) {
     for (size_t i = 0; i < host->nstates; i++) script_state_free(host->states[i]);
     for (size_t i = 0; i < host->nfiles; i++) free(host->texts[i]);
     free(host->states);
+    auth_cache_free(host->auth);
     pthread_mutex_destroy(&host->lock);
     free(host);
 }
@@ -328,9 +336,9 @@ static int script_authenticate(script_host *host, const struct script_route *rou
     }
     if (authz) {
         if (strncmp(authz, "Bearer ", 7) == 0)
-            rc = auth_verify_token(host->app->st, authz + 7, now, &sr->principal);
+            rc = auth_cache_verify_token(host->auth, host->app->st, authz + 7, now, &sr->principal);
     } else if (cookie) {
-        rc = auth_verify_session(host->app->st, cookie, now, &sr->principal);
+        rc = auth_cache_verify_session(host->auth, host->app->st, cookie, now, &sr->principal);
         sr->source = "ui";
     }
     if (rc < 0) {

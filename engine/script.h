@@ -74,6 +74,10 @@ struct script_request *script_current(lua_State *L, const char *fname);
 /* For bindings: the app. */
 struct app *script_app(lua_State *L);
 
+/* For bindings: the host's cache of verified credentials (auth.h), which a
+ * revocation, logout or login must update before answering. */
+auth_cache *script_auth_cache(lua_State *L);
+
 /* For sluice.route: register a route in the state being loaded. Raises on
  * bad arguments or outside load time. */
 void script_add_route(lua_State *L, const char *method, const char *pattern, const char *scope,
