@@ -1,10 +1,13 @@
-/* auth.c — tokens, sessions and scopes over store.h, hashing with OpenSSL. */
+/* auth.c — tokens, sessions and scopes over store.h, hashing with OpenSSL,
+ * and the cache of verified credentials. */
 #include "auth.h"
 #include "log.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define AUTH_ID_BYTES 6
@@ -140,9 +143,10 @@ done:
     return rc;
 }
 
-/* Load and check the token row `id`; fills p on success. */
+/* Load and check the token row `id`; fills p on success, and *expires_ms
+ * with the token's expiry (0: never). */
 static int auth_check_row(store *st, const char *id, const char *secret_hash, int64_t now_ms,
-                          struct auth_principal *p) {
+                          struct auth_principal *p, int64_t *expires_ms) {
     struct store_token t;
     char err[128];
     int rc = store_get_token(st, id, &t);
@@ -155,11 +159,13 @@ static int auth_check_row(store *st, const char *id, const char *secret_hash, in
     util_copy(p->token_id, sizeof p->token_id, t.id);
     if (auth_parse_scopes(t.scopes, &p->scopes, err, sizeof err) != 0) return AUTH_DENIED;
     p->scopes = auth_expand(p->scopes);
+    *expires_ms = t.expires_ms;
     return AUTH_OK;
 }
 
-int auth_verify_token(store *st, const char *token, int64_t now_ms, struct auth_principal *p) {
-    char id[STORE_ID_MAX], hash[STORE_HASH_MAX];
+/* Split a bearer token into its row id and the SHA-256 of its secret.
+ * Returns AUTH_OK, AUTH_DENIED (malformed) or STORE_FAILED (no hashing). */
+static int auth_token_key(const char *token, char id[STORE_ID_MAX], char hash[STORE_HASH_MAX]) {
     const char *sep;
     size_t idlen;
     if (token == NULL || strncmp(token, "slc_", 4) != 0 || strlen(token) >= AUTH_TOKEN_MAX)
@@ -170,8 +176,11 @@ int auth_verify_token(store *st, const char *token, int64_t now_ms, struct auth_
     if (idlen != 2 * AUTH_ID_BYTES || strlen(sep + 1) != 2 * AUTH_SECRET_BYTES) return AUTH_DENIED;
     memcpy(id, token + 4, idlen);
     id[idlen] = '\0';
-    if (auth_sha256_hex(sep + 1, hash) != 0) return STORE_FAILED;
-    return auth_check_row(st, id, hash, now_ms, p);
+    return auth_sha256_hex(sep + 1, hash) == 0 ? AUTH_OK : STORE_FAILED;
+}
+
+int auth_verify_token(store *st, const char *token, int64_t now_ms, struct auth_principal *p) {
+    return auth_cache_verify_token(NULL, st, token, now_ms, p);
 }
 
 int auth_session_open(store *st, const char *token, int64_t now_ms, struct auth_principal *p,
@@ -197,23 +206,28 @@ int auth_session_open(store *st, const char *token, int64_t now_ms, struct auth_
     return AUTH_OK;
 }
 
-int auth_verify_session(store *st, const char *cookie, int64_t now_ms, struct auth_principal *p) {
+/* The session whose cookie hashes to hash, from the store; *expires_ms
+ * gets when it ends (its own expiry or its token's, the earlier). */
+static int auth_session_row(store *st, const char *hash, int64_t now_ms, struct auth_principal *p,
+                            int64_t *expires_ms) {
     struct store_session s;
-    char hash[STORE_HASH_MAX];
-    int rc;
-    if (cookie == NULL || strlen(cookie) != 64) return AUTH_DENIED;
-    if (auth_sha256_hex(cookie, hash) != 0) return STORE_FAILED;
-    rc = store_get_session(st, hash, &s);
+    int64_t token_expires = 0;
+    int rc = store_get_session(st, hash, &s);
     if (rc == STORE_NOT_FOUND) return AUTH_DENIED;
     if (rc != STORE_OK) return rc;
     if (s.expires_ms <= now_ms) return AUTH_DENIED;
     /* The token must still be valid: revocation ends its sessions at once. */
-    rc = auth_check_row(st, s.token_id, NULL, now_ms, p);
+    rc = auth_check_row(st, s.token_id, NULL, now_ms, p, &token_expires);
     if (rc != AUTH_OK) return rc;
     p->via_session = 1;
     util_copy(p->csrf, sizeof p->csrf, s.csrf);
     util_copy(p->session_hash, sizeof p->session_hash, hash);
+    *expires_ms = token_expires && token_expires < s.expires_ms ? token_expires : s.expires_ms;
     return AUTH_OK;
+}
+
+int auth_verify_session(store *st, const char *cookie, int64_t now_ms, struct auth_principal *p) {
+    return auth_cache_verify_session(NULL, st, cookie, now_ms, p);
 }
 
 int auth_session_close(store *st, const struct auth_principal *p) {
@@ -223,4 +237,124 @@ int auth_session_close(store *st, const struct auth_principal *p) {
 
 int auth_csrf_ok(const struct auth_principal *p, const char *header) {
     return header != NULL && p->csrf[0] != '\0' && auth_hex_equal(p->csrf, header);
+}
+
+/* ---- the cache of verified credentials ------------------------------------------ */
+
+enum auth_cache_kind { AUTH_CACHE_EMPTY, AUTH_CACHE_TOKEN, AUTH_CACHE_SESSION };
+
+struct auth_cache_entry {
+    enum auth_cache_kind kind;
+    char key[STORE_HASH_MAX];        /* SHA-256 of the token's secret, or of the cookie */
+    struct auth_principal p;         /* p.token_id: what a revocation forgets */
+    int64_t expires_ms;              /* the credential's own end; 0: never */
+    int64_t until_ms;                /* remembered until (wall clock) */
+};
+
+struct auth_cache {
+    pthread_mutex_t lock;            /* a leaf: nothing is taken inside */
+    uint64_t epoch;                  /* forgets so far; see auth_cache_remember */
+    struct auth_cache_entry slots[AUTH_CACHE_SLOTS];
+};
+
+auth_cache *auth_cache_new(void) {
+    auth_cache *c = calloc(1, sizeof *c);
+    if (c) pthread_mutex_init(&c->lock, NULL);
+    return c;
+}
+
+void auth_cache_free(auth_cache *c) {
+    if (c == NULL) return;
+    pthread_mutex_destroy(&c->lock);
+    OPENSSL_cleanse(c, sizeof *c);   /* CSRF tokens of live sessions */
+    free(c);
+}
+
+/* The one slot key may live in, from the hash's first hex digits (a
+ * uniform hash already). */
+static struct auth_cache_entry *auth_cache_slot(auth_cache *c, const char *key) {
+    size_t v = 0;
+    for (int i = 0; i < 4 && key[i]; i++)
+        v = v * 16 + (size_t)(key[i] <= '9' ? key[i] - '0' : (key[i] | 0x20) - 'a' + 10);
+    return &c->slots[v % AUTH_CACHE_SLOTS];
+}
+
+/* A remembered principal for key (and, for a token, its row id) into p.
+ * Returns 1 on a hit, else 0 with *epoch set for auth_cache_remember. */
+static int auth_cache_lookup(auth_cache *c, enum auth_cache_kind kind, const char *key,
+                             const char *id, int64_t now_ms, struct auth_principal *p,
+                             uint64_t *epoch) {
+    int hit;
+    pthread_mutex_lock(&c->lock);
+    struct auth_cache_entry *e = auth_cache_slot(c, key);
+    hit = e->kind == kind && auth_hex_equal(e->key, key) && (id == NULL || strcmp(e->p.token_id, id) == 0) &&
+          now_ms < e->until_ms && (e->expires_ms == 0 || now_ms < e->expires_ms);
+    if (hit) *p = e->p;
+    *epoch = c->epoch;
+    pthread_mutex_unlock(&c->lock);
+    return hit;
+}
+
+/* Remember a principal verified from the store, unless something was
+ * forgotten since the lookup that preceded the store read (epoch): that
+ * read may predate the revocation, and must not outlive it. */
+static void auth_cache_remember(auth_cache *c, enum auth_cache_kind kind, const char *key,
+                                const struct auth_principal *p, int64_t expires_ms,
+                                int64_t now_ms, uint64_t epoch) {
+    pthread_mutex_lock(&c->lock);
+    if (c->epoch == epoch) {
+        struct auth_cache_entry *e = auth_cache_slot(c, key);
+        e->kind = kind;
+        util_copy(e->key, sizeof e->key, key);
+        e->p = *p;
+        e->expires_ms = expires_ms;
+        e->until_ms = now_ms + AUTH_CACHE_TTL_MS;
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+int auth_cache_verify_token(auth_cache *c, store *st, const char *token, int64_t now_ms,
+                            struct auth_principal *p) {
+    char id[STORE_ID_MAX], hash[STORE_HASH_MAX];
+    int64_t expires = 0;
+    uint64_t epoch = 0;
+    int rc = auth_token_key(token, id, hash);
+    if (rc != AUTH_OK) return rc;
+    if (c && auth_cache_lookup(c, AUTH_CACHE_TOKEN, hash, id, now_ms, p, &epoch)) return AUTH_OK;
+    rc = auth_check_row(st, id, hash, now_ms, p, &expires);
+    if (rc == AUTH_OK && c) auth_cache_remember(c, AUTH_CACHE_TOKEN, hash, p, expires, now_ms, epoch);
+    return rc;
+}
+
+int auth_cache_verify_session(auth_cache *c, store *st, const char *cookie, int64_t now_ms,
+                              struct auth_principal *p) {
+    char hash[STORE_HASH_MAX];
+    int64_t expires = 0;
+    uint64_t epoch = 0;
+    int rc;
+    if (cookie == NULL || strlen(cookie) != 64) return AUTH_DENIED;
+    if (auth_sha256_hex(cookie, hash) != 0) return STORE_FAILED;
+    if (c && auth_cache_lookup(c, AUTH_CACHE_SESSION, hash, NULL, now_ms, p, &epoch)) return AUTH_OK;
+    rc = auth_session_row(st, hash, now_ms, p, &expires);
+    if (rc == AUTH_OK && c) auth_cache_remember(c, AUTH_CACHE_SESSION, hash, p, expires, now_ms, epoch);
+    return rc;
+}
+
+void auth_cache_forget_token(auth_cache *c, const char *token_id) {
+    if (c == NULL || token_id == NULL) return;
+    pthread_mutex_lock(&c->lock);
+    c->epoch++;
+    for (size_t i = 0; i < AUTH_CACHE_SLOTS; i++)
+        if (c->slots[i].kind != AUTH_CACHE_EMPTY && strcmp(c->slots[i].p.token_id, token_id) == 0)
+            memset(&c->slots[i], 0, sizeof c->slots[i]);
+    pthread_mutex_unlock(&c->lock);
+}
+
+void auth_cache_forget_session(auth_cache *c, const char *session_hash) {
+    if (c == NULL || session_hash == NULL) return;
+    pthread_mutex_lock(&c->lock);
+    c->epoch++;
+    struct auth_cache_entry *e = auth_cache_slot(c, session_hash);
+    if (e->kind == AUTH_CACHE_SESSION && strcmp(e->key, session_hash) == 0) memset(e, 0, sizeof *e);
+    pthread_mutex_unlock(&c->lock);
 }

@@ -5,7 +5,21 @@
  * (OpenSSL) and compared in constant time. Tokens carry scopes, may expire,
  * and can be revoked. Browser sessions are made from a token: an opaque
  * cookie (stored hashed) plus a CSRF token the page must echo on unsafe
- * requests. Uses store.h for persistence; keeps no state of its own. */
+ * requests. Uses store.h for persistence.
+ *
+ * Verified credentials may be remembered in an auth_cache, which its owner
+ * (script.c's host) passes in: a request with a known token or cookie then
+ * costs one SHA-256 and a lookup instead of a store read. Entries are keyed
+ * by the SHA-256 of the secret (never the secret), live at most
+ * AUTH_CACHE_TTL_MS and never past the credential's own expiry. Revoking a
+ * token, closing a session or opening one (which may end the oldest of its
+ * token) through this process forgets what they concern before the caller
+ * answers (auth_cache_forget_*), so they take effect at once here; a
+ * verification that raced with a forget is not remembered. Done elsewhere
+ * (another replica, `sluiced token revoke`), they take effect within
+ * AUTH_CACHE_TTL_MS. A fixed table (AUTH_CACHE_SLOTS entries, one per slot
+ * by hash) bounds its memory whatever is tried; refusals are never
+ * remembered. Its one mutex is a leaf. */
 #ifndef SLUICE_AUTH_H
 #define SLUICE_AUTH_H
 
@@ -23,6 +37,8 @@ enum auth_scope {
 
 #define AUTH_TOKEN_MAX 112       /* "slc_" + 12 + "_" + 64 + NUL, with room */
 #define AUTH_SESSION_TTL_MS (12LL * 3600 * 1000)
+#define AUTH_CACHE_TTL_MS 1000   /* how late a revocation made elsewhere takes effect */
+#define AUTH_CACHE_SLOTS 256
 
 enum auth_result { AUTH_OK = 0, AUTH_DENIED = 1 };   /* or a negative store_rc */
 
@@ -88,5 +104,27 @@ int auth_session_close(store *st, const struct auth_principal *p);
 
 /* 1 when header equals the session's CSRF token (constant time). */
 int auth_csrf_ok(const struct auth_principal *p, const char *header);
+
+typedef struct auth_cache auth_cache;
+
+/* An empty cache, or NULL when out of memory. auth_cache_free(NULL) is a
+ * no-op. */
+auth_cache *auth_cache_new(void);
+void auth_cache_free(auth_cache *c);
+
+/* auth_verify_token and auth_verify_session through c (NULL: no cache):
+ * the same answers, the store read only when c does not hold a valid
+ * entry; an AUTH_OK from the store is remembered. */
+int auth_cache_verify_token(auth_cache *c, store *st, const char *token, int64_t now_ms,
+                            struct auth_principal *p);
+int auth_cache_verify_session(auth_cache *c, store *st, const char *cookie, int64_t now_ms,
+                              struct auth_principal *p);
+
+/* Forget the token token_id and every session made from it (after a
+ * revocation, or a login that may have ended the oldest session). */
+void auth_cache_forget_token(auth_cache *c, const char *token_id);
+
+/* Forget one session, by the hash its principal carries (logout). */
+void auth_cache_forget_session(auth_cache *c, const char *session_hash);
 
 #endif

@@ -1,5 +1,7 @@
 /* bind_auth.c — sluice.auth: whoami, login/logout (cookie sessions) and
- * token management, over auth.c. */
+ * token management, over auth.c. Revocation, logout and login update the
+ * host's cache of verified credentials (script_auth_cache) before they
+ * answer. */
 #include "auth.h"
 #include "store.h"
 #include "config.h"
@@ -69,6 +71,9 @@ static int auth_l_login(lua_State *L) {
     struct script_request *sr = script_current(L, "sluice.auth.login");
     const char *token = luaL_checkstring(L, 1);
     int rc = auth_session_open(script_app(L)->st, token, util_now_ms(), &p, cookie);
+    /* A new session may have ended the oldest of its token (the cap per
+     * token): what this process remembers of them goes. */
+    if (rc == AUTH_OK) auth_cache_forget_token(script_auth_cache(L), p.token_id);
     if (rc < 0) return bind_push_store_failure(L, rc);
     if (rc != AUTH_OK) return auth_fail(L, "unauthenticated", "the token is unknown, expired or revoked");
     util_copy(sr->http->actor, sizeof sr->http->actor, p.name);
@@ -93,6 +98,8 @@ static int auth_l_logout(lua_State *L) {
     struct script_request *sr = script_current(L, "sluice.auth.logout");
     int rc = auth_session_close(script_app(L)->st, &sr->principal);
     if (rc != STORE_OK) return bind_push_store_failure(L, rc);
+    /* Before answering: the cookie is refused from the next request on. */
+    if (sr->principal.via_session) auth_cache_forget_session(script_auth_cache(L), sr->principal.session_hash);
     snprintf(header, sizeof header, "%s=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0%s",
              sr->secure ? AUTH_COOKIE_HTTPS : AUTH_COOKIE, sr->secure ? "; Secure" : "");
     lua_pushstring(L, header);
@@ -149,6 +156,9 @@ static int auth_l_revoke_token(lua_State *L) {
     int rc = store_revoke_token(script_app(L)->st, id, util_now_ms());
     if (rc == STORE_NOT_FOUND) return auth_fail(L, "not_found", "no such token");
     if (rc != STORE_OK) return bind_push_store_failure(L, rc);
+    /* Before answering: the token and its sessions are refused from the
+     * next request on, on this replica (others: within AUTH_CACHE_TTL_MS). */
+    auth_cache_forget_token(script_auth_cache(L), id);
     lua_pushboolean(L, 1);
     return 1;
 }

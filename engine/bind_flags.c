@@ -1,6 +1,7 @@
 /* bind_flags.c — sluice.flags: list, get and set feature flags of this
  * environment, over flags.c. */
 #include "bind.h"
+#include "health.h"
 #include "flags.h"
 #include "luajson.h"
 #include "scaling.h"
@@ -57,6 +58,7 @@ static int flags_l_set(lua_State *L) {
     rc = flags_set(script_app(L), name, lua_toboolean(L, 2), sr->principal.name, sr->source, reason,
                    sr->http->request_id);
     if (rc != STORE_OK) return flags_fail(L, rc, name);
+    health_changed(script_app(L)->health);       /* the snapshot's writes_enabled, at once */
     json_t **box = luajson_box(L);
     *box = flags_get_json(script_app(L), name, &rc);
     if (*box == NULL) return flags_fail(L, rc, name);

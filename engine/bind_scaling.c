@@ -2,8 +2,19 @@
  * scaling.c, and the api.md JSON of what the domain answers (Target, the
  * answer to a change, a page of the audit log). The caller's identity,
  * scopes, source and request id come from the request being served, never
- * from the script's arguments. */
+ * from the script's arguments.
+ *
+ * Reads (list, get and their *_body forms) answer from the queue-health
+ * model (health_current), which holds every declared queue's stored row
+ * and bounds from one listing query, and is rebuilt for a read after any
+ * change this replica announced: a PUT then a GET shows the new version.
+ * The Target JSON of each queue and the list are rendered once per model
+ * and kept with it (health_body). When the model's listing failed, or the
+ * queue is not in it, the read goes to the store, as before, so errors
+ * (store_unavailable, unknown_queue) are the store's and the domain's. */
 #include "audit.h"
+#include "body.h"
+#include "health.h"
 #include "protocol.h"
 #include "bind.h"
 #include "luajson.h"
@@ -57,36 +68,135 @@ static int scaling_push_result(lua_State *L, json_t **box, int rc, struct api_er
     return 1;
 }
 
-/* sluice.scaling.list() -> {items = {Target...}} | nil, err */
-static int scaling_l_list(lua_State *L) {
-    struct api_error err = {0};
+/* ---- reads ------------------------------------------------------------------ */
+
+/* The Target of queue q of a model. */
+static struct scaling_target scaling_of_model(const struct queue_health *q) {
+    struct scaling_target st;
+    st.t = q->target;
+    st.b = q->bounds;
+    return st;
+}
+
+/* health_render_fn: the list of every queue of m. */
+static struct body *scaling_render_list(const struct health_model *m, size_t index, void *ud) {
+    json_t *arr = json_array(), *list;
+    struct body *b;
+    (void)index;
+    (void)ud;
+    for (size_t i = 0; i < m->nqueues; i++) {
+        struct scaling_target st = scaling_of_model(&m->queues[i]);
+        json_array_append_new(arr, scaling_target_json(&st));
+    }
+    list = json_pack("{s:o}", "items", arr);
+    b = list ? body_from_json(list) : NULL;
+    json_decref(list);
+    return b;
+}
+
+/* health_render_fn: the Target of m's queue at index. */
+static struct body *scaling_render_target(const struct health_model *m, size_t index, void *ud) {
+    struct scaling_target st = scaling_of_model(&m->queues[index]);
+    json_t *t = scaling_target_json(&st);
+    struct body *b = t ? body_from_json(t) : NULL;
+    (void)ud;
+    json_decref(t);
+    return b;
+}
+
+/* The list from the store, for when the model cannot answer. New ref, or
+ * NULL with err. */
+static json_t *scaling_list_from_store(struct app *app, struct api_error *err) {
     struct scaling_target *items = NULL;
     size_t n = 0;
-    luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
-    struct app *app = script_app(L);
-    script_current(L, "sluice.scaling.list");
-    json_t **box = luajson_box(L);
-    int rc = scaling_list(app, &items, &n, &err);
-    if (rc == 0) {
-        json_t *arr = json_array();
-        for (size_t i = 0; i < n; i++) json_array_append_new(arr, scaling_target_json(&items[i]));
-        *box = json_pack("{s:o}", "items", arr);
-    }
+    json_t *out = NULL;
+    if (scaling_list(app, &items, &n, err) != 0) return NULL;
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(arr, scaling_target_json(&items[i]));
+    out = json_pack("{s:o}", "items", arr);
     free(items);
-    return scaling_push_result(L, box, rc, &err);
+    if (out == NULL) api_error_set(err, "internal", NULL, "internal error");
+    return out;
+}
+
+/* The Target of queue from the store. New ref, or NULL with err. */
+static json_t *scaling_get_from_store(struct app *app, const char *queue, struct api_error *err) {
+    struct scaling_target t;
+    json_t *out;
+    if (scaling_get(app, queue, &t, err) != 0) return NULL;
+    if ((out = scaling_target_json(&t)) == NULL) api_error_set(err, "internal", NULL, "internal error");
+    return out;
+}
+
+/* The body of a read from a model that can answer it: the list (queue
+ * NULL) or queue's Target. NULL when the model cannot (its listing failed,
+ * the queue is not in it) or out of memory: then the store answers. */
+static struct body *scaling_model_body(struct app *app, const char *queue) {
+    struct health_model *m = health_current(app);
+    struct body *b = NULL;
+    const struct queue_health *q;
+    if (m == NULL || !m->targets_ok) goto done;
+    if (queue == NULL) {
+        b = health_body(m, HEALTH_BODY_SCALING_LIST, 0, scaling_render_list, NULL);
+    } else if ((q = health_queue(m, queue)) != NULL) {
+        b = health_body(m, HEALTH_BODY_TARGET, (size_t)(q - m->queues), scaling_render_target, NULL);
+    }
+done:
+    health_release(m);
+    return b;
+}
+
+/* Push the read of the list (queue NULL) or of queue's Target: a
+ * sluice.body (as_body) or a table, or nil, err, info. */
+static int scaling_push_read(lua_State *L, const char *queue, int as_body) {
+    struct api_error err = {0};
+    struct app *app = script_app(L);
+    struct body **slot = luajson_body_box(L);                      /* body */
+    if ((*slot = scaling_model_body(app, queue)) == NULL) {
+        json_t *v = queue ? scaling_get_from_store(app, queue, &err) : scaling_list_from_store(app, &err);
+        if (v == NULL) return bind_push_failure(L, &err);
+        *slot = body_from_json(v);
+        json_decref(v);
+        if (*slot == NULL) {
+            api_error_set(&err, "internal", NULL, "internal error");
+            return bind_push_failure(L, &err);
+        }
+    }
+    if (as_body) return 1;
+    /* A table for handlers that look inside: parsed from the same bytes. */
+    json_t **box = luajson_box(L);                                  /* body, box */
+    *box = json_loadb((*slot)->bytes, (*slot)->len, 0, NULL);
+    if (*box == NULL) return luaL_error(L, "out of memory");
+    luajson_push_boxed(L, box);                                     /* body, value */
+    return 1;
+}
+
+/* sluice.scaling.list() -> {items = {Target...}} | nil, err */
+static int scaling_l_list(lua_State *L) {
+    luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
+    script_current(L, "sluice.scaling.list");
+    return scaling_push_read(L, NULL, 0);
+}
+
+/* sluice.scaling.list_body() -> the same list as a sluice.body | nil, err */
+static int scaling_l_list_body(lua_State *L) {
+    luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
+    script_current(L, "sluice.scaling.list_body");
+    return scaling_push_read(L, NULL, 1);
 }
 
 /* sluice.scaling.get(queue) -> Target | nil, err */
 static int scaling_l_get(lua_State *L) {
-    struct api_error err = {0};
-    struct scaling_target t;
     luaL_argcheck(L, lua_gettop(L) == 1, 1, "expected a queue name");
     script_current(L, "sluice.scaling.get");
-    const char *queue = luaL_checkstring(L, 1);
-    json_t **box = luajson_box(L);
-    int rc = scaling_get(script_app(L), queue, &t, &err);
-    if (rc == 0) *box = scaling_target_json(&t);
-    return scaling_push_result(L, box, rc, &err);
+    return scaling_push_read(L, luaL_checkstring(L, 1), 0);
+}
+
+/* sluice.scaling.get_body(queue) -> the same Target as a sluice.body | nil, err */
+static int scaling_l_get_body(lua_State *L) {
+    luaL_argcheck(L, lua_gettop(L) == 1, 1, "expected a queue name");
+    script_current(L, "sluice.scaling.get_body");
+    return scaling_push_read(L, luaL_checkstring(L, 1), 1);
 }
 
 /* Optional integer field of the table at idx; raises on a wrong type,
@@ -187,8 +297,10 @@ static int scaling_l_await(lua_State *L) {
 
 void bind_scaling_open(lua_State *L) {
     static const luaL_Reg fns[] = {
-        {"list", scaling_l_list}, {"get", scaling_l_get}, {"set", scaling_l_set},
-        {"history", scaling_l_history}, {"await", scaling_l_await}, {NULL, NULL},
+        {"list", scaling_l_list}, {"list_body", scaling_l_list_body},
+        {"get", scaling_l_get},   {"get_body", scaling_l_get_body},
+        {"set", scaling_l_set},   {"history", scaling_l_history},
+        {"await", scaling_l_await}, {NULL, NULL},
     };
     luaL_setfuncs(L, fns, 0);
 }

@@ -1,5 +1,7 @@
 /* bind_telemetry.c — sluice.telemetry: the queue-health snapshot, live
- * event streams, Prometheus metrics and readiness. */
+ * event streams, Prometheus metrics and readiness. The *_body functions
+ * hand the bytes cached with the model (health_current, health_body) to
+ * the handler as a sluice.body, sent without passing through Lua tables. */
 #include "bind.h"
 #include "bus.h"
 #include "events.h"
@@ -24,6 +26,19 @@ static int telemetry_l_snapshot(lua_State *L) {
     return 1;
 }
 
+/* sluice.telemetry.snapshot_body() -> the same snapshot as a sluice.body:
+ * the bytes cached with the model, sent as they are. */
+static int telemetry_l_snapshot_body(lua_State *L) {
+    luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
+    script_current(L, "sluice.telemetry.snapshot_body");
+    struct body **slot = luajson_body_box(L);
+    struct health_model *m = health_current(script_app(L));
+    *slot = health_snapshot_body(m);
+    health_release(m);
+    if (*slot == NULL) return luaL_error(L, "sluice.telemetry.snapshot_body: out of memory");
+    return 1;
+}
+
 /* sluice.telemetry.stream() -> true; the answer becomes a Server-Sent
  * Events stream (the handler's body is ignored). */
 static int telemetry_l_stream(lua_State *L) {
@@ -34,25 +49,39 @@ static int telemetry_l_stream(lua_State *L) {
     return 1;
 }
 
+/* The exposition of now as a body into a new sluice.body on the stack
+ * (empty when it could not be rendered). */
+static struct body *telemetry_metrics_body(lua_State *L) {
+    struct app *app = script_app(L);
+    struct body **slot = luajson_body_box(L);
+    struct health_model *hm = health_current(app);
+    *slot = hm ? metrics_body(app->metrics, hm, events_count(app->events)) : NULL;
+    health_release(hm);
+    return *slot;
+}
+
+static int telemetry_metrics_failed(lua_State *L) {
+    struct api_error err = {0};
+    api_error_set(&err, "internal", NULL, "metrics could not be rendered");
+    return bind_push_failure(L, &err);
+}
+
 /* sluice.telemetry.metrics() -> the Prometheus text exposition | nil, err, info */
 static int telemetry_l_metrics(lua_State *L) {
-    size_t len = 0;
     luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
     script_current(L, "sluice.telemetry.metrics");
-    struct app *app = script_app(L);
-    struct health_model *hm = health_rebuild(app);
-    char *text = hm ? metrics_render_model(app->metrics, hm, events_count(app->events), &len) : NULL;
-    health_release(hm);
-    if (text == NULL) {
-        struct api_error err = {0};
-        api_error_set(&err, "internal", NULL, "metrics could not be rendered");
-        return bind_push_failure(L, &err);
-    }
-    /* Boxed, so a memory error while pushing cannot leak it. */
-    json_t **box = luajson_box(L);
-    *box = json_stringn(text, len);
-    free(text);
-    luajson_push_boxed(L, box);
+    struct body *b = telemetry_metrics_body(L);           /* box */
+    if (b == NULL) return telemetry_metrics_failed(L);
+    lua_pushlstring(L, b->bytes, b->len);                 /* box, text */
+    return 1;
+}
+
+/* sluice.telemetry.metrics_body() -> the exposition as a sluice.body, with
+ * its content type | nil, err, info */
+static int telemetry_l_metrics_body(lua_State *L) {
+    luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
+    script_current(L, "sluice.telemetry.metrics_body");
+    if (telemetry_metrics_body(L) == NULL) return telemetry_metrics_failed(L);
     return 1;
 }
 
@@ -73,8 +102,9 @@ static int telemetry_l_ready(lua_State *L) {
 
 void bind_telemetry_open(lua_State *L) {
     static const luaL_Reg fns[] = {
-        {"snapshot", telemetry_l_snapshot}, {"stream", telemetry_l_stream},
-        {"metrics", telemetry_l_metrics},   {"ready", telemetry_l_ready},
+        {"snapshot", telemetry_l_snapshot}, {"snapshot_body", telemetry_l_snapshot_body},
+        {"stream", telemetry_l_stream},     {"metrics", telemetry_l_metrics},
+        {"metrics_body", telemetry_l_metrics_body}, {"ready", telemetry_l_ready},
         {NULL, NULL},
     };
     luaL_setfuncs(L, fns, 0);

@@ -15,27 +15,38 @@ struct health {
     struct health_model *current;
     atomic_uint_fast64_t next_seq;
     atomic_int changed;              /* health_changed since the ticker last looked */
+    atomic_uint_fast64_t changes;    /* health_changed calls ever: what reads compare */
+    /* One reader builds a stale model at a time; the others wait for it
+     * rather than each building its own (health_current). */
+    pthread_mutex_t build_lock;
 };
 
 health *health_new(void) {
     health *h = calloc(1, sizeof *h);
     if (h == NULL) return NULL;
     pthread_mutex_init(&h->lock, NULL);
+    pthread_mutex_init(&h->build_lock, NULL);
     atomic_init(&h->next_seq, 1);
+    atomic_init(&h->changes, 0);
     return h;
 }
 
 void health_free(health *h) {
     if (h == NULL) return;
     health_release(h->current);
+    pthread_mutex_destroy(&h->build_lock);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }
 
 static void health_model_free(struct health_model *m) {
+    for (size_t i = 0; i < HEALTH_BODY_KINDS; i++) body_release(atomic_load(&m->bodies[i]));
+    for (size_t i = 0; m->targets && i < m->nqueues; i++) body_release(atomic_load(&m->targets[i]));
+    free(m->targets);
     for (size_t i = 0; i < m->nqueues; i++) free(m->queues[i].workers);
     free(m->queues);
     free(m->alerts);
+    pthread_mutex_destroy(&m->render_lock);
     free(m);
 }
 
@@ -156,6 +167,7 @@ static void health_process_state(struct health_model *m, struct app *app,
     /* One query for every queue. Alert rules judge queues whenever it
      * answers, as they did; the snapshot shows targets only with the store up. */
     *rows_ok = store_list_targets(app->st, rows, nrows) == STORE_OK;
+    m->targets_ok = *rows_ok;
     /* Depth is unknown as soon as either Redis connection is known down. */
     m->redis_up = telemetry_redis_up(app->telemetry) && bus_redis_up(app->bus);
     m->leader = leader_is(app->leader);
@@ -188,9 +200,17 @@ static struct health_model *health_collect(struct app *app) {
     struct fleet_worker *all = NULL;
     size_t npending = 0, nrows = 0, nall = 0, nq = 0;
     int rows_ok = 0, ok = 0;
-    if (names == NULL || m == NULL) goto done;
+    if (names == NULL || m == NULL) {
+        free(m);                     /* its mutex was never made */
+        m = NULL;
+        goto done;
+    }
     atomic_init(&m->refs, 1);
+    pthread_mutex_init(&m->render_lock, NULL);
     m->seq = app->health ? atomic_fetch_add(&app->health->next_seq, 1) : 0;
+    /* Read before anything is collected: a change announced from here on
+     * may be missing from this model, so it counts as newer than it. */
+    m->changes = app->health ? atomic_load(&app->health->changes) : 0;
     m->built_mono_ms = util_mono_ms();
     health_process_state(m, app, &pending, &npending, &rows, &nrows, &rows_ok);
     if (app->fl) nall = fleet_workers(app->fl, NULL, m->built_mono_ms, &all);
@@ -206,6 +226,7 @@ static struct health_model *health_collect(struct app *app) {
         }
         if (rc == 0) m->nqueues++;
     }
+    if ((m->targets = calloc(m->nqueues ? m->nqueues : 1, sizeof *m->targets)) == NULL) goto done;
     m->built_at_ms = util_now_ms();
     ok = 1;
 done:
@@ -230,6 +251,57 @@ struct health_model *health_rebuild(struct app *app) {
     struct health_model *m = health_build(app);
     health_publish(app->health, m);
     return m;
+}
+
+/* Whether m may answer a read that began at mono_ms after changes
+ * announced changes. What can be known for the price of an atomic load
+ * (Redis up, this replica leading) must also be what m shows: a read never
+ * disagrees with /readyz a moment before it. */
+static int health_fresh(struct app *app, const struct health_model *m, int64_t mono_ms,
+                        uint64_t changes) {
+    return m != NULL && m->changes >= changes && m->built_mono_ms >= mono_ms - HEALTH_FRESH_MS &&
+           m->redis_up == (telemetry_redis_up(app->telemetry) && bus_redis_up(app->bus)) &&
+           m->leader == leader_is(app->leader);
+}
+
+struct health_model *health_current(struct app *app) {
+    health *h = app->health;
+    int64_t mono = util_mono_ms();
+    uint64_t changes = h ? atomic_load(&h->changes) : 0;
+    struct health_model *m = health_acquire(h);
+    if (h == NULL || health_fresh(app, m, mono, changes)) return m ? m : health_build(app);
+    health_release(m);
+    pthread_mutex_lock(&h->build_lock);
+    /* Whoever held the lock may have built what this read needs. */
+    m = health_acquire(h);
+    if (!health_fresh(app, m, mono, changes)) {
+        health_release(m);
+        m = health_rebuild(app);
+    }
+    pthread_mutex_unlock(&h->build_lock);
+    return m;
+}
+
+struct body *health_body(struct health_model *m, enum health_body_kind kind, size_t index,
+                         health_render_fn render, void *ud) {
+    _Atomic(struct body *) *slot;
+    struct body *b;
+    if (m == NULL || kind >= HEALTH_BODY_KINDS) return NULL;
+    if (kind == HEALTH_BODY_TARGET) {
+        if (index >= m->nqueues || m->targets == NULL) return NULL;
+        slot = &m->targets[index];
+    } else {
+        slot = &m->bodies[kind];
+    }
+    if ((b = atomic_load_explicit(slot, memory_order_acquire)) != NULL) return body_ref(b);
+    pthread_mutex_lock(&m->render_lock);
+    /* Rendered once per model, however many reads arrive together. */
+    if ((b = atomic_load_explicit(slot, memory_order_acquire)) == NULL &&
+        (b = render(m, index, ud)) != NULL)
+        atomic_store_explicit(slot, b, memory_order_release);
+    body_ref(b);
+    pthread_mutex_unlock(&m->render_lock);
+    return b;
 }
 
 void health_tick(struct app *app, int64_t now_ms, alerts_notify_fn notify, void *ud) {
@@ -375,14 +447,29 @@ json_t *health_json(const struct health_model *m) {
 }
 
 json_t *health_snapshot(struct app *app) {
-    struct health_model *m = health_rebuild(app);
+    struct health_model *m = health_current(app);
     json_t *out = m ? health_json(m) : NULL;
     health_release(m);
     return out;
 }
 
+static struct body *health_render_snapshot(const struct health_model *m, size_t index, void *ud) {
+    (void)index;
+    (void)ud;
+    json_t *snap = health_json(m);
+    struct body *b = snap ? body_from_json(snap) : NULL;
+    json_decref(snap);
+    return b;
+}
+
+struct body *health_snapshot_body(struct health_model *m) {
+    return health_body(m, HEALTH_BODY_SNAPSHOT, 0, health_render_snapshot, NULL);
+}
+
 void health_changed(health *h) {
-    if (h) atomic_store(&h->changed, 1);
+    if (h == NULL) return;
+    atomic_fetch_add(&h->changes, 1);
+    atomic_store(&h->changed, 1);
 }
 
 int health_take_changed(health *h) { return h && atomic_exchange(&h->changed, 0); }

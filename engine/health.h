@@ -18,23 +18,34 @@
  * health_publish swaps the current pointer under a short mutex (an older
  * build never replaces a newer one) and health_acquire hands out a
  * reference, so a reader keeps a consistent picture however long it takes,
- * without holding any lock. The ticker publishes one model a second.
- * health_rebuild builds and publishes at once (synchronously, in the
- * caller's thread; nothing is coalesced yet): it is the hook for a change
- * announced by the write path, and today's readers (the snapshot, /metrics,
- * live events) call it too, because not every source of change announces
- * itself yet (worker reports, store writes), so a published model may be up
- * to a tick old while the API has always answered with the state at the
- * request. Readers that accept a tick of age use health_acquire. */
+ * without holding any lock. The ticker publishes one model a second, and
+ * one at its next step (50 ms) after health_changed.
+ *
+ * Reads (the snapshot, /metrics, the scaling list and each Target) take
+ * health_current: the published model when it is fresh for them, else one
+ * built now by one reader while the others wait and take it. Fresh means:
+ * its build began after every health_changed made before the read
+ * (announced changes of this replica show at once: read-your-writes) and
+ * at most HEALTH_FRESH_MS before the read (worker reports, depth, Redis,
+ * the store, the leader and other replicas' changes show within that).
+ *
+ * Rendered bodies: each model keeps the bytes of what reads send (struct
+ * body: the snapshot, the scaling list, each Target, the model's part of
+ * /metrics), rendered once, on first use, by the renderer the reader
+ * passes (health_body), so rendering stays with bind_*.c and metrics.c and
+ * a read that finds them costs a reference count. The cache is the only
+ * part of a published model that changes, under the model's render_lock. */
 #ifndef SLUICE_HEALTH_H
 #define SLUICE_HEALTH_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "alerts.h"
+#include "body.h"
 #include "fleet.h"
 #include "policy.h"
 #include "store.h"
@@ -42,6 +53,20 @@
 
 struct app;
 typedef struct health health;
+
+/* How old a model a read accepts, when nothing was announced since it was
+ * built: the bound on how late a worker report (or any change not
+ * announced through health_changed) shows in a read. */
+#define HEALTH_FRESH_MS 50
+
+/* The bodies a model caches (health_body). */
+enum health_body_kind {
+    HEALTH_BODY_SNAPSHOT,            /* /admin/runtime-scaling */
+    HEALTH_BODY_METRICS,             /* the model's families of /metrics */
+    HEALTH_BODY_SCALING_LIST,        /* GET /api/v1/scaling */
+    HEALTH_BODY_TARGET,              /* GET /api/v1/scaling/{queue}: one per queue */
+    HEALTH_BODY_KINDS
+};
 
 enum health_store { HEALTH_STORE_DOWN, HEALTH_STORE_UP, HEALTH_STORE_FULL };
 
@@ -91,6 +116,7 @@ struct queue_health {
 struct health_model {
     atomic_int refs;                 /* health_acquire / health_release only */
     uint64_t seq;                    /* build order */
+    uint64_t changes;                /* health_changed count when the build began */
     int64_t built_at_ms;             /* wall clock: the snapshot's generated_at */
     int64_t built_mono_ms;           /* the clock of worker ages and staleness */
     char environment[65];
@@ -98,10 +124,16 @@ struct health_model {
     int writes_enabled;              /* -1 when the store is down */
     int redis_up;                    /* the depth reader and the bus both reach Redis */
     int leader;
+    int targets_ok;                  /* the listing of stored rows answered */
     struct queue_health *queues;     /* declaration order */
     size_t nqueues;
     struct alerts_state *alerts;     /* grouped by queue, in queue order */
     size_t nalerts;
+    /* Rendered bodies, NULL until first asked for (health_body); the model
+     * holds one reference of each. Targets: one slot per queue. */
+    pthread_mutex_t render_lock;
+    _Atomic(struct body *) bodies[HEALTH_BODY_KINDS];
+    _Atomic(struct body *) *targets;
 };
 
 /* The publisher. NULL when out of memory. health_free releases the current
@@ -122,9 +154,23 @@ void health_publish(health *h, struct health_model *m);
 struct health_model *health_acquire(health *h);
 void health_release(struct health_model *m);
 
-/* Build, publish and return a new reference (NULL when out of memory): the
- * hook for a change the write path announces. */
+/* Build, publish and return a new reference (NULL when out of memory). */
 struct health_model *health_rebuild(struct app *app);
+
+/* The model a read answers from (see Reads above): the current one when
+ * fresh, else one built now. New reference, or NULL when out of memory. */
+struct health_model *health_current(struct app *app);
+
+/* Renders one body of m (index: the queue's position for
+ * HEALTH_BODY_TARGET, else 0). Returns a new body, or NULL. */
+typedef struct body *(*health_render_fn)(const struct health_model *m, size_t index, void *ud);
+
+/* The body of kind for m, rendered by render(m, index, ud) on first use and
+ * kept with m for every later read. Returns a new reference (release it
+ * with body_release), or NULL when rendering failed (nothing is kept then,
+ * so the next read tries again) or index is out of range. */
+struct body *health_body(struct health_model *m, enum health_body_kind kind, size_t index,
+                         health_render_fn render, void *ud);
 
 /* The ticker's cycle at now_ms (wall clock): build, evaluate the alert
  * rules over the model (alerts_tick, which tells notify of every
@@ -148,13 +194,19 @@ json_t *health_json(const struct health_model *m);
  * when out of memory. */
 struct policy_alert_queue *health_alert_queues(const struct health_model *m, size_t *n);
 
-/* The snapshot of now: health_rebuild rendered by health_json. New ref. */
+/* The snapshot a read shows: health_current rendered by health_json. New
+ * ref. */
 json_t *health_snapshot(struct app *app);
 
-/* Say that something the model shows changed (announce.c, after a
- * committed change): the ticker rebuilds at its next step (50 ms at most)
- * and sends the new snapshot to live streams. Many changes in one step cost
- * one snapshot, and the writer never builds one on its own thread. */
+/* The snapshot body of m, cached with it (health_body over health_json). */
+struct body *health_snapshot_body(struct health_model *m);
+
+/* Say that something the model shows changed (announce.c after a committed
+ * change, the ticker after a policy reload): the next read builds a new
+ * model, and the ticker rebuilds at its next step (50 ms at most) and sends
+ * the new snapshot to live streams. Many changes in one step cost one
+ * snapshot, and the writer never builds one on its own thread. Lock-free;
+ * callable from any thread. */
 void health_changed(health *h);
 
 /* For the ticker: 1 once after one or more health_changed. */

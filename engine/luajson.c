@@ -9,12 +9,26 @@
 
 #define LUAJSON_ARRAY_MT "sluice.array"
 #define LUAJSON_BOX_MT "sluice.jsonbox"
+#define LUAJSON_BODY_MT "sluice.body"
 
 static int luajson_box_gc(lua_State *L) {
     json_t **box = luaL_checkudata(L, 1, LUAJSON_BOX_MT);
     json_decref(*box);
     *box = NULL;
     return 0;
+}
+
+static int luajson_body_gc(lua_State *L) {
+    struct body **slot = luaL_checkudata(L, 1, LUAJSON_BODY_MT);
+    body_release(*slot);
+    *slot = NULL;
+    return 0;
+}
+
+static int luajson_body_tostring(lua_State *L) {
+    struct body **slot = luaL_checkudata(L, 1, LUAJSON_BODY_MT);
+    lua_pushfstring(L, "sluice.body (%d bytes)", *slot ? (int)(*slot)->len : 0);
+    return 1;
 }
 
 void luajson_init(lua_State *L) {
@@ -26,6 +40,28 @@ void luajson_init(lua_State *L) {
     lua_pushcfunction(L, luajson_box_gc);
     lua_setfield(L, -2, "__gc");
     lua_pop(L, 1);
+    luaL_newmetatable(L, LUAJSON_BODY_MT);      /* body mt */
+    lua_pushcfunction(L, luajson_body_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, luajson_body_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "sluice.body");
+    lua_setfield(L, -2, "__name");
+    lua_pushboolean(L, 0);                      /* opaque: getmetatable gives false */
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+}
+
+struct body **luajson_body_box(lua_State *L) {
+    struct body **slot = lua_newuserdatauv(L, sizeof *slot, 0);
+    *slot = NULL;
+    luaL_setmetatable(L, LUAJSON_BODY_MT);
+    return slot;
+}
+
+struct body *luajson_to_body(lua_State *L, int idx) {
+    struct body **slot = luaL_testudata(L, idx, LUAJSON_BODY_MT);
+    return slot ? *slot : NULL;
 }
 
 void luajson_push_null(lua_State *L) { lua_pushlightuserdata(L, NULL); }

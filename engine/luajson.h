@@ -3,13 +3,19 @@
  * JSON arrays become Lua sequences marked with a shared metatable (so an
  * empty array stays [] on the way back), JSON null becomes sluice.null (a
  * light userdata), integers stay Lua integers and reals stay floats, so a
- * handler can tell 24 from 24.0 with math.type. */
+ * handler can tell 24 from 24.0 with math.type.
+ *
+ * A rendered body (body.h) travels through Lua untouched as a sluice.body
+ * userdata: a binding pushes one, a handler returns it, and the host sends
+ * its bytes as they are, with their ETag; no JSON becomes Lua and back. */
 #ifndef SLUICE_LUAJSON_H
 #define SLUICE_LUAJSON_H
 
 #include <jansson.h>
 #include <lua.h>
 #include <stddef.h>
+
+#include "body.h"
 
 #define LUAJSON_MAX_DEPTH 64
 
@@ -46,5 +52,15 @@ json_t **luajson_box(lua_State *L);
 /* Push *box converted to Lua, then release the box's value and remove the
  * box from the stack (it must be just below the top). */
 void luajson_push_boxed(lua_State *L, json_t **box);
+
+/* Push an empty sluice.body userdata, which releases the body it holds
+ * when collected, and return its slot: store a reference in it (taken
+ * over), or pop it when there is none. Raises on memory, before anything
+ * is taken. */
+struct body **luajson_body_box(lua_State *L);
+
+/* The body held by the sluice.body at idx (borrowed, valid while the value
+ * is), or NULL for any other value or an empty box. Does not raise. */
+struct body *luajson_to_body(lua_State *L, int idx);
 
 #endif

@@ -224,52 +224,94 @@ static void alert_firing(struct out *o, const struct health_model *hm) {
     }
 }
 
-char *metrics_render_model(metrics *m, const struct health_model *hm, int event_streams, size_t *len) {
-    struct out o = {malloc(16384), 0, 16384, 0};
+/* The families rendered from the model alone, before the process's own. */
+static void metrics_queue_families(struct out *o, const struct health_model *hm) {
+    per_queue(o, hm, "sluice_desired_concurrency", "gauge", "Desired concurrency per worker of the queue.", value_desired);
+    per_queue(o, hm, "sluice_actual_concurrency", "gauge", "Sum of the concurrency live workers report.", value_actual);
+    per_queue(o, hm, "sluice_workers", "gauge", "Live workers of the queue.", value_workers);
+    workers_by_state(o, hm);
+    queue_depth(o, hm);
+    per_queue(o, hm, "sluice_jobs_completed_total", "counter", "Jobs completed, from worker heartbeats, since sluiced started.", value_completed);
+    per_queue(o, hm, "sluice_jobs_failed_total", "counter", "Jobs failed, from worker heartbeats, since sluiced started.", value_failed);
+    per_queue(o, hm, "sluice_pending_updates", "gauge", "Changes not yet published or not yet acknowledged by every live worker.", value_pending);
+    alert_firing(o, hm);
+}
+
+/* The counters of this process, the live streams, then the model's
+ * process-wide gauges: what follows the queue families. */
+static void metrics_process_families(struct out *o, metrics *m, const struct health_model *hm,
+                                     int event_streams) {
     char a[200], b[200];
-    if (o.buf == NULL) return NULL;
-
-    per_queue(&o, hm, "sluice_desired_concurrency", "gauge", "Desired concurrency per worker of the queue.", value_desired);
-    per_queue(&o, hm, "sluice_actual_concurrency", "gauge", "Sum of the concurrency live workers report.", value_actual);
-    per_queue(&o, hm, "sluice_workers", "gauge", "Live workers of the queue.", value_workers);
-    workers_by_state(&o, hm);
-    queue_depth(&o, hm);
-    per_queue(&o, hm, "sluice_jobs_completed_total", "counter", "Jobs completed, from worker heartbeats, since sluiced started.", value_completed);
-    per_queue(&o, hm, "sluice_jobs_failed_total", "counter", "Jobs failed, from worker heartbeats, since sluiced started.", value_failed);
-    per_queue(&o, hm, "sluice_pending_updates", "gauge", "Changes not yet published or not yet acknowledged by every live worker.", value_pending);
-    alert_firing(&o, hm);
-
     pthread_mutex_lock(&m->lock);
-    head(&o, "sluice_scaling_changes_total", "counter", "Scaling change attempts by outcome since sluiced started.");
+    head(o, "sluice_scaling_changes_total", "counter", "Scaling change attempts by outcome since sluiced started.");
     for (size_t k = 0; k < m->nchanges; k++)
-        out_printf(&o, "sluice_scaling_changes_total{queue=\"%s\",outcome=\"%s\"} %llu\n",
+        out_printf(o, "sluice_scaling_changes_total{queue=\"%s\",outcome=\"%s\"} %llu\n",
                    esc(m->changes[k].a, a, sizeof a), esc(m->changes[k].b, b, sizeof b),
                    (unsigned long long)m->changes[k].count);
-    head(&o, "sluice_http_requests_total", "counter", "HTTP requests by route pattern and status.");
+    head(o, "sluice_http_requests_total", "counter", "HTTP requests by route pattern and status.");
     for (size_t k = 0; k < m->nrequests; k++)
-        out_printf(&o, "sluice_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
+        out_printf(o, "sluice_http_requests_total{route=\"%s\",status=\"%d\"} %llu\n",
                    esc(m->requests[k].a, a, sizeof a), m->requests[k].status,
                    (unsigned long long)m->requests[k].count);
-    head(&o, "sluice_http_request_duration_seconds", "histogram", "Time to answer HTTP requests.");
+    head(o, "sluice_http_request_duration_seconds", "histogram", "Time to answer HTTP requests.");
     for (size_t k = 0; k < NBUCKETS; k++)
-        out_printf(&o, "sluice_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n", buckets[k],
+        out_printf(o, "sluice_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n", buckets[k],
                    (unsigned long long)m->bucket[k]);
-    out_printf(&o, "sluice_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+    out_printf(o, "sluice_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
                (unsigned long long)m->hcount);
-    out_printf(&o, "sluice_http_request_duration_seconds_sum %.9f\n", m->hsum);
-    out_printf(&o, "sluice_http_request_duration_seconds_count %llu\n", (unsigned long long)m->hcount);
+    out_printf(o, "sluice_http_request_duration_seconds_sum %.9f\n", m->hsum);
+    out_printf(o, "sluice_http_request_duration_seconds_count %llu\n", (unsigned long long)m->hcount);
     pthread_mutex_unlock(&m->lock);
 
-    head(&o, "sluice_event_streams", "gauge", "Live Server-Sent Events streams.");
-    out_printf(&o, "sluice_event_streams %d\n", event_streams);
-    head(&o, "sluice_redis_up", "gauge", "1 when Redis answers.");
-    out_printf(&o, "sluice_redis_up %d\n", hm->redis_up);
-    head(&o, "sluice_store_up", "gauge", "1 when the database answers.");
-    out_printf(&o, "sluice_store_up %d\n", hm->store == HEALTH_STORE_UP);
+    head(o, "sluice_event_streams", "gauge", "Live Server-Sent Events streams.");
+    out_printf(o, "sluice_event_streams %d\n", event_streams);
+    head(o, "sluice_redis_up", "gauge", "1 when Redis answers.");
+    out_printf(o, "sluice_redis_up %d\n", hm->redis_up);
+    head(o, "sluice_store_up", "gauge", "1 when the database answers.");
+    out_printf(o, "sluice_store_up %d\n", hm->store == HEALTH_STORE_UP);
+}
+
+char *metrics_render_model(metrics *m, const struct health_model *hm, int event_streams, size_t *len) {
+    struct out o = {malloc(16384), 0, 16384, 0};
+    if (o.buf == NULL) return NULL;
+    metrics_queue_families(&o, hm);
+    metrics_process_families(&o, m, hm, event_streams);
     if (o.failed) {
         free(o.buf);
         return NULL;
     }
     *len = o.len;
     return o.buf;
+}
+
+/* health_render_fn: the queue families of hm, kept with the model. */
+static struct body *metrics_render_queues(const struct health_model *hm, size_t index, void *ud) {
+    struct out o = {malloc(16384), 0, 16384, 0};
+    struct body *b = NULL;
+    (void)index;
+    (void)ud;
+    if (o.buf == NULL) return NULL;
+    metrics_queue_families(&o, hm);
+    if (!o.failed) b = body_new(o.buf, o.len, METRICS_CONTENT_TYPE);
+    free(o.buf);
+    return b;
+}
+
+struct body *metrics_body(metrics *m, struct health_model *hm, int event_streams) {
+    struct body *queues = health_body(hm, HEALTH_BODY_METRICS, 0, metrics_render_queues, NULL);
+    struct body *b = NULL;
+    struct out o = {NULL, 0, 0, 0};
+    if (queues == NULL) return NULL;
+    /* The counters change with every request: only the queue families
+     * are worth keeping; they are copied, the rest rendered after them. */
+    o.cap = queues->len + 8192;
+    if ((o.buf = malloc(o.cap)) == NULL) goto done;
+    memcpy(o.buf, queues->bytes, queues->len);
+    o.len = queues->len;
+    metrics_process_families(&o, m, hm, event_streams);
+    if (!o.failed) b = body_new(o.buf, o.len, METRICS_CONTENT_TYPE);
+done:
+    free(o.buf);
+    body_release(queues);
+    return b;
 }

@@ -9,6 +9,10 @@
 
 #include <stddef.h>
 
+#include "body.h"
+
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
 struct health_model;
 typedef struct metrics metrics;
 
@@ -24,5 +28,11 @@ void metrics_count_change(metrics *m, const char *queue, const char *outcome);
 /* The whole exposition for the model hm (borrowed) and the number of live
  * event streams, malloc'd (caller frees), or NULL when out of memory. */
 char *metrics_render_model(metrics *m, const struct health_model *hm, int event_streams, size_t *len);
+
+/* The same exposition as a body with its ETag, for a published model: the
+ * queue families are rendered once per model and kept with it
+ * (health_body), the counters of this process rendered now. New body, or
+ * NULL when out of memory. */
+struct body *metrics_body(metrics *m, struct health_model *hm, int event_streams);
 
 #endif

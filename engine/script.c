@@ -2,6 +2,7 @@
  * scope checks, and the call into a route's handler. */
 #include "script.h"
 #include "apierr.h"
+#include "body.h"
 #include "health.h"
 #include "log.h"
 #include "luajson.h"
@@ -41,6 +42,7 @@ struct script_host {
     struct sandbox_limits limits;
     struct app *app;
     script_open_fn open_api;     /* builds the `sluice` table (bind.c) */
+    auth_cache *auth;            /* verified credentials, for every thread */
     unsigned long id;
     pthread_mutex_t lock;
     struct script_state **states;
@@ -67,6 +69,8 @@ static atomic_ulong next_host_id = 1;
 static struct script_state *script_state_of(lua_State *L) { return sandbox_host(L); }
 
 struct app *script_app(lua_State *L) { return script_state_of(L)->host->app; }
+
+auth_cache *script_auth_cache(lua_State *L) { return script_state_of(L)->host->auth; }
 
 struct script_request *script_current(lua_State *L, const char *fname) {
     struct script_state *st = script_state_of(L);
@@ -196,6 +200,10 @@ script_host *script_host_new(const char *dir, const struct sandbox_limits *limit
     host->open_api = open_api;
     host->id = atomic_fetch_add(&next_host_id, 1);
     pthread_mutex_init(&host->lock, NULL);
+    if ((host->auth = auth_cache_new()) == NULL) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
     if (script_read_dir(host, dir, err, errlen) != 0) goto fail;
     /* Load once now so a broken script stops start-up instead of every request. */
     probe = script_state_new(host, err, errlen);
@@ -213,6 +221,7 @@ void script_host_free(script_host *host) {
     for (size_t i = 0; i < host->nstates; i++) script_state_free(host->states[i]);
     for (size_t i = 0; i < host->nfiles; i++) free(host->texts[i]);
     free(host->states);
+    auth_cache_free(host->auth);
     pthread_mutex_destroy(&host->lock);
     free(host);
 }
@@ -328,9 +337,9 @@ static int script_authenticate(script_host *host, const struct script_route *rou
     }
     if (authz) {
         if (strncmp(authz, "Bearer ", 7) == 0)
-            rc = auth_verify_token(host->app->st, authz + 7, now, &sr->principal);
+            rc = auth_cache_verify_token(host->auth, host->app->st, authz + 7, now, &sr->principal);
     } else if (cookie) {
-        rc = auth_verify_session(host->app->st, cookie, now, &sr->principal);
+        rc = auth_cache_verify_session(host->auth, host->app->st, cookie, now, &sr->principal);
         sr->source = "ui";
     }
     if (rc < 0) {
@@ -393,6 +402,7 @@ struct script_call {
     json_t *body_out;
     char *text_out;
     size_t text_len;
+    struct body *raw_out;        /* a sluice.body returned as it is (a reference) */
     char content_type[64];       /* from the handler's headers, if any */
     struct http_response *resp;
 };
@@ -464,6 +474,8 @@ static int script_call_cf(lua_State *L) {
         if (c->text_out == NULL) return luaL_error(L, "out of memory");
         memcpy(c->text_out, s, len + 1);
         c->text_len = len;
+    } else if (luajson_to_body(L, 2) != NULL) {
+        c->raw_out = body_ref(luajson_to_body(L, 2));
     } else if (!lua_isnil(L, 2)) {
         c->body_out = luajson_from_lua(L, 2, err, sizeof err);
         if (c->body_out == NULL) return luaL_error(L, "response body: %s", err);
@@ -488,6 +500,34 @@ static int script_call_cf(lua_State *L) {
     return 0;
 }
 
+/* Send a rendered body as it is, with its ETag; a GET whose If-None-Match
+ * names that ETag gets 304 and no body (RFC 9110). Takes c->raw_out. */
+static void script_answer_body(struct script_call *c) {
+    struct http_response *resp = c->resp;
+    struct body *b = c->raw_out;
+    c->raw_out = NULL;
+    resp->status = c->status;
+    if (c->status >= 200 && c->status < 300) http_add_header(resp, "ETag", b->etag);
+    if (c->status == 200 && strcmp(c->req->method, "GET") == 0 &&
+        body_not_modified(b, http_header(c->req, "If-None-Match"))) {
+        resp->status = 304;
+        body_release(b);
+        return;
+    }
+    /* The response owns a copy: the cached bytes stay with their model. */
+    if ((resp->body = malloc(b->len ? b->len : 1)) == NULL) {
+        body_release(b);
+        http_response_clear(resp);
+        http_respond_error(resp, c->req, 500, "internal", "internal error; see the server log", NULL);
+        return;
+    }
+    memcpy(resp->body, b->bytes, b->len);
+    resp->len = b->len;
+    util_copy(resp->content_type, sizeof resp->content_type,
+              c->content_type[0] ? c->content_type : b->content_type);
+    body_release(b);
+}
+
 /* deferred_sources.snapshot: a stream's first event. */
 static json_t *script_snapshot(void *ud) {
     struct app *app = ud;
@@ -508,6 +548,17 @@ static void script_answer(struct script_call *c) {
                   c->content_type[0] ? c->content_type : "text/plain; charset=utf-8");
         c->text_out = NULL;
         return;
+    }
+    if (c->raw_out && c->sr->answer.kind == DEFERRED_NONE) {
+        script_answer_body(c);
+        return;
+    }
+    if (c->raw_out) {
+        /* A plan (a wait's "acks") works on JSON: the rare body it
+         * applies to is parsed back. */
+        c->body_out = json_loadb(c->raw_out->bytes, c->raw_out->len, 0, NULL);
+        body_release(c->raw_out);
+        c->raw_out = NULL;
     }
     if (deferred_answer(&c->sr->answer, &src, c->req, resp, c->status, &c->body_out,
                         c->sr->principal.token_id))
@@ -541,8 +592,10 @@ static void script_run(struct script_call *c) {
         lua_settop(L, 0);
         json_decref(c->body_out);
         free(c->text_out);
+        body_release(c->raw_out);
         c->body_out = NULL;
         c->text_out = NULL;
+        c->raw_out = NULL;
         http_response_clear(resp);
         http_respond_error(resp, c->req, 500, "internal", "internal error; see the server log", NULL);
         return;

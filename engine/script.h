@@ -6,7 +6,10 @@
  * is the http.c handler: it matches the route, authenticates, checks the
  * route's scope and CSRF rules, parses the JSON body, calls the handler
  * under the instruction budget and turns its return values (status, body,
- * headers) into the response. A handler error is a 500 "internal", logged
+ * headers) into the response. A body that is a sluice.body (luajson.h) is
+ * sent as its bytes, with its ETag, or as 304 Not Modified when the GET's
+ * If-None-Match names it. Credentials are checked through the host's
+ * auth_cache. A handler error is a 500 "internal", logged
  * with the request id and never shown to the client.
  *
  * An answer that is not ready when the handler returns (a wait_ms hold, an
@@ -73,6 +76,10 @@ struct script_request *script_current(lua_State *L, const char *fname);
 
 /* For bindings: the app. */
 struct app *script_app(lua_State *L);
+
+/* For bindings: the host's cache of verified credentials (auth.h), which a
+ * revocation, logout or login must update before answering. */
+auth_cache *script_auth_cache(lua_State *L);
 
 /* For sluice.route: register a route in the state being loaded. Raises on
  * bad arguments or outside load time. */

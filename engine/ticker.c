@@ -27,8 +27,12 @@ void ticker_run(struct ticker *t, struct app *app, int64_t now_mono) {
     /* Every step: a wait_ms answer is never late by more than one step. */
     fleet_check_waiters(app->fl, now_mono, 0);
     if (now_mono >= t->next_reload) {
-        /* A reload may declare new queues: give them their desired entry. */
-        if (policy_reload(app->pol, 0) == 1) bus_resync(app->bus);
+        /* A reload may declare new queues: give them their desired entry,
+         * and reads their Targets and bounds from the next model. */
+        if (policy_reload(app->pol, 0) == 1) {
+            bus_resync(app->bus);
+            health_changed(app->health);
+        }
         t->next_reload = now_mono + app->cfg->reload_ms;
     }
     if (now_mono >= t->next_second) {

@@ -10,14 +10,16 @@ local change_rules = {
   { "wait_ms", "integer", min = 0, max = 30000 },
 }
 
+-- Reads answer with the bytes cached with the queue-health model (a
+-- sluice.body, with its ETag), never older than this replica's last change.
 s.route("GET", "/api/v1/scaling", { scope = "scaling:read" }, function()
-  local list, err, info = s.scaling.list()
+  local list, err, info = s.scaling.list_body()
   if not list then return check.fail(info) end
   return 200, list
 end)
 
 s.route("GET", "/api/v1/scaling/{queue}", { scope = "scaling:read" }, function(req)
-  local target, err, info = s.scaling.get(req.params.queue)
+  local target, err, info = s.scaling.get_body(req.params.queue)
   if not target then return check.fail(info) end
   return 200, target
 end)

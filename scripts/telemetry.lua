@@ -2,8 +2,10 @@
 -- metrics and readiness.
 local s = sluice
 
+-- The bytes cached with the queue-health model, with their ETag (a GET
+-- with a matching If-None-Match gets 304).
 local function snapshot()
-  return 200, s.telemetry.snapshot()
+  return 200, s.telemetry.snapshot_body()
 end
 
 s.route("GET", "/admin/runtime-scaling", { scope = "scaling:read" }, snapshot)
@@ -18,9 +20,9 @@ s.route("GET", "/admin/runtime-scaling/events", { scope = "scaling:read" }, func
 end)
 
 s.route("GET", "/metrics", { scope = "none" }, function()
-  local text, err, info = s.telemetry.metrics()
-  if not text then return check.fail(info) end
-  return 200, text, { ["Content-Type"] = "text/plain; version=0.0.4; charset=utf-8" }
+  local body, err, info = s.telemetry.metrics_body()   -- with its content type
+  if not body then return check.fail(info) end
+  return 200, body
 end)
 
 -- Ready when both the database and Redis answer and the database can take

@@ -344,6 +344,65 @@ TEST(one_session_too_many_ends_the_oldest_of_its_token) {
     close_store(st);
 }
 
+TEST(cached_credentials_skip_the_store_until_forgotten_or_stale) {
+    char token[AUTH_TOKEN_MAX], id[STORE_ID_MAX], cookie[STORE_HASH_MAX];
+    struct auth_principal p, sp;
+    int64_t now = util_now_ms();
+    store *st = open_store();
+    auth_cache *c = auth_cache_new();
+    ASSERT(st != NULL && c != NULL);
+    EXPECT_INT(auth_token_create(st, "cached", AUTH_SCOPE_READ, 0, now, token, id), STORE_OK);
+    EXPECT_INT(auth_session_open(st, token, now, &sp, cookie), AUTH_OK);
+    EXPECT_INT(auth_cache_verify_token(c, st, token, now, &p), AUTH_OK);
+    EXPECT_INT(auth_cache_verify_session(c, st, cookie, now, &sp), AUTH_OK);
+    /* Revoked behind the cache's back (another process): still remembered
+     * within the TTL, which is the documented bound... */
+    EXPECT_INT(store_revoke_token(st, id, now), STORE_OK);
+    EXPECT_INT(auth_cache_verify_token(c, st, token, now + 10, &p), AUTH_OK);
+    EXPECT_STR(p.name, "cached");
+    EXPECT_INT(auth_cache_verify_session(c, st, cookie, now + 10, &sp), AUTH_OK);
+    EXPECT(sp.via_session);
+    /* ...and refused after it. */
+    EXPECT_INT(auth_cache_verify_token(c, st, token, now + AUTH_CACHE_TTL_MS + 1, &p), AUTH_DENIED);
+    /* A wrong secret with a cached id is never taken for the cached one. */
+    char forged[AUTH_TOKEN_MAX];
+    snprintf(forged, sizeof forged, "%s", token);
+    forged[strlen(forged) - 1] = forged[strlen(forged) - 1] == 'a' ? 'b' : 'a';
+    EXPECT_INT(auth_cache_verify_token(c, st, forged, now, &p), AUTH_DENIED);
+    /* Revoked through this process: forgotten at once, sessions included. */
+    EXPECT_INT(auth_token_create(st, "second", AUTH_SCOPE_READ, 0, now, token, id), STORE_OK);
+    EXPECT_INT(auth_session_open(st, token, now, &sp, cookie), AUTH_OK);
+    EXPECT_INT(auth_cache_verify_token(c, st, token, now, &p), AUTH_OK);
+    EXPECT_INT(auth_cache_verify_session(c, st, cookie, now, &sp), AUTH_OK);
+    EXPECT_INT(store_revoke_token(st, id, now), STORE_OK);
+    auth_cache_forget_token(c, id);
+    EXPECT_INT(auth_cache_verify_token(c, st, token, now, &p), AUTH_DENIED);
+    EXPECT_INT(auth_cache_verify_session(c, st, cookie, now, &sp), AUTH_DENIED);
+    auth_cache_free(c);
+    auth_cache_free(NULL);
+    close_store(st);
+}
+
+TEST(a_closed_or_expired_session_is_not_served_from_the_cache) {
+    char token[AUTH_TOKEN_MAX], id[STORE_ID_MAX], cookie[STORE_HASH_MAX];
+    struct auth_principal p;
+    int64_t now = util_now_ms();
+    store *st = open_store();
+    auth_cache *c = auth_cache_new();
+    ASSERT(st != NULL && c != NULL);
+    EXPECT_INT(auth_token_create(st, "brief", AUTH_SCOPE_READ, 60, now, token, id), STORE_OK);
+    EXPECT_INT(auth_session_open(st, token, now, &p, cookie), AUTH_OK);
+    EXPECT_INT(auth_cache_verify_session(c, st, cookie, now, &p), AUTH_OK);
+    /* The token's expiry ends what the cache remembers, TTL or not. */
+    EXPECT_INT(auth_cache_verify_session(c, st, cookie, now + 60000, &p), AUTH_DENIED);
+    EXPECT_INT(auth_cache_verify_session(c, st, cookie, now, &p), AUTH_OK);
+    EXPECT_INT(auth_session_close(st, &p), STORE_OK);
+    auth_cache_forget_session(c, p.session_hash);
+    EXPECT_INT(auth_cache_verify_session(c, st, cookie, now, &p), AUTH_DENIED);
+    auth_cache_free(c);
+    close_store(st);
+}
+
 int main(void) {
     RUN(parses_scope_lists);
     RUN(admin_implies_read_and_write);
@@ -359,5 +418,7 @@ int main(void) {
     RUN(session_ends_with_revocation_close_or_expiry);
     RUN(session_refuses_bad_tokens_and_cookies);
     RUN(one_session_too_many_ends_the_oldest_of_its_token);
+    RUN(cached_credentials_skip_the_store_until_forgotten_or_stale);
+    RUN(a_closed_or_expired_session_is_not_served_from_the_cache);
     return UNIT_DONE();
 }

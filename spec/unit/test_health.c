@@ -354,6 +354,100 @@ TEST(a_published_model_is_shared_and_an_older_build_never_replaces_it) {
     teardown();                                /* health_free releases the last */
 }
 
+static int renders;
+
+static struct body *count_render(const struct health_model *m, size_t index, void *ud) {
+    const char *name = m->queues[index].name;
+    (void)ud;
+    renders++;
+    return body_new(name, strlen(name), "text/plain");
+}
+
+TEST(a_body_is_rendered_once_per_model_and_kept_with_it) {
+    ASSERT(setup());
+    struct health_model *m = health_build(&app);
+    ASSERT(m != NULL && m->nqueues == 3);
+    renders = 0;
+    struct body *a = health_body(m, HEALTH_BODY_TARGET, 1, count_render, NULL);
+    struct body *b = health_body(m, HEALTH_BODY_TARGET, 1, count_render, NULL);
+    ASSERT(a != NULL);
+    EXPECT(a == b);
+    EXPECT_INT(renders, 1);
+    EXPECT_STR(a->bytes, "beta");
+    EXPECT(health_body(m, HEALTH_BODY_TARGET, 3, count_render, NULL) == NULL);   /* no such queue */
+    body_release(a);
+    body_release(b);
+    /* The snapshot body is health_json's answer, byte for byte. */
+    struct body *snap = health_snapshot_body(m);
+    json_t *j = health_json(m);
+    char *text = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    ASSERT(snap && text);
+    EXPECT_STR(snap->bytes, text);
+    free(text);
+    json_decref(j);
+    /* Another model renders its own, with the same ETag for the same bytes. */
+    struct health_model *m2 = health_build(&app);
+    struct body *c = health_body(m2, HEALTH_BODY_TARGET, 1, count_render, NULL);
+    EXPECT_INT(renders, 2);
+    ASSERT(c != NULL);
+    EXPECT_STR(c->etag, health_body(m, HEALTH_BODY_TARGET, 1, count_render, NULL)->etag);
+    body_release(c);
+    body_release(a);                           /* the extra reference just taken */
+    health_release(m2);
+    health_release(m);                         /* frees the bodies it kept */
+    body_release(snap);
+    teardown();
+}
+
+TEST(a_read_takes_the_published_model_until_a_change_or_its_age_says_otherwise) {
+    ASSERT(setup());
+    struct health_model *first = health_current(&app);
+    ASSERT(first != NULL);
+    struct health_model *same = health_current(&app);
+    EXPECT(same == first);                     /* fresh: shared, not rebuilt */
+    health_release(same);
+    /* An announced change: the next read builds a model that has it. */
+    ASSERT(set_desired("gamma", 3));
+    health_changed(app.health);
+    struct health_model *after = health_current(&app);
+    ASSERT(after != NULL);
+    EXPECT(after != first && after->seq > first->seq);
+    EXPECT_INT(health_queue(after, "gamma")->target.version, 1);
+    EXPECT_INT(health_take_changed(app.health), 1);   /* the ticker still hears of it */
+    /* Older than HEALTH_FRESH_MS: rebuilt for the read. */
+    usleep((HEALTH_FRESH_MS + 20) * 1000);
+    struct health_model *aged = health_current(&app);
+    EXPECT(aged != after);
+    health_release(aged);
+    health_release(after);
+    health_release(first);
+    teardown();
+}
+
+TEST(the_metrics_body_is_the_exposition_with_an_etag) {
+    ASSERT(setup());
+    metrics *mx = metrics_new();
+    struct health_model *m = health_build(&app);
+    size_t len = 0;
+    ASSERT(mx && m);
+    char *text = metrics_render_model(mx, m, 2, &len);
+    struct body *b = metrics_body(mx, m, 2);
+    ASSERT(text && b);
+    EXPECT_INT(b->len, len);
+    EXPECT(memcmp(b->bytes, text, len) == 0);
+    EXPECT_STR(b->content_type, METRICS_CONTENT_TYPE);
+    metrics_observe_request(mx, "/x", 200, 0.001);
+    struct body *b2 = metrics_body(mx, m, 2);
+    ASSERT(b2 != NULL);
+    EXPECT(strcmp(b->etag, b2->etag) != 0);     /* a counter moved: another body */
+    body_release(b2);
+    body_release(b);
+    free(text);
+    health_release(m);
+    metrics_free(mx);
+    teardown();
+}
+
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
     RUN(one_row_per_declared_queue_with_stored_or_default_targets);
@@ -362,5 +456,8 @@ int main(void) {
     RUN(the_json_renderer_gives_the_snapshot_of_api_md);
     RUN(the_metrics_renderer_reads_the_same_model);
     RUN(a_published_model_is_shared_and_an_older_build_never_replaces_it);
+    RUN(a_body_is_rendered_once_per_model_and_kept_with_it);
+    RUN(a_read_takes_the_published_model_until_a_change_or_its_age_says_otherwise);
+    RUN(the_metrics_body_is_the_exposition_with_an_etag);
     return UNIT_DONE();
 }
