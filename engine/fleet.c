@@ -44,16 +44,22 @@ struct fleet_sample {
     double completed, failed;
 };
 
-/* One worker. */
+/* One worker as last reported: what struct fleet_worker shows, kept
+ * compact (the queue by reference, the rare error string apart), since
+ * there may be many thousands. */
 struct fleet_rec {
     char id[FLEET_ID_MAX + 1];           /* the LHASH key */
+    char host[65], agent[65], last_event[10];
+    char *error;                         /* last error report (malloc'd); NULL when none */
     fleet_queue *q;
-    size_t at_all, at_queue;             /* positions in fl->all and q->workers */
-    struct fleet_worker w;               /* as last reported; w.stale unused here */
-    int counted;                         /* live, as far as the last stale sweep knows */
+    uint32_t at_all, at_queue;           /* positions in fl->all and q->workers */
+    int64_t concurrency, version, active, completed, failed, pid, interval_ms;
+    int64_t last_seen_ms, first_seen_ms;
+    unsigned char invalid;
+    unsigned char counted;               /* live, as far as the last stale sweep knows */
+    unsigned char nsamples, sample_head; /* the ring below, oldest at sample_head */
     double run_completed, run_failed;    /* sums of increases since first seen */
-    struct fleet_sample samples[FLEET_SAMPLES];   /* ring, oldest at sample_head */
-    int sample_head;
+    struct fleet_sample samples[FLEET_SAMPLES];
 };
 
 struct fleet_waiter {
@@ -137,7 +143,10 @@ static void fleet_queue_free(fleet_queue *q) {
 void fleet_free(fleet *fl) {
     if (fl == NULL) return;
     fleet_check_waiters(fl, INT64_MAX, 1);
-    for (size_t i = 0; i < fl->n; i++) free(fl->all[i]);
+    for (size_t i = 0; i < fl->n; i++) {
+        free(fl->all[i]->error);
+        free(fl->all[i]);
+    }
     free(fl->all);
     lh_fleet_queue_doall(fl->by_name, fleet_queue_free);
     lh_fleet_queue_free(fl->by_name);
@@ -183,25 +192,25 @@ static void fleet_queue_release(fleet *fl, fleet_queue *q) {
 /* ---- the acknowledgement index ----------------------------------------------- */
 
 /* The version a worker counts with: an invalid one is below every version. */
-static int64_t fleet_effective(const fleet_rec *r) { return r->w.invalid ? INT64_MIN : r->w.version; }
+static int64_t fleet_effective(const fleet_rec *r) { return r->invalid ? INT64_MIN : r->version; }
 
 /* Whether r holds back the lowest wait of its queue. */
 static int fleet_holds_back(const fleet_rec *r) {
     return r->counted && r->q->waiters && fleet_effective(r) < r->q->waiters->version;
 }
 
-static int fleet_is_stale(const struct fleet_worker *w, int64_t now_ms) {
-    return now_ms - w->last_seen_ms > FLEET_STALE_INTERVALS * w->interval_ms;
+static int fleet_is_stale(const fleet_rec *r, int64_t now_ms) {
+    return now_ms - r->last_seen_ms > FLEET_STALE_INTERVALS * r->interval_ms;
 }
 
 /* Who of q has applied version at now_ms, by the clock (one pass). */
 static void fleet_count(const fleet_queue *q, int64_t version, int64_t now_ms, struct fleet_acks *out) {
     memset(out, 0, sizeof *out);
     for (size_t i = 0; q && i < q->nworkers; i++) {
-        const struct fleet_worker *w = &q->workers[i]->w;
-        if (fleet_is_stale(w, now_ms)) continue;
+        const fleet_rec *r = q->workers[i];
+        if (fleet_is_stale(r, now_ms)) continue;
         out->expected++;
-        if (w->version >= version && !w->invalid) out->acknowledged++;
+        if (r->version >= version && !r->invalid) out->acknowledged++;
     }
 }
 
@@ -280,6 +289,7 @@ static void fleet_remove(fleet *fl, fleet_rec *r, int64_t now_ms, struct fleet_w
     fl->all[r->at_all] = fl->all[--fl->n];
     fl->all[r->at_all]->at_all = r->at_all;
     lh_fleet_rec_delete(fl->by_id, r);
+    free(r->error);
     free(r);
     fleet_settle(fl, q, now_ms, done);
     fleet_queue_release(fl, q);
@@ -293,7 +303,7 @@ static void fleet_mark_stale(fleet *fl, int64_t now_ms, struct fleet_waiter **do
     for (size_t i = 0; i < fl->n; i++) {
         fleet_rec *r = fl->all[i];
         if (!r->counted) continue;
-        int64_t due = r->w.last_seen_ms + FLEET_STALE_INTERVALS * r->w.interval_ms + 1;
+        int64_t due = r->last_seen_ms + FLEET_STALE_INTERVALS * r->interval_ms + 1;
         if (now_ms < due) {
             if (due < next) next = due;
             continue;
@@ -414,36 +424,35 @@ static uint64_t fleet_sat_add(uint64_t a, int64_t inc) {
     return (uint64_t)inc >= FLEET_TOTAL_MAX - a ? FLEET_TOTAL_MAX : a + (uint64_t)inc;
 }
 
-/* Take the counters of report w into r (prev: r's last report, NULL for a
- * new worker) and into the totals of q (w's queue; NULL when it is not
- * declared). The newest sample
- * is overwritten while it is closer than FLEET_SAMPLE_EVERY_MS to the one
- * before, so the ring spans the rate window with few samples. Called
- * locked. */
-static void fleet_take_counters(fleet *fl, fleet_rec *r, const struct fleet_worker *w,
-                                const struct fleet_worker *prev, fleet_queue *q, int64_t now_ms) {
+/* Take the counters of report w into r (still holding its previous
+ * report and queue, unless is_new) and into the totals of q (w's queue; NULL when it
+ * is not declared). The newest sample is overwritten while it is closer
+ * than FLEET_SAMPLE_EVERY_MS to the one before, so that few samples span
+ * the rate window. Called locked. */
+static void fleet_take_counters(fleet *fl, fleet_rec *r, const struct fleet_worker *w, int is_new,
+                                fleet_queue *q, int64_t now_ms) {
     if (q && !fleet_queue_keep(fl, q)) q = NULL;        /* table full: no totals */
-    int64_t inc_c = prev ? fleet_increase(prev->completed, w->completed) : w->completed;
-    int64_t inc_f = prev ? fleet_increase(prev->failed, w->failed) : w->failed;
+    int64_t inc_c = is_new ? w->completed : fleet_increase(r->completed, w->completed);
+    int64_t inc_f = is_new ? w->failed : fleet_increase(r->failed, w->failed);
     /* A worker new to us brings what it did so far; one moving in from
      * another queue brings nothing. */
-    if (q && (prev == NULL || strcmp(prev->queue, w->queue) == 0)) {
+    if (q && (is_new || r->q == q)) {
         q->completed = fleet_sat_add(q->completed, inc_c);
         q->failed = fleet_sat_add(q->failed, inc_f);
     }
-    if (prev) {
+    if (!is_new) {
         r->run_completed += (double)inc_c;
         r->run_failed += (double)inc_f;
     }
-    int n = r->w.nsamples, slot = (r->sample_head + n) % FLEET_SAMPLES;
+    int n = r->nsamples, slot = (r->sample_head + n) % FLEET_SAMPLES;
     if (n >= 2) {
         int newest = (r->sample_head + n - 1) % FLEET_SAMPLES;
         if (now_ms - r->samples[(newest + FLEET_SAMPLES - 1) % FLEET_SAMPLES].at_ms < FLEET_SAMPLE_EVERY_MS)
             slot = newest, n--;
     }
-    if (n == FLEET_SAMPLES) r->sample_head = (r->sample_head + 1) % FLEET_SAMPLES;
+    if (n == FLEET_SAMPLES) r->sample_head = (unsigned char)((r->sample_head + 1) % FLEET_SAMPLES);
     else n++;
-    r->w.nsamples = n;
+    r->nsamples = (unsigned char)n;
     r->samples[slot].at_ms = now_ms;
     r->samples[slot].completed = r->run_completed;
     r->samples[slot].failed = r->run_failed;
@@ -537,7 +546,7 @@ static fleet_rec *fleet_add(fleet *fl, const struct fleet_worker *w) {
 /* Apply report w (checked; w->invalid set) to the registry at now_ms.
  * Returns 0, or -1 when the fleet is full or out of memory (nothing
  * changed). Called locked. */
-static int fleet_apply(fleet *fl, struct fleet_worker *w, int declared, int64_t now_ms,
+static int fleet_apply(fleet *fl, const struct fleet_worker *w, int declared, int64_t now_ms,
                        struct fleet_waiter **done) {
     fleet_rec key, *r;
     util_copy(key.id, sizeof key.id, w->id);
@@ -553,29 +562,42 @@ static int fleet_apply(fleet *fl, struct fleet_worker *w, int declared, int64_t 
     /* Everything that can fail first, so that a worker is never left
      * half-indexed. */
     fleet_queue *was = r ? r->q : NULL, *q = fleet_queue_of(fl, w->queue, 1);
-    if (q == NULL || fleet_reserve(q) != 0 || (r == NULL && (r = fleet_add(fl, w)) == NULL)) {
+    char *error = w->error[0] ? strdup(w->error) : NULL;
+    if (q == NULL || (w->error[0] && error == NULL) || fleet_reserve(q) != 0 ||
+        (r == NULL && (r = fleet_add(fl, w)) == NULL)) {
+        free(error);
         fleet_queue_release(fl, q);
         return -1;
     }
+    int64_t version = w->version;
+    fleet_take_counters(fl, r, w, was == NULL, declared ? q : NULL, now_ms);
     if (was == NULL) {
-        w->first_seen_ms = now_ms;
-        fleet_take_counters(fl, r, w, NULL, declared ? q : NULL, now_ms);
+        r->first_seen_ms = now_ms;
     } else {
-        w->first_seen_ms = r->w.first_seen_ms;
         /* A version never goes backwards: a late, reordered report must
          * not undo a newer acknowledgement. */
-        if (w->version < r->w.version && was == q && !r->w.invalid) w->version = r->w.version;
-        /* An error report stands until a later ack says otherwise. */
-        if (w->error[0] == '\0' && strcmp(w->last_event, "heartbeat") == 0)
-            util_copy(w->error, sizeof w->error, r->w.error);
-        fleet_take_counters(fl, r, w, &r->w, declared ? q : NULL, now_ms);
+        if (version < r->version && was == q && !r->invalid) version = r->version;
         fleet_leave(r);                  /* counted out with its old state */
     }
-    w->last_seen_ms = now_ms;
-    w->nsamples = r->w.nsamples;
-    r->w = *w;
+    /* An error report stands until a later ack says otherwise. */
+    if (error || strcmp(w->last_event, "heartbeat") != 0) {
+        free(r->error);
+        r->error = error;
+    }
+    util_copy(r->host, sizeof r->host, w->host);
+    util_copy(r->agent, sizeof r->agent, w->agent);
+    util_copy(r->last_event, sizeof r->last_event, w->last_event);
+    r->concurrency = w->concurrency;
+    r->version = version;
+    r->active = w->active;
+    r->completed = w->completed;
+    r->failed = w->failed;
+    r->pid = w->pid;
+    r->interval_ms = w->interval_ms;
+    r->last_seen_ms = now_ms;
+    r->invalid = w->invalid != 0;
     r->counted = 1;
-    fleet_join(q, r);                    /* and in with the new one */
+    fleet_join(q, r);                    /* and in with the new state */
     int64_t due = now_ms + FLEET_STALE_INTERVALS * w->interval_ms + 1;
     if (due < fl->next_stale_ms) fl->next_stale_ms = due;
     fleet_settle(fl, q, now_ms, done);
@@ -618,7 +640,7 @@ void fleet_sweep(fleet *fl, int64_t now_ms) {
     struct fleet_waiter *done = NULL;
     pthread_mutex_lock(&fl->lock);
     for (size_t i = 0; i < fl->n;) {
-        if (now_ms - fl->all[i]->w.last_seen_ms > FLEET_FORGET_MS) fleet_remove(fl, fl->all[i], now_ms, &done);
+        if (now_ms - fl->all[i]->last_seen_ms > FLEET_FORGET_MS) fleet_remove(fl, fl->all[i], now_ms, &done);
         else i++;
     }
     pthread_mutex_unlock(&fl->lock);
@@ -626,6 +648,29 @@ void fleet_sweep(fleet *fl, int64_t now_ms) {
 }
 
 /* ---- reading ------------------------------------------------------------------- */
+
+/* The public view of r at now_ms. */
+static void fleet_export(const fleet_rec *r, int64_t now_ms, struct fleet_worker *out) {
+    memset(out, 0, sizeof *out);
+    util_copy(out->id, sizeof out->id, r->id);
+    util_copy(out->queue, sizeof out->queue, r->q->name);
+    util_copy(out->host, sizeof out->host, r->host);
+    util_copy(out->agent, sizeof out->agent, r->agent);
+    util_copy(out->last_event, sizeof out->last_event, r->last_event);
+    util_copy(out->error, sizeof out->error, r->error ? r->error : "");
+    out->concurrency = r->concurrency;
+    out->version = r->version;
+    out->active = r->active;
+    out->completed = r->completed;
+    out->failed = r->failed;
+    out->pid = r->pid;
+    out->interval_ms = r->interval_ms;
+    out->last_seen_ms = r->last_seen_ms;
+    out->first_seen_ms = r->first_seen_ms;
+    out->stale = fleet_is_stale(r, now_ms);
+    out->invalid = r->invalid;
+    out->nsamples = r->nsamples;
+}
 
 static int fleet_id_cmp(const void *a, const void *b) {
     return strcmp(((const struct fleet_worker *)a)->id, ((const struct fleet_worker *)b)->id);
@@ -638,10 +683,7 @@ size_t fleet_workers(fleet *fl, const char *queue, int64_t now_ms, struct fleet_
     fleet_rec **from = queue ? (q ? q->workers : NULL) : fl->all;
     size_t count = queue ? (q ? q->nworkers : 0) : fl->n;
     *out = malloc((count ? count : 1) * sizeof **out);
-    for (size_t i = 0; *out && i < count; i++) {
-        (*out)[n] = from[i]->w;
-        (*out)[n++].stale = fleet_is_stale(&from[i]->w, now_ms);
-    }
+    for (size_t i = 0; *out && i < count; i++) fleet_export(from[i], now_ms, &(*out)[n++]);
     pthread_mutex_unlock(&fl->lock);
     if (*out) qsort(*out, n, sizeof **out, fleet_id_cmp);
     return n;
@@ -657,7 +699,7 @@ void fleet_rates(fleet *fl, const char *queue, int64_t now_ms, struct fleet_rate
         /* The increase between the first and the last sample inside the
          * window, over the span they cover. */
         const struct fleet_sample *first = NULL, *last = NULL;
-        for (int k = 0; k < r->w.nsamples; k++) {
+        for (int k = 0; k < r->nsamples; k++) {
             const struct fleet_sample *sm = &r->samples[(r->sample_head + k) % FLEET_SAMPLES];
             if (now_ms - sm->at_ms > FLEET_RATE_WINDOW_MS) continue;
             if (first == NULL) first = sm;

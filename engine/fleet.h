@@ -42,8 +42,8 @@
 #define FLEET_ID_MAX PROTOCOL_WORKER_ID_MAX
 #define FLEET_FORGET_MS 60000
 #define FLEET_STALE_INTERVALS 3
-#define FLEET_SAMPLES 16                 /* counter samples kept per worker, */
-#define FLEET_SAMPLE_EVERY_MS 10000      /* at least this far apart but the newest */
+#define FLEET_SAMPLES 12                 /* counter samples kept per worker, */
+#define FLEET_SAMPLE_EVERY_MS 12000      /* at least this far apart but the newest */
 #define FLEET_RATE_WINDOW_MS 60000
 #define FLEET_ISSUER_EVERY_MS 250
 #define FLEET_TOTAL_MAX 9007199254740991ULL   /* 2^53 - 1: exact in JSON and in Prometheus */
