@@ -158,9 +158,10 @@ void fleet_free(fleet *fl) {
 /* ---- queues ------------------------------------------------------------------ */
 
 /* The record of name, made when absent and create; NULL when absent (or
- * out of memory). Called locked. */
+ * out of memory, or name too long to be a queue's). Called locked. */
 static fleet_queue *fleet_queue_of(fleet *fl, const char *name, int create) {
     fleet_queue key, *q;
+    if (strlen(name) > UTIL_NAME_MAX) return NULL;      /* would match a truncated name */
     util_copy(key.name, sizeof key.name, name);
     if ((q = lh_fleet_queue_retrieve(fl->by_name, &key)) != NULL || !create) return q;
     if ((q = calloc(1, sizeof *q)) == NULL) return NULL;
