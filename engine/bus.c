@@ -499,9 +499,8 @@ static void bus_on_message(bus *b, redisReply *r) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[0]->type != REDIS_REPLY_STRING ||
         strcmp(r->element[0]->str, "message") != 0 || r->element[2]->type != REDIS_REPLY_STRING)
         return;                         /* subscribe confirmations and the like */
-    int64_t now = util_mono_ms();
-    fleet_report(b->opt.fl, r->element[2]->str, r->element[2]->len, now);
-    fleet_check_waiters(b->opt.fl, now, 0);
+    /* Ends, on this thread, the waits this report completes (fleet.h). */
+    fleet_report(b->opt.fl, r->element[2]->str, r->element[2]->len, util_mono_ms());
 }
 
 static void *bus_sub_main(void *arg) {

@@ -83,7 +83,8 @@ void deferred_wait(fleet *fl, struct http_request *req, struct http_response *re
     w->resp.status = status;
     memset(resp, 0, sizeof *resp);
     http_defer(req);
-    if (fleet_wait(fl, queue, version, util_mono_ms() + wait_ms, deferred_on_acks, w) != 0) {
+    int64_t at = util_mono_ms();
+    if (fleet_wait(fl, queue, version, at, at + wait_ms, deferred_on_acks, w) != 0) {
         /* Not registered (out of memory): answer with what is known now. */
         fleet_acks(fl, queue, version, util_mono_ms(), &now);
         deferred_on_acks(w, &now, now.acknowledged == now.expected);

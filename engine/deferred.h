@@ -22,9 +22,9 @@
  * the thread that ends it in fleet.c: the HTTP pool thread that served the
  * request when it is over at once (no live worker, all there already,
  * wait_ms 0, shutdown begun, out of memory); the Redis subscriber thread
- * (bus.c) right after the report that completes it; the main thread's
- * ticker at the deadline (a step late at most); the main thread at
- * shutdown. A stream is filled by whichever thread broadcasts (the pool
+ * (bus.c), inside fleet_report, on the report that completes it; the main
+ * thread's ticker at the deadline (a step late at most) or when the last
+ * worker holding it back goes stale; the main thread at shutdown. A stream is filled by whichever thread broadcasts (the pool
  * thread of a PUT, the ticker's snapshots, pings and alerts). In both cases
  * http.c sends on the connection's own pool thread.
  *

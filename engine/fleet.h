@@ -17,8 +17,16 @@
  * replica's), from the issuer callback, asked at most every
  * FLEET_ISSUER_EVERY_MS per queue.
  *
- * All functions are thread-safe (one mutex owned here). Times are
- * CLOCK_MONOTONIC milliseconds (util_mono_ms). */
+ * Cost: a report is a parse, two hash look-ups and a constant number of
+ * updates, whatever the size of the fleet and the number of waiters; it
+ * ends the waits it completes itself. Going stale is noticed by the ticker
+ * (fleet_check_waiters), which looks at the fleet only when a worker's
+ * deadline has passed. Readers (fleet_workers, fleet_rates, fleet_acks)
+ * are one pass over the queue asked for.
+ *
+ * All functions are thread-safe (one mutex owned here, a leaf); wait
+ * callbacks run with it released. Times are CLOCK_MONOTONIC milliseconds
+ * (util_mono_ms). */
 #ifndef SLUICE_FLEET_H
 #define SLUICE_FLEET_H
 
@@ -30,19 +38,15 @@
 #include "util.h"
 
 #define FLEET_REPORT_MAX PROTOCOL_REPORT_MAX   /* bytes; larger reports are refused */
-#define FLEET_MAX_WORKERS 4096
+#define FLEET_MAX_WORKERS 16384
 #define FLEET_ID_MAX PROTOCOL_WORKER_ID_MAX
 #define FLEET_FORGET_MS 60000
 #define FLEET_STALE_INTERVALS 3
-#define FLEET_SAMPLES 64                 /* counter samples kept per worker */
+#define FLEET_SAMPLES 12                 /* counter samples kept per worker, */
+#define FLEET_SAMPLE_EVERY_MS 12000      /* at least this far apart but the newest */
 #define FLEET_RATE_WINDOW_MS 60000
 #define FLEET_ISSUER_EVERY_MS 250
 #define FLEET_TOTAL_MAX 9007199254740991ULL   /* 2^53 - 1: exact in JSON and in Prometheus */
-
-/* One heartbeat's running totals, for rates. */
-struct fleet_sample {
-    int64_t at_ms, completed, failed;
-};
 
 struct fleet_worker {
     char id[FLEET_ID_MAX + 1];
@@ -56,8 +60,7 @@ struct fleet_worker {
     int64_t last_seen_ms, first_seen_ms;
     int stale;                       /* filled by fleet_workers */
     int invalid;                     /* reports a version never issued for its queue */
-    struct fleet_sample samples[FLEET_SAMPLES];   /* ring, oldest at sample_head */
-    int nsamples, sample_head;
+    int nsamples;                    /* counter samples kept, 1..FLEET_SAMPLES */
 };
 
 /* Job throughput of a queue over the last FLEET_RATE_WINDOW_MS, or the time
@@ -95,11 +98,15 @@ void fleet_set_declared(fleet *fl, fleet_declared_fn fn, void *ud);
  * below are acknowledgements. */
 void fleet_issued(fleet *fl, const char *queue, int64_t version);
 
-/* Apply one report (raw payload). Returns 0, or -1 when it was malformed
- * (counted, logged at a limited rate, nothing changed). */
+/* Apply one report (raw payload), and end the waits it completes (their
+ * callbacks run on the calling thread before this returns). Returns 0, or
+ * -1 when it was malformed (counted, logged at a limited rate, nothing
+ * changed), the fleet is full (FLEET_MAX_WORKERS; counted as malformed) or
+ * out of memory. */
 int fleet_report(fleet *fl, const char *payload, size_t len, int64_t now_ms);
 
-/* Forget workers silent for FLEET_FORGET_MS. */
+/* Forget workers silent for FLEET_FORGET_MS (ending the waits only they
+ * held back). */
 void fleet_sweep(fleet *fl, int64_t now_ms);
 
 /* Copy the workers of queue (NULL: all) into a malloc'd array the caller
@@ -122,14 +129,16 @@ uint64_t fleet_malformed(fleet *fl);
  * every live worker acknowledged (vacuously so with no live workers). */
 typedef void (*fleet_wait_fn)(void *ud, const struct fleet_acks *acks, int complete);
 
-/* Wait for version of queue until deadline_ms. fn may run before this
- * returns (already complete). Returns 0, or -1 when out of memory (fn not
- * called). */
-int fleet_wait(fleet *fl, const char *queue, int64_t version, int64_t deadline_ms,
+/* Wait, from now_ms, for version of queue until deadline_ms. fn may run
+ * before this returns (already complete, deadline passed, or shutdown
+ * begun). Returns 0, or -1 when out of memory (fn not called). */
+int fleet_wait(fleet *fl, const char *queue, int64_t version, int64_t now_ms, int64_t deadline_ms,
                fleet_wait_fn fn, void *ud);
 
-/* End the waits that are complete or past their deadline; all of them when
- * finish_all (shutdown). */
+/* The ticker's step at now_ms: notice the workers gone stale, and end the
+ * waits that completes and those past their deadline; with finish_all
+ * (shutdown), end every wait, and from then on every new one at once.
+ * now_ms INT64_MAX: the counts are taken at util_mono_ms(). */
 void fleet_check_waiters(fleet *fl, int64_t now_ms, int finish_all);
 
 #endif

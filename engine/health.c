@@ -174,12 +174,13 @@ static void health_process_state(struct health_model *m, struct app *app,
     if (app->cfg) util_copy(m->environment, sizeof m->environment, app->cfg->env);
 }
 
-/* One declared queue from the inputs gathered once. Returns 0, or -1 when
- * out of memory; 1 when the queue vanished in a policy reload. */
+/* One declared queue from the inputs gathered once, and its workers read
+ * from the fleet (one queue at a time: no copy of the whole fleet). Returns
+ * 0, or -1 when out of memory; 1 when the queue vanished in a policy reload. */
 static int health_queue_build(struct queue_health *q, struct app *app, const char *name,
                               const struct health_model *m, const struct store_target *rows,
                               size_t nrows, int rows_ok, const struct store_outbox *pending,
-                              size_t npending, const struct fleet_worker *all, size_t nall) {
+                              size_t npending) {
     if (policy_bounds(app->pol, name, &q->bounds) != 0) return 1;
     util_copy(q->name, sizeof q->name, name);
     q->has_target = rows_ok;
@@ -188,7 +189,11 @@ static int health_queue_build(struct queue_health *q, struct app *app, const cha
     for (size_t i = 0; i < npending; i++) q->unpublished += strcmp(pending[i].queue, name) == 0;
     if (app->fl) fleet_rates(app->fl, name, m->built_mono_ms, &q->rates);
     q->target_shown = q->has_target && m->store != HEALTH_STORE_DOWN;
-    return health_workers_of(q, all, nall);
+    struct fleet_worker *ws = NULL;
+    size_t nws = app->fl ? fleet_workers(app->fl, name, m->built_mono_ms, &ws) : 0;
+    int rc = health_workers_of(q, ws, nws);
+    free(ws);
+    return rc;
 }
 
 /* The model without alerts. NULL when out of memory. */
@@ -197,8 +202,7 @@ static struct health_model *health_collect(struct app *app) {
     struct health_model *m = calloc(1, sizeof *m);
     struct store_outbox *pending = NULL;
     struct store_target *rows = NULL;
-    struct fleet_worker *all = NULL;
-    size_t npending = 0, nrows = 0, nall = 0, nq = 0;
+    size_t npending = 0, nrows = 0, nq = 0;
     int rows_ok = 0, ok = 0;
     if (names == NULL || m == NULL) {
         free(m);                     /* its mutex was never made */
@@ -213,13 +217,12 @@ static struct health_model *health_collect(struct app *app) {
     m->changes = app->health ? atomic_load(&app->health->changes) : 0;
     m->built_mono_ms = util_mono_ms();
     health_process_state(m, app, &pending, &npending, &rows, &nrows, &rows_ok);
-    if (app->fl) nall = fleet_workers(app->fl, NULL, m->built_mono_ms, &all);
     nq = policy_queue_names(app->pol, names, POLICY_MAX_QUEUES);
     if (nq > POLICY_MAX_QUEUES) nq = POLICY_MAX_QUEUES;
     if ((m->queues = calloc(nq ? nq : 1, sizeof *m->queues)) == NULL) goto done;
     for (size_t i = 0; i < nq; i++) {
         int rc = health_queue_build(&m->queues[m->nqueues], app, names[i], m, rows, nrows,
-                                    rows_ok, pending, npending, all, nall);
+                                    rows_ok, pending, npending);
         if (rc < 0) {
             m->nqueues++;           /* so that its workers are freed */
             goto done;
@@ -234,7 +237,6 @@ done:
         health_model_free(m);
         m = NULL;
     }
-    free(all);
     free(rows);
     free(pending);
     free(names);
