@@ -23,7 +23,9 @@ static void announce_events(struct app *app, const struct store_change_result *r
                                (json_int_t)res->target.version, "actor", o->actor, "source",
                                o->source, "reason", o->reason, "at",
                                util_format_time(util_now_ms(), ts));
-    events_broadcast(app->events, "change", change);
+    /* Posted, not sent: the ticker's next step (50 ms at most) wakes the
+     * streams, with the new snapshot right behind. */
+    events_post(app->events, "change", change);
     json_decref(change);
 }
 

@@ -1,7 +1,7 @@
 /* announce.h — what follows a committed change of desired concurrency, in
  * one place: workers may acknowledge the new version (fleet), the outbox
  * relay is woken to publish it (bus), live streams get a "change" event
- * (events) and, from the ticker within a step, a fresh snapshot (health),
+ * (posted: the ticker wakes them within a step, with a fresh snapshot),
  * the metrics count it, and the log says so. Nothing here builds a
  * snapshot: a write costs the same with or without streams open.
  *

@@ -14,6 +14,7 @@ struct stream {
     char *buf;
     size_t len, cap;
     int closed;                  /* end the answer once the buffer is sent */
+    int unwoken;                 /* holds posted events its connection was not woken for */
     char owner[40];
     http_stream_conn *conn;      /* known from the first read; woken by pushes */
     struct stream *next;
@@ -63,8 +64,9 @@ static void stream_end(struct stream *s) {
     if (s->conn) http_stream_wake(s->conn);
 }
 
-/* Append text to s and wake its connection. Called with s->lock held. */
-static void stream_push(struct stream *s, const char *text, size_t n) {
+/* Append text to s and wake its connection now (wake) or at the next
+ * events_flush. Called with s->lock held. */
+static void stream_push(struct stream *s, const char *text, size_t n, int wake) {
     if (s->closed) return;
     /* An empty buffer takes any one event; beyond that, a reader still
      * holding more than the cap (or than the event) is too slow: cut off. */
@@ -85,7 +87,8 @@ static void stream_push(struct stream *s, const char *text, size_t n) {
     }
     memcpy(s->buf + s->len, text, n);
     s->len += n;
-    if (s->conn) http_stream_wake(s->conn);
+    if (!wake) s->unwoken = 1;
+    else if (s->conn) http_stream_wake(s->conn);
 }
 
 /* http_stream.read: send what is buffered, or sleep until there is more. */
@@ -168,7 +171,7 @@ int events_open(events *ev, struct http_response *resp, json_t *first, const cha
     ev->streams = s;
     ev->count++;
     pthread_mutex_lock(&s->lock);
-    stream_push(s, text, n);
+    stream_push(s, text, n, 1);
     pthread_mutex_unlock(&s->lock);
     pthread_mutex_unlock(&ev->lock);
     free(text);
@@ -181,27 +184,43 @@ int events_open(events *ev, struct http_response *resp, json_t *first, const cha
     return 0;
 }
 
-static void events_push_all(events *ev, const char *text, size_t n) {
+static void events_push_all(events *ev, const char *text, size_t n, int wake) {
     pthread_mutex_lock(&ev->lock);
     for (struct stream *s = ev->streams; s; s = s->next) {
         pthread_mutex_lock(&s->lock);
-        stream_push(s, text, n);
+        stream_push(s, text, n, wake);
         pthread_mutex_unlock(&s->lock);
     }
     pthread_mutex_unlock(&ev->lock);
 }
 
-void events_broadcast(events *ev, const char *type, json_t *data) {
+static void events_send(events *ev, const char *type, json_t *data, int wake) {
     size_t n = 0;
     char *text;
     if (ev == NULL || events_count(ev) == 0) return;
     if ((text = events_format(type, data, &n)) == NULL) return;
-    events_push_all(ev, text, n);
+    events_push_all(ev, text, n, wake);
     free(text);
 }
 
+void events_broadcast(events *ev, const char *type, json_t *data) { events_send(ev, type, data, 1); }
+
+void events_post(events *ev, const char *type, json_t *data) { events_send(ev, type, data, 0); }
+
+void events_flush(events *ev) {
+    if (ev == NULL) return;
+    pthread_mutex_lock(&ev->lock);
+    for (struct stream *s = ev->streams; s; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        if (s->unwoken && s->conn) http_stream_wake(s->conn);
+        s->unwoken = 0;
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&ev->lock);
+}
+
 void events_ping(events *ev) {
-    if (ev) events_push_all(ev, ": ping\n\n", 8);
+    if (ev) events_push_all(ev, ": ping\n\n", 8, 1);
 }
 
 void events_close_all(events *ev) {

@@ -38,6 +38,15 @@ int events_open(events *ev, struct http_response *resp, json_t *first, const cha
 /* Send an event to every stream (data borrowed). */
 void events_broadcast(events *ev, const char *type, json_t *data);
 
+/* Like events_broadcast, but the streams' connections are only woken by the
+ * next events_flush: for events raised on a request thread (a change), so
+ * that the writer does not pay for waking every stream, and the changes of
+ * one ticker step leave in one write per stream. */
+void events_post(events *ev, const char *type, json_t *data);
+
+/* Wake every stream holding posted events (the ticker, every step). */
+void events_flush(events *ev);
+
 /* Send the ": ping" comment to every stream. */
 void events_ping(events *ev);
 

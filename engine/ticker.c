@@ -43,18 +43,26 @@ void ticker_run(struct ticker *t, struct app *app, int64_t now_mono) {
         health_tick(app, util_now_ms(), announce_alert, app);
         t->next_second = now_mono + 1000;
     }
-    /* A change was announced: a new model now, and its snapshot to live
-     * streams; without changes, a snapshot every 2 s. */
-    int changed = health_take_changed(app->health), due = now_mono >= t->next_snapshot;
-    int streams = events_count(app->events) > 0;
-    if (changed || (due && streams)) {
-        struct health_model *m = health_rebuild(app);
-        json_t *snap = m && streams ? health_json(m) : NULL;
-        if (snap) events_broadcast(app->events, "snapshot", snap);
-        json_decref(snap);
-        health_release(m);
+    /* After an announced change, a snapshot to live streams, at most every
+     * TICKER_CHANGE_SNAPSHOT_MS (a burst of writes costs the streams one
+     * snapshot, not one each); otherwise one every 2 s. Reads rebuild the
+     * model themselves when it is older than a step (health.c). */
+    t->snapshot_owed |= health_take_changed(app->health);
+    int due = now_mono >= t->next_snapshot ||
+              (t->snapshot_owed && now_mono >= t->last_snapshot + TICKER_CHANGE_SNAPSHOT_MS);
+    if (due) {
+        if (events_count(app->events) > 0) {
+            struct health_model *m = health_rebuild(app);
+            json_t *snap = m ? health_json(m) : NULL;
+            if (snap) events_broadcast(app->events, "snapshot", snap);
+            json_decref(snap);
+            health_release(m);
+        }
+        t->snapshot_owed = 0;
+        t->last_snapshot = now_mono;
+        t->next_snapshot = now_mono + 2000;
     }
-    if (due) t->next_snapshot = now_mono + 2000;
+    events_flush(app->events);          /* what a change posted since the last step */
     if (now_mono >= t->next_ping) {
         events_ping(app->events);
         t->next_ping = now_mono + 15000;

@@ -13,8 +13,13 @@
 
 #define TICKER_STEP_MS 50            /* how often ticker_run should be called */
 
+/* Live streams get a snapshot at most this often after changes. */
+#define TICKER_CHANGE_SNAPSHOT_MS 250
+
 struct ticker {
     int64_t next_reload, next_second, next_snapshot, next_ping, next_session_sweep;
+    int64_t last_snapshot;       /* when streams last got one */
+    int snapshot_owed;           /* a change was announced since */
 };
 
 /* Do whatever is due at now_mono (util_mono_ms). */
