@@ -43,7 +43,10 @@ static void health_model_free(struct health_model *m) {
     for (size_t i = 0; i < HEALTH_BODY_KINDS; i++) body_release(atomic_load(&m->bodies[i]));
     for (size_t i = 0; m->targets && i < m->nqueues; i++) body_release(atomic_load(&m->targets[i]));
     free(m->targets);
-    for (size_t i = 0; i < m->nqueues; i++) free(m->queues[i].workers);
+    for (size_t i = 0; i < m->nqueues; i++) {
+        free(m->queues[i].workers);
+        free(m->queues[i].strings);
+    }
     free(m->queues);
     free(m->alerts);
     pthread_mutex_destroy(&m->render_lock);
@@ -99,25 +102,43 @@ static enum health_worker_state health_state_of(const struct fleet_worker *w,
     return HEALTH_WORKER_OK;
 }
 
+/* s copied to *at, which moves past it; "" costs nothing. */
+static const char *health_keep(char **at, const char *s) {
+    size_t n = strlen(s) + 1;
+    if (n == 1) return "";
+    char *kept = memcpy(*at, s, n);
+    *at += n;
+    return kept;
+}
+
 /* Copy the workers of q out of all (every worker, by id) and sum the live
- * ones. Returns 0, or -1 when out of memory. */
+ * ones. Their strings go into one block, q->strings. Returns 0, or -1 when
+ * out of memory. */
 static int health_workers_of(struct queue_health *q, const struct fleet_worker *all, size_t nall) {
-    size_t n = 0;
+    size_t n = 0, bytes = 0;
     int64_t min_version = -1;
-    for (size_t i = 0; i < nall; i++) n += strcmp(all[i].queue, q->name) == 0;
-    if (n > 0 && (q->workers = calloc(n, sizeof *q->workers)) == NULL) return -1;
+    char *at;
+    for (size_t i = 0; i < nall; i++) {
+        if (strcmp(all[i].queue, q->name) != 0) continue;
+        n++;
+        bytes += strlen(all[i].id) + strlen(all[i].agent) + strlen(all[i].error) + 3;
+    }
+    if (n > 0 && ((q->workers = calloc(n, sizeof *q->workers)) == NULL ||
+                  (q->strings = malloc(bytes)) == NULL))
+        return -1;
+    at = q->strings;
     for (size_t i = 0; i < nall && q->nworkers < n; i++) {
         const struct fleet_worker *w = &all[i];
         if (strcmp(w->queue, q->name) != 0) continue;
         struct health_worker *hw = &q->workers[q->nworkers++];
-        util_copy(hw->id, sizeof hw->id, w->id);
+        hw->id = health_keep(&at, w->id);
+        hw->agent = health_keep(&at, w->agent);
+        hw->error = health_keep(&at, w->error);
         hw->concurrency = w->concurrency;
         hw->version = w->version;
         hw->active = w->active;
         hw->last_seen_ms = w->last_seen_ms;
         hw->state = health_state_of(w, q);
-        util_copy(hw->agent, sizeof hw->agent, w->agent);
-        util_copy(hw->error, sizeof hw->error, w->error);
         if (w->stale) continue;
         q->live_workers++;
         q->active_concurrency += w->concurrency;
@@ -382,20 +403,23 @@ static json_t *health_depth_json(const struct health_model *m, const struct queu
     return out;
 }
 
+static json_t *health_worker_json(const struct queue_health *q, const struct health_worker *w,
+                                  int64_t mono) {
+    enum health_worker_state state = health_shown_state(q, w);
+    json_t *row = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "id", w->id, "concurrency",
+                            (json_int_t)w->concurrency, "version", (json_int_t)w->version,
+                            "active", (json_int_t)w->active, "last_seen_ms",
+                            (json_int_t)(mono - w->last_seen_ms), "state",
+                            health_state_names[state], "agent", w->agent);
+    /* A worker that clamps to its hard limit says why: show it. */
+    if (row) json_object_set_new(row, "error", w->error[0] ? json_string(w->error) : json_null());
+    return row;
+}
+
 static json_t *health_workers_json(const struct queue_health *q, int64_t mono) {
     json_t *workers = json_array();
-    for (size_t i = 0; i < q->nworkers; i++) {
-        const struct health_worker *w = &q->workers[i];
-        enum health_worker_state state = health_shown_state(q, w);
-        json_t *row = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "id", w->id, "concurrency",
-                                (json_int_t)w->concurrency, "version", (json_int_t)w->version,
-                                "active", (json_int_t)w->active, "last_seen_ms",
-                                (json_int_t)(mono - w->last_seen_ms), "state",
-                                health_state_names[state], "agent", w->agent);
-        /* A worker that clamps to its hard limit says why: show it. */
-        if (row) json_object_set_new(row, "error", w->error[0] ? json_string(w->error) : json_null());
-        json_array_append_new(workers, row);
-    }
+    for (size_t i = 0; i < q->nworkers; i++)
+        json_array_append_new(workers, health_worker_json(q, &q->workers[i], mono));
     return workers;
 }
 
@@ -414,7 +438,9 @@ static json_t *health_alerts_json(const struct queue_health *q) {
     return out;
 }
 
-static json_t *health_queue_json(const struct health_model *m, const struct queue_health *q) {
+/* One queue's object with workers (taken) as its "workers". */
+static json_t *health_queue_json(const struct health_model *m, const struct queue_health *q,
+                                 json_t *workers) {
     int shown = q->target_shown;
     const struct fleet_rates *r = &q->rates;
     double jobs = r->completed_per_s + r->failed_per_s;
@@ -425,7 +451,7 @@ static json_t *health_queue_json(const struct health_model *m, const struct queu
                      shown ? json_integer(q->target.desired) : json_null(), "version",
                      shown ? json_integer(q->target.version) : json_null(), "active_concurrency",
                      (json_int_t)q->active_concurrency, "worker_count", (json_int_t)q->live_workers,
-                     "workers", health_workers_json(q, m->built_mono_ms), "rates",
+                     "workers", workers, "rates",
                      "completed_per_s", r->completed_per_s, "failed_per_s", r->failed_per_s,
                      "success_ratio", jobs > 0 ? json_real(r->completed_per_s / jobs) : json_null(),
                      "window_s", r->window_s, "completed_total", (json_int_t)r->completed_total,
@@ -433,12 +459,10 @@ static json_t *health_queue_json(const struct health_model *m, const struct queu
                      (json_int_t)q->pending_updates, "alerts", health_alerts_json(q));
 }
 
-json_t *health_json(const struct health_model *m) {
+/* The snapshot's object with queues (taken) as its "queues". */
+static json_t *health_top_json(const struct health_model *m, json_t *queues) {
     char ts[UTIL_TIME_MAX];
     static const char *const stores[] = {"down", "up", "full"};
-    json_t *queues = json_array();
-    for (size_t i = 0; i < m->nqueues; i++)
-        json_array_append_new(queues, health_queue_json(m, &m->queues[i]));
     json_t *out = json_pack("{s:s, s:o, s:s, s:s, s:s, s:o}", "environment", m->environment,
                             "writes_enabled",
                             m->writes_enabled >= 0 ? json_boolean(m->writes_enabled) : json_null(),
@@ -448,6 +472,14 @@ json_t *health_json(const struct health_model *m) {
     return out;
 }
 
+json_t *health_json(const struct health_model *m) {
+    json_t *queues = json_array();
+    for (size_t i = 0; i < m->nqueues; i++)
+        json_array_append_new(queues, health_queue_json(m, &m->queues[i],
+                                                        health_workers_json(&m->queues[i], m->built_mono_ms)));
+    return health_top_json(m, queues);
+}
+
 json_t *health_snapshot(struct app *app) {
     struct health_model *m = health_current(app);
     json_t *out = m ? health_json(m) : NULL;
@@ -455,13 +487,73 @@ json_t *health_snapshot(struct app *app) {
     return out;
 }
 
+/* ---- the snapshot written in place ---------------------------------------------- */
+
+/* Writes the elements of an array of the snapshot (q: NULL for the queues). */
+typedef void (*health_fill_fn)(struct body_writer *w, const struct health_model *m,
+                               const struct queue_health *q);
+
+/* Write v (taken) as body_write_json would, with fill() writing the
+ * elements of its member key, an empty array in v. The member is found
+ * by its bytes, "key":[], searching back from the end: a JSON string
+ * cannot hold them (its quotes are escaped), and no member sorted after
+ * key holds an array of that name. So the bytes are those of v with the
+ * elements in it, and only one element at a time exists as JSON. */
+static void health_write_spliced(struct body_writer *w, json_t *v, const char *key,
+                                 health_fill_fn fill, const struct health_model *m,
+                                 const struct queue_health *q) {
+    char needle[32], tail[128];
+    size_t start, len;
+    size_t nlen = (size_t)snprintf(needle, sizeof needle, "\"%s\":[]", key);
+    body_writer_bytes(w, &start);
+    body_write_json(w, v);
+    json_decref(v);
+    const char *bytes = body_writer_bytes(w, &len);
+    if (bytes == NULL) return;
+    for (size_t at = len >= nlen ? len - nlen + 1 : 0; at-- > start;) {
+        if (memcmp(bytes + at, needle, nlen) != 0) continue;
+        size_t tlen = len - (at + nlen - 1);            /* from the ']' on */
+        if (tlen > sizeof tail) break;
+        memcpy(tail, bytes + at + nlen - 1, tlen);
+        body_writer_unwrite(w, tlen);
+        fill(w, m, q);
+        body_write(w, tail, tlen);
+        return;
+    }
+    body_writer_discard(w);                             /* cannot happen: v was built so */
+}
+
+static void health_fill_workers(struct body_writer *w, const struct health_model *m,
+                                const struct queue_health *q) {
+    for (size_t i = 0; i < q->nworkers; i++) {
+        json_t *row = health_worker_json(q, &q->workers[i], m->built_mono_ms);
+        if (i > 0) body_write(w, ",", 1);
+        body_write_json(w, row);
+        json_decref(row);
+    }
+}
+
+static void health_fill_queues(struct body_writer *w, const struct health_model *m,
+                               const struct queue_health *q) {
+    (void)q;
+    for (size_t i = 0; i < m->nqueues; i++) {
+        if (i > 0) body_write(w, ",", 1);
+        health_write_spliced(w, health_queue_json(m, &m->queues[i], json_array()), "workers",
+                             health_fill_workers, m, &m->queues[i]);
+    }
+}
+
+/* health_render_fn: the snapshot, a queue and a worker at a time. */
 static struct body *health_render_snapshot(const struct health_model *m, size_t index, void *ud) {
+    struct body_writer w;
+    size_t nworkers = 0;
     (void)index;
     (void)ud;
-    json_t *snap = health_json(m);
-    struct body *b = snap ? body_from_json(snap) : NULL;
-    json_decref(snap);
-    return b;
+    for (size_t i = 0; i < m->nqueues; i++) nworkers += m->queues[i].nworkers;
+    /* About what a row and a queue take, so the body rarely grows. */
+    body_writer_init(&w, 256 + m->nqueues * 1024 + nworkers * 256);
+    health_write_spliced(&w, health_top_json(m, json_array()), "queues", health_fill_queues, m, NULL);
+    return body_writer_finish(&w, BODY_JSON);
 }
 
 struct body *health_snapshot_body(struct health_model *m) {

@@ -78,13 +78,16 @@ enum health_worker_state {
     HEALTH_WORKER_STALE,             /* missed 3 heartbeats */
 };
 
+/* A worker as the model shows it. Its strings are never NULL; in a built
+ * model they point into the queue's strings block (a worker costs its
+ * lengths, not the longest id, agent and error a report may carry). */
 struct health_worker {
-    char id[FLEET_ID_MAX + 1];
+    const char *id;
+    const char *agent;
+    const char *error;               /* last error report, "" when none */
     int64_t concurrency, version, active;
     int64_t last_seen_ms;            /* monotonic, as util_mono_ms */
     enum health_worker_state state;
-    char agent[65];
-    char error[257];                 /* last error report, "" when none */
 };
 
 /* One declared queue. */
@@ -104,6 +107,7 @@ struct queue_health {
     struct telemetry_depth depth;
     struct health_worker *workers;   /* by id, stale ones included */
     size_t nworkers;
+    char *strings;                   /* the workers' strings, one block (NULL: none) */
     int64_t live_workers;            /* not stale */
     int64_t active_concurrency;      /* sum over live workers */
     struct fleet_rates rates;
@@ -185,7 +189,9 @@ enum health_worker_state health_shown_state(const struct queue_health *q,
 /* The queue named name in m, or NULL. Borrowed from m. */
 const struct queue_health *health_queue(const struct health_model *m, const char *name);
 
-/* Renderer: the /admin/runtime-scaling answer of api.md. New ref. */
+/* Renderer: the /admin/runtime-scaling answer of api.md as one JSON tree
+ * (for event streams, which take JSON). A model of 10,000 workers makes a
+ * tree of megabytes: reads send health_snapshot_body instead. New ref. */
 json_t *health_json(const struct health_model *m);
 
 /* Renderer: what the alert rules see, one entry per queue whose desired
@@ -198,7 +204,9 @@ struct policy_alert_queue *health_alert_queues(const struct health_model *m, siz
  * ref. */
 json_t *health_snapshot(struct app *app);
 
-/* The snapshot body of m, cached with it (health_body over health_json). */
+/* The snapshot body of m, cached with it (health_body): the bytes
+ * health_json's tree dumps to, written a worker at a time into the body
+ * (body_writer), so no tree of the whole snapshot is ever built. */
 struct body *health_snapshot_body(struct health_model *m);
 
 /* Say that something the model shows changed (announce.c after a committed

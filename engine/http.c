@@ -104,8 +104,17 @@ void http_query_foreach(const struct http_request *req,
 
 /* ---- responses ------------------------------------------------------------ */
 
-void http_response_clear(struct http_response *resp) {
+/* Drop the body resp holds, owned or borrowed. */
+static void http_drop_body(struct http_response *resp) {
     free(resp->body);
+    if (resp->borrowed.release) resp->borrowed.release(resp->borrowed.cls);
+    resp->body = NULL;
+    memset(&resp->borrowed, 0, sizeof resp->borrowed);
+    resp->len = 0;
+}
+
+void http_response_clear(struct http_response *resp) {
+    http_drop_body(resp);
     for (int i = 0; i < resp->nheaders; i++) {
         free(resp->header_names[i]);
         free(resp->header_values[i]);
@@ -113,8 +122,16 @@ void http_response_clear(struct http_response *resp) {
     memset(resp, 0, sizeof *resp);
 }
 
+void http_respond_borrowed(struct http_response *resp, int status, const char *bytes, size_t len,
+                           void (*release)(void *cls), void *cls) {
+    http_drop_body(resp);
+    resp->status = status;
+    resp->borrowed = (struct http_borrowed){bytes, release, cls};
+    resp->len = len;
+}
+
 void http_respond_json(struct http_response *resp, int status, json_t *body) {
-    free(resp->body);
+    http_drop_body(resp);
     /* Any JSON value (lua-api.md): 42, true and null are bodies too. */
     resp->body = body ? json_dumps(body, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY) : NULL;
     json_decref(body);
@@ -236,6 +253,18 @@ static enum MHD_Result http_send(struct http_exchange *ex, struct http_response 
                                                http_stream_done);
         if (mr == NULL) {
             http_stream_done(sc);
+            return MHD_NO;
+        }
+        MHD_add_response_header(mr, "Cache-Control", "no-store");
+    }
+    if (mr == NULL && resp->borrowed.bytes) {
+        struct http_borrowed lent = resp->borrowed;
+        memset(&resp->borrowed, 0, sizeof resp->borrowed);
+        /* libmicrohttpd calls release once the last use of the response ends. */
+        mr = MHD_create_response_from_buffer_with_free_callback_cls(resp->len, (void *)lent.bytes,
+                                                                    lent.release, lent.cls);
+        if (mr == NULL) {
+            if (lent.release) lent.release(lent.cls);
             return MHD_NO;
         }
         MHD_add_response_header(mr, "Cache-Control", "no-store");

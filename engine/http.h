@@ -46,10 +46,20 @@ struct http_stream {
     void *cls;
 };
 
+/* Bytes an answer sends without copying them (a body cached with a model):
+ * they stay valid until release(cls) runs, which the server calls exactly
+ * once, when it is done with them: sent, or the answer dropped. */
+struct http_borrowed {
+    const char *bytes;
+    void (*release)(void *cls);
+    void *cls;
+};
+
 struct http_response {
     int status;
     char *body;                      /* malloc'd, owned by the response */
-    size_t len;
+    size_t len;                      /* of body, or of borrowed.bytes */
+    struct http_borrowed borrowed;   /* bytes != NULL: sent instead of body */
     struct http_stream stream;       /* read != NULL: stream instead of body */
     char content_type[64];
     int nheaders;
@@ -119,6 +129,12 @@ void http_query_foreach(const struct http_request *req,
 
 /* Set a JSON body (takes ownership of body; dumps it compactly). */
 void http_respond_json(struct http_response *resp, int status, json_t *body);
+
+/* Send len bytes the response does not own (see struct http_borrowed):
+ * releases whatever body resp held before. The response owns the release
+ * from here on, even when this answer is later replaced or dropped. */
+void http_respond_borrowed(struct http_response *resp, int status, const char *bytes, size_t len,
+                           void (*release)(void *cls), void *cls);
 
 /* Set the error envelope of api.md. details may be NULL; its ownership is taken. */
 void http_respond_error(struct http_response *resp, const struct http_request *req, int status,

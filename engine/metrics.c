@@ -80,10 +80,13 @@ void metrics_count_change(metrics *m, const char *queue, const char *outcome) {
 
 /* ---- rendering ---------------------------------------------------------------- */
 
+/* Text being rendered. buf may start as the caller's stack buffer (heap
+ * 0): it moves to the heap only if the text outgrows it. */
 struct out {
     char *buf;
     size_t len, cap;
     int failed;
+    int heap;
 };
 
 static void out_printf(struct out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -103,12 +106,14 @@ static void out_printf(struct out *o, const char *fmt, ...) {
             return;
         }
         size_t cap = o->cap * 2 + (size_t)n;
-        char *grown = realloc(o->buf, cap);
+        char *grown = o->heap ? realloc(o->buf, cap) : malloc(cap);
         if (grown == NULL) {
             o->failed = 1;
             return;
         }
+        if (!o->heap) memcpy(grown, o->buf, o->len);
         o->buf = grown;
+        o->heap = 1;
         o->cap = cap;
     }
 }
@@ -272,7 +277,7 @@ static void metrics_process_families(struct out *o, metrics *m, const struct hea
 }
 
 char *metrics_render_model(metrics *m, const struct health_model *hm, int event_streams, size_t *len) {
-    struct out o = {malloc(16384), 0, 16384, 0};
+    struct out o = {malloc(16384), 0, 16384, 0, 1};
     if (o.buf == NULL) return NULL;
     metrics_queue_families(&o, hm);
     metrics_process_families(&o, m, hm, event_streams);
@@ -284,34 +289,31 @@ char *metrics_render_model(metrics *m, const struct health_model *hm, int event_
     return o.buf;
 }
 
-/* health_render_fn: the queue families of hm, kept with the model. */
+/* health_render_fn: the queue families of hm, kept with the model with
+ * their digest state, so that each request hashes only what follows. */
 static struct body *metrics_render_queues(const struct health_model *hm, size_t index, void *ud) {
-    struct out o = {malloc(16384), 0, 16384, 0};
+    struct out o = {malloc(16384), 0, 16384, 0, 1};
     struct body *b = NULL;
     (void)index;
     (void)ud;
     if (o.buf == NULL) return NULL;
     metrics_queue_families(&o, hm);
-    if (!o.failed) b = body_new(o.buf, o.len, METRICS_CONTENT_TYPE);
+    if (!o.failed) b = body_new_head(o.buf, o.len, METRICS_CONTENT_TYPE);
     free(o.buf);
     return b;
 }
 
 struct body *metrics_body(metrics *m, struct health_model *hm, int event_streams) {
+    char stack[8192];
     struct body *queues = health_body(hm, HEALTH_BODY_METRICS, 0, metrics_render_queues, NULL);
     struct body *b = NULL;
-    struct out o = {NULL, 0, 0, 0};
+    struct out o = {stack, 0, sizeof stack, 0, 0};
     if (queues == NULL) return NULL;
     /* The counters change with every request: only the queue families
-     * are worth keeping; they are copied, the rest rendered after them. */
-    o.cap = queues->len + 8192;
-    if ((o.buf = malloc(o.cap)) == NULL) goto done;
-    memcpy(o.buf, queues->bytes, queues->len);
-    o.len = queues->len;
+     * are worth keeping. The rest is rendered on the stack and appended. */
     metrics_process_families(&o, m, hm, event_streams);
-    if (!o.failed) b = body_new(o.buf, o.len, METRICS_CONTENT_TYPE);
-done:
-    free(o.buf);
+    if (!o.failed) b = body_concat(queues, o.buf, o.len);
+    if (o.heap) free(o.buf);
     body_release(queues);
     return b;
 }

@@ -500,6 +500,9 @@ static int script_call_cf(lua_State *L) {
     return 0;
 }
 
+/* http_borrowed's release: the response's reference to its body. */
+static void script_release_body(void *cls) { body_release(cls); }
+
 /* Send a rendered body as it is, with its ETag; a GET whose If-None-Match
  * names that ETag gets 304 and no body (RFC 9110). Takes c->raw_out. */
 static void script_answer_body(struct script_call *c) {
@@ -514,18 +517,11 @@ static void script_answer_body(struct script_call *c) {
         body_release(b);
         return;
     }
-    /* The response owns a copy: the cached bytes stay with their model. */
-    if ((resp->body = malloc(b->len ? b->len : 1)) == NULL) {
-        body_release(b);
-        http_response_clear(resp);
-        http_respond_error(resp, c->req, 500, "internal", "internal error; see the server log", NULL);
-        return;
-    }
-    memcpy(resp->body, b->bytes, b->len);
-    resp->len = b->len;
     util_copy(resp->content_type, sizeof resp->content_type,
               c->content_type[0] ? c->content_type : b->content_type);
-    body_release(b);
+    /* The response borrows the cached bytes and holds the reference until
+     * they are sent: a snapshot of megabytes is never copied per read. */
+    http_respond_borrowed(resp, c->status, b->bytes, b->len, script_release_body, b);
 }
 
 /* deferred_sources.snapshot: a stream's first event. */

@@ -436,6 +436,11 @@ TEST(the_metrics_body_is_the_exposition_with_an_etag) {
     EXPECT_INT(b->len, len);
     EXPECT(memcmp(b->bytes, text, len) == 0);
     EXPECT_STR(b->content_type, METRICS_CONTENT_TYPE);
+    /* Only the counters are hashed per request: the ETag of the whole all the same. */
+    struct body *whole = body_new(text, len, METRICS_CONTENT_TYPE);
+    ASSERT(whole != NULL);
+    EXPECT_STR(b->etag, whole->etag);
+    body_release(whole);
     metrics_observe_request(mx, "/x", 200, 0.001);
     struct body *b2 = metrics_body(mx, m, 2);
     ASSERT(b2 != NULL);
@@ -445,6 +450,131 @@ TEST(the_metrics_body_is_the_exposition_with_an_etag) {
     free(text);
     health_release(m);
     metrics_free(mx);
+    teardown();
+}
+
+/* ---- the snapshot written in place ---------------------------------------------- */
+
+/* A model built by hand with everything the snapshot can show: strings to
+ * escape, empty and long errors (rows larger than the writer's estimate,
+ * so the body grows), alerts with and without a worker, a depth count of
+ * the wrong type, a queue without workers or a shown target, the store
+ * full and the writes flag unknown. */
+struct hand_model {
+    struct health_model m;
+    struct queue_health q[3];
+    struct health_worker w[300];
+    struct alerts_state al[2];
+    char ids[300][40], errors[300][260];
+};
+
+static void hand_model_init(struct hand_model *h) {
+    memset(h, 0, sizeof *h);
+    atomic_init(&h->m.refs, 1);
+    util_copy(h->m.environment, sizeof h->m.environment, "pro\"d\\é");
+    h->m.built_at_ms = 1767225600123;
+    h->m.built_mono_ms = 50000;
+    h->m.store = HEALTH_STORE_FULL;
+    h->m.writes_enabled = -1;
+    h->m.redis_up = 1;
+    h->m.queues = h->q;
+    h->m.nqueues = 3;
+    for (size_t i = 0; i < 3; i++) {
+        struct queue_health *q = &h->q[i];
+        snprintf(q->name, sizeof q->name, "queue-%zu", i);
+        q->bounds = (struct policy_bounds){.def = 4, .min = 1, .max = 64, .max_step = 8,
+                                           .confirm_above = -1, .layout = "sluice"};
+        q->has_target = q->target_shown = i != 1;
+        q->target.desired = 6;
+        q->target.version = 3;
+        q->pending_updates = (int64_t)i;
+        q->rates = (struct fleet_rates){.completed_per_s = 2.5, .failed_per_s = 0.1 * (double)i,
+                                        .window_s = 60, .completed_total = 1000, .failed_total = 7};
+    }
+    h->q[0].has_depth = 1;
+    h->q[0].depth = (struct telemetry_depth){.nstates = 4, .state = {"waiting", "active", "failed", "delayed"},
+                                             .count = {12, 3, -1, 0}};
+    h->q[0].workers = h->w;
+    h->q[0].nworkers = 3;
+    h->q[2].workers = h->w + 3;
+    h->q[2].nworkers = 297;
+    for (size_t k = 0; k < 300; k++) {
+        snprintf(h->ids[k], sizeof h->ids[k], "host-%03zu/worker \"%zu\"", k % 7, k);
+        h->w[k] = (struct health_worker){.id = h->ids[k], .agent = k % 2 ? "libsluice/0.2.0" : "",
+                                         .error = "", .concurrency = (int64_t)k % 9, .version = 3,
+                                         .active = (int64_t)k % 4, .last_seen_ms = 50000 - (int64_t)k,
+                                         .state = (enum health_worker_state)(k % 4)};
+        if (k % 2 == 0) {
+            memset(h->errors[k], 'x', 250);
+            snprintf(h->errors[k] + 250, 10, "\n\"\t\xe2\x82\xac");
+            h->w[k].error = h->errors[k];
+        }
+    }
+    h->al[0] = (struct alerts_state){.hit = {.alert = "drift", .queue = "queue-0", .worker = "host-000/worker \"0\"",
+                                             .severity = "warning", .message = "a \"quoted\" message"},
+                                     .firing = 1, .since_ms = 1767225000000};
+    h->al[1] = (struct alerts_state){.hit = {.alert = "backlog", .queue = "queue-0", .severity = "critical",
+                                             .message = "waiting > 2"},
+                                     .since_ms = 1767225500000};
+    h->m.alerts = h->al;
+    h->m.nalerts = 2;
+    h->q[0].alerts = h->al;
+    h->q[0].nalerts = 2;
+}
+
+TEST(the_snapshot_written_in_place_is_the_dump_of_the_json_tree) {
+    struct hand_model *h = malloc(sizeof *h);
+    ASSERT(h != NULL);
+    for (int variant = 0; variant < 2; variant++) {
+        hand_model_init(h);
+        if (variant == 1) {                    /* the other values of the top level */
+            h->m.store = HEALTH_STORE_DOWN;
+            h->m.writes_enabled = 0;
+            h->m.redis_up = 0;
+            h->m.leader = 1;
+            h->m.nqueues = 0;
+        }
+        pthread_mutex_init(&h->m.render_lock, NULL);
+        json_t *tree = health_json(&h->m);
+        char *text = json_dumps(tree, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+        struct body *b = health_snapshot_body(&h->m);
+        ASSERT(tree && text && b);
+        EXPECT_INT(b->len, strlen(text));
+        EXPECT(memcmp(b->bytes, text, b->len) == 0);
+        if (variant == 0) EXPECT(b->len > 256 + 3 * 1024 + 300 * 256);   /* outgrew its first room */
+        struct body *again = health_snapshot_body(&h->m);
+        EXPECT(again == b);                    /* kept with the model */
+        body_release(again);
+        body_release(b);
+        body_release(atomic_load(&h->m.bodies[HEALTH_BODY_SNAPSHOT]));
+        pthread_mutex_destroy(&h->m.render_lock);
+        free(text);
+        json_decref(tree);
+    }
+    free(h);
+}
+
+TEST(a_worker_keeps_only_its_own_strings) {
+    ASSERT(setup());
+    int64_t now = util_mono_ms();
+    const char *clamped = "{\"event\":\"heartbeat\",\"worker\":\"e-1\",\"queue\":\"beta\",\"concurrency\":2,"
+                          "\"version\":0,\"interval_ms\":1000,\"agent\":\"\",\"error\":\"clamped to 2\"}";
+    fleet_report(app.fl, clamped, strlen(clamped), now);
+    beat("e-2", "beta", 4, 0, now);
+    struct health_model *m = health_build(&app);
+    ASSERT(m != NULL);
+    const struct queue_health *b = health_queue(m, "beta");
+    ASSERT(b != NULL && b->nworkers == 2);
+    EXPECT_STR(b->workers[0].id, "e-1");
+    EXPECT_STR(b->workers[0].agent, "");
+    EXPECT_STR(b->workers[0].error, "clamped to 2");
+    EXPECT_STR(b->workers[1].id, "e-2");
+    EXPECT_STR(b->workers[1].agent, "t/1");
+    EXPECT_STR(b->workers[1].error, "");
+    /* Every string lies in the queue's one block, but the empty ones. */
+    EXPECT(b->workers[0].id >= b->strings && b->workers[1].agent > b->workers[0].error);
+    EXPECT(health_queue(m, "gamma")->strings == NULL);
+    health_release(m);
     teardown();
 }
 
@@ -459,5 +589,7 @@ int main(void) {
     RUN(a_body_is_rendered_once_per_model_and_kept_with_it);
     RUN(a_read_takes_the_published_model_until_a_change_or_its_age_says_otherwise);
     RUN(the_metrics_body_is_the_exposition_with_an_etag);
+    RUN(the_snapshot_written_in_place_is_the_dump_of_the_json_tree);
+    RUN(a_worker_keeps_only_its_own_strings);
     return UNIT_DONE();
 }

@@ -4,6 +4,7 @@
 #include "http.h"
 
 #include <arpa/inet.h>
+#include <stdatomic.h>
 #include <ctype.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -70,10 +71,25 @@ static void collect_query(void *ud, const char *key, const char *value) {
     json_object_set_new(ud, key, value ? json_string(value) : json_null());
 }
 
-/* Echo what the handler saw; /silent leaves the response empty. */
+/* What /borrowed lends, and how many times its release ran. */
+static const char lent[] = "{\"lent\":\"not copied\"}";
+static atomic_int released;
+
+static void release_lent(void *cls) {
+    if (cls == lent) atomic_fetch_add(&released, 1);
+}
+
+/* Echo what the handler saw; /silent leaves the response empty; /borrowed
+ * lends bytes, and /replaced lends them and then answers something else. */
 static void echo_handler(void *ud, struct http_request *req, struct http_response *resp) {
     (void)ud;
     if (strcmp(req->path, "/silent") == 0) return;
+    if (strcmp(req->path, "/borrowed") == 0 || strcmp(req->path, "/replaced") == 0) {
+        http_respond_borrowed(resp, 200, lent, strlen(lent), release_lent, (void *)lent);
+        util_copy(resp->content_type, sizeof resp->content_type, "application/json");
+        if (strcmp(req->path, "/replaced") == 0) http_respond_json(resp, 201, json_pack("{}"));
+        return;
+    }
     json_t *query = json_object();
     http_query_foreach(req, collect_query, query);
     const char *custom = http_header(req, "x-custom"), *sid = http_cookie(req, "sid");
@@ -213,6 +229,48 @@ TEST(handler_answers_json_with_a_request_id) {
     stop(srv);
 }
 
+/* released reaches want within a second (the server lets go of a
+ * response when it cleans up the connection, just after the client saw
+ * the end of it). */
+static int released_becomes(int want) {
+    for (int i = 0; i < 100 && atomic_load(&released) != want; i++) usleep(10000);
+    return atomic_load(&released) == want;
+}
+
+TEST(a_borrowed_body_is_sent_as_is_and_released_once) {
+    char h[256];
+    http_server *srv = start(1024);
+    ASSERT(srv != NULL);
+    atomic_store(&released, 0);
+    char *r = get(srv, "/borrowed", NULL);
+    EXPECT_INT(status_of(r), 200);
+    EXPECT_STR(body_of(r), lent);
+    EXPECT_STR(header_of(r, "Content-Length", h), "21");
+    EXPECT_STR(header_of(r, "Content-Type", h), "application/json");
+    free(r);
+    EXPECT(released_becomes(1));
+    /* An answer that replaced the lent bytes let them go at once. */
+    r = get(srv, "/replaced", NULL);
+    EXPECT_INT(status_of(r), 201);
+    EXPECT_STR(body_of(r), "{}");
+    free(r);
+    EXPECT(released_becomes(2));
+    /* HEAD sends no body, and still lets go. */
+    r = exchange(srv, "HEAD /borrowed HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 55);
+    EXPECT_INT(status_of(r), 200);
+    EXPECT_STR(body_of(r), "");
+    free(r);
+    EXPECT(released_becomes(3));
+    /* A response dropped before it is sent lets go too. */
+    struct http_response dropped;
+    memset(&dropped, 0, sizeof dropped);
+    http_respond_borrowed(&dropped, 200, lent, strlen(lent), release_lent, (void *)lent);
+    http_response_clear(&dropped);
+    EXPECT(released_becomes(4));
+    stop(srv);
+    EXPECT_INT(atomic_load(&released), 4);
+}
+
 TEST(valid_client_request_id_is_echoed_and_invalid_replaced) {
     char h[256], extra[400], long_id[201];
     http_server *srv = start(1024);
@@ -320,6 +378,7 @@ int main(void) {
     RUN(response_headers_are_validated);
     RUN(error_envelope_has_code_message_details_and_request_id);
     RUN(handler_answers_json_with_a_request_id);
+    RUN(a_borrowed_body_is_sent_as_is_and_released_once);
     RUN(valid_client_request_id_is_echoed_and_invalid_replaced);
     RUN(serves_ui_files_and_nothing_outside);
     RUN(bodies_over_the_cap_get_413);
