@@ -129,14 +129,25 @@ static void stream_done(void *cls) {
     free(s);
 }
 
+/* "event: type\ndata: json\n\n" for len bytes of compact JSON (no
+ * newline in it), malloc'd. */
+static char *events_format_text(const char *type, const char *json, size_t len, size_t *n) {
+    size_t tlen = strlen(type), size = tlen + len + 32;   /* the frame and a NUL */
+    char *out = malloc(size), *p = out;
+    if (out == NULL) return NULL;
+    memcpy(p, "event: ", 7), p += 7;
+    memcpy(p, type, tlen), p += tlen;
+    memcpy(p, "\ndata: ", 7), p += 7;
+    memcpy(p, json, len), p += len;
+    memcpy(p, "\n\n", 3), p += 2;
+    *n = (size_t)(p - out);
+    return out;
+}
+
 /* "event: type\ndata: json\n\n", malloc'd. */
 static char *events_format(const char *type, json_t *data, size_t *n) {
     char *json = json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS);
-    char *out = NULL;
-    if (json == NULL) return NULL;
-    size_t size = strlen(type) + strlen(json) + 32;
-    out = malloc(size);
-    if (out) *n = (size_t)snprintf(out, size, "event: %s\ndata: %s\n\n", type, json);
+    char *out = json ? events_format_text(type, json, strlen(json), n) : NULL;
     free(json);
     return out;
 }
@@ -204,6 +215,15 @@ static void events_send(events *ev, const char *type, json_t *data, int wake) {
 }
 
 void events_broadcast(events *ev, const char *type, json_t *data) { events_send(ev, type, data, 1); }
+
+void events_broadcast_text(events *ev, const char *type, const char *json, size_t len) {
+    size_t n = 0;
+    char *text;
+    if (ev == NULL || events_count(ev) == 0) return;
+    if ((text = events_format_text(type, json, len, &n)) == NULL) return;
+    events_push_all(ev, text, n, 1);
+    free(text);
+}
 
 void events_post(events *ev, const char *type, json_t *data) { events_send(ev, type, data, 0); }
 

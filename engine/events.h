@@ -15,6 +15,7 @@
 #define SLUICE_EVENTS_H
 
 #include <jansson.h>
+#include <stddef.h>
 
 #include "http.h"
 
@@ -37,6 +38,10 @@ int events_open(events *ev, struct http_response *resp, json_t *first, const cha
 
 /* Send an event to every stream (data borrowed). */
 void events_broadcast(events *ev, const char *type, json_t *data);
+
+/* events_broadcast of an event whose data is already len bytes of compact
+ * JSON (a cached body: no tree is built again). */
+void events_broadcast_text(events *ev, const char *type, const char *json, size_t len);
 
 /* Like events_broadcast, but the streams' connections are only woken by the
  * next events_flush: for events raised on a request thread (a change), so

@@ -52,10 +52,12 @@ void ticker_run(struct ticker *t, struct app *app, int64_t now_mono) {
               (t->snapshot_owed && now_mono >= t->last_snapshot + TICKER_CHANGE_SNAPSHOT_MS);
     if (due) {
         if (events_count(app->events) > 0) {
+            /* The model's cached snapshot body: the same bytes reads get,
+             * and no tree of the whole fleet is built for it. */
             struct health_model *m = health_rebuild(app);
-            json_t *snap = m ? health_json(m) : NULL;
-            if (snap) events_broadcast(app->events, "snapshot", snap);
-            json_decref(snap);
+            struct body *snap = m ? health_snapshot_body(m) : NULL;
+            if (snap) events_broadcast_text(app->events, "snapshot", snap->bytes, snap->len);
+            body_release(snap);
             health_release(m);
         }
         t->snapshot_owed = 0;
