@@ -52,7 +52,7 @@ test('install_puts_every_part_in_its_place', { skip }, () => {
   assert.ok(existsSync(join(sysconf, 'sluice/policies/queues.lua')), 'operator policies not seeded');
   // The UI ships its files, never the npm tree behind them.
   const ui = readdirSync(join(prefix, 'share/sluice/ui')).sort();
-  assert.deepEqual(ui, ['app.js', 'index.html', 'style.css', 'vendor']);
+  assert.deepEqual(ui, ['app.js', 'favicon.svg', 'index.html', 'js', 'style.css', 'vendor']);
   // The unit names the installed paths, not placeholders.
   const unit = readFileSync(join(prefix, 'lib/systemd/system/sluiced.service'), 'utf8');
   assert.match(unit, /^ExecStart=\/usr\/local\/bin\/sluiced serve$/m);
