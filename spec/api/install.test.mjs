@@ -45,7 +45,7 @@ test('install_puts_every_part_in_its_place', { skip }, () => {
   }
   for (const f of ['lib/libsluice.a', 'lib/libsluice.so.0', 'lib/libsluice.so', 'include/sluice.h',
     'lib/pkgconfig/sluice.pc', 'lib/systemd/system/sluiced.service', 'share/sluice/scripts/scaling.lua',
-    'share/sluice/ui/index.html', 'share/sluice/ui/vendor/uPlot.iife.min.js',
+    'share/sluice/ui/index.html', 'share/sluice/ui/js/main.js', 'share/sluice/ui/vendor/uPlot.iife.min.js',
     'share/sluice/policies/queues.lua', 'share/doc/sluice/api.md', 'share/sluice/redis/users.acl']) {
     assert.ok(existsSync(join(prefix, f)), `missing ${f}`);
   }

@@ -94,8 +94,10 @@ export function makeCharts(card) {
   ch.caption = el('p', { class: 'caption' });
   ch.root = el('div', { class: 'charts' }, ch.note);
   for (const spec of CHARTS) {
-    const box = el('div', { class: 'chart' });
-    const fig = el('figure', { class: `chart-fig chart-${spec.key}` }, el('figcaption', {}, spec.title), box);
+    const box = el('div', { class: 'chart', 'aria-hidden': 'true' });
+    // The canvas says nothing to a screen reader: the summary says it in words.
+    const summary = el('p', { class: 'sr-only' });
+    const fig = el('figure', { class: `chart-fig chart-${spec.key}` }, el('figcaption', {}, spec.title), summary, box);
     ch.root.append(fig);
     const opts = {
       width: 400, height: HEIGHT,
@@ -110,10 +112,11 @@ export function makeCharts(card) {
         return out;
       })],
       axes: [xAxis(), ...spec.axes],
-      hooks: spec.markers ? { draw: [(u) => drawMarkers(u, card)] } : { draw: [(u) => drawMarkers(u, card, false)] },
+      hooks: { draw: [(u) => drawMarkers(u, card, Boolean(spec.markers)), (u) => axisLabels(u, fig)] },
     };
     const plot = new globalThis.uPlot(opts, [[], ...spec.fields.map(() => [])], box);
     plot.spec = spec;
+    plot.summary = summary;
     ch.plots.push(plot);
     ch.boxes.push(box);
   }
@@ -140,7 +143,25 @@ function xRange(ch) {
 function redraw(ch) {
   const d = ch.data;
   const t = d.t.map((ms) => ms / 1000);
-  for (const p of ch.plots) p.setData([t, ...p.spec.fields.map((f) => d[f])]);
+  const [from, to] = xRange(ch);
+  for (const p of ch.plots) {
+    p.setData([t, ...p.spec.fields.map((f) => d[f])]);
+    p.summary.textContent = `${p.spec.title}, ${fmtHM(from * 1000)} to ${fmtHM(to * 1000)} local time: ` +
+      p.spec.series.map((s, i) => {
+        const vals = d[p.spec.fields[i]].filter((v) => v != null);
+        return vals.length ? `${s.label} latest ${compact(vals[vals.length - 1])}, highest ${compact(Math.max(...vals))}`
+          : `${s.label} no samples`;
+      }).join('; ') + '.';
+  }
+}
+
+// What the axes show, as drawn (the canvas keeps it to itself): the time
+// ticks and the axis titles with their units, on the figure for tests and
+// tools (data-x-ticks="14:00 14:15", data-axes="waiting (jobs)|active (jobs)").
+function axisLabels(u, fig) {
+  const ticks = (u.axes[0]._values || []).filter((v) => v != null && v !== '');
+  fig.dataset.xTicks = ticks.join(' ');
+  fig.dataset.axes = u.axes.slice(1).map((a) => a.label).join('|');
 }
 
 // Vertical dashed lines where the desired concurrency changed; on the
