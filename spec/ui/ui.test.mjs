@@ -598,6 +598,8 @@ test('the_screenshots_for_the_docs', async () => {
       const page = await loggedIn(srv.tokens.admin, { viewport: DESKTOP, colorScheme });
       try {
         await sleep(6000);                   // a few snapshots, so the chart has a line
+        // Dark: a card with workers, charts and controls; light: the overview.
+        if (colorScheme === 'dark') await card(page, 'ingestion').scrollIntoViewIfNeeded();
         const path = join(dir, file);
         await page.screenshot({ path, fullPage: false });
         assert.ok(statSync(path).size > 10000, 'screenshot is empty');
