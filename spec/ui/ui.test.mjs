@@ -599,7 +599,7 @@ test('the_screenshots_for_the_docs', async () => {
       try {
         await sleep(6000);                   // a few snapshots, so the chart has a line
         // Dark: a card with workers, charts and controls; light: the overview.
-        if (colorScheme === 'dark') await card(page, 'ingestion').scrollIntoViewIfNeeded();
+        if (colorScheme === 'dark') await card(page, 'ingestion').evaluate((e) => e.scrollIntoView({ block: 'start' }));
         const path = join(dir, file);
         await page.screenshot({ path, fullPage: false });
         assert.ok(statSync(path).size > 10000, 'screenshot is empty');

@@ -181,14 +181,23 @@ function drawMarkers(u, card, labels = true) {
   ctx.lineWidth = dpr;
   ctx.setLineDash([4 * dpr, 3 * dpr]);
   ctx.font = `${10 * dpr}px system-ui, sans-serif`;
-  for (const m of marks) {
+  // Newest first: when changes crowd together, only the newest is labelled.
+  let lastLabel = Infinity;
+  for (const m of [...marks].sort((a, b) => b.at_ms - a.at_ms)) {
     const x = u.valToPos(m.at_ms / 1000, 'x', true);
     if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
     ctx.beginPath();
     ctx.moveTo(x, u.bbox.top);
     ctx.lineTo(x, u.bbox.top + u.bbox.height);
     ctx.stroke();
-    if (labels) ctx.fillText(`${m.from}→${m.to}`, x + 3 * dpr, u.bbox.top + 10 * dpr);
+    if (labels && lastLabel - x > 44 * dpr) {
+      const text = `${m.from}→${m.to}`;
+      const w = ctx.measureText(text).width;
+      // Left of the line when there is no room on its right.
+      const tx = x + 3 * dpr + w > u.bbox.left + u.bbox.width ? x - 3 * dpr - w : x + 3 * dpr;
+      ctx.fillText(text, tx, u.bbox.top + 10 * dpr);
+      lastLabel = x;
+    }
   }
   ctx.restore();
 }
