@@ -36,9 +36,11 @@ install -m 0755 "$BUILD/libsluice.so" "$root/lib/libsluice.so.0"
 ln -sf libsluice.so.0 "$root/lib/libsluice.so"
 install -m 0644 agents/c/sluice.h "$root/include/"
 install -m 0644 scripts/*.lua "$share/scripts/"
-# The UI is three files and its vendored chart library; never node_modules
-# or the npm manifests.
-install -m 0644 ui/index.html ui/app.js ui/style.css "$share/ui/"
+# The UI is its page, styles, icon, modules (ui/js/) and its vendored chart
+# library; never node_modules or the npm manifests.
+install -d "$share/ui/js"
+install -m 0644 ui/index.html ui/app.js ui/style.css ui/favicon.svg "$share/ui/"
+install -m 0644 ui/js/*.js "$share/ui/js/"
 install -m 0644 ui/vendor/* "$share/ui/vendor/"
 install -m 0644 policies/*.lua "$share/policies/"
 install -d "$share/redis"

@@ -45,14 +45,14 @@ test('install_puts_every_part_in_its_place', { skip }, () => {
   }
   for (const f of ['lib/libsluice.a', 'lib/libsluice.so.0', 'lib/libsluice.so', 'include/sluice.h',
     'lib/pkgconfig/sluice.pc', 'lib/systemd/system/sluiced.service', 'share/sluice/scripts/scaling.lua',
-    'share/sluice/ui/index.html', 'share/sluice/ui/vendor/uPlot.iife.min.js',
+    'share/sluice/ui/index.html', 'share/sluice/ui/js/main.js', 'share/sluice/ui/vendor/uPlot.iife.min.js',
     'share/sluice/policies/queues.lua', 'share/doc/sluice/api.md', 'share/sluice/redis/users.acl']) {
     assert.ok(existsSync(join(prefix, f)), `missing ${f}`);
   }
   assert.ok(existsSync(join(sysconf, 'sluice/policies/queues.lua')), 'operator policies not seeded');
   // The UI ships its files, never the npm tree behind them.
   const ui = readdirSync(join(prefix, 'share/sluice/ui')).sort();
-  assert.deepEqual(ui, ['app.js', 'index.html', 'style.css', 'vendor']);
+  assert.deepEqual(ui, ['app.js', 'favicon.svg', 'index.html', 'js', 'style.css', 'vendor']);
   // The unit names the installed paths, not placeholders.
   const unit = readFileSync(join(prefix, 'lib/systemd/system/sluiced.service'), 'utf8');
   assert.match(unit, /^ExecStart=\/usr\/local\/bin\/sluiced serve$/m);

@@ -6,12 +6,27 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { startServer, putScaling, createToken, ROOT, TEST_POLICY, tempDir } from '../api/harness.mjs';
-import { writeFileSync, statSync, rmSync } from 'node:fs';
+import { writeFileSync, readFileSync, statSync, rmSync } from 'node:fs';
 import { startRedis, startWorker, produce, waitFor, sleep, freePort } from '../api/fleet_harness.mjs';
 
 const POLICY = TEST_POLICY + `
 queue "ingestion" { max = 64, max_step = 16, confirm_above = 48, default = 8 }
+queue "narrow"    { }
+queue "acks"      { }
+alert "acks_drift" {
+  severity = "warning", for_s = 0,
+  worker = function(w, q) return q.queue == "acks" and w.concurrency ~= q.desired end,
+  message = function(w, q) return ("%s runs %d, desired %d"):format(w.id, w.concurrency, q.desired) end,
+}
 `;
+
+// Tests of fields the server side of issue 17 adds (history, change_window,
+// worker details, audit filters, banner context): written to the contract,
+// marked todo until that side is merged into this branch.
+const TODO17 = { todo: 'server side of issue 17 not merged yet' };
+const AXE = readFileSync(join(ROOT, 'spec', 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
 
 let redis, srv, browser, workers = [];
 before(async () => {
@@ -32,8 +47,8 @@ after(async () => {
   try { await srv.cleanup(); } finally { await redis.cleanup(); }
 });
 
-async function loggedIn(token) {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+async function loggedIn(token, { viewport = { width: 1400, height: 1000 }, colorScheme = 'light' } = {}) {
+  const page = await browser.newPage({ viewport, colorScheme });
   await page.goto(`http://127.0.0.1:${srv.port}/`);
   await page.getByLabel('Token').fill(token);
   await page.getByRole('button', { name: 'Log in' }).click();
@@ -121,25 +136,24 @@ test('a_big_change_asks_for_confirmation_then_applies_and_the_history_shows_the_
   } finally { await page.close(); }
 });
 
-test('refusals_are_shown_as_readable_text', async () => {
+test('a_change_the_server_would_refuse_is_not_offered_and_a_refusal_is_shown_as_text', async () => {
   const page = await loggedIn(srv.tokens.admin);
   try {
-    // 422: a step larger than max_step
+    // A step larger than max_step: Apply is disabled, with the reason, and
+    // no confirmation is asked (30 is above confirm_above 24 too).
     const c = card(page, 'alpha');
     await c.getByLabel('Desired concurrency for alpha (number)').fill('30');
-    await c.getByLabel('Reason').fill('too far');
-    await c.getByRole('button', { name: 'Apply' }).click();
-    await page.getByRole('dialog').getByRole('button', { name: 'Confirm' }).click();   // 30 > 24
-    await c.getByRole('alert').filter({ hasText: /Refused: alpha: a change of \d+ .* larger than max_step 8/ }).waitFor();
-    // 429: the cooldown of "cool", with when to retry
-    const k = card(page, 'cool');
-    for (const v of ['5', '6']) {
-      await k.getByLabel('Desired concurrency for cool (number)').fill(v);
-      await k.getByLabel('Reason').fill(`cooldown ${v}`);
-      await k.getByRole('button', { name: 'Apply' }).click();
-      await sleep(300);
-    }
-    await k.getByRole("alert").filter({ hasText: /changed less than 30s ago \(cooldown\); retry in \d+s/ }).waitFor();
+    await c.getByRole('status').filter({ hasText: /At most 8 per change from \d+: choose between \d+ and \d+ now/ }).waitFor();
+    assert.equal(await c.getByRole('button', { name: 'Apply' }).isDisabled(), true);
+    await c.getByText(/Reachable now: 1–\d+/).waitFor();
+    // What the page cannot know (the policy's validate hook): the server's
+    // own message, as it is.
+    const g = card(page, 'guarded');
+    await g.getByLabel('Desired concurrency for guarded (number)').fill('6');
+    await g.getByLabel('Reason').fill('forbidden by nobody');
+    await g.getByRole('button', { name: 'Apply' }).click();
+    await g.getByRole('alert').filter({ hasText: /Refused: .*reasons may not say forbidden/ }).waitFor();
+    assert.equal(await page.getByRole('dialog').isVisible(), false);
     // 428: the server insists on confirmation the page did not ask for
     const r = await page.evaluate(async () => {
       const who = await (await fetch('/api/v1/whoami')).json();
@@ -157,8 +171,10 @@ test('the_number_box_is_bounded_and_controls_follow_the_writes_flag_live', async
     const c = card(page, 'alpha');
     await c.getByLabel('Desired concurrency for alpha (number)').fill('200');
     await c.getByLabel('Reason').fill('out of range');
-    await c.getByRole('button', { name: 'Apply' }).click();
     await c.getByRole('status').filter({ hasText: /between 1 and 32/ }).waitFor();
+    assert.equal(await c.getByRole('button', { name: 'Apply' }).isDisabled(), true);
+    await c.getByLabel('Desired concurrency for alpha (number)').fill('4.5');
+    await c.getByRole('status').filter({ hasText: /Enter a whole number/ }).waitFor();
     assert.equal(await page.getByRole('dialog').isVisible(), false);
     const off = await srv.request('PUT', '/api/v1/flags/writes', { token: srv.tokens.admin, json: { enabled: false, reason: 'freeze' } });
     assert.equal(off.status, 200);
@@ -221,18 +237,392 @@ test('banners_tell_a_broken_policy_and_a_read_only_environment', async () => {
   }
 });
 
-test('the_overview_screenshot_for_the_docs', async () => {
-  await produce(redis, 'ingestion', 3000, ['--sleep-ms', '400', '--fail-ratio', '0.05']);
+// ---- issue 17: layout, phones, dark mode -------------------------------------------------
+
+async function noHorizontalScroll(page) {
+  return page.evaluate(() => document.documentElement.scrollWidth);
+}
+
+test('an_overview_table_lists_every_queue_sorts_searches_and_filters', async () => {
+  const page = await loggedIn(srv.tokens.read);
+  try {
+    const table = page.getByRole('table', { name: /All queues/ });
+    await table.getByRole('link', { name: 'ingestion' }).waitFor();
+    assert.ok(await table.getByRole('row').count() >= 8);
+    // Sort by queue name, both ways.
+    await table.getByRole('button', { name: 'Queue' }).click();
+    const names = async () => table.locator('tbody th').allTextContents();
+    const asc = await names();
+    assert.deepEqual(asc, [...asc].sort());
+    await table.getByRole('button', { name: 'Queue' }).click();
+    assert.deepEqual(await names(), [...asc].sort().reverse());
+    assert.equal(await table.locator('th[aria-sort="descending"]').count(), 1);
+    // Search narrows the table and the cards.
+    await page.getByLabel('Search').fill('ingest');
+    assert.deepEqual(await names(), ['ingestion']);
+    assert.equal(await card(page, 'alpha').isVisible(), false);
+    await page.getByLabel('Search').fill('');
+    // Filter by status: "ok" shows only queues with nothing to look at.
+    await page.getByLabel('Show').selectOption('ok');
+    for (const row of await table.locator('tbody tr').all()) assert.match(await row.textContent(), /ok/);
+    await page.getByLabel('Show').selectOption('');
+    await card(page, 'alpha').waitFor();
+  } finally { await page.close(); }
+});
+
+test('at_phone_width_nothing_scrolls_sideways_and_every_control_is_on_screen', async () => {
+  const page = await loggedIn(srv.tokens.admin, { viewport: PHONE });
+  try {
+    await sleep(2500);                       // a snapshot or two, charts sized
+    assert.ok(await noHorizontalScroll(page) <= 390, `page is ${await noHorizontalScroll(page)} px wide`);
+    const c = card(page, 'ingestion');
+    for (const target of [c.locator('.stat').filter({ hasText: 'pending updates' }),
+      c.getByLabel('Desired concurrency for ingestion (number)'), c.getByRole('button', { name: 'Apply' })]) {
+      await target.scrollIntoViewIfNeeded();
+      assert.ok(await target.isVisible());
+      const box = await target.boundingBox();
+      assert.ok(box.x >= 0 && box.x + box.width <= 390, `off screen: ${JSON.stringify(box)}`);
+    }
+    // The worker detail and the history stay inside the screen too.
+    await c.getByRole('button', { name: 'ingest-a' }).click();
+    await page.getByRole('button', { name: 'Older' }).scrollIntoViewIfNeeded();
+    assert.ok(await noHorizontalScroll(page) <= 390);
+    if (process.env.SLUICE_SCREENSHOT) {
+      await page.evaluate(() => window.scrollTo(0, 0));
+      await page.screenshot({ path: join(ROOT, 'docs', 'ui-phone.png') });
+    }
+  } finally { await page.close(); }
+});
+
+test('dark_mode_follows_the_system_and_the_toggle_is_remembered', async () => {
+  const page = await loggedIn(srv.tokens.read, { colorScheme: 'dark' });
+  try {
+    const theme = () => page.evaluate(() => document.documentElement.dataset.theme);
+    const bg = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    assert.equal(await theme(), 'dark');
+    assert.equal(await bg(), 'rgb(18, 21, 27)');
+    const toggle = page.getByRole('button', { name: 'Dark mode' });
+    assert.equal(await toggle.getAttribute('aria-pressed'), 'true');
+    await toggle.click();
+    assert.equal(await theme(), 'light');
+    assert.equal(await toggle.getAttribute('aria-pressed'), 'false');
+    await page.reload();
+    await card(page, 'ingestion').waitFor();
+    assert.equal(await theme(), 'light', 'the choice survives a reload');
+    // A system in light mode, and the toggle to dark: remembered as well.
+    await page.emulateMedia({ colorScheme: 'light' });
+    await page.getByRole('button', { name: 'Dark mode' }).click();
+    await page.reload();
+    await card(page, 'ingestion').waitFor();
+    assert.equal(await theme(), 'dark');
+    assert.equal(await bg(), 'rgb(18, 21, 27)');
+    const icon = await page.evaluate(async () => (await fetch('/ui/favicon.svg')).headers.get('content-type'));
+    assert.equal(icon, 'image/svg+xml');
+  } finally { await page.close(); }
+});
+
+// ---- charts ---------------------------------------------------------------------------
+
+test('charts_have_local_time_labelled_axes_with_units_a_legend_and_a_range_picker', async () => {
+  const page = await loggedIn(srv.tokens.read);
+  try {
+    const c = card(page, 'ingestion');
+    for (const name of ['waiting (jobs)', 'active (jobs)', 'done (jobs/s)', 'failed (jobs/s)',
+      'desired (per worker)', 'running (per worker, average)', 'workers']) {
+      await c.locator('.u-legend').getByText(name, { exact: true }).waitFor();
+    }
+    const axes = await c.locator('figure').evaluateAll((fs) => fs.map((f) => f.dataset.axes));
+    assert.deepEqual(axes, ['waiting (jobs)|active (jobs)', 'jobs / s', 'per worker|workers']);
+    // The time axis: whole minutes in local HH:MM, never ":18.600".
+    const ticks = await c.locator('figure').first().getAttribute('data-x-ticks');
+    assert.match(ticks, /^\d\d:\d\d( \d\d:\d\d)+$/);
+    // The range picker asks the history endpoint for the range.
+    const asked = page.waitForRequest((r) => r.url().includes('/admin/runtime-scaling/history?queue=ingestion&range=15m'));
+    await page.getByText('15 min', { exact: true }).click();
+    await asked;
+    await c.getByText(/^Last 15m/).waitFor();
+    await page.getByText('1 h', { exact: true }).click();
+  } finally { await page.close(); }
+});
+
+test('charts_are_drawn_from_the_history_endpoint_with_change_markers', TODO17, async () => {
+  const r0 = await srv.request('GET', '/admin/runtime-scaling/history?queue=ingestion&range=15m', { token: srv.tokens.read });
+  assert.equal(r0.status, 200, r0.text);
+  const page = await loggedIn(srv.tokens.read);
+  try {
+    const c = card(page, 'ingestion');
+    await c.getByText(/one point per 10 s/).waitFor({ timeout: 5000 });
+    assert.equal(await c.getByText(/keeps no history/).count(), 0);
+    // The summary says what the canvas shows, from the history's series.
+    const summary = await c.locator('figure').first().locator('.sr-only').textContent();
+    assert.match(summary, /waiting \(jobs\) latest \d+/);
+  } finally { await page.close(); }
+});
+
+// ---- the card tells the truth -------------------------------------------------------------
+
+test('a_running_override_shows_its_end_and_end_now_makes_revert_to_permanent', async () => {
+  const r = await putScaling(srv, 'beta', { desired_concurrency: 12, reason: 'for the sale', duration_s: 3600 });
+  assert.equal(r.status, 200, r.text);
   const page = await loggedIn(srv.tokens.admin);
   try {
-    await sleep(6000);                     // a few snapshots, so the chart has a line
-    await card(page, 'ingestion').scrollIntoViewIfNeeded();
-    // Into docs/ only when asked (SLUICE_SCREENSHOT=1 make ui): tests do not
-    // write into the source tree.
-    const dir = process.env.SLUICE_SCREENSHOT ? join(ROOT, 'docs') : tempDir('sluice-shot-');
-    const path = join(dir, 'ui-overview.png');
-    await page.screenshot({ path, fullPage: false });
-    assert.ok(statSync(path).size > 10000, 'screenshot is empty');
+    const c = card(page, 'beta');
+    const line = c.getByText(/Temporary override:/);
+    await line.waitFor();
+    const until = new Date(r.json.expires_at);
+    const hm = `${String(until.getHours()).padStart(2, '0')}:${String(until.getMinutes()).padStart(2, '0')}`;
+    assert.match(await c.locator('.override').textContent(), new RegExp(`12 until ${hm}, then ${r.json.revert_to}`));
+    await c.getByRole('button', { name: 'End now' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.waitFor();
+    assert.match(await dialog.textContent(), new RegExp(`back to ${r.json.revert_to}`));
+    await dialog.getByRole('button', { name: 'Cancel' }).click();
+    await c.getByRole('status').filter({ hasText: 'Not changed.' }).waitFor();
+    await c.getByRole('button', { name: 'End now' }).click();
+    await dialog.getByLabel('Reason').fill('sale is over');
+    await dialog.getByRole('button', { name: 'End now' }).click();
+    await c.getByRole('status').filter({ hasText: new RegExp(`Applied: beta is now ${r.json.revert_to}`) }).waitFor();
+    await line.waitFor({ state: 'hidden', timeout: 5000 });
+    const t = await srv.request('GET', '/api/v1/scaling/beta', { token: srv.tokens.read });
+    assert.equal(t.json.expires_at, null);
+    assert.equal(t.json.desired_concurrency, r.json.revert_to);
+    await c.getByRole('cell', { name: 'sale is over' }).waitFor();
+  } finally { await page.close(); }
+});
+
+test('a_stored_value_outside_reloaded_bounds_is_flagged', async () => {
+  assert.equal((await putScaling(srv, 'narrow', { desired_concurrency: 12, reason: 'wide' })).status, 200);
+  assert.equal((await putScaling(srv, 'narrow', { desired_concurrency: 20, reason: 'wider' })).status, 200);
+  const page = await loggedIn(srv.tokens.admin);
+  try {
+    writeFileSync(join(srv.policyDir, 'test.lua'), POLICY.replace('queue "narrow"    { }', 'queue "narrow"    { max = 16 }'));
+    const c = card(page, 'narrow');
+    await c.getByText(/Out of bounds: the stored value 20 is outside the current bounds 1–16/).waitFor({ timeout: 5000 });
+    // The controls show an allowed value, not 16 on the slider and 20 in the box.
+    assert.equal(await c.getByLabel('Desired concurrency for narrow (number)').inputValue(), '16');
+    assert.equal(await c.getByLabel('Desired concurrency for narrow', { exact: true }).inputValue(), '16');
+    const row = page.getByRole('table', { name: /All queues/ }).getByRole('row').filter({ hasText: 'narrow' });
+    await row.getByText('out of bounds').waitFor();
+  } finally {
+    writeFileSync(join(srv.policyDir, 'test.lua'), POLICY);
+    await page.close();
+  }
+});
+
+test('a_worker_taking_a_change_shows_updating_then_mismatch_and_its_alert_leads_to_it', async () => {
+  // A worker that reports rarely, then stops: it stays live but never acks.
+  const w = startWorker(redis, 'acks', ['--id', 'acks-slow', '--heartbeat-ms', '20000']);
+  const page = await loggedIn(srv.tokens.admin);
+  try {
+    const c = card(page, 'acks');
+    const row = c.getByRole('row').filter({ has: page.getByRole('button', { name: 'acks-slow' }) });
+    await row.getByText('ok').waitFor({ timeout: 5000 });
+    w.proc.kill('SIGSTOP');
+    const t = await srv.request('GET', '/api/v1/scaling/acks', { token: srv.tokens.read });
+    const to = t.json.desired_concurrency + 1;
+    assert.equal((await putScaling(srv, 'acks', { desired_concurrency: to, reason: 'one more' })).status, 200);
+    await row.getByText(/^updating/).waitFor({ timeout: 2000 });
+    assert.equal(await row.getByText(/^mismatch/).count(), 0);
+    await row.getByText(/^mismatch/).waitFor({ timeout: 9000 });
+    // The alert names its rule and message, and leads to the worker.
+    const alert = c.getByRole('listitem').filter({ hasText: 'acks_drift' });
+    await alert.getByText(`acks-slow runs ${to - 1}, desired ${to}`).waitFor({ timeout: 5000 });
+    await alert.getByRole('button', { name: 'show worker acks-slow' }).click();
+    assert.match(await row.getAttribute('class'), /alerted/);
+    const detail = c.locator('tr.detail:not([hidden])');
+    await detail.getByText('agent').waitFor();
+    await detail.getByText(/acks_drift \(firing\)/).waitFor();
+  } finally {
+    w.proc.kill('SIGCONT');
+    await w.stop();
+    await page.close();
+  }
+});
+
+test('a_worker_row_opens_its_detail', async () => {
+  const page = await loggedIn(srv.tokens.read);
+  try {
+    const c = card(page, 'ingestion');
+    const b = c.getByRole('button', { name: 'ingest-a' });
+    await b.click();
+    assert.equal(await b.getAttribute('aria-expanded'), 'true');
+    const d = c.locator('tr.detail:not([hidden])');
+    for (const k of ['host', 'pid', 'agent', 'uptime', 'concurrency', 'version', 'rates', 'last error', 'state', 'last seen']) {
+      await d.getByText(k, { exact: true }).waitFor();
+    }
+    await d.getByText(/libsluice/).waitFor();
+    await b.click();
+    assert.equal(await c.locator('tr.detail:not([hidden])').count(), 0);
+  } finally { await page.close(); }
+});
+
+test('the_worker_detail_shows_host_pid_uptime_and_rates_from_the_server', TODO17, async () => {
+  const page = await loggedIn(srv.tokens.read);
+  try {
+    const c = card(page, 'ingestion');
+    await c.getByRole('button', { name: 'ingest-a' }).click();
+    const d = c.locator('tr.detail:not([hidden])');
+    await d.getByText(/since sluiced first saw it/).waitFor({ timeout: 3000 });
+    await d.getByText(/done \/ s, .* failed \/ s/).waitFor({ timeout: 3000 });
+    assert.equal(await d.getByText('not reported').count(), 0);
+  } finally { await page.close(); }
+});
+
+test('cooldown_and_budget_are_shown_before_apply_with_a_live_countdown', TODO17, async () => {
+  assert.equal((await putScaling(srv, 'cool', { desired_concurrency: 5, reason: 'start the cooldown' })).status, 200);
+  assert.equal((await putScaling(srv, 'budget', { desired_concurrency: 5, reason: 'one' })).status, 200);
+  assert.equal((await putScaling(srv, 'budget', { desired_concurrency: 6, reason: 'two' })).status, 200);
+  const page = await loggedIn(srv.tokens.admin);
+  try {
+    const k = card(page, 'cool');
+    const left = async () => Number((await k.getByText(/cooldown: \d+ s left/).textContent()).match(/cooldown: (\d+) s left/)[1]);
+    const first = await left();
+    assert.ok(first > 20 && first <= 30, `cooldown ${first}`);
+    await k.getByLabel('Desired concurrency for cool (number)').fill('6');
+    await k.getByRole('status').filter({ hasText: /Cooldown: the next change is possible in \d+ s/ }).waitFor();
+    assert.equal(await k.getByRole('button', { name: 'Apply' }).isDisabled(), true);
+    await sleep(2200);
+    assert.ok(await left() < first, 'the countdown runs between snapshots');
+    // Applying the current value again is always allowed.
+    await k.getByLabel('Desired concurrency for cool (number)').fill('5');
+    assert.equal(await k.getByRole('button', { name: 'Apply' }).isDisabled(), false);
+    const b = card(page, 'budget');
+    await b.getByText(/budget: 0 of 2 changes left this hour/).waitFor();
+    await b.getByLabel('Desired concurrency for budget (number)').fill('7');
+    await b.getByRole('status').filter({ hasText: /budget of 2 changes per hour is used up/ }).waitFor();
+    assert.equal(await b.getByRole('button', { name: 'Apply' }).isDisabled(), true);
+  } finally { await page.close(); }
+});
+
+// ---- banners and history --------------------------------------------------------------------
+
+test('the_read_only_banner_says_who_when_and_why', TODO17, async () => {
+  const page = await loggedIn(srv.tokens.read);
+  try {
+    await srv.request('PUT', '/api/v1/flags/writes', { token: srv.tokens.admin, json: { enabled: false, reason: 'release freeze' } });
+    await page.getByText(/Read-only: environment "local" has writes turned off \(by root-admin at \d\d:\d\d: “release freeze”\)/)
+      .waitFor({ timeout: 5000 });
+  } finally {
+    await srv.request('PUT', '/api/v1/flags/writes', { token: srv.tokens.admin, json: { enabled: true, reason: 'thaw' } });
+    await page.close();
+  }
+});
+
+test('the_history_view_has_dates_request_ids_filters_and_pages', async () => {
+  // More than a page of entries, and a flag change among them.
+  for (let i = 0; i < 32; i++) {
+    const r = await putScaling(srv, 'guarded', { desired_concurrency: 4 + (i % 2), reason: `entry ${i}` });
+    assert.equal(r.status, 200, r.text);
+  }
+  await srv.request('PUT', '/api/v1/flags/writes', { token: srv.tokens.admin, json: { enabled: true, reason: 'flag for the history' } });
+  const page = await loggedIn(srv.tokens.admin);
+  try {
+    const audit = page.getByRole('table').filter({ has: page.getByRole('columnheader', { name: 'Request id' }) });
+    await audit.getByRole('cell', { name: 'flag for the history' }).waitFor();
+    await audit.getByText('flag writes: on → on').waitFor();
+    assert.match(await audit.locator('tbody td.when').first().textContent(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$/);
+    assert.match(await audit.locator('tbody td.rid').first().textContent(), /^[0-9a-z-]{8,}$/);
+    // Paging: older, then back.
+    const firstPage = await audit.locator('tbody tr').first().textContent();
+    await page.getByRole('button', { name: 'Older' }).click();
+    await page.locator('#audit-page').filter({ hasText: 'page 2' }).waitFor();
+    assert.notEqual(await audit.locator('tbody tr').first().textContent(), firstPage);
+    await page.getByRole('button', { name: 'Newer' }).click();
+    await page.locator('#audit-page').filter({ hasText: 'newest' }).waitFor();
+    // Filters: one queue, then refusals only.
+    await page.getByLabel('Queue', { exact: true }).selectOption('guarded');
+    await audit.getByRole('cell', { name: 'entry 31' }).waitFor();
+    for (const q of await audit.locator('tbody td[data-label="queue"]').allTextContents()) assert.equal(q, 'guarded');
+    await page.getByLabel('Outcome').selectOption('rejected');
+    await page.waitForFunction(() => [...document.querySelectorAll('#audit tbody tr')]
+      .every((tr) => /refused|No entries/.test(tr.textContent)));
+  } finally { await page.close(); }
+});
+
+test('history_filters_by_actor_source_and_kind_on_the_server_and_shows_policy_reloads', TODO17, async () => {
+  const r = await srv.request('GET', '/api/v1/audit?kind=policy&limit=5', { token: srv.tokens.admin });
+  assert.equal(r.status, 200, r.text);
+  const page = await loggedIn(srv.tokens.admin);
+  try {
+    await page.getByLabel('Kind').selectOption('policy');
+    await page.locator('#audit tbody').getByText('policy reload').first().waitFor({ timeout: 5000 });
+    await page.getByLabel('Kind').selectOption('');
+    await page.getByLabel('Actor').fill('ci-job');
+    await page.getByLabel('Actor').press('Enter');
+    await page.getByLabel('Source').selectOption('api');
+    await page.waitForFunction(() => [...document.querySelectorAll('#audit tbody tr')]
+      .every((tr) => /ci-job|No entries/.test(tr.textContent)));
+    assert.equal(await page.getByText(/does not filter the history/).count(), 0);
+  } finally { await page.close(); }
+});
+
+// ---- accessibility and screenshots ------------------------------------------------------------
+
+async function axeViolations(page) {
+  await page.evaluate(AXE);                 // evaluated, not a <script>: the CSP stays as it is
+  return page.evaluate(async () => {
+    const r = await window.axe.run(document, { resultTypes: ['violations'] });
+    return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => `${v.id} (${v.impact}): ${v.help}: ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+  });
+}
+
+test('no_serious_accessibility_violations_in_light_and_dark_on_desktop_and_phone', async () => {
+  for (const viewport of [DESKTOP, PHONE]) {
+    for (const colorScheme of ['light', 'dark']) {
+      const page = await loggedIn(srv.tokens.admin, { viewport, colorScheme });
+      try {
+        await sleep(1500);
+        await card(page, 'ingestion').getByRole('button', { name: 'ingest-a' }).click();
+        const v = await axeViolations(page);
+        assert.deepEqual(v, [], `${viewport.width} px, ${colorScheme}`);
+      } finally { await page.close(); }
+    }
+  }
+  // The login form and the confirmation dialog too.
+  const page = await browser.newPage({ viewport: PHONE });
+  try {
+    await page.goto(`http://127.0.0.1:${srv.port}/`);
+    await page.getByLabel('Token').waitFor();
+    assert.deepEqual(await axeViolations(page), []);
+  } finally { await page.close(); }
+});
+
+test('the_screenshots_for_the_docs', async () => {
+  await produce(redis, 'ingestion', 3000, ['--sleep-ms', '400', '--fail-ratio', '0.05']);
+  // Into docs/ only when asked (SLUICE_SCREENSHOT=1 make ui): tests do not
+  // write into the source tree.
+  const dir = process.env.SLUICE_SCREENSHOT ? join(ROOT, 'docs') : tempDir('sluice-shot-');
+  try {
+    for (const [file, colorScheme] of [['ui-overview.png', 'light'], ['ui-dark.png', 'dark']]) {
+      const page = await loggedIn(srv.tokens.admin, { viewport: DESKTOP, colorScheme });
+      try {
+        await sleep(6000);                   // a few snapshots, so the chart has a line
+        // Dark: a card with workers, charts and controls; light: the overview.
+        if (colorScheme === 'dark') await card(page, 'ingestion').evaluate((e) => e.scrollIntoView({ block: 'start' }));
+        const path = join(dir, file);
+        await page.screenshot({ path, fullPage: false });
+        assert.ok(statSync(path).size > 10000, 'screenshot is empty');
+      } finally { await page.close(); }
+    }
+  } finally {
     if (!process.env.SLUICE_SCREENSHOT) rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// Last: it stops Redis.
+test('with_redis_down_the_charts_say_so_and_rates_show_no_stale_numbers', async () => {
+  const page = await loggedIn(srv.tokens.read);
+  try {
+    const c = card(page, 'ingestion');
+    await redis.stop();
+    try {
+      await page.getByText(/Redis not answering/).waitFor({ timeout: 8000 });
+      await c.getByText(/Redis is not answering: no new depth, throughput or worker samples/).waitFor({ timeout: 5000 });
+      assert.equal(await c.locator('.stat').filter({ hasText: 'done / s' }).locator('.v').textContent(), '–');
+      assert.equal(await c.locator('.stat').filter({ hasText: 'waiting' }).locator('.v').textContent(), '–');
+    } finally {
+      await redis.start();
+    }
   } finally { await page.close(); }
 });
