@@ -244,27 +244,63 @@ static int scaling_l_set(lua_State *L) {
     return scaling_push_result(L, box, rc, &err);
 }
 
-/* sluice.scaling.history(queue | nil [, {limit =, before =}])
- *   -> {items, next_before} | nil, err */
+/* Optional string field key of the table at idx into *out (kept alive by
+ * the table); raises on a wrong type, naming fname. */
+static void scaling_opt_str(lua_State *L, int idx, const char *fname, const char *key,
+                            const char **out) {
+    int t = lua_getfield(L, idx, key);
+    if (t != LUA_TNIL && !luajson_is_null(L, -1)) {
+        if (t != LUA_TSTRING) luaL_error(L, "%s: %s must be a string", fname, key);
+        *out = lua_tostring(L, -1);
+    }
+    lua_pop(L, 1);
+}
+
+/* Optional RFC 3339 time field key into *ms. Returns 0, or -1 with err
+ * (invalid_field naming key) when it is not such a time. */
+static int scaling_opt_time(lua_State *L, int idx, const char *key, int64_t *ms,
+                            struct api_error *err) {
+    const char *text = NULL;
+    scaling_opt_str(L, idx, "sluice.scaling.history", key, &text);
+    if (text == NULL || audit_parse_time(text, ms) == 0) return 0;
+    api_error_set(err, "invalid_field", json_pack("{s:s}", "field", key),
+                  "'%s' must be an RFC 3339 time such as 2026-11-29T13:00:00Z", key);
+    return -1;
+}
+
+/* sluice.scaling.history(queue | nil [, {limit =, before =, queue =, actor =,
+ *   outcome =, source =, kind =, since =, until =}])
+ *   -> {items, next_before} | nil, err
+ * since and until are RFC 3339 times (a bad one: invalid_field). */
 static int scaling_l_history(lua_State *L) {
+    static const char *const fname = "sluice.scaling.history";
     struct api_error err = {0};
+    struct store_audit_filter f = {0};
     struct store_audit *rows = NULL;
     size_t count = 0;
     int64_t next = 0;
-    int64_t limit = 50, before = 0;
-    int n = lua_gettop(L);
+    int64_t limit = 50;
+    int rc = -1, n = lua_gettop(L);
     luaL_argcheck(L, n == 1 || n == 2, n, "expected queue or nil [, options]");
-    script_current(L, "sluice.scaling.history");
+    script_current(L, fname);
     const char *queue = lua_isnil(L, 1) ? NULL : luaL_checkstring(L, 1);
     if (n == 2) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        scaling_opt_int(L, 2, "sluice.scaling.history", "limit", &limit);
-        scaling_opt_int(L, 2, "sluice.scaling.history", "before", &before);
+        scaling_opt_int(L, 2, fname, "limit", &limit);
+        scaling_opt_int(L, 2, fname, "before", &f.before_id);
         luaL_argcheck(L, limit >= 1 && limit <= SCALING_HISTORY_MAX, 2, "limit must be 1..500");
-        luaL_argcheck(L, before >= 0, 2, "before must be >= 0");
+        luaL_argcheck(L, f.before_id >= 0, 2, "before must be >= 0");
+        scaling_opt_str(L, 2, fname, "queue", &f.subject);
+        scaling_opt_str(L, 2, fname, "actor", &f.actor);
+        scaling_opt_str(L, 2, fname, "outcome", &f.outcome);
+        scaling_opt_str(L, 2, fname, "source", &f.source);
+        scaling_opt_str(L, 2, fname, "kind", &f.kind);
     }
     json_t **box = luajson_box(L);
-    int rc = scaling_history(script_app(L), queue, before, (int)limit, &rows, &count, &next, &err);
+    if (n == 2 && (scaling_opt_time(L, 2, "since", &f.since_ms, &err) != 0 ||
+                   scaling_opt_time(L, 2, "until", &f.until_ms, &err) != 0))
+        return bind_push_failure(L, &err);
+    rc = scaling_history(script_app(L), queue, &f, (int)limit, &rows, &count, &next, &err);
     if (rc == 0) {
         json_t *items = json_array();
         for (size_t i = 0; i < count; i++) json_array_append_new(items, audit_entry_json(&rows[i]));

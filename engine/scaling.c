@@ -402,10 +402,11 @@ int scaling_expire_due(struct app *app) {
     return reverted;
 }
 
-int scaling_history(struct app *app, const char *queue, int64_t before_id, int limit,
-                    struct store_audit **rows, size_t *n, int64_t *next_before,
+int scaling_history(struct app *app, const char *queue, const struct store_audit_filter *f,
+                    int limit, struct store_audit **rows, size_t *n, int64_t *next_before,
                     struct api_error *err) {
     struct policy_bounds b;
+    struct store_audit_filter by = {0};
     int rc;
 
     *rows = NULL;
@@ -415,9 +416,13 @@ int scaling_history(struct app *app, const char *queue, int64_t before_id, int l
         scaling_unknown(err, queue);
         return -1;
     }
+    if (f) by = *f;
+    if (queue) by.subject = queue;
+    /* A queue's history is its scaling entries; a flag may share its name. */
+    if (by.subject && !by.kind) by.kind = "scaling";
     if (limit < 1 || limit > SCALING_HISTORY_MAX) limit = 50;
     /* One row more than asked tells whether there is a next page. */
-    rc = store_list_audit(app->st, queue ? "scaling" : NULL, queue, before_id, limit + 1, rows, n);
+    rc = store_find_audit(app->st, &by, limit + 1, rows, n);
     if (rc != STORE_OK) {
         scaling_store_fail(err, rc);
         return -1;

@@ -95,11 +95,14 @@ int scaling_admit_write(struct app *app, const char *token_id, const char *queue
 int scaling_expire_due(struct app *app);
 
 /* Audit entries, newest first: at most limit (1..SCALING_HISTORY_MAX, else
- * 50) into *rows (malloc'd, the caller frees), and *next_before, the id to
- * page from, or 0 on the last page. queue NULL: every entry (flags
- * included); before_id 0: from the newest. Returns 0, or -1 with err. */
-int scaling_history(struct app *app, const char *queue, int64_t before_id, int limit,
-                    struct store_audit **rows, size_t *n, int64_t *next_before,
+ * 50) of those f lets through into *rows (malloc'd, the caller frees), and
+ * *next_before, the id to page from, or 0 on the last page. queue (NULL:
+ * none) is a declared queue whose history this is (unknown_queue
+ * otherwise); it and f->subject each mean that queue's scaling entries
+ * unless f->kind says another kind. f NULL: no other filter. Returns 0, or
+ * -1 with err. */
+int scaling_history(struct app *app, const char *queue, const struct store_audit_filter *f,
+                    int limit, struct store_audit **rows, size_t *n, int64_t *next_before,
                     struct api_error *err);
 
 #endif

@@ -87,7 +87,8 @@ static size_t history(const char *queue, int64_t before, int limit, int64_t *nex
     struct store_audit *rows = NULL;
     size_t n = 0;
     int64_t ignored;
-    if (scaling_history(&app, queue, before, limit, &rows, &n, next ? next : &ignored, err) != 0)
+    struct store_audit_filter f = {.before_id = before};
+    if (scaling_history(&app, queue, &f, limit, &rows, &n, next ? next : &ignored, err) != 0)
         n = (size_t)-1;
     if (rows_out) *rows_out = rows;
     else free(rows);
