@@ -13,6 +13,7 @@
 #include "alerts.h"
 #include "log.h"
 #include "scaling.h"
+#include "history.h"
 
 /* Expired sessions no longer let anyone in, but their rows stay until
  * deleted: the leader deletes them (once for every replica). */
@@ -40,7 +41,15 @@ void ticker_run(struct ticker *t, struct app *app, int64_t now_mono) {
         if (leader_is(app->leader)) scaling_expire_due(app);   /* once, not per replica */
         telemetry_refresh(app->telemetry, app->pol);
         /* The model of this second, and the alert rules judged on it. */
-        health_tick(app, util_now_ms(), announce_alert, app);
+        int64_t now_ms = util_now_ms();
+        health_tick(app, now_ms, announce_alert, app);
+        /* One sample of each queue per slot, from the model just published. */
+        if (app->history && now_ms / HISTORY_STEP_MS != t->last_sample_slot) {
+            struct health_model *m = health_acquire(app->health);
+            history_sample_model(app->history, m, now_ms);
+            health_release(m);
+            t->last_sample_slot = now_ms / HISTORY_STEP_MS;
+        }
         t->next_second = now_mono + 1000;
     }
     /* After an announced change, a snapshot to live streams, at most every

@@ -82,7 +82,7 @@ static int64_t set(struct scaling_change c, char code[32], struct api_error *err
 }
 
 /* How many audit entries scaling_history gives for queue, and the next page. */
-static size_t history(const char *queue, int64_t before, int limit, int64_t *next, struct api_error *err,
+static size_t audit_page(const char *queue, int64_t before, int limit, int64_t *next, struct api_error *err,
                       struct store_audit **rows_out) {
     struct store_audit *rows = NULL;
     size_t n = 0;
@@ -160,7 +160,7 @@ TEST(a_change_to_the_current_value_answers_unchanged_and_audits_nothing) {
         EXPECT_INT(o.after.t.version, 1);
         EXPECT_INT(o.previous, 12);
     }
-    EXPECT_INT(history("ingestion", 0, 50, NULL, &err, NULL), 1);
+    EXPECT_INT(audit_page("ingestion", 0, 50, NULL, &err, NULL), 1);
     api_error_clear(&err);
     teardown();
 }
@@ -185,7 +185,7 @@ TEST(a_token_over_its_write_rate_gets_429_unaudited_and_other_tokens_write_on) {
     /* Refusals of every kind count: no-ops and invalid changes too, not audited. */
     set(change("ingestion", 100), code, &err);
     EXPECT_STR(code, "rate_limited");
-    EXPECT_INT(history("ingestion", 0, 50, NULL, &err, NULL), 3);
+    EXPECT_INT(audit_page("ingestion", 0, 50, NULL, &err, NULL), 3);
     struct scaling_change other = change("ingestion", 9);
     other.token_id = "tok-bob";
     EXPECT_INT(set(other, code, &err), 4);
@@ -282,15 +282,15 @@ TEST(history_pages_newest_first) {
     set(change("build", 5), code, &err);
     struct store_audit *rows = NULL;
     int64_t next = 0, last = -1;
-    EXPECT_INT(history("ingestion", 0, 2, &next, &err, &rows), 2);
+    EXPECT_INT(audit_page("ingestion", 0, 2, &next, &err, &rows), 2);
     ASSERT(rows != NULL);
     EXPECT_INT(rows[0].to, 9);
     EXPECT_INT(next, rows[1].id);
     free(rows);
-    EXPECT_INT(history("ingestion", next, 10, &last, &err, NULL), 3);
+    EXPECT_INT(audit_page("ingestion", next, 10, &last, &err, NULL), 3);
     EXPECT_INT(last, 0);
-    EXPECT_INT(history(NULL, 0, 50, NULL, &err, NULL), 6);
-    EXPECT_INT(history("nope", 0, 10, NULL, &err, NULL), (size_t)-1);
+    EXPECT_INT(audit_page(NULL, 0, 50, NULL, &err, NULL), 6);
+    EXPECT_INT(audit_page("nope", 0, 10, NULL, &err, NULL), (size_t)-1);
     EXPECT_STR(err.code, "unknown_queue");
     api_error_clear(&err);
     teardown();
