@@ -36,7 +36,7 @@ static json_t *scaling_time_or_null(int64_t ms) {
 static json_t *scaling_target_json(const struct scaling_target *st) {
     const struct store_target *t = &st->t;
     int changed = t->version > 0;
-    return json_pack("{s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "queue", t->queue,
+    json_t *out = json_pack("{s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "queue", t->queue,
                      "desired_concurrency", (json_int_t)t->desired, "version",
                      (json_int_t)t->version, "updated_by",
                      changed ? json_string(t->updated_by) : json_null(), "updated_at",
@@ -45,6 +45,13 @@ static json_t *scaling_target_json(const struct scaling_target *st) {
                      scaling_time_or_null(t->expires_at_ms), "revert_to",
                      t->expires_at_ms ? json_integer(t->revert_to) : json_null(), "bounds",
                      policy_bounds_json(&st->b));
+    if (out == NULL) return NULL;
+    /* A stored value a policy reload left outside the bounds says so. */
+    json_object_set_new(out, "out_of_bounds", json_boolean(t->desired < st->b.min || t->desired > st->b.max));
+    json_object_set_new(out, "change_window",
+                        st->has_window ? policy_window_json(&st->b, &st->window, st->window_at_ms)
+                                       : json_null());
+    return out;
 }
 
 /* The answer to an accepted change: the Target, "previous", "changed" and
@@ -70,11 +77,15 @@ static int scaling_push_result(lua_State *L, json_t **box, int rc, struct api_er
 
 /* ---- reads ------------------------------------------------------------------ */
 
-/* The Target of queue q of a model. */
-static struct scaling_target scaling_of_model(const struct queue_health *q) {
+/* The Target of queue q of model m. */
+static struct scaling_target scaling_of_model(const struct health_model *m,
+                                              const struct queue_health *q) {
     struct scaling_target st;
+    memset(&st, 0, sizeof st);
     st.t = q->target;
     st.b = q->bounds;
+    st.has_window = health_change_window(m, q, &st.window) == 0;
+    st.window_at_ms = m->built_at_ms;
     return st;
 }
 
@@ -85,7 +96,7 @@ static struct body *scaling_render_list(const struct health_model *m, size_t ind
     (void)index;
     (void)ud;
     for (size_t i = 0; i < m->nqueues; i++) {
-        struct scaling_target st = scaling_of_model(&m->queues[i]);
+        struct scaling_target st = scaling_of_model(m, &m->queues[i]);
         json_array_append_new(arr, scaling_target_json(&st));
     }
     list = json_pack("{s:o}", "items", arr);
@@ -96,7 +107,7 @@ static struct body *scaling_render_list(const struct health_model *m, size_t ind
 
 /* health_render_fn: the Target of m's queue at index. */
 static struct body *scaling_render_target(const struct health_model *m, size_t index, void *ud) {
-    struct scaling_target st = scaling_of_model(&m->queues[index]);
+    struct scaling_target st = scaling_of_model(m, &m->queues[index]);
     json_t *t = scaling_target_json(&st);
     struct body *b = t ? body_from_json(t) : NULL;
     (void)ud;

@@ -34,10 +34,14 @@
 #define SCALING_HISTORY_MAX 500
 
 /* A queue as the API shows it: its stored state (or its policy default at
- * version 0) and its bounds. */
+ * version 0), its bounds and, when known (has_window), what a change can
+ * do at window_at_ms. */
 struct scaling_target {
     struct store_target t;
     struct policy_bounds b;
+    int has_window;
+    struct policy_window window;
+    int64_t window_at_ms;
 };
 
 struct scaling_change {
@@ -65,7 +69,8 @@ struct scaling_outcome {
     int64_t audit_id;
 };
 
-/* One declared queue. Returns 0, or -1 with err (unknown_queue, store_*). */
+/* One declared queue, with its change window (read in one snapshot with
+ * the row). Returns 0, or -1 with err (unknown_queue, store_*). */
 int scaling_get(struct app *app, const char *queue, struct scaling_target *out,
                 struct api_error *err);
 
