@@ -585,7 +585,9 @@ static int fleet_apply(fleet *fl, const struct fleet_worker *w, int declared, in
         free(r->error);
         r->error = error;
     }
-    util_copy(r->host, sizeof r->host, w->host);
+    /* A report that leaves out host or pid (an error report may) does not
+     * forget them: they belong to the process, not to the report. */
+    if (w->host[0]) util_copy(r->host, sizeof r->host, w->host);
     util_copy(r->agent, sizeof r->agent, w->agent);
     util_copy(r->last_event, sizeof r->last_event, w->last_event);
     r->concurrency = w->concurrency;
@@ -593,7 +595,7 @@ static int fleet_apply(fleet *fl, const struct fleet_worker *w, int declared, in
     r->active = w->active;
     r->completed = w->completed;
     r->failed = w->failed;
-    r->pid = w->pid;
+    if (w->pid > 0) r->pid = w->pid;
     r->interval_ms = w->interval_ms;
     r->last_seen_ms = now_ms;
     r->invalid = w->invalid != 0;

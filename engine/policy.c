@@ -496,13 +496,31 @@ void policy_free(policy *p) {
     free(p);
 }
 
-int policy_reload(policy *p, int force) {
+/* Fill ev with an attempt over files (g: what loaded, NULL: refused). */
+static void policy_event_of(struct policy_reload_event *ev, const struct policy_files *files,
+                            const struct policy_gen *g, const struct policy_error *err) {
+    if (ev == NULL) return;
+    memset(ev, 0, sizeof *ev);
+    ev->attempted = 1;
+    ev->loaded = g != NULL;
+    util_copy(ev->sha256, sizeof ev->sha256, g ? g->sha256 : files->n ? files->digest : "");
+    for (size_t i = 0; i < files->n; i++) {
+        size_t used = strlen(ev->files);
+        snprintf(ev->files + used, sizeof ev->files - used, "%s%s", i ? ", " : "", files->names[i]);
+    }
+    if (err) ev->error = *err;
+}
+
+int policy_reload(policy *p, int force) { return policy_reload_with(p, force, NULL); }
+
+int policy_reload_with(policy *p, int force, struct policy_reload_event *ev) {
     struct policy_files files;
     struct policy_error err;
     struct policy_gen *g = NULL, *old = NULL;
     int rc = -1;
 
     memset(&err, 0, sizeof err);
+    if (ev) memset(ev, 0, sizeof *ev);
     if (policy_read_dir(p->dir, &files, &err) == 0) {
         pthread_mutex_lock(&p->lock);
         int same = strcmp(files.digest, p->last_digest) == 0;
@@ -544,6 +562,7 @@ int policy_reload(policy *p, int force) {
                  json_pack("{s:s, s:i, s:s}", "file", err.file, "line", err.line, "error",
                            err.message));
     }
+    policy_event_of(ev, &files, g, g ? NULL : &err);
     policy_release(old);             /* freed here, or by its last reader */
     policy_files_free(&files);
     return rc;

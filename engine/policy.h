@@ -76,6 +76,20 @@ void policy_free(policy *p);
  * is kept for policy_status and logged). */
 int policy_reload(policy *p, int force);
 
+/* What a reload attempt did, for the caller to audit (policy.c uses no
+ * store). attempted is 0 when nothing new was tried (the same content, or
+ * the same unreadable directory): nothing to audit. */
+struct policy_reload_event {
+    int attempted;
+    int loaded;                  /* 1: in force now; 0: refused, error says why */
+    char sha256[65];             /* of the files tried; "" when unreadable */
+    char files[512];             /* their names, comma-separated (cut when long) */
+    struct policy_error error;
+};
+
+/* policy_reload, telling *ev (may be NULL) what was tried. */
+int policy_reload_with(policy *p, int force, struct policy_reload_event *ev);
+
 /* 1 once some generation has loaded. */
 int policy_loaded(policy *p);
 
