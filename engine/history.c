@@ -9,17 +9,29 @@
 
 #define HISTORY_I32_NONE INT32_MIN
 #define HISTORY_U16_NONE UINT16_MAX
+#define HISTORY_TIERS 3
 
-/* One queue's day. Slot s (a sample's ms / HISTORY_STEP_MS) lives at index
- * s % HISTORY_SLOTS; the ring holds slots newest - HISTORY_SLOTS + 1 ..
- * newest. The arrays are one allocation (block). */
-struct history_ring {
-    char queue[UTIL_NAME_MAX + 1];
+/* One resolution of a queue's past: slot s (a sample's ms / step_ms)
+ * lives at index s % slots, and the tier holds slots newest - slots + 1 ..
+ * newest. Each slot keeps, per field, the last known value sampled in its
+ * step: exactly what a read at this step shows. */
+struct history_tier {
+    int64_t step_ms;
+    size_t slots;
     int64_t newest;                  /* slot of the newest sample; -1: none */
-    void *block;
     int32_t *waiting, *active, *desired, *running;
     float *done, *failed;
     uint16_t *workers;
+};
+
+/* One queue's day, in the three resolutions the ranges read: 10 s for an
+ * hour, 30 s for 6 hours, 120 s for 24 hours (1,800 slots in all, where
+ * 24 h of 10 s samples would take 8,640). The arrays are one allocation. */
+struct history_ring {
+    char queue[UTIL_NAME_MAX + 1];
+    int64_t newest_ms;               /* the newest sample's time; -1: none */
+    void *block;
+    struct history_tier tiers[HISTORY_TIERS];
 };
 
 struct history {
@@ -28,7 +40,7 @@ struct history {
     size_t nrings;
 };
 
-#define HISTORY_RING_BYTES ((size_t)HISTORY_SLOTS * (4 * sizeof(int32_t) + 2 * sizeof(float) + sizeof(uint16_t)))
+#define HISTORY_SLOT_BYTES (4 * sizeof(int32_t) + 2 * sizeof(float) + sizeof(uint16_t))
 
 static const struct history_range history_ranges[] = {
     {"15m", 15 * 60000LL, 10000},
@@ -36,6 +48,18 @@ static const struct history_range history_ranges[] = {
     {"6h", 6 * 3600000LL, 30000},
     {"24h", 24 * 3600000LL, 120000},
 };
+
+/* The tiers: each a range's step, over the longest range of that step. */
+static const struct {
+    int64_t step_ms;
+    size_t slots;
+} history_tier_specs[HISTORY_TIERS] = {{10000, 360}, {30000, 720}, {120000, 720}};
+
+static size_t history_ring_slots(void) {
+    size_t n = 0;
+    for (int t = 0; t < HISTORY_TIERS; t++) n += history_tier_specs[t].slots;
+    return n;
+}
 
 history *history_new(void) {
     history *h = calloc(1, sizeof *h);
@@ -50,30 +74,40 @@ void history_free(history *h) {
     free(h);
 }
 
-/* Mark slot index i of r as holding no sample. */
-static void history_clear(struct history_ring *r, size_t i) {
-    r->waiting[i] = r->active[i] = r->desired[i] = r->running[i] = HISTORY_I32_NONE;
-    r->done[i] = r->failed[i] = NAN;
-    r->workers[i] = HISTORY_U16_NONE;
+/* Mark slot index i of t as holding no sample. */
+static void history_clear(struct history_tier *t, size_t i) {
+    t->waiting[i] = t->active[i] = t->desired[i] = t->running[i] = HISTORY_I32_NONE;
+    t->done[i] = t->failed[i] = NAN;
+    t->workers[i] = HISTORY_U16_NONE;
 }
 
 /* Give r (named queue) its arrays, every slot empty. Returns 0 or -1. */
 static int history_ring_init(struct history_ring *r, const char *queue) {
-    char *at = malloc(HISTORY_RING_BYTES);
-    if (at == NULL) return -1;
+    size_t total = history_ring_slots();
+    char *block = malloc(total * HISTORY_SLOT_BYTES);
+    if (block == NULL) return -1;
     free(r->block);
-    r->block = at;
+    r->block = block;
     util_copy(r->queue, sizeof r->queue, queue);
-    r->newest = -1;
-    /* 4-byte arrays first, then the 2-byte one: every array aligned. */
-    r->waiting = (int32_t *)(void *)at;
-    r->active = r->waiting + HISTORY_SLOTS;
-    r->desired = r->active + HISTORY_SLOTS;
-    r->running = r->desired + HISTORY_SLOTS;
-    r->done = (float *)(void *)(r->running + HISTORY_SLOTS);
-    r->failed = r->done + HISTORY_SLOTS;
-    r->workers = (uint16_t *)(void *)(r->failed + HISTORY_SLOTS);
-    for (size_t i = 0; i < HISTORY_SLOTS; i++) history_clear(r, i);
+    r->newest_ms = -1;
+    /* 4-byte arrays first, then the 2-byte ones: every array aligned. */
+    int32_t *i32 = (int32_t *)(void *)block;
+    float *f32 = (float *)(void *)(i32 + 4 * total);
+    uint16_t *u16 = (uint16_t *)(void *)(f32 + 2 * total);
+    for (int k = 0; k < HISTORY_TIERS; k++) {
+        struct history_tier *t = &r->tiers[k];
+        size_t n = history_tier_specs[k].slots;
+        t->step_ms = history_tier_specs[k].step_ms;
+        t->slots = n;
+        t->newest = -1;
+        t->waiting = i32, t->active = i32 + n, t->desired = i32 + 2 * n, t->running = i32 + 3 * n;
+        i32 += 4 * n;
+        t->done = f32, t->failed = f32 + n;
+        f32 += 2 * n;
+        t->workers = u16;
+        u16 += n;
+        for (size_t i = 0; i < n; i++) history_clear(t, i);
+    }
     return 0;
 }
 
@@ -83,7 +117,7 @@ static struct history_ring *history_ring_of(history *h, const char *queue, int m
     struct history_ring *oldest = NULL;
     for (size_t i = 0; i < h->nrings; i++) {
         if (strcmp(h->rings[i].queue, queue) == 0) return &h->rings[i];
-        if (oldest == NULL || h->rings[i].newest < oldest->newest) oldest = &h->rings[i];
+        if (oldest == NULL || h->rings[i].newest_ms < oldest->newest_ms) oldest = &h->rings[i];
     }
     if (!make) return NULL;
     struct history_ring *r = h->nrings < HISTORY_MAX_QUEUES ? &h->rings[h->nrings] : oldest;
@@ -93,41 +127,44 @@ static struct history_ring *history_ring_of(history *h, const char *queue, int m
 }
 
 static int32_t history_i32(int64_t v) {
-    if (v == HISTORY_UNKNOWN) return HISTORY_I32_NONE;
     return v > INT32_MAX ? INT32_MAX : v < INT32_MIN + 1 ? INT32_MIN + 1 : (int32_t)v;
 }
 
 static uint16_t history_u16(int64_t v) {
-    if (v == HISTORY_UNKNOWN) return HISTORY_U16_NONE;
     return v >= HISTORY_U16_NONE ? HISTORY_U16_NONE - 1 : v < 0 ? 0 : (uint16_t)v;
 }
 
+/* Put s into t at at_ms: its slot's known fields become s's known ones
+ * (a later sample of the step wins, an unknown field keeps what an earlier
+ * one knew); slots skipped since the newest are gaps. */
+static void history_tier_put(struct history_tier *t, const struct history_sample *s, int64_t at_ms) {
+    int64_t slot = at_ms / t->step_ms, n = (int64_t)t->slots;
+    if (t->newest >= 0 && slot <= t->newest - n) return;     /* older than the tier */
+    if (slot > t->newest) {
+        int64_t first = t->newest < 0 || slot - t->newest > n ? slot - n + 1 : t->newest + 1;
+        for (int64_t k = first; k <= slot; k++) history_clear(t, (size_t)(k % n));
+        t->newest = slot;
+    }
+    size_t i = (size_t)(slot % n);
+    if (s->waiting != HISTORY_UNKNOWN) t->waiting[i] = history_i32(s->waiting);
+    if (s->active != HISTORY_UNKNOWN) t->active[i] = history_i32(s->active);
+    if (s->desired != HISTORY_UNKNOWN) t->desired[i] = history_i32(s->desired);
+    if (s->running != HISTORY_UNKNOWN) t->running[i] = history_i32(s->running);
+    if (s->workers != HISTORY_UNKNOWN) t->workers[i] = history_u16(s->workers);
+    if (!isnan(s->done_per_s)) t->done[i] = (float)s->done_per_s;
+    if (!isnan(s->failed_per_s)) t->failed[i] = (float)s->failed_per_s;
+}
+
 int history_record(history *h, const char *queue, const struct history_sample *s, int64_t at_ms) {
-    int64_t slot = at_ms / HISTORY_STEP_MS;
     int rc = 0;
     pthread_mutex_lock(&h->lock);
     struct history_ring *r = history_ring_of(h, queue, 1);
     if (r == NULL) {
         rc = -1;
-        goto done;
+    } else {
+        for (int k = 0; k < HISTORY_TIERS; k++) history_tier_put(&r->tiers[k], s, at_ms);
+        if (at_ms > r->newest_ms) r->newest_ms = at_ms;
     }
-    if (r->newest >= 0 && slot <= r->newest - HISTORY_SLOTS) goto done;   /* older than a day */
-    if (slot > r->newest) {
-        /* The slots between the newest sample and this one are gaps. */
-        int64_t first = r->newest < 0 || slot - r->newest > HISTORY_SLOTS ? slot - HISTORY_SLOTS + 1
-                                                                          : r->newest + 1;
-        for (int64_t k = first; k < slot; k++) history_clear(r, (size_t)(k % HISTORY_SLOTS));
-        r->newest = slot;
-    }
-    size_t i = (size_t)(slot % HISTORY_SLOTS);
-    r->waiting[i] = history_i32(s->waiting);
-    r->active[i] = history_i32(s->active);
-    r->desired[i] = history_i32(s->desired);
-    r->running[i] = history_i32(s->running);
-    r->workers[i] = history_u16(s->workers);
-    r->done[i] = (float)s->done_per_s;
-    r->failed[i] = (float)s->failed_per_s;
-done:
     pthread_mutex_unlock(&h->lock);
     return rc;
 }
@@ -168,7 +205,7 @@ size_t history_memory(history *h) {
     pthread_mutex_lock(&h->lock);
     size_t n = h->nrings;
     pthread_mutex_unlock(&h->lock);
-    return sizeof *h + n * HISTORY_RING_BYTES;
+    return sizeof *h + n * history_ring_slots() * HISTORY_SLOT_BYTES;
 }
 
 /* ---- rendering ------------------------------------------------------------ */
@@ -179,24 +216,19 @@ struct history_point {
     double rate[2];                  /* done, failed */
 };
 
-/* The point of the step [from_ms, from_ms + step_ms) of r (NULL: no ring). */
-static void history_point_of(const struct history_ring *r, int64_t from_ms, int64_t step_ms,
-                             struct history_point *p) {
+/* The point of the step that starts at from_ms in t (NULL: no ring). */
+static void history_point_of(const struct history_tier *t, int64_t from_ms, struct history_point *p) {
     for (int f = 0; f < 5; f++) p->v[f] = HISTORY_UNKNOWN;
     p->rate[0] = p->rate[1] = NAN;
-    if (r == NULL || r->newest < 0) return;
-    int64_t first = from_ms / HISTORY_STEP_MS, last = (from_ms + step_ms) / HISTORY_STEP_MS - 1;
-    if (last > r->newest) last = r->newest;
-    if (first <= r->newest - HISTORY_SLOTS) first = r->newest - HISTORY_SLOTS + 1;
-    for (int64_t k = last; k >= first; k--) {
-        size_t i = (size_t)(k % HISTORY_SLOTS);
-        const int32_t *ints[4] = {r->waiting, r->active, r->desired, r->running};
-        for (int f = 0; f < 4; f++)
-            if (p->v[f] == HISTORY_UNKNOWN && ints[f][i] != HISTORY_I32_NONE) p->v[f] = ints[f][i];
-        if (p->v[4] == HISTORY_UNKNOWN && r->workers[i] != HISTORY_U16_NONE) p->v[4] = r->workers[i];
-        if (isnan(p->rate[0]) && !isnan(r->done[i])) p->rate[0] = r->done[i];
-        if (isnan(p->rate[1]) && !isnan(r->failed[i])) p->rate[1] = r->failed[i];
-    }
+    int64_t slot = t ? from_ms / t->step_ms : 0;
+    if (t == NULL || t->newest < 0 || slot > t->newest || slot <= t->newest - (int64_t)t->slots) return;
+    size_t i = (size_t)(slot % (int64_t)t->slots);
+    const int32_t *ints[4] = {t->waiting, t->active, t->desired, t->running};
+    for (int f = 0; f < 4; f++)
+        if (ints[f][i] != HISTORY_I32_NONE) p->v[f] = ints[f][i];
+    if (t->workers[i] != HISTORY_U16_NONE) p->v[4] = t->workers[i];
+    p->rate[0] = t->done[i];
+    p->rate[1] = t->failed[i];
 }
 
 /* Fill the desired of the points without one with the value in force at
@@ -280,8 +312,10 @@ struct body *history_render(history *h, const char *queue, const struct history_
     if (pts == NULL) return NULL;
     pthread_mutex_lock(&h->lock);
     const struct history_ring *ring = history_ring_of(h, queue, 0);
-    for (size_t k = 0; k < n; k++)
-        history_point_of(ring, first_ms + (int64_t)k * r->step_ms, r->step_ms, &pts[k]);
+    const struct history_tier *tier = NULL;
+    for (int t = 0; ring && t < HISTORY_TIERS; t++)
+        if (ring->tiers[t].step_ms == r->step_ms) tier = &ring->tiers[t];
+    for (size_t k = 0; k < n; k++) history_point_of(tier, first_ms + (int64_t)k * r->step_ms, &pts[k]);
     pthread_mutex_unlock(&h->lock);
     history_fill_desired(pts, n, first_ms, r->step_ms, audit);
 

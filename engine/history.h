@@ -4,18 +4,19 @@
  * /admin/runtime-scaling/history answer rendered from it.
  *
  * The ticker takes a sample of every queue of the current queue-health
- * model (history_sample_model) every HISTORY_STEP_MS. A sample belongs to
- * the slot of its time (ms / HISTORY_STEP_MS): a later sample in the same
- * slot replaces it, slots skipped (sluiced stopped, the ticker held up) are
- * gaps, and every field is unknown on its own (Redis down: no depth; the
- * store down: no desired). Storage is compact, one array per field: 26
- * bytes a slot, 8,640 slots a queue (about 220 KiB), filled with "unknown"
- * when the ring is made, so its memory is resident from the start and the
- * cost of a full day shows at once.
+ * model (history_sample_model) every HISTORY_STEP_MS. A queue's ring keeps
+ * its past at the three steps the ranges read: 10 s over an hour, 30 s
+ * over 6 hours, 120 s over 24 hours; a sample goes into the slot of its
+ * step in each, where, per field, the last known value sampled in the step
+ * stands. Slots skipped (sluiced stopped, the ticker held up) are gaps,
+ * and every field is unknown on its own (Redis down: no depth; the store
+ * down: no desired). Storage is compact, one array per field: 26 bytes a
+ * slot, 1,800 slots a queue (about 46 KiB; 24 h of 10 s samples would be
+ * 8,640 slots, 220 KiB), filled with "unknown" when the ring is made, so
+ * its memory is resident from the start and a full day costs no more.
  *
- * A read (history_render) picks a range (15m, 1h, 6h, 24h), a step so that
- * a series has at most 720 points, and takes in each step the last sample
- * of each field. The desired concurrency before the first sample (after a
+ * A read (history_render) picks a range (15m, 1h, 6h, 24h) and its step,
+ * so that a series has at most 720 points, one slot of that step each. The desired concurrency before the first sample (after a
  * restart) and the change markers come from the audit log, which the
  * caller reads and passes in: this module uses health.h and store.h's
  * types only, and keeps its own lock (a leaf). */
@@ -29,8 +30,7 @@
 #include "health.h"
 #include "store.h"
 
-#define HISTORY_STEP_MS 10000
-#define HISTORY_SLOTS 8640               /* 24 h of 10 s */
+#define HISTORY_STEP_MS 10000           /* how often the ticker samples */
 #define HISTORY_MAX_QUEUES POLICY_MAX_QUEUES
 #define HISTORY_MAX_POINTS 720
 
