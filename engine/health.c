@@ -672,8 +672,10 @@ static struct body *health_render_snapshot(const struct health_model *m, size_t 
     (void)index;
     (void)ud;
     for (size_t i = 0; i < m->nqueues; i++) nworkers += m->queues[i].nworkers;
-    /* About what a row and a queue take, so the body rarely grows. */
-    body_writer_init(&w, 256 + m->nqueues * 1024 + nworkers * 256);
+    /* About what a row and a queue take, so the body rarely grows (a row
+     * with host, pid, age and its own rates is about 350 bytes: growing
+     * doubles the room, megabytes at 10,000 workers). */
+    body_writer_init(&w, 256 + m->nqueues * 1536 + nworkers * 384);
     health_write_spliced(&w, health_top_json(m, json_array()), "queues", health_fill_queues, m, NULL);
     return body_writer_finish(&w, BODY_JSON);
 }

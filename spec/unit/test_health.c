@@ -563,7 +563,7 @@ TEST(the_snapshot_written_in_place_is_the_dump_of_the_json_tree) {
         ASSERT(tree && text && b);
         EXPECT_INT(b->len, strlen(text));
         EXPECT(memcmp(b->bytes, text, b->len) == 0);
-        if (variant == 0) EXPECT(b->len > 256 + 3 * 1024 + 300 * 256);   /* outgrew its first room */
+        if (variant == 0) EXPECT(b->len > 256 + 3 * 1536 + 300 * 384);   /* outgrew its first room */
         struct body *again = health_snapshot_body(&h->m);
         EXPECT(again == b);                    /* kept with the model */
         body_release(again);
