@@ -19,6 +19,7 @@ typedef struct health health;
 typedef struct metrics metrics;
 typedef struct events events;
 typedef struct leader leader;
+typedef struct history history;
 
 struct app {
     const struct config *cfg;
@@ -32,6 +33,7 @@ struct app {
     metrics *metrics;
     events *events;              /* live SSE streams */
     leader *leader;              /* runs the relay, expiry, alert notices */
+    history *history;            /* 24 h of samples per queue */
     int64_t started_ms;
 };
 

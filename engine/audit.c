@@ -9,16 +9,18 @@
 
 json_t *audit_entry_json(const struct store_audit *e) {
     char ts[UTIL_TIME_MAX];
-    int is_flag = strcmp(e->kind, "flag") == 0, is_prune = strcmp(e->kind, "audit") == 0;
+    int is_flag = strcmp(e->kind, "flag") == 0, is_prune = strcmp(e->kind, "audit") == 0,
+        is_policy = strcmp(e->kind, "policy") == 0;
     json_t *j = json_pack("{s:I, s:s, s:o, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:o, s:s, s:s}",
                           "id", (json_int_t)e->id, "kind", e->kind, "queue",
-                          is_flag || is_prune ? json_null() : json_string(e->subject), "from",
+                          is_flag || is_prune || is_policy ? json_null() : json_string(e->subject), "from",
                           (json_int_t)e->from, "to", (json_int_t)e->to, "version",
                           (json_int_t)e->version, "actor", e->actor, "source", e->source,
                           "reason", e->reason, "outcome", e->outcome, "error_code",
                           e->error_code[0] ? json_string(e->error_code) : json_null(), "at",
                           util_format_time(e->at_ms, ts), "request_id", e->request_id);
     if (j && is_flag) json_object_set_new(j, "flag", json_string(e->subject));
+    if (j && is_policy) json_object_set_new(j, "action", json_string(e->subject));
     if (j && is_prune) {
         json_object_set_new(j, "action", json_string(e->subject));
         json_object_set_new(j, "deleted", json_integer(e->from));

@@ -16,7 +16,9 @@
 #define AUDIT_KEEP_MS (24LL * 3600 * 1000)
 
 /* One AuditEntry (api.md). A prune's entry (kind "audit") has queue null,
- * "action": "prune", "deleted" and "before_id" (also in from and to). New ref. */
+ * "action": "prune", "deleted" and "before_id" (also in from and to); a
+ * policy reload's (kind "policy") has queue null and "action": "reload".
+ * New ref. */
 json_t *audit_entry_json(const struct store_audit *e);
 
 /* Write every entry with id < before_id (0: all), oldest first, as one

@@ -36,7 +36,7 @@ static json_t *scaling_time_or_null(int64_t ms) {
 static json_t *scaling_target_json(const struct scaling_target *st) {
     const struct store_target *t = &st->t;
     int changed = t->version > 0;
-    return json_pack("{s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "queue", t->queue,
+    json_t *out = json_pack("{s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "queue", t->queue,
                      "desired_concurrency", (json_int_t)t->desired, "version",
                      (json_int_t)t->version, "updated_by",
                      changed ? json_string(t->updated_by) : json_null(), "updated_at",
@@ -45,6 +45,13 @@ static json_t *scaling_target_json(const struct scaling_target *st) {
                      scaling_time_or_null(t->expires_at_ms), "revert_to",
                      t->expires_at_ms ? json_integer(t->revert_to) : json_null(), "bounds",
                      policy_bounds_json(&st->b));
+    if (out == NULL) return NULL;
+    /* A stored value a policy reload left outside the bounds says so. */
+    json_object_set_new(out, "out_of_bounds", json_boolean(t->desired < st->b.min || t->desired > st->b.max));
+    json_object_set_new(out, "change_window",
+                        st->has_window ? policy_window_json(&st->b, &st->window, st->window_at_ms)
+                                       : json_null());
+    return out;
 }
 
 /* The answer to an accepted change: the Target, "previous", "changed" and
@@ -70,11 +77,15 @@ static int scaling_push_result(lua_State *L, json_t **box, int rc, struct api_er
 
 /* ---- reads ------------------------------------------------------------------ */
 
-/* The Target of queue q of a model. */
-static struct scaling_target scaling_of_model(const struct queue_health *q) {
+/* The Target of queue q of model m. */
+static struct scaling_target scaling_of_model(const struct health_model *m,
+                                              const struct queue_health *q) {
     struct scaling_target st;
+    memset(&st, 0, sizeof st);
     st.t = q->target;
     st.b = q->bounds;
+    st.has_window = health_change_window(m, q, &st.window) == 0;
+    st.window_at_ms = m->built_at_ms;
     return st;
 }
 
@@ -85,7 +96,7 @@ static struct body *scaling_render_list(const struct health_model *m, size_t ind
     (void)index;
     (void)ud;
     for (size_t i = 0; i < m->nqueues; i++) {
-        struct scaling_target st = scaling_of_model(&m->queues[i]);
+        struct scaling_target st = scaling_of_model(m, &m->queues[i]);
         json_array_append_new(arr, scaling_target_json(&st));
     }
     list = json_pack("{s:o}", "items", arr);
@@ -96,7 +107,7 @@ static struct body *scaling_render_list(const struct health_model *m, size_t ind
 
 /* health_render_fn: the Target of m's queue at index. */
 static struct body *scaling_render_target(const struct health_model *m, size_t index, void *ud) {
-    struct scaling_target st = scaling_of_model(&m->queues[index]);
+    struct scaling_target st = scaling_of_model(m, &m->queues[index]);
     json_t *t = scaling_target_json(&st);
     struct body *b = t ? body_from_json(t) : NULL;
     (void)ud;
@@ -244,27 +255,63 @@ static int scaling_l_set(lua_State *L) {
     return scaling_push_result(L, box, rc, &err);
 }
 
-/* sluice.scaling.history(queue | nil [, {limit =, before =}])
- *   -> {items, next_before} | nil, err */
+/* Optional string field key of the table at idx into *out (kept alive by
+ * the table); raises on a wrong type, naming fname. */
+static void scaling_opt_str(lua_State *L, int idx, const char *fname, const char *key,
+                            const char **out) {
+    int t = lua_getfield(L, idx, key);
+    if (t != LUA_TNIL && !luajson_is_null(L, -1)) {
+        if (t != LUA_TSTRING) luaL_error(L, "%s: %s must be a string", fname, key);
+        *out = lua_tostring(L, -1);
+    }
+    lua_pop(L, 1);
+}
+
+/* Optional RFC 3339 time field key into *ms. Returns 0, or -1 with err
+ * (invalid_field naming key) when it is not such a time. */
+static int scaling_opt_time(lua_State *L, int idx, const char *key, int64_t *ms,
+                            struct api_error *err) {
+    const char *text = NULL;
+    scaling_opt_str(L, idx, "sluice.scaling.history", key, &text);
+    if (text == NULL || audit_parse_time(text, ms) == 0) return 0;
+    api_error_set(err, "invalid_field", json_pack("{s:s}", "field", key),
+                  "'%s' must be an RFC 3339 time such as 2026-11-29T13:00:00Z", key);
+    return -1;
+}
+
+/* sluice.scaling.history(queue | nil [, {limit =, before =, queue =, actor =,
+ *   outcome =, source =, kind =, since =, until =}])
+ *   -> {items, next_before} | nil, err
+ * since and until are RFC 3339 times (a bad one: invalid_field). */
 static int scaling_l_history(lua_State *L) {
+    static const char *const fname = "sluice.scaling.history";
     struct api_error err = {0};
+    struct store_audit_filter f = {0};
     struct store_audit *rows = NULL;
     size_t count = 0;
     int64_t next = 0;
-    int64_t limit = 50, before = 0;
-    int n = lua_gettop(L);
+    int64_t limit = 50;
+    int rc = -1, n = lua_gettop(L);
     luaL_argcheck(L, n == 1 || n == 2, n, "expected queue or nil [, options]");
-    script_current(L, "sluice.scaling.history");
+    script_current(L, fname);
     const char *queue = lua_isnil(L, 1) ? NULL : luaL_checkstring(L, 1);
     if (n == 2) {
         luaL_checktype(L, 2, LUA_TTABLE);
-        scaling_opt_int(L, 2, "sluice.scaling.history", "limit", &limit);
-        scaling_opt_int(L, 2, "sluice.scaling.history", "before", &before);
+        scaling_opt_int(L, 2, fname, "limit", &limit);
+        scaling_opt_int(L, 2, fname, "before", &f.before_id);
         luaL_argcheck(L, limit >= 1 && limit <= SCALING_HISTORY_MAX, 2, "limit must be 1..500");
-        luaL_argcheck(L, before >= 0, 2, "before must be >= 0");
+        luaL_argcheck(L, f.before_id >= 0, 2, "before must be >= 0");
+        scaling_opt_str(L, 2, fname, "queue", &f.subject);
+        scaling_opt_str(L, 2, fname, "actor", &f.actor);
+        scaling_opt_str(L, 2, fname, "outcome", &f.outcome);
+        scaling_opt_str(L, 2, fname, "source", &f.source);
+        scaling_opt_str(L, 2, fname, "kind", &f.kind);
     }
     json_t **box = luajson_box(L);
-    int rc = scaling_history(script_app(L), queue, before, (int)limit, &rows, &count, &next, &err);
+    if (n == 2 && (scaling_opt_time(L, 2, "since", &f.since_ms, &err) != 0 ||
+                   scaling_opt_time(L, 2, "until", &f.until_ms, &err) != 0))
+        return bind_push_failure(L, &err);
+    rc = scaling_history(script_app(L), queue, &f, (int)limit, &rows, &count, &next, &err);
     if (rc == 0) {
         json_t *items = json_array();
         for (size_t i = 0; i < count; i++) json_array_append_new(items, audit_entry_json(&rows[i]));

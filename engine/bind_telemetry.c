@@ -1,11 +1,15 @@
 /* bind_telemetry.c — sluice.telemetry: the queue-health snapshot, live
  * event streams, Prometheus metrics and readiness. The *_body functions
  * hand the bytes cached with the model (health_current, health_body) to
- * the handler as a sluice.body, sent without passing through Lua tables. */
+ * the handler as a sluice.body, sent without passing through Lua tables;
+ * so does history_body, rendered by history.c from its rings and the audit
+ * log. */
 #include "bind.h"
 #include "bus.h"
 #include "events.h"
 #include "health.h"
+#include "history.h"
+#include "policy.h"
 #include "metrics.h"
 #include "store.h"
 #include "telemetry.h"
@@ -14,6 +18,7 @@
 
 #include <lauxlib.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* sluice.telemetry.snapshot() -> the /admin/runtime-scaling table */
 static int telemetry_l_snapshot(lua_State *L) {
@@ -36,6 +41,61 @@ static int telemetry_l_snapshot_body(lua_State *L) {
     *slot = health_snapshot_body(m);
     health_release(m);
     if (*slot == NULL) return luaL_error(L, "sluice.telemetry.snapshot_body: out of memory");
+    return 1;
+}
+
+/* The audit log's part of a history read of queue: its applied changes
+ * since from_ms (newest first, at most SCALING's page of 500) and the
+ * desired concurrency in force now. Store down: no changes and desired
+ * unknown, so the series keeps only what was sampled. */
+static void telemetry_history_audit(struct app *app, const char *queue, int64_t from_ms,
+                                    const struct policy_bounds *b, struct history_audit *a,
+                                    struct store_audit **rows) {
+    struct store_audit_filter f = {0};
+    struct store_target t;
+    size_t n = 0;
+    int rc;
+    memset(a, 0, sizeof *a);
+    a->desired_now = HISTORY_UNKNOWN;
+    *rows = NULL;
+    f.kind = "scaling";
+    f.subject = queue;
+    f.outcome = "applied";
+    f.since_ms = from_ms;
+    if (store_find_audit(app->st, &f, 500, rows, &n) != STORE_OK) return;
+    rc = store_get_target(app->st, queue, &t);
+    if (rc == STORE_OK) a->desired_now = t.desired;
+    else if (rc == STORE_NOT_FOUND) a->desired_now = b->def;
+    /* With the oldest changes cut off, what was in force before them is
+     * not known: steps that old keep their samples only. */
+    a->changes = *rows;
+    a->nchanges = n;
+    a->complete = n < 500;
+}
+
+/* sluice.telemetry.history_body(queue, range) -> the history of queue as a
+ * sluice.body | nil, err, info (unknown_queue; a range not known raises). */
+static int telemetry_l_history_body(lua_State *L) {
+    struct api_error err = {0};
+    struct policy_bounds b;
+    struct history_audit audit;
+    struct store_audit *rows = NULL;
+    luaL_argcheck(L, lua_gettop(L) == 2, 2, "expected queue, range");
+    script_current(L, "sluice.telemetry.history_body");
+    struct app *app = script_app(L);
+    const char *queue = luaL_checkstring(L, 1);
+    const struct history_range *r = history_range_named(luaL_checkstring(L, 2));
+    luaL_argcheck(L, r != NULL, 2, "range must be 15m, 1h, 6h or 24h");
+    if (policy_bounds(app->pol, queue, &b) != 0) {
+        api_error_set(&err, "unknown_queue", NULL, "queue '%s' is not declared by the policies", queue);
+        return bind_push_failure(L, &err);
+    }
+    int64_t now = util_now_ms();
+    struct body **slot = luajson_body_box(L);                       /* body */
+    telemetry_history_audit(app, queue, history_range_start(r, now), &b, &audit, &rows);
+    *slot = history_render(app->history, queue, r, now, &audit);
+    free(rows);
+    if (*slot == NULL) return luaL_error(L, "sluice.telemetry.history_body: out of memory");
     return 1;
 }
 
@@ -105,6 +165,7 @@ void bind_telemetry_open(lua_State *L) {
         {"snapshot", telemetry_l_snapshot}, {"snapshot_body", telemetry_l_snapshot_body},
         {"stream", telemetry_l_stream},     {"metrics", telemetry_l_metrics},
         {"metrics_body", telemetry_l_metrics_body}, {"ready", telemetry_l_ready},
+        {"history_body", telemetry_l_history_body},
         {NULL, NULL},
     };
     luaL_setfuncs(L, fns, 0);

@@ -585,7 +585,9 @@ static int fleet_apply(fleet *fl, const struct fleet_worker *w, int declared, in
         free(r->error);
         r->error = error;
     }
-    util_copy(r->host, sizeof r->host, w->host);
+    /* A report that leaves out host or pid (an error report may) does not
+     * forget them: they belong to the process, not to the report. */
+    if (w->host[0]) util_copy(r->host, sizeof r->host, w->host);
     util_copy(r->agent, sizeof r->agent, w->agent);
     util_copy(r->last_event, sizeof r->last_event, w->last_event);
     r->concurrency = w->concurrency;
@@ -593,7 +595,7 @@ static int fleet_apply(fleet *fl, const struct fleet_worker *w, int declared, in
     r->active = w->active;
     r->completed = w->completed;
     r->failed = w->failed;
-    r->pid = w->pid;
+    if (w->pid > 0) r->pid = w->pid;
     r->interval_ms = w->interval_ms;
     r->last_seen_ms = now_ms;
     r->invalid = w->invalid != 0;
@@ -650,6 +652,23 @@ void fleet_sweep(fleet *fl, int64_t now_ms) {
 
 /* ---- reading ------------------------------------------------------------------- */
 
+/* The rates of r over the last FLEET_RATE_WINDOW_MS: the increase between
+ * the first and the last sample inside the window, over the span they
+ * cover (0 when they cover none). Returns the span in seconds. */
+static double fleet_rec_rates(const fleet_rec *r, int64_t now_ms, double *completed, double *failed) {
+    const struct fleet_sample *first = NULL, *last = NULL;
+    for (int k = 0; k < r->nsamples; k++) {
+        const struct fleet_sample *sm = &r->samples[(r->sample_head + k) % FLEET_SAMPLES];
+        if (now_ms - sm->at_ms > FLEET_RATE_WINDOW_MS) continue;
+        if (first == NULL) first = sm;
+        last = sm;
+    }
+    double span = first ? (double)(last->at_ms - first->at_ms) / 1000.0 : 0;
+    *completed = span > 0 ? (last->completed - first->completed) / span : 0;
+    *failed = span > 0 ? (last->failed - first->failed) / span : 0;
+    return span;
+}
+
 /* The public view of r at now_ms. */
 static void fleet_export(const fleet_rec *r, int64_t now_ms, struct fleet_worker *out) {
     memset(out, 0, sizeof *out);
@@ -671,6 +690,7 @@ static void fleet_export(const fleet_rec *r, int64_t now_ms, struct fleet_worker
     out->stale = fleet_is_stale(r, now_ms);
     out->invalid = r->invalid;
     out->nsamples = r->nsamples;
+    fleet_rec_rates(r, now_ms, &out->completed_per_s, &out->failed_per_s);
 }
 
 static int fleet_id_cmp(const void *a, const void *b) {
@@ -696,20 +716,10 @@ void fleet_rates(fleet *fl, const char *queue, int64_t now_ms, struct fleet_rate
     pthread_mutex_lock(&fl->lock);
     fleet_queue *q = fleet_queue_of(fl, queue, 0);
     for (size_t i = 0; q && i < q->nworkers; i++) {
-        const fleet_rec *r = q->workers[i];
-        /* The increase between the first and the last sample inside the
-         * window, over the span they cover. */
-        const struct fleet_sample *first = NULL, *last = NULL;
-        for (int k = 0; k < r->nsamples; k++) {
-            const struct fleet_sample *sm = &r->samples[(r->sample_head + k) % FLEET_SAMPLES];
-            if (now_ms - sm->at_ms > FLEET_RATE_WINDOW_MS) continue;
-            if (first == NULL) first = sm;
-            last = sm;
-        }
-        double span = first ? (double)(last->at_ms - first->at_ms) / 1000.0 : 0;
+        double c, f, span = fleet_rec_rates(q->workers[i], now_ms, &c, &f);
         if (span <= 0) continue;
-        completed += (last->completed - first->completed) / span;
-        failed += (last->failed - first->failed) / span;
+        completed += c;
+        failed += f;
         if (span > span_max) span_max = span;
     }
     if (q) {

@@ -58,6 +58,7 @@ struct fleet_worker {
     char error[257];                 /* last error report, "" when none */
     int64_t interval_ms;             /* heartbeat interval the worker declared */
     int64_t last_seen_ms, first_seen_ms;
+    double completed_per_s, failed_per_s;   /* this worker's, as fleet_rates counts them */
     int stale;                       /* filled by fleet_workers */
     int invalid;                     /* reports a version never issued for its queue */
     int nsamples;                    /* counter samples kept, 1..FLEET_SAMPLES */

@@ -7,6 +7,7 @@
 #include "flags.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,16 @@ struct health {
     /* One reader builds a stale model at a time; the others wait for it
      * rather than each building its own (health_current). */
     pthread_mutex_t build_lock;
+    /* The audit figures of each queue, and the row they were read for:
+     * read again when the row moved (a change, here or on a replica) or
+     * when the oldest change of the hour leaves it. */
+    pthread_mutex_t recent_lock;
+    struct health_recent {
+        char queue[UTIL_NAME_MAX + 1];
+        int64_t version, updated_at_ms, until_ms;
+        struct policy_recent recent;
+    } recent[POLICY_MAX_QUEUES];
+    size_t nrecent;
 };
 
 health *health_new(void) {
@@ -26,6 +37,7 @@ health *health_new(void) {
     if (h == NULL) return NULL;
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->build_lock, NULL);
+    pthread_mutex_init(&h->recent_lock, NULL);
     atomic_init(&h->next_seq, 1);
     atomic_init(&h->changes, 0);
     return h;
@@ -35,6 +47,7 @@ void health_free(health *h) {
     if (h == NULL) return;
     health_release(h->current);
     pthread_mutex_destroy(&h->build_lock);
+    pthread_mutex_destroy(&h->recent_lock);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }
@@ -49,6 +62,7 @@ static void health_model_free(struct health_model *m) {
     }
     free(m->queues);
     free(m->alerts);
+    json_decref(m->policy);
     pthread_mutex_destroy(&m->render_lock);
     free(m);
 }
@@ -121,7 +135,8 @@ static int health_workers_of(struct queue_health *q, const struct fleet_worker *
     for (size_t i = 0; i < nall; i++) {
         if (strcmp(all[i].queue, q->name) != 0) continue;
         n++;
-        bytes += strlen(all[i].id) + strlen(all[i].agent) + strlen(all[i].error) + 3;
+        bytes += strlen(all[i].id) + strlen(all[i].agent) + strlen(all[i].error) +
+                 strlen(all[i].host) + 4;
     }
     if (n > 0 && ((q->workers = calloc(n, sizeof *q->workers)) == NULL ||
                   (q->strings = malloc(bytes)) == NULL))
@@ -134,6 +149,11 @@ static int health_workers_of(struct queue_health *q, const struct fleet_worker *
         hw->id = health_keep(&at, w->id);
         hw->agent = health_keep(&at, w->agent);
         hw->error = health_keep(&at, w->error);
+        hw->host = health_keep(&at, w->host);
+        hw->pid = w->pid;
+        hw->first_seen_ms = w->first_seen_ms;
+        hw->completed_per_s = w->completed_per_s;
+        hw->failed_per_s = w->failed_per_s;
         hw->concurrency = w->concurrency;
         hw->version = w->version;
         hw->active = w->active;
@@ -171,6 +191,45 @@ static void health_attach_alerts(struct health_model *m, alerts *al) {
     free(all);
 }
 
+/* The audit figures of q's stored row at now_ms into q->recent, from the
+ * publisher's cache when they still hold, else read (store_read_change)
+ * and kept. Leaves has_recent 0 when the store cannot say. */
+static void health_recent_of(struct app *app, struct queue_health *q, int64_t now_ms) {
+    health *h = app->health;
+    struct store_target cur;
+    struct store_stats st;
+    struct health_recent *e = NULL;
+    if (h == NULL) return;
+    pthread_mutex_lock(&h->recent_lock);
+    for (size_t i = 0; i < h->nrecent && e == NULL; i++)
+        if (strcmp(h->recent[i].queue, q->name) == 0) e = &h->recent[i];
+    if (e && e->version == q->target.version && e->updated_at_ms == q->target.updated_at_ms &&
+        (e->until_ms == 0 || now_ms < e->until_ms)) {
+        q->recent = e->recent;
+        q->has_recent = 1;
+    }
+    pthread_mutex_unlock(&h->recent_lock);
+    if (q->has_recent) return;
+    if (store_read_change(app->st, q->name, q->bounds.def, now_ms, &cur, &st) != STORE_OK) return;
+    q->recent.applied_last_hour = st.applied_last_hour;
+    q->recent.oldest_in_hour_ms = st.oldest_in_hour_ms;
+    q->recent.last_applied_ms = st.last_applied_ms;
+    q->has_recent = 1;
+    /* Kept only when read for the very row the model shows. */
+    if (cur.version != q->target.version || cur.updated_at_ms != q->target.updated_at_ms) return;
+    pthread_mutex_lock(&h->recent_lock);
+    for (size_t i = 0; i < h->nrecent && e == NULL; i++)
+        if (strcmp(h->recent[i].queue, q->name) == 0) e = &h->recent[i];
+    if (e == NULL && h->nrecent < POLICY_MAX_QUEUES) e = &h->recent[h->nrecent++];
+    if (e == NULL) e = &h->recent[0];            /* full: names came and went; reuse */
+    util_copy(e->queue, sizeof e->queue, q->name);
+    e->version = cur.version;
+    e->updated_at_ms = cur.updated_at_ms;
+    e->until_ms = st.oldest_in_hour_ms ? st.oldest_in_hour_ms + 3600000 : 0;
+    e->recent = q->recent;
+    pthread_mutex_unlock(&h->recent_lock);
+}
+
 /* The process-wide part: store, writes flag, Redis, leader. Fills *pending
  * with the unrelayed outbox (malloc'd, may stay NULL) and says whether
  * the listing of targets worked into *rows. */
@@ -185,6 +244,14 @@ static void health_process_state(struct health_model *m, struct app *app,
                    flags_get(app, FLAG_WRITES, &enabled) == STORE_OK;
     m->store = !store_ok ? HEALTH_STORE_DOWN : ping == STORE_FULL ? HEALTH_STORE_FULL : HEALTH_STORE_UP;
     m->writes_enabled = store_ok ? enabled != 0 : -1;
+    struct store_flag f;
+    if (store_ok && app->cfg && store_get_flag(app->st, app->cfg->env, FLAG_WRITES, &f) == STORE_OK) {
+        m->writes_set = 1;
+        util_copy(m->writes_by, sizeof m->writes_by, f.updated_by);
+        m->writes_at_ms = f.updated_at_ms;
+        util_copy(m->writes_reason, sizeof m->writes_reason, f.reason);
+    }
+    m->policy = app->pol ? policy_banner_json(app->pol) : NULL;
     /* One query for every queue. Alert rules judge queues whenever it
      * answers, as they did; the snapshot shows targets only with the store up. */
     *rows_ok = store_list_targets(app->st, rows, nrows) == STORE_OK;
@@ -210,6 +277,7 @@ static int health_queue_build(struct queue_health *q, struct app *app, const cha
     for (size_t i = 0; i < npending; i++) q->unpublished += strcmp(pending[i].queue, name) == 0;
     if (app->fl) fleet_rates(app->fl, name, m->built_mono_ms, &q->rates);
     q->target_shown = q->has_target && m->store != HEALTH_STORE_DOWN;
+    if (q->target_shown) health_recent_of(app, q, util_now_ms());
     struct fleet_worker *ws = NULL;
     size_t nws = app->fl ? fleet_workers(app->fl, name, m->built_mono_ms, &ws) : 0;
     int rc = health_workers_of(q, ws, nws);
@@ -345,6 +413,13 @@ enum health_worker_state health_shown_state(const struct queue_health *q,
     return w->state == HEALTH_WORKER_MISMATCH && !q->target_shown ? HEALTH_WORKER_OK : w->state;
 }
 
+int health_change_window(const struct health_model *m, const struct queue_health *q,
+                         struct policy_window *out) {
+    if (!q->target_shown || !q->has_recent) return -1;
+    policy_bounds_window(&q->bounds, q->target.desired, &q->recent, m->built_at_ms, out);
+    return 0;
+}
+
 const struct queue_health *health_queue(const struct health_model *m, const char *name) {
     for (size_t i = 0; m && i < m->nqueues; i++)
         if (strcmp(m->queues[i].name, name) == 0) return &m->queues[i];
@@ -406,13 +481,21 @@ static json_t *health_depth_json(const struct health_model *m, const struct queu
 static json_t *health_worker_json(const struct queue_health *q, const struct health_worker *w,
                                   int64_t mono) {
     enum health_worker_state state = health_shown_state(q, w);
-    json_t *row = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s}", "id", w->id, "concurrency",
-                            (json_int_t)w->concurrency, "version", (json_int_t)w->version,
-                            "active", (json_int_t)w->active, "last_seen_ms",
-                            (json_int_t)(mono - w->last_seen_ms), "state",
-                            health_state_names[state], "agent", w->agent);
-    /* A worker that clamps to its hard limit says why: show it. */
-    if (row) json_object_set_new(row, "error", w->error[0] ? json_string(w->error) : json_null());
+    json_t *row = json_pack("{s:s, s:I, s:I, s:I, s:I, s:s, s:s, s:o, s:o, s:I, s:f, s:f}", "id",
+                            w->id, "concurrency", (json_int_t)w->concurrency, "version",
+                            (json_int_t)w->version, "active", (json_int_t)w->active,
+                            "last_seen_ms", (json_int_t)(mono - w->last_seen_ms), "state",
+                            health_state_names[state], "agent", w->agent, "host",
+                            w->host[0] ? json_string(w->host) : json_null(), "pid",
+                            w->pid > 0 ? json_integer(w->pid) : json_null(), "first_seen_ms",
+                            (json_int_t)(mono - w->first_seen_ms), "completed_per_s",
+                            w->completed_per_s, "failed_per_s", w->failed_per_s);
+    /* A worker that clamps to its hard limit says why: show it (last_error
+     * is the name the UI reads; error stays for existing readers). */
+    if (row) {
+        json_object_set_new(row, "error", w->error[0] ? json_string(w->error) : json_null());
+        json_object_set_new(row, "last_error", w->error[0] ? json_string(w->error) : json_null());
+    }
     return row;
 }
 
@@ -438,13 +521,37 @@ static json_t *health_alerts_json(const struct queue_health *q) {
     return out;
 }
 
+static json_t *health_time_or_null(int64_t ms) {
+    char ts[UTIL_TIME_MAX];
+    return ms ? json_string(util_format_time(ms, ts)) : json_null();
+}
+
+/* The override and bounds fields of q (a Target's too): out_of_bounds,
+ * expires_at, revert_to, change_window; null when the row is not shown. */
+static void health_target_fields(const struct health_model *m, const struct queue_health *q,
+                                 json_t *out) {
+    struct policy_window w;
+    const struct store_target *t = &q->target;
+    int shown = q->target_shown;
+    if (out == NULL) return;
+    json_object_set_new(out, "out_of_bounds",
+                        shown ? json_boolean(t->desired < q->bounds.min || t->desired > q->bounds.max)
+                              : json_null());
+    json_object_set_new(out, "expires_at", health_time_or_null(shown ? t->expires_at_ms : 0));
+    json_object_set_new(out, "revert_to",
+                        shown && t->expires_at_ms ? json_integer(t->revert_to) : json_null());
+    json_object_set_new(out, "change_window", health_change_window(m, q, &w) == 0
+                                                  ? policy_window_json(&q->bounds, &w, m->built_at_ms)
+                                                  : json_null());
+}
+
 /* One queue's object with workers (taken) as its "workers". */
 static json_t *health_queue_json(const struct health_model *m, const struct queue_health *q,
                                  json_t *workers) {
     int shown = q->target_shown;
     const struct fleet_rates *r = &q->rates;
     double jobs = r->completed_per_s + r->failed_per_s;
-    return json_pack("{s:o, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:{s:f, s:f, s:o, s:f, s:I, s:I},"
+    json_t *out = json_pack("{s:o, s:s, s:s, s:o, s:o, s:o, s:I, s:I, s:o, s:{s:f, s:f, s:o, s:f, s:I, s:I},"
                      " s:I, s:o}",
                      "bounds", policy_bounds_json(&q->bounds), "queue", q->name, "layout",
                      q->bounds.layout, "depth", health_depth_json(m, q), "desired_concurrency",
@@ -457,6 +564,8 @@ static json_t *health_queue_json(const struct health_model *m, const struct queu
                      "window_s", r->window_s, "completed_total", (json_int_t)r->completed_total,
                      "failed_total", (json_int_t)r->failed_total, "pending_updates",
                      (json_int_t)q->pending_updates, "alerts", health_alerts_json(q));
+    health_target_fields(m, q, out);
+    return out;
 }
 
 /* The snapshot's object with queues (taken) as its "queues". */
@@ -468,7 +577,18 @@ static json_t *health_top_json(const struct health_model *m, json_t *queues) {
                             m->writes_enabled >= 0 ? json_boolean(m->writes_enabled) : json_null(),
                             "generated_at", util_format_time(m->built_at_ms, ts), "redis",
                             m->redis_up ? "up" : "down", "store", stores[m->store], "queues", queues);
-    if (out) json_object_set_new(out, "leader", json_boolean(m->leader));
+    if (out) {
+        json_object_set_new(out, "leader", json_boolean(m->leader));
+        /* Who set the writes flag and why: null fields when never set. */
+        json_object_set_new(out, "writes",
+                            json_pack("{s:o, s:o, s:o, s:o}", "enabled",
+                                      m->writes_enabled >= 0 ? json_boolean(m->writes_enabled) : json_null(),
+                                      "updated_by", m->writes_set ? json_string(m->writes_by) : json_null(),
+                                      "updated_at", health_time_or_null(m->writes_set ? m->writes_at_ms : 0),
+                                      "reason", m->writes_set ? json_string(m->writes_reason) : json_null()));
+        /* A copy: the model's tree is read by any number of renders at once. */
+        json_object_set_new(out, "policy", m->policy ? json_deep_copy(m->policy) : json_null());
+    }
     return out;
 }
 
@@ -502,7 +622,7 @@ typedef void (*health_fill_fn)(struct body_writer *w, const struct health_model 
 static void health_write_spliced(struct body_writer *w, json_t *v, const char *key,
                                  health_fill_fn fill, const struct health_model *m,
                                  const struct queue_health *q) {
-    char needle[32], tail[128];
+    char needle[32], *tail;
     size_t start, len;
     size_t nlen = (size_t)snprintf(needle, sizeof needle, "\"%s\":[]", key);
     body_writer_bytes(w, &start);
@@ -513,11 +633,13 @@ static void health_write_spliced(struct body_writer *w, json_t *v, const char *k
     for (size_t at = len >= nlen ? len - nlen + 1 : 0; at-- > start;) {
         if (memcmp(bytes + at, needle, nlen) != 0) continue;
         size_t tlen = len - (at + nlen - 1);            /* from the ']' on */
-        if (tlen > sizeof tail) break;
+        /* What follows holds the writes flag's reason: up to a few KiB. */
+        if ((tail = malloc(tlen)) == NULL) break;
         memcpy(tail, bytes + at + nlen - 1, tlen);
         body_writer_unwrite(w, tlen);
         fill(w, m, q);
         body_write(w, tail, tlen);
+        free(tail);
         return;
     }
     body_writer_discard(w);                             /* cannot happen: v was built so */
@@ -550,8 +672,10 @@ static struct body *health_render_snapshot(const struct health_model *m, size_t 
     (void)index;
     (void)ud;
     for (size_t i = 0; i < m->nqueues; i++) nworkers += m->queues[i].nworkers;
-    /* About what a row and a queue take, so the body rarely grows. */
-    body_writer_init(&w, 256 + m->nqueues * 1024 + nworkers * 256);
+    /* About what a row and a queue take, so the body rarely grows (a row
+     * with host, pid, age and its own rates is about 350 bytes: growing
+     * doubles the room, megabytes at 10,000 workers). */
+    body_writer_init(&w, 256 + m->nqueues * 1536 + nworkers * 384);
     health_write_spliced(&w, health_top_json(m, json_array()), "queues", health_fill_queues, m, NULL);
     return body_writer_finish(&w, BODY_JSON);
 }

@@ -85,8 +85,11 @@ struct health_worker {
     const char *id;
     const char *agent;
     const char *error;               /* last error report, "" when none */
+    const char *host;                /* "" when not reported */
     int64_t concurrency, version, active;
-    int64_t last_seen_ms;            /* monotonic, as util_mono_ms */
+    int64_t pid;                     /* 0 when not reported */
+    int64_t last_seen_ms, first_seen_ms;   /* monotonic, as util_mono_ms */
+    double completed_per_s, failed_per_s;
     enum health_worker_state state;
 };
 
@@ -98,6 +101,11 @@ struct queue_health {
      * version 0. Unknown (has_target 0) when the listing failed. */
     int has_target;
     struct store_target target;
+    /* The audit log's figures behind change_window (has_recent 0: not
+     * known, the store down), kept by the publisher between builds and
+     * read again only when the row changed or the hour moved on. */
+    int has_recent;
+    struct policy_recent recent;
     /* Whether the snapshot and /metrics show it: only with the store up.
      * Alert rules judge the queue whenever has_target. */
     int target_shown;
@@ -126,6 +134,11 @@ struct health_model {
     char environment[65];
     enum health_store store;
     int writes_enabled;              /* -1 when the store is down */
+    int writes_set;                  /* the flag was ever set: who, when, why below */
+    char writes_by[STORE_ACTOR_MAX];
+    int64_t writes_at_ms;
+    char writes_reason[STORE_REASON_MAX];
+    json_t *policy;                  /* the policy in force and its failures (read only) */
     int redis_up;                    /* the depth reader and the bus both reach Redis */
     int leader;
     int targets_ok;                  /* the listing of stored rows answered */
@@ -180,6 +193,11 @@ struct body *health_body(struct health_model *m, enum health_body_kind kind, siz
  * rules over the model (alerts_tick, which tells notify of every
  * transition), attach the alerts, publish. */
 void health_tick(struct app *app, int64_t now_ms, alerts_notify_fn notify, void *ud);
+
+/* What a change of q can do at m's time: 0 with *out filled, or -1 when
+ * not known (the store down). */
+int health_change_window(const struct health_model *m, const struct queue_health *q,
+                         struct policy_window *out);
 
 /* The state w of q shows in the snapshot and /metrics: without a desired
  * state in view, nobody is in mismatch. */

@@ -15,6 +15,7 @@
 #include "telemetry.h"
 #include "leader.h"
 #include "health.h"
+#include "history.h"
 #include "fleet.h"
 #include "events.h"
 #include "metrics.h"
@@ -418,7 +419,8 @@ static int cmd_serve(int argc, char **argv) {
         goto done;
     }
     if ((app.fl = fleet_new()) == NULL || (app.alerts = alerts_new()) == NULL ||
-        (app.health = health_new()) == NULL || (app.metrics = metrics_new()) == NULL || (app.events = events_new(cfg.max_streams, cfg.max_streams_per_token)) == NULL)
+        (app.health = health_new()) == NULL || (app.history = history_new()) == NULL ||
+        (app.metrics = metrics_new()) == NULL || (app.events = events_new(cfg.max_streams, cfg.max_streams_per_token)) == NULL)
         goto done;
     fleet_set_issuer(app.fl, main_issued_version, app.st);
     fleet_set_declared(app.fl, main_declared, app.pol);
@@ -487,6 +489,7 @@ done:
     bus_stop(app.bus);              /* after HTTP: the relay drains the last commits */
     leader_stop(app.leader);        /* releases leadership at once */
     health_free(app.health);
+    history_free(app.history);
     alerts_free(app.alerts);
     telemetry_free(app.telemetry);
     metrics_free(app.metrics);

@@ -392,6 +392,7 @@ static void policy_gen_free(struct policy_gen *g) {
     sandbox_close(g->L_tick);
     pthread_mutex_destroy(&g->eval_lock);
     pthread_mutex_destroy(&g->tick_lock);
+    pthread_mutex_destroy(&g->fail_lock);
     free(g);
 }
 
@@ -468,6 +469,7 @@ static struct policy_gen *policy_gen_load(const struct policy_files *f,
     atomic_init(&g->refs, 1);
     pthread_mutex_init(&g->eval_lock, NULL);
     pthread_mutex_init(&g->tick_lock, NULL);
+    pthread_mutex_init(&g->fail_lock, NULL);
     if ((g->L = policy_state_load(f, limits, g, 1, err)) == NULL ||
         (g->L_tick = policy_state_load(f, limits, g, 0, err)) == NULL) {
         policy_gen_free(g);
@@ -494,13 +496,31 @@ void policy_free(policy *p) {
     free(p);
 }
 
-int policy_reload(policy *p, int force) {
+/* Fill ev with an attempt over files (g: what loaded, NULL: refused). */
+static void policy_event_of(struct policy_reload_event *ev, const struct policy_files *files,
+                            const struct policy_gen *g, const struct policy_error *err) {
+    if (ev == NULL) return;
+    memset(ev, 0, sizeof *ev);
+    ev->attempted = 1;
+    ev->loaded = g != NULL;
+    util_copy(ev->sha256, sizeof ev->sha256, g ? g->sha256 : files->n ? files->digest : "");
+    for (size_t i = 0; i < files->n; i++) {
+        size_t used = strlen(ev->files);
+        snprintf(ev->files + used, sizeof ev->files - used, "%s%s", i ? ", " : "", files->names[i]);
+    }
+    if (err) ev->error = *err;
+}
+
+int policy_reload(policy *p, int force) { return policy_reload_with(p, force, NULL); }
+
+int policy_reload_with(policy *p, int force, struct policy_reload_event *ev) {
     struct policy_files files;
     struct policy_error err;
     struct policy_gen *g = NULL, *old = NULL;
     int rc = -1;
 
     memset(&err, 0, sizeof err);
+    if (ev) memset(ev, 0, sizeof *ev);
     if (policy_read_dir(p->dir, &files, &err) == 0) {
         pthread_mutex_lock(&p->lock);
         int same = strcmp(files.digest, p->last_digest) == 0;
@@ -542,6 +562,7 @@ int policy_reload(policy *p, int force) {
                  json_pack("{s:s, s:i, s:s}", "file", err.file, "line", err.line, "error",
                            err.message));
     }
+    policy_event_of(ev, &files, g, g ? NULL : &err);
     policy_release(old);             /* freed here, or by its last reader */
     policy_files_free(&files);
     return rc;
@@ -681,6 +702,71 @@ json_t *policy_bounds_json(const struct policy_bounds *b) {
                      "layout", b->layout);
 }
 
+void policy_bounds_window(const struct policy_bounds *b, int64_t current,
+                          const struct policy_recent *recent, int64_t now_ms,
+                          struct policy_window *out) {
+    memset(out, 0, sizeof *out);
+    out->reachable_min = current - b->max_step > b->min ? current - b->max_step : b->min;
+    out->reachable_max = current + b->max_step < b->max ? current + b->max_step : b->max;
+    if (b->cooldown_s > 0 && recent->last_applied_ms &&
+        now_ms - recent->last_applied_ms < b->cooldown_s * 1000)
+        out->cooldown_wait_ms = recent->last_applied_ms + b->cooldown_s * 1000 - now_ms;
+    out->budget_left = -1;
+    if (b->changes_per_hour > 0) {
+        out->budget_left = b->changes_per_hour - recent->applied_last_hour;
+        if (out->budget_left <= 0) {
+            out->budget_left = 0;
+            /* The oldest change of the hour leaves it then. */
+            out->budget_wait_ms = recent->oldest_in_hour_ms + 3600000 - now_ms;
+            if (out->budget_wait_ms < 1) out->budget_wait_ms = 1;
+        }
+    }
+}
+
+json_t *policy_window_json(const struct policy_bounds *b, const struct policy_window *w,
+                           int64_t now_ms) {
+    char ts[UTIL_TIME_MAX];
+    int64_t wait = w->cooldown_wait_ms > w->budget_wait_ms ? w->cooldown_wait_ms : w->budget_wait_ms;
+    return json_pack("{s:I, s:I, s:o, s:I, s:o, s:o, s:o}", "reachable_min",
+                     (json_int_t)w->reachable_min, "reachable_max", (json_int_t)w->reachable_max,
+                     "confirm_above",
+                     b->confirm_above >= 0 ? json_integer(b->confirm_above) : json_null(),
+                     "cooldown_remaining_s", (json_int_t)((w->cooldown_wait_ms + 999) / 1000),
+                     "next_change_at",
+                     wait > 0 ? json_string(util_format_time(now_ms + wait, ts)) : json_null(),
+                     "budget_left", w->budget_left >= 0 ? json_integer(w->budget_left) : json_null(),
+                     "changes_per_hour",
+                     b->changes_per_hour > 0 ? json_integer(b->changes_per_hour) : json_null());
+}
+
+/* The failing rules of g (may be NULL) as [{"alert","queue","error","at"}]. */
+static json_t *policy_failing_json(struct policy_gen *g) {
+    char ts[UTIL_TIME_MAX];
+    json_t *out = json_array();
+    if (g == NULL) return out;
+    pthread_mutex_lock(&g->fail_lock);
+    for (size_t i = 0; i < g->nalerts; i++) {
+        const struct policy_rule_failure *f = &g->failures[i];
+        if (!f->failing) continue;
+        json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:s}", "alert", g->alerts[i].name,
+                                             "queue", f->queue, "error", f->error, "at",
+                                             util_format_time(f->at_ms, ts)));
+    }
+    pthread_mutex_unlock(&g->fail_lock);
+    return out;
+}
+
+json_t *policy_banner_json(policy *p) {
+    json_t *out = policy_status(p);
+    /* The banner's context only: the lists of queues and rules are
+     * elsewhere in the snapshot, and the directory is the host's business. */
+    json_object_del(out, "dir");
+    json_object_del(out, "queues");
+    json_object_del(out, "alerts");
+    json_object_del(out, "validate");
+    return out;
+}
+
 json_t *policy_status(policy *p) {
     char ts[UTIL_TIME_MAX];
     json_t *out = json_object(), *files = json_array(), *queues = json_array(),
@@ -706,7 +792,10 @@ json_t *policy_status(policy *p) {
                         p->error.line > 0 ? json_integer(p->error.line) : json_null(), "message",
                         p->error.message, "at", util_format_time(p->error_at_ms, ts));
     }
+    if (g) atomic_fetch_add(&g->refs, 1);
     pthread_mutex_unlock(&p->lock);
+    json_object_set_new(out, "failing_rules", policy_failing_json(g));
+    policy_release(g);
     json_object_set_new(out, "files", files);
     json_object_set_new(out, "queues", queues);
     json_object_set_new(out, "alerts", alerts);

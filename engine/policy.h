@@ -76,6 +76,20 @@ void policy_free(policy *p);
  * is kept for policy_status and logged). */
 int policy_reload(policy *p, int force);
 
+/* What a reload attempt did, for the caller to audit (policy.c uses no
+ * store). attempted is 0 when nothing new was tried (the same content, or
+ * the same unreadable directory): nothing to audit. */
+struct policy_reload_event {
+    int attempted;
+    int loaded;                  /* 1: in force now; 0: refused, error says why */
+    char sha256[65];             /* of the files tried; "" when unreadable */
+    char files[512];             /* their names, comma-separated (cut when long) */
+    struct policy_error error;
+};
+
+/* policy_reload, telling *ev (may be NULL) what was tried. */
+int policy_reload_with(policy *p, int force, struct policy_reload_event *ev);
+
 /* 1 once some generation has loaded. */
 int policy_loaded(policy *p);
 
@@ -151,11 +165,43 @@ size_t policy_gen_eval_alerts(struct policy_gen *g, const struct policy_alert_qu
 size_t policy_eval_alerts(policy *p, const struct policy_alert_queue *qs, size_t nq,
                           struct policy_alert_hit **out);
 
-/* {"loaded_at","files","sha256","last_error","queues","alerts","validate"}. New ref. */
+/* {"loaded_at","files","sha256","last_error","queues","alerts","validate",
+ * "failing_rules"}. New ref. */
 json_t *policy_status(policy *p);
+
+/* What the snapshot shows of the policy: {"sha256","loaded_at","files",
+ * "last_error","failing_rules"}; failing_rules lists the alert rules whose
+ * last evaluation raised: [{"alert","queue","error","at"}]. New ref. */
+json_t *policy_banner_json(policy *p);
 
 /* Bounds as the API shows them (unset limits are null). New ref. */
 json_t *policy_bounds_json(const struct policy_bounds *b);
+
+/* What one change can do now, from the bounds, the value in force and the
+ * applied changes that moved it (the audit log's figures): the one
+ * statement of the limits, which scaling.c's checks and the API's
+ * change_window both read. reachable_min > reachable_max when no value is
+ * (the value in force lies more than max_step outside the bounds). */
+struct policy_window {
+    int64_t reachable_min, reachable_max;
+    int64_t cooldown_wait_ms;    /* until the cooldown allows a moving change; 0: now */
+    int64_t budget_left;         /* moving changes left this hour; -1: unlimited */
+    int64_t budget_wait_ms;      /* until the budget allows one; 0: now */
+};
+
+struct policy_recent {
+    int64_t applied_last_hour;
+    int64_t oldest_in_hour_ms;   /* 0 when none */
+    int64_t last_applied_ms;     /* 0 when never */
+};
+
+void policy_bounds_window(const struct policy_bounds *b, int64_t current,
+                          const struct policy_recent *recent, int64_t now_ms,
+                          struct policy_window *out);
+
+/* The change_window object of api.md for w at now_ms. New ref. */
+json_t *policy_window_json(const struct policy_bounds *b, const struct policy_window *w,
+                           int64_t now_ms);
 
 /* Load dir offline (sluiced policy check). Returns 0, or -1 with the error. */
 int policy_check_dir(const char *dir, const struct sandbox_limits *limits,

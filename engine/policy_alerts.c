@@ -117,6 +117,7 @@ size_t policy_gen_eval_alerts(struct policy_gen *g, const struct policy_alert_qu
     pthread_mutex_lock(&g->tick_lock);
     lua_State *L = g->L_tick;
     for (size_t a = 0; a < g->nalerts; a++) {
+        struct policy_rule_failure failed = {0};
         for (size_t q = 0; q < nq; q++) {
             e.alert = &g->alerts[a];
             e.decl_index = (lua_Integer)a + 1;
@@ -128,6 +129,11 @@ size_t policy_gen_eval_alerts(struct policy_gen *g, const struct policy_alert_qu
             lua_pushlightuserdata(L, &e);
             if (sandbox_pcall(L, 1, 0) != LUA_OK) {
                 e.n = before;               /* a failed rule holds nothing */
+                failed.failing = 1;
+                util_copy(failed.queue, sizeof failed.queue, qs[q].queue);
+                util_copy_utf8(failed.error, sizeof failed.error,
+                               lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "error");
+                failed.at_ms = util_now_ms();
                 /* Once a minute per policy, not once a second per queue. */
                 int64_t now = util_mono_ms();
                 if (now - g->rule_error_logged_ms >= 60000) {
@@ -140,6 +146,10 @@ size_t policy_gen_eval_alerts(struct policy_gen *g, const struct policy_alert_qu
             lua_settop(L, 0);
             sandbox_set_phase(L, SANDBOX_IDLE);
         }
+        /* The rule's last pass: its last failure, or none (cleared). */
+        pthread_mutex_lock(&g->fail_lock);
+        g->failures[a] = failed;
+        pthread_mutex_unlock(&g->fail_lock);
     }
     pthread_mutex_unlock(&g->tick_lock);
     *out = e.hits;

@@ -47,6 +47,16 @@ struct policy_gen {
     char files[POLICY_MAX_FILES][128];
     size_t nfiles;
     int64_t rule_error_logged_ms;   /* rate limit of alert rule errors */
+    /* The last failure of each alert rule (by index in alerts), cleared when
+     * a pass of the rule over every queue raises nothing; under fail_lock,
+     * a leaf held for a copy, so readers never wait for Lua. */
+    pthread_mutex_t fail_lock;
+    struct policy_rule_failure {
+        int failing;
+        char queue[UTIL_NAME_MAX + 1];
+        char error[256];
+        int64_t at_ms;
+    } failures[POLICY_MAX_QUEUES];
 };
 
 /* The host. lock guards cur (the pointer and taking a reference), the last

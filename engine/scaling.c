@@ -40,15 +40,22 @@ static int scaling_load(struct app *app, const char *queue, const struct policy_
 
 int scaling_get(struct app *app, const char *queue, struct scaling_target *out,
                 struct api_error *err) {
+    struct store_stats st;
     int rc;
+    memset(out, 0, sizeof *out);
     if (policy_bounds(app->pol, queue, &out->b) != 0) {
         scaling_unknown(err, queue);
         return -1;
     }
-    if ((rc = scaling_load(app, queue, &out->b, &out->t)) != STORE_OK) {
+    out->window_at_ms = util_now_ms();
+    rc = store_read_change(app->st, queue, out->b.def, out->window_at_ms, &out->t, &st);
+    if (rc != STORE_OK) {
         scaling_store_fail(err, rc);
         return -1;
     }
+    struct policy_recent recent = {st.applied_last_hour, st.oldest_in_hour_ms, st.last_applied_ms};
+    policy_bounds_window(&out->b, out->t.desired, &recent, out->window_at_ms, &out->window);
+    out->has_window = 1;
     return 0;
 }
 
@@ -134,6 +141,10 @@ static int scaling_check_limits(struct scaling_judge *j, const struct store_targ
     struct api_error *err = j->err;
     int64_t now = util_now_ms(), from = cur->desired, step = c->to > from ? c->to - from : from - c->to;
     int moves = c->to != from;
+    struct policy_recent recent = {stats->applied_last_hour, stats->oldest_in_hour_ms,
+                                   stats->last_applied_ms};
+    struct policy_window w;
+    policy_bounds_window(b, from, &recent, now, &w);
 
     if (c->has_expected_version && c->expected_version != cur->version) {
         api_error_set(err, "version_conflict",
@@ -158,17 +169,16 @@ static int scaling_check_limits(struct scaling_judge *j, const struct store_targ
                      json_pack("{s:I}", "confirm_above", (json_int_t)b->confirm_above),
                      "%s: %lld is above %lld; send \"confirm\": true to apply it", c->queue,
                      (long long)c->to, (long long)b->confirm_above);
-    } else if (moves && b->cooldown_s > 0 && stats->last_applied_ms &&
-               now - stats->last_applied_ms < b->cooldown_s * 1000) {
-        err->retry_after_s = scaling_ceil_s(stats->last_applied_ms + b->cooldown_s * 1000 - now);
+    } else if (moves && w.cooldown_wait_ms > 0) {
+        err->retry_after_s = scaling_ceil_s(w.cooldown_wait_ms);
         api_error_set(err, "rate_limited",
                      json_pack("{s:s, s:I, s:I}", "limit", "cooldown", "cooldown_s",
                                (json_int_t)b->cooldown_s, "retry_after_s",
                                (json_int_t)err->retry_after_s),
                      "%s: changed less than %llds ago (cooldown); retry in %llds", c->queue,
                      (long long)b->cooldown_s, (long long)err->retry_after_s);
-    } else if (moves && b->changes_per_hour > 0 && stats->applied_last_hour >= b->changes_per_hour) {
-        err->retry_after_s = scaling_ceil_s(stats->oldest_in_hour_ms + 3600000 - now);
+    } else if (moves && w.budget_left == 0) {
+        err->retry_after_s = scaling_ceil_s(w.budget_wait_ms);
         api_error_set(err, "rate_limited",
                      json_pack("{s:s, s:I, s:I}", "limit", "changes_per_hour", "changes_per_hour",
                                (json_int_t)b->changes_per_hour, "retry_after_s",
@@ -402,10 +412,11 @@ int scaling_expire_due(struct app *app) {
     return reverted;
 }
 
-int scaling_history(struct app *app, const char *queue, int64_t before_id, int limit,
-                    struct store_audit **rows, size_t *n, int64_t *next_before,
+int scaling_history(struct app *app, const char *queue, const struct store_audit_filter *f,
+                    int limit, struct store_audit **rows, size_t *n, int64_t *next_before,
                     struct api_error *err) {
     struct policy_bounds b;
+    struct store_audit_filter by = {0};
     int rc;
 
     *rows = NULL;
@@ -415,9 +426,13 @@ int scaling_history(struct app *app, const char *queue, int64_t before_id, int l
         scaling_unknown(err, queue);
         return -1;
     }
+    if (f) by = *f;
+    if (queue) by.subject = queue;
+    /* A queue's history is its scaling entries; a flag may share its name. */
+    if (by.subject && !by.kind) by.kind = "scaling";
     if (limit < 1 || limit > SCALING_HISTORY_MAX) limit = 50;
     /* One row more than asked tells whether there is a next page. */
-    rc = store_list_audit(app->st, queue ? "scaling" : NULL, queue, before_id, limit + 1, rows, n);
+    rc = store_find_audit(app->st, &by, limit + 1, rows, n);
     if (rc != STORE_OK) {
         scaling_store_fail(err, rc);
         return -1;

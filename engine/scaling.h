@@ -34,10 +34,14 @@
 #define SCALING_HISTORY_MAX 500
 
 /* A queue as the API shows it: its stored state (or its policy default at
- * version 0) and its bounds. */
+ * version 0), its bounds and, when known (has_window), what a change can
+ * do at window_at_ms. */
 struct scaling_target {
     struct store_target t;
     struct policy_bounds b;
+    int has_window;
+    struct policy_window window;
+    int64_t window_at_ms;
 };
 
 struct scaling_change {
@@ -65,7 +69,8 @@ struct scaling_outcome {
     int64_t audit_id;
 };
 
-/* One declared queue. Returns 0, or -1 with err (unknown_queue, store_*). */
+/* One declared queue, with its change window (read in one snapshot with
+ * the row). Returns 0, or -1 with err (unknown_queue, store_*). */
 int scaling_get(struct app *app, const char *queue, struct scaling_target *out,
                 struct api_error *err);
 
@@ -95,11 +100,14 @@ int scaling_admit_write(struct app *app, const char *token_id, const char *queue
 int scaling_expire_due(struct app *app);
 
 /* Audit entries, newest first: at most limit (1..SCALING_HISTORY_MAX, else
- * 50) into *rows (malloc'd, the caller frees), and *next_before, the id to
- * page from, or 0 on the last page. queue NULL: every entry (flags
- * included); before_id 0: from the newest. Returns 0, or -1 with err. */
-int scaling_history(struct app *app, const char *queue, int64_t before_id, int limit,
-                    struct store_audit **rows, size_t *n, int64_t *next_before,
+ * 50) of those f lets through into *rows (malloc'd, the caller frees), and
+ * *next_before, the id to page from, or 0 on the last page. queue (NULL:
+ * none) is a declared queue whose history this is (unknown_queue
+ * otherwise); it and f->subject each mean that queue's scaling entries
+ * unless f->kind says another kind. f NULL: no other filter. Returns 0, or
+ * -1 with err. */
+int scaling_history(struct app *app, const char *queue, const struct store_audit_filter *f,
+                    int limit, struct store_audit **rows, size_t *n, int64_t *next_before,
                     struct api_error *err);
 
 #endif

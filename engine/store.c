@@ -193,9 +193,19 @@ int store_list_targets(store *st, struct store_target **out, size_t *n) {
 
 int store_append_audit(store *st, struct store_audit *e) { return st->be->append_audit(st->h, e); }
 
+int store_find_audit(store *st, const struct store_audit_filter *f, int limit,
+                     struct store_audit **out, size_t *n) {
+    static const struct store_audit_filter all;
+    return st->be->list_audit(st->h, f ? f : &all, limit, out, n);
+}
+
 int store_list_audit(store *st, const char *kind, const char *subject, int64_t before_id,
                      int limit, struct store_audit **out, size_t *n) {
-    return st->be->list_audit(st->h, kind, subject, before_id, limit, out, n);
+    struct store_audit_filter f = {0};
+    f.kind = kind;
+    f.subject = subject;
+    f.before_id = before_id;
+    return store_find_audit(st, &f, limit, out, n);
 }
 
 int store_list_audit_oldest(store *st, int64_t after_id, int64_t before_id, int limit,

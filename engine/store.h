@@ -61,8 +61,8 @@ struct store_target {
 
 struct store_audit {
     int64_t id;
-    char kind[16];               /* "scaling" | "flag" | "audit" (a prune) */
-    char subject[UTIL_NAME_MAX + 1];   /* queue, flag name, or "prune" */
+    char kind[16];               /* "scaling" | "flag" | "audit" (a prune) | "policy" */
+    char subject[UTIL_NAME_MAX + 1];   /* queue, flag name, "prune" or "reload" */
     int64_t from, to, version;
     char actor[STORE_ACTOR_MAX];
     char source[16];
@@ -243,8 +243,21 @@ int store_read_change(store *st, const char *queue, int64_t default_value, int64
  * is written back into entry->id. */
 int store_append_audit(store *st, struct store_audit *entry);
 
-/* Newest first. subject NULL: all; before_id 0: from the newest. *out is
- * malloc'd, owned by the caller. */
+/* Which audit entries a listing returns: every field set narrows it
+ * (NULL or 0: any). Times are ms since the epoch, both ends included. */
+struct store_audit_filter {
+    const char *kind, *subject, *actor, *outcome, *source;
+    int64_t since_ms, until_ms;
+    int64_t before_id;           /* only ids below it: paging from the newest */
+};
+
+/* Newest first, the entries f lets through (f NULL: all), at most limit.
+ * *out is malloc'd, owned by the caller. */
+int store_find_audit(store *st, const struct store_audit_filter *f, int limit,
+                     struct store_audit **out, size_t *n);
+
+/* store_find_audit by kind and subject only (NULL: any); before_id 0:
+ * from the newest. */
 int store_list_audit(store *st, const char *kind, const char *subject, int64_t before_id,
                      int limit, struct store_audit **out, size_t *n);
 

@@ -48,8 +48,8 @@ struct store_backend {
     int (*tx_get_flag)(void *tx, const char *env, const char *name, struct store_flag *out);
     int (*tx_write_flag)(void *tx, const char *env, const struct store_flag *f);
     int (*append_audit)(void *h, struct store_audit *e);
-    int (*list_audit)(void *h, const char *kind, const char *subject, int64_t before_id,
-                      int limit, struct store_audit **out, size_t *n);
+    int (*list_audit)(void *h, const struct store_audit_filter *f, int limit,
+                      struct store_audit **out, size_t *n);
     int (*list_audit_oldest)(void *h, int64_t after_id, int64_t before_id, int limit,
                              struct store_audit **out, size_t *n);
     int (*audit_bound_at)(void *h, int64_t at_ms, int64_t *before_id);

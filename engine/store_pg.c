@@ -476,14 +476,20 @@ void pg_read_audit(PGresult *r, int row, void *elem) {
     util_copy(e->request_id, sizeof e->request_id, pg_text(r, row, 12));
 }
 
-static int pg_list_audit(void *h, const char *kind, const char *subject, int64_t before_id, int limit,
+static int pg_list_audit(void *h, const struct store_audit_filter *f, int limit,
                          struct store_audit **out, size_t *n) {
-    char b[24], l[24];
-    const char *pv[4] = {kind, subject, I64(b, before_id), I64(l, limit)};
+    char b[24], l[24], since[24], until[24];
+    const char *pv[9] = {f->kind, f->subject, f->actor, f->outcome, f->source,
+                         I64(since, f->since_ms), I64(until, f->until_ms), I64(b, f->before_id),
+                         I64(l, limit)};
     return pg_collect(h, NULL, "SELECT " PG_AUDIT_COLS " FROM scaling_audit"
                                " WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR subject = $2)"
-                               " AND ($3::bigint = 0 OR id < $3::bigint) ORDER BY id DESC LIMIT $4::int",
-                      4, pv, sizeof **out, pg_read_audit, (void **)out, n);
+                               " AND ($3::text IS NULL OR actor = $3) AND ($4::text IS NULL OR outcome = $4)"
+                               " AND ($5::text IS NULL OR source = $5)"
+                               " AND ($6::bigint = 0 OR at >= $6::bigint)"
+                               " AND ($7::bigint = 0 OR at <= $7::bigint)"
+                               " AND ($8::bigint = 0 OR id < $8::bigint) ORDER BY id DESC LIMIT $9::int",
+                      9, pv, sizeof **out, pg_read_audit, (void **)out, n);
 }
 
 /* ---- the judged change ----------------------------------------------------------------- */

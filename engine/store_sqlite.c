@@ -596,16 +596,21 @@ void sq_read_audit(sqlite3_stmt *st, void *elem) {
     util_copy(e->request_id, sizeof e->request_id, sq_text(st, 12));
 }
 
-static int sq_list_audit(void *h, const char *kind, const char *subject, int64_t before_id,
-                         int limit, struct store_audit **out, size_t *n) {
+static int sq_list_audit(void *h, const struct store_audit_filter *f, int limit,
+                         struct store_audit **out, size_t *n) {
     *out = NULL;
     *n = 0;
     if (limit < 1) return STORE_OK;           /* SQLite reads LIMIT -1 as no limit */
     return sq_collect(h, NULL, "SELECT " SQ_AUDIT_COLS " FROM scaling_audit"
                                " WHERE (?1 IS NULL OR kind = ?1) AND (?2 IS NULL OR subject = ?2)"
-                               " AND (?3 = 0 OR id < ?3) ORDER BY id DESC LIMIT ?4",
+                               " AND (?3 IS NULL OR actor = ?3) AND (?4 IS NULL OR outcome = ?4)"
+                               " AND (?5 IS NULL OR source = ?5) AND (?6 = 0 OR at >= ?6)"
+                               " AND (?7 = 0 OR at <= ?7)"
+                               " AND (?8 = 0 OR id < ?8) ORDER BY id DESC LIMIT ?9",
                       "list_audit", sizeof **out, sq_read_audit, (void **)out, n,
-                      SQ_ARGS(SQ_TEXT(kind), SQ_TEXT(subject), SQ_INT(before_id), SQ_INT(limit)));
+                      SQ_ARGS(SQ_TEXT(f->kind), SQ_TEXT(f->subject), SQ_TEXT(f->actor),
+                              SQ_TEXT(f->outcome), SQ_TEXT(f->source), SQ_INT(f->since_ms),
+                              SQ_INT(f->until_ms), SQ_INT(f->before_id), SQ_INT(limit)));
 }
 
 /* ---- transactions (store.c runs the judged writes over these) ----------------- */

@@ -2,6 +2,7 @@
  * thread between signals: policy reload checks, the deadlines of wait_ms,
  * forgetting silent workers, ending temporary overrides, reading queue
  * depth, building the queue-health model and evaluating alerts over it,
+ * sampling it into the history every 10 s,
  * live-event snapshots and deleting expired sessions. Each task has its own
  * interval; ticker_run does what is due. */
 #ifndef SLUICE_TICKER_H
@@ -19,6 +20,7 @@
 struct ticker {
     int64_t next_reload, next_second, next_snapshot, next_ping, next_session_sweep;
     int64_t last_snapshot;       /* when streams last got one */
+    int64_t last_sample_slot;    /* history: the 10 s slot last sampled */
     int snapshot_owed;           /* a change was announced since */
 };
 

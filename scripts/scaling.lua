@@ -43,20 +43,47 @@ s.route("PUT", "/api/v1/scaling/{queue}", { scope = "scaling:write" }, function(
   return 200, result
 end)
 
+-- The filters of the audit log's listings: each narrows it (api.md).
+local one_of = {
+  outcome = { applied = true, rejected = true },
+  source = { ui = true, api = true, cli = true, expiry = true, policy = true, sluiced = true },
+  kind = { scaling = true, flag = true, audit = true, policy = true },
+}
+local history_args = { "limit", "before", "actor", "outcome", "source", "kind", "since", "until" }
+
 local function history(queue, req)
-  local limit, status, body = check.query_int(req.query, "limit", 50, 1, 500)
+  local q = req.query
+  local limit, status, body = check.query_int(q, "limit", 50, 1, 500)
   if not limit then return status, body end
-  local before, status2, body2 = check.query_int(req.query, "before", 0, 1, math.maxinteger)
+  local before, status2, body2 = check.query_int(q, "before", 0, 1, math.maxinteger)
   if not before then return status2, body2 end
-  local page, err, info = s.scaling.history(queue, { limit = limit, before = before })
+  local opts = { limit = limit, before = before, since = q.since, ["until"] = q["until"] }
+  for _, name in ipairs({ "queue", "actor", "outcome", "source", "kind" }) do
+    local v = q[name]
+    if v ~= nil then
+      if v == "" or #v > 128 then
+        return check.invalid(name, ("'%s' must be 1..128 characters"):format(name))
+      end
+      if one_of[name] and not one_of[name][v] then
+        local names = {}
+        for k in pairs(one_of[name]) do names[#names + 1] = k end
+        table.sort(names)
+        return check.invalid(name, ("'%s' must be one of %s"):format(name, table.concat(names, ", ")))
+      end
+      opts[name] = v
+    end
+  end
+  local page, err, info = s.scaling.history(queue, opts)
   if not page then return check.fail(info) end
   return 200, page
 end
 
-s.route("GET", "/api/v1/scaling/{queue}/history", { scope = "scaling:read", query = { "limit", "before" } }, function(req)
+s.route("GET", "/api/v1/scaling/{queue}/history", { scope = "scaling:read", query = history_args }, function(req)
   return history(req.params.queue, req)
 end)
 
-s.route("GET", "/api/v1/audit", { scope = "scaling:read", query = { "limit", "before" } }, function(req)
+local audit_args = { "queue" }
+for _, name in ipairs(history_args) do audit_args[#audit_args + 1] = name end
+s.route("GET", "/api/v1/audit", { scope = "scaling:read", query = audit_args }, function(req)
   return history(nil, req)
 end)

@@ -12,6 +12,18 @@ s.route("GET", "/admin/runtime-scaling", { scope = "scaling:read" }, snapshot)
 -- The same snapshot under the name existing dashboards use.
 s.route("GET", "/admin/event-health", { scope = "scaling:read" }, snapshot)
 
+-- 24 hours of samples per queue, every 10 s, with the desired-concurrency
+-- changes as markers (api.md). Rendered in C from the history's rings.
+local ranges = { ["15m"] = true, ["1h"] = true, ["6h"] = true, ["24h"] = true }
+s.route("GET", "/admin/runtime-scaling/history", { scope = "scaling:read", query = { "queue", "range" } }, function(req)
+  local queue, range = req.query.queue, req.query.range or "1h"
+  if queue == nil or queue == "" then return check.invalid("queue", "'queue' is required") end
+  if not ranges[range] then return check.invalid("range", "'range' must be one of 15m, 1h, 6h, 24h") end
+  local body, err, info = s.telemetry.history_body(queue, range)
+  if not body then return check.fail(info) end
+  return 200, body
+end)
+
 -- Server-Sent Events: a snapshot at once, then "change", "alert" and
 -- "snapshot" events (at least every 2 s) and a ": ping" every 15 s.
 s.route("GET", "/admin/runtime-scaling/events", { scope = "scaling:read" }, function()

@@ -140,6 +140,35 @@ test('a_worker_whose_counters_reset_never_makes_a_negative_rate', async () => {
   assert.equal(q.rates.completed_total, 1013);
 });
 
+test('worker_rows_carry_host_pid_age_rates_and_last_error', async () => {
+  const c = redis.client();
+  const beat = (completed, extra = {}) => c.publish('sluice:reports', JSON.stringify({ event: 'heartbeat',
+    worker: 'detailed', queue: 'zero', concurrency: 2, version: 0, completed, failed: 1, interval_ms: 200,
+    host: 'build-7', pid: 4242, ...extra }));
+  await beat(10);
+  await sleep(300);
+  await beat(40);
+  await sleep(300);
+  await c.publish('sluice:reports', JSON.stringify({ event: 'error', worker: 'detailed', queue: 'zero',
+    concurrency: 2, version: 0, error: 'clamped to the hard limit 2' }));
+  const row = await waitFor(async () => {
+    const w = queueOf(await snapshot(), 'zero').workers.find((x) => x.id === 'detailed');
+    return w && w.last_error ? w : null;
+  }, 3000);
+  assert.ok(row, 'the row shows');
+  assert.equal(row.host, 'build-7');
+  assert.equal(row.pid, 4242);
+  assert.ok(row.first_seen_ms >= 500 && row.first_seen_ms < 60000, `${row.first_seen_ms}`);
+  assert.ok(row.first_seen_ms >= row.last_seen_ms);
+  assert.ok(row.completed_per_s > 0, `${row.completed_per_s}`);
+  assert.equal(row.failed_per_s, 0);
+  assert.equal(row.last_error, row.error);
+  await beat(41, { worker: 'anonymous', host: undefined, pid: undefined });
+  const anon = await waitFor(async () => queueOf(await snapshot(), 'zero').workers.find((x) => x.id === 'anonymous'), 3000);
+  assert.equal(anon.host, null);
+  assert.equal(anon.pid, null);
+});
+
 function openEvents(headers = {}) {
   return new Promise((resolveP, reject) => {
     const req = http.request({ host: '127.0.0.1', port: srv.port, path: '/admin/runtime-scaling/events',

@@ -491,6 +491,25 @@ static void hand_model_init(struct hand_model *h) {
         q->rates = (struct fleet_rates){.completed_per_s = 2.5, .failed_per_s = 0.1 * (double)i,
                                         .window_s = 60, .completed_total = 1000, .failed_total = 7};
     }
+    /* An override running past its end, bounds it lies outside, and the
+     * audit figures behind a cooldown and a spent budget. */
+    h->m.built_at_ms = 1767225600000;
+    h->q[0].target.expires_at_ms = 1767229200000;
+    h->q[0].target.revert_to = 4;
+    h->q[0].has_recent = 1;
+    h->q[0].bounds.cooldown_s = 60;
+    h->q[0].bounds.changes_per_hour = 2;
+    h->q[0].recent = (struct policy_recent){2, 1767223000000, 1767225590000};
+    h->q[2].target.desired = 70;
+    h->q[2].has_recent = 1;
+    h->m.writes_set = 1;
+    snprintf(h->m.writes_by, sizeof h->m.writes_by, "alice");
+    h->m.writes_at_ms = 1767225000000;
+    snprintf(h->m.writes_reason, sizeof h->m.writes_reason, "freeze \"for\" the release");
+    h->m.policy = json_pack("{s:s, s:[s], s:[{s:s, s:s, s:s, s:s}], s:n}", "sha256", "ab12",
+                            "files", "queues.lua", "failing_rules", "alert", "drift", "queue",
+                            "queue-0", "error", "attempt to index a nil value", "at",
+                            "2026-01-01T00:00:00.000Z", "last_error");
     h->q[0].has_depth = 1;
     h->q[0].depth = (struct telemetry_depth){.nstates = 4, .state = {"waiting", "active", "failed", "delayed"},
                                              .count = {12, 3, -1, 0}};
@@ -503,7 +522,10 @@ static void hand_model_init(struct hand_model *h) {
         h->w[k] = (struct health_worker){.id = h->ids[k], .agent = k % 2 ? "libsluice/0.2.0" : "",
                                          .error = "", .concurrency = (int64_t)k % 9, .version = 3,
                                          .active = (int64_t)k % 4, .last_seen_ms = 50000 - (int64_t)k,
-                                         .state = (enum health_worker_state)(k % 4)};
+                                         .state = (enum health_worker_state)(k % 4),
+                                         .host = k % 3 ? "build-host-\"7\"" : "", .pid = (int64_t)k % 5 * 1000,
+                                         .first_seen_ms = 1000 + (int64_t)k,
+                                         .completed_per_s = 0.5 * (double)k, .failed_per_s = k % 2 ? 0.125 : 0};
         if (k % 2 == 0) {
             memset(h->errors[k], 'x', 250);
             snprintf(h->errors[k] + 250, 10, "\n\"\t\xe2\x82\xac");
@@ -541,13 +563,33 @@ TEST(the_snapshot_written_in_place_is_the_dump_of_the_json_tree) {
         ASSERT(tree && text && b);
         EXPECT_INT(b->len, strlen(text));
         EXPECT(memcmp(b->bytes, text, b->len) == 0);
-        if (variant == 0) EXPECT(b->len > 256 + 3 * 1024 + 300 * 256);   /* outgrew its first room */
+        if (variant == 0) EXPECT(b->len > 256 + 3 * 1536 + 300 * 384);   /* outgrew its first room */
         struct body *again = health_snapshot_body(&h->m);
         EXPECT(again == b);                    /* kept with the model */
         body_release(again);
         body_release(b);
         body_release(atomic_load(&h->m.bodies[HEALTH_BODY_SNAPSHOT]));
         pthread_mutex_destroy(&h->m.render_lock);
+        if (variant == 0) {                    /* the fields issue 17 added, as the UI reads them */
+            json_t *q0 = json_array_get(json_object_get(tree, "queues"), 0);
+            json_t *cw = json_object_get(q0, "change_window");
+            EXPECT_INT(json_integer_value(json_object_get(cw, "cooldown_remaining_s")), 50);
+            EXPECT_INT(json_integer_value(json_object_get(cw, "budget_left")), 0);
+            EXPECT_INT(json_integer_value(json_object_get(cw, "reachable_max")), 14);
+            EXPECT(json_is_false(json_object_get(q0, "out_of_bounds")));
+            EXPECT_INT(json_integer_value(json_object_get(q0, "revert_to")), 4);
+            json_t *q2 = json_array_get(json_object_get(tree, "queues"), 2);
+            EXPECT(json_is_true(json_object_get(q2, "out_of_bounds")));
+            json_t *q1 = json_array_get(json_object_get(tree, "queues"), 1);   /* row not shown */
+            EXPECT(json_is_null(json_object_get(q1, "out_of_bounds")));
+            EXPECT(json_is_null(json_object_get(q1, "change_window")));
+            json_t *w1 = json_array_get(json_object_get(q0, "workers"), 1);
+            EXPECT_INT(json_integer_value(json_object_get(w1, "pid")), 1000);
+            EXPECT_STR(json_string_value(json_object_get(w1, "host")), "build-host-\"7\"");
+            EXPECT_STR(json_string_value(json_object_get(json_object_get(tree, "writes"), "updated_by")), "alice");
+            EXPECT_INT(json_array_size(json_object_get(json_object_get(tree, "policy"), "failing_rules")), 1);
+        }
+        json_decref(h->m.policy);
         free(text);
         json_decref(tree);
     }

@@ -82,12 +82,13 @@ static int64_t set(struct scaling_change c, char code[32], struct api_error *err
 }
 
 /* How many audit entries scaling_history gives for queue, and the next page. */
-static size_t history(const char *queue, int64_t before, int limit, int64_t *next, struct api_error *err,
+static size_t audit_page(const char *queue, int64_t before, int limit, int64_t *next, struct api_error *err,
                       struct store_audit **rows_out) {
     struct store_audit *rows = NULL;
     size_t n = 0;
     int64_t ignored;
-    if (scaling_history(&app, queue, before, limit, &rows, &n, next ? next : &ignored, err) != 0)
+    struct store_audit_filter f = {.before_id = before};
+    if (scaling_history(&app, queue, &f, limit, &rows, &n, next ? next : &ignored, err) != 0)
         n = (size_t)-1;
     if (rows_out) *rows_out = rows;
     else free(rows);
@@ -159,7 +160,7 @@ TEST(a_change_to_the_current_value_answers_unchanged_and_audits_nothing) {
         EXPECT_INT(o.after.t.version, 1);
         EXPECT_INT(o.previous, 12);
     }
-    EXPECT_INT(history("ingestion", 0, 50, NULL, &err, NULL), 1);
+    EXPECT_INT(audit_page("ingestion", 0, 50, NULL, &err, NULL), 1);
     api_error_clear(&err);
     teardown();
 }
@@ -184,7 +185,7 @@ TEST(a_token_over_its_write_rate_gets_429_unaudited_and_other_tokens_write_on) {
     /* Refusals of every kind count: no-ops and invalid changes too, not audited. */
     set(change("ingestion", 100), code, &err);
     EXPECT_STR(code, "rate_limited");
-    EXPECT_INT(history("ingestion", 0, 50, NULL, &err, NULL), 3);
+    EXPECT_INT(audit_page("ingestion", 0, 50, NULL, &err, NULL), 3);
     struct scaling_change other = change("ingestion", 9);
     other.token_id = "tok-bob";
     EXPECT_INT(set(other, code, &err), 4);
@@ -281,15 +282,15 @@ TEST(history_pages_newest_first) {
     set(change("build", 5), code, &err);
     struct store_audit *rows = NULL;
     int64_t next = 0, last = -1;
-    EXPECT_INT(history("ingestion", 0, 2, &next, &err, &rows), 2);
+    EXPECT_INT(audit_page("ingestion", 0, 2, &next, &err, &rows), 2);
     ASSERT(rows != NULL);
     EXPECT_INT(rows[0].to, 9);
     EXPECT_INT(next, rows[1].id);
     free(rows);
-    EXPECT_INT(history("ingestion", next, 10, &last, &err, NULL), 3);
+    EXPECT_INT(audit_page("ingestion", next, 10, &last, &err, NULL), 3);
     EXPECT_INT(last, 0);
-    EXPECT_INT(history(NULL, 0, 50, NULL, &err, NULL), 6);
-    EXPECT_INT(history("nope", 0, 10, NULL, &err, NULL), (size_t)-1);
+    EXPECT_INT(audit_page(NULL, 0, 50, NULL, &err, NULL), 6);
+    EXPECT_INT(audit_page("nope", 0, 10, NULL, &err, NULL), (size_t)-1);
     EXPECT_STR(err.code, "unknown_queue");
     api_error_clear(&err);
     teardown();
@@ -337,6 +338,62 @@ TEST(token_buckets_refill_at_the_rate_and_stay_bounded) {
     EXPECT(ratelimit_new(0, 1, 1) == NULL);
 }
 
+/* The window of queue now (scaling_get), or a zeroed one. */
+static struct scaling_target window_of(const char *queue) {
+    struct api_error err = {0};
+    struct scaling_target t;
+    if (scaling_get(&app, queue, &t, &err) != 0) memset(&t, 0, sizeof t);
+    return t;
+}
+
+TEST(change_window_agrees_with_the_refusals_at_its_edges) {
+    struct api_error err = {0};
+    char code[32];
+    ASSERT(setup("local"));
+    /* Reachable: the bounds clipped by max_step around 4 (1..64, step 16). */
+    struct scaling_target t = window_of("ingestion");
+    ASSERT(t.has_window);
+    EXPECT_INT(t.window.reachable_min, 1);
+    EXPECT_INT(t.window.reachable_max, 20);
+    EXPECT_INT(t.window.budget_left, -1);
+    set(change("ingestion", t.window.reachable_max + 1), code, &err);
+    EXPECT_STR(code, "step_too_large");
+    set(change("ingestion", t.window.reachable_min - 1), code, &err);
+    EXPECT_STR(code, "out_of_bounds");
+    EXPECT_INT(set(change("ingestion", t.window.reachable_max), code, &err), 1);
+
+    /* Cooldown: none before the first change, then the whole hour; a
+     * moving change inside it is refused with the same wait. */
+    t = window_of("build");
+    EXPECT_INT(t.window.cooldown_wait_ms, 0);
+    EXPECT_INT(set(change("build", 5), code, &err), 1);
+    t = window_of("build");
+    EXPECT(t.window.cooldown_wait_ms > 3590000 && t.window.cooldown_wait_ms <= 3600000);
+    EXPECT_INT(t.window.reachable_max, 13);
+    api_error_clear(&err);
+    set(change("build", 6), code, &err);
+    EXPECT_STR(code, "rate_limited");
+    EXPECT(llabs(err.retry_after_s - (t.window.cooldown_wait_ms + 999) / 1000) <= 1);
+    api_error_clear(&err);
+    EXPECT_INT(set(change("build", 5), code, &err), 1);          /* not moving: allowed */
+
+    /* Budget: two a hour; the window counts them down, and at 0 the
+     * change is refused until the oldest leaves the hour. */
+    EXPECT_INT(window_of("budget").window.budget_left, 2);
+    EXPECT_INT(set(change("budget", 5), code, &err), 1);
+    EXPECT_INT(window_of("budget").window.budget_left, 1);
+    EXPECT_INT(set(change("budget", 6), code, &err), 2);
+    t = window_of("budget");
+    EXPECT_INT(t.window.budget_left, 0);
+    EXPECT(t.window.budget_wait_ms > 3590000 && t.window.budget_wait_ms <= 3600000);
+    api_error_clear(&err);
+    set(change("budget", 7), code, &err);
+    EXPECT_STR(code, "rate_limited");
+    EXPECT(llabs(err.retry_after_s - (t.window.budget_wait_ms + 999) / 1000) <= 1);
+    api_error_clear(&err);
+    teardown();
+}
+
 int main(void) {
     RUN(unchanged_queue_reports_its_default_at_version_0);
     RUN(applies_a_change_and_audits_it);
@@ -348,5 +405,6 @@ int main(void) {
     RUN(history_pages_newest_first);
     RUN(writes_flag_is_checked_before_known_queue);
     RUN(token_buckets_refill_at_the_rate_and_stay_bounded);
+    RUN(change_window_agrees_with_the_refusals_at_its_edges);
     return UNIT_DONE();
 }

@@ -651,6 +651,63 @@ static void audit_lists_newest_first_by_page_kind_and_subject(store *st) {
     free(rows);
 }
 
+/* Appends one audit entry with these fields, at at_ms; returns its id. */
+static int64_t audit_entry(store *st, const char *kind, const char *subject, const char *actor,
+                           const char *source, const char *outcome, int64_t at_ms) {
+    struct store_audit e;
+    struct store_origin o = {actor, source, "filtered", "rid-filter", at_ms};
+    store_audit_init(&e, kind, subject, 1, 2, 1, outcome,
+                     strcmp(outcome, "rejected") == 0 ? "rate_limited" : NULL, &o);
+    return store_append_audit(st, &e) == STORE_OK ? e.id : -1;
+}
+
+/* The ids of what f lets through, newest first, into ids; returns how many
+ * (-1 when the store failed). */
+static long audit_found(store *st, const struct store_audit_filter *f, int limit, int64_t *ids) {
+    struct store_audit *rows = NULL;
+    size_t n = 0;
+    if (store_find_audit(st, f, limit, &rows, &n) != STORE_OK) return -1;
+    for (size_t i = 0; i < n; i++) ids[i] = rows[i].id;
+    free(rows);
+    return (long)n;
+}
+
+static void audit_filters_by_actor_outcome_source_kind_and_time(store *st) {
+    int64_t t0 = 1764421200000, ids[8], got[16];
+    ids[0] = audit_entry(st, "scaling", "build", "alice", "ui", "applied", t0);
+    ids[1] = audit_entry(st, "scaling", "build", "bob", "api", "rejected", t0 + 1000);
+    ids[2] = audit_entry(st, "flag", "writes", "alice", "api", "applied", t0 + 2000);
+    ids[3] = audit_entry(st, "policy", "reload", "sluiced", "sluiced", "applied", t0 + 3000);
+    ids[4] = audit_entry(st, "scaling", "mail", "alice", "cli", "applied", t0 + 4000);
+    for (int i = 0; i < 5; i++) ASSERT(ids[i] > 0);
+    struct store_audit_filter f = {0};
+    f.actor = "alice";
+    ASSERT(audit_found(st, &f, 10, got) == 3);
+    EXPECT(got[0] == ids[4] && got[1] == ids[2] && got[2] == ids[0]);
+    memset(&f, 0, sizeof f);
+    f.outcome = "rejected";
+    EXPECT(audit_found(st, &f, 10, got) == 1 && got[0] == ids[1]);
+    memset(&f, 0, sizeof f);
+    f.source = "api";
+    f.kind = "scaling";
+    EXPECT(audit_found(st, &f, 10, got) == 1 && got[0] == ids[1]);
+    memset(&f, 0, sizeof f);
+    f.kind = "policy";
+    EXPECT(audit_found(st, &f, 10, got) == 1 && got[0] == ids[3]);
+    memset(&f, 0, sizeof f);                     /* both ends of the range included */
+    f.since_ms = t0 + 1000;
+    f.until_ms = t0 + 3000;
+    ASSERT(audit_found(st, &f, 10, got) == 3);
+    EXPECT(got[0] == ids[3] && got[2] == ids[1]);
+    f.before_id = ids[3];                        /* paging within a filter */
+    f.actor = "alice";
+    EXPECT(audit_found(st, &f, 10, got) == 1 && got[0] == ids[2]);
+    memset(&f, 0, sizeof f);
+    f.actor = "nobody";
+    EXPECT(audit_found(st, &f, 10, got) == 0);
+    EXPECT(audit_found(st, NULL, 2, got) == 2 && got[0] == ids[4]);
+}
+
 /* count changes of queue q, one a minute from `from` on, each to a new
  * value; returns the first audit id, or -1. */
 static int64_t audit_changes(store *st, int count, int64_t from) {
@@ -1165,6 +1222,7 @@ static const struct {
     T(desired_snapshot_leaves_out_queues_with_unpublished_rows, 1),
     T(append_audit_writes_an_entry_and_returns_its_id, 1),
     T(audit_lists_newest_first_by_page_kind_and_subject, 1),
+    T(audit_filters_by_actor_outcome_source_kind_and_time, 1),
     T(audit_export_reads_oldest_first_in_pages, 1),
     T(audit_bound_at_is_the_first_id_at_or_after_a_time, 1),
     T(prune_deletes_a_prefix_audits_itself_and_keeps_earlier_prunes, 1),
