@@ -20,10 +20,6 @@ alert "acks_drift" {
 }
 `;
 
-// Tests of fields the server side of issue 17 adds (history, change_window,
-// worker details, audit filters, banner context): written to the contract,
-// marked todo until that side is merged into this branch.
-const TODO17 = { todo: 'server side of issue 17 not merged yet' };
 const AXE = readFileSync(join(ROOT, 'spec', 'node_modules', 'axe-core', 'axe.min.js'), 'utf8');
 const DESKTOP = { width: 1280, height: 800 };
 const PHONE = { width: 390, height: 844 };
@@ -345,7 +341,7 @@ test('charts_have_local_time_labelled_axes_with_units_a_legend_and_a_range_picke
   } finally { await page.close(); }
 });
 
-test('charts_are_drawn_from_the_history_endpoint_with_change_markers', TODO17, async () => {
+test('charts_are_drawn_from_the_history_endpoint_with_change_markers', async () => {
   const r0 = await srv.request('GET', '/admin/runtime-scaling/history?queue=ingestion&range=15m', { token: srv.tokens.read });
   assert.equal(r0.status, 200, r0.text);
   const page = await loggedIn(srv.tokens.read);
@@ -456,7 +452,7 @@ test('a_worker_row_opens_its_detail', async () => {
   } finally { await page.close(); }
 });
 
-test('the_worker_detail_shows_host_pid_uptime_and_rates_from_the_server', TODO17, async () => {
+test('the_worker_detail_shows_host_pid_uptime_and_rates_from_the_server', async () => {
   const page = await loggedIn(srv.tokens.read);
   try {
     const c = card(page, 'ingestion');
@@ -468,7 +464,7 @@ test('the_worker_detail_shows_host_pid_uptime_and_rates_from_the_server', TODO17
   } finally { await page.close(); }
 });
 
-test('cooldown_and_budget_are_shown_before_apply_with_a_live_countdown', TODO17, async () => {
+test('cooldown_and_budget_are_shown_before_apply_with_a_live_countdown', async () => {
   assert.equal((await putScaling(srv, 'cool', { desired_concurrency: 5, reason: 'start the cooldown' })).status, 200);
   assert.equal((await putScaling(srv, 'budget', { desired_concurrency: 5, reason: 'one' })).status, 200);
   assert.equal((await putScaling(srv, 'budget', { desired_concurrency: 6, reason: 'two' })).status, 200);
@@ -496,7 +492,7 @@ test('cooldown_and_budget_are_shown_before_apply_with_a_live_countdown', TODO17,
 
 // ---- banners and history --------------------------------------------------------------------
 
-test('the_read_only_banner_says_who_when_and_why', TODO17, async () => {
+test('the_read_only_banner_says_who_when_and_why', async () => {
   const page = await loggedIn(srv.tokens.read);
   try {
     await srv.request('PUT', '/api/v1/flags/writes', { token: srv.tokens.admin, json: { enabled: false, reason: 'release freeze' } });
@@ -539,7 +535,7 @@ test('the_history_view_has_dates_request_ids_filters_and_pages', async () => {
   } finally { await page.close(); }
 });
 
-test('history_filters_by_actor_source_and_kind_on_the_server_and_shows_policy_reloads', TODO17, async () => {
+test('history_filters_by_actor_source_and_kind_on_the_server_and_shows_policy_reloads', async () => {
   const r = await srv.request('GET', '/api/v1/audit?kind=policy&limit=5', { token: srv.tokens.admin });
   assert.equal(r.status, 200, r.text);
   const page = await loggedIn(srv.tokens.admin);

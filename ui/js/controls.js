@@ -45,12 +45,14 @@ export function gate(q, text) {
   if (cur != null && (v < w.min || v > w.max)) {
     return { ok: false, why: `At most ${b.max_step} per change from ${cur}: choose between ${w.min} and ${w.max} now, and go further in steps.` };
   }
-  const left = secondsLeft(w);
-  if (left > 0) return { ok: false, why: `Cooldown: the next change is possible in ${left} s.`, cooldown: true };
+  // A spent budget also sets next_change_at (when the oldest change of the
+  // hour leaves it): say the budget, not a cooldown the queue may not have.
   if (w.budgetLeft === 0) {
     return { ok: false, why: `The budget of ${w.perHour} changes per hour is used up` +
       (w.deadline ? `; the next change is possible at ${fmtHM(w.deadline)}.` : '.') };
   }
+  const left = secondsLeft(w);
+  if (left > 0) return { ok: false, why: `Cooldown: the next change is possible in ${left} s.`, cooldown: true };
   return { ok: true, v };
 }
 
