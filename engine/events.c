@@ -14,7 +14,6 @@ struct stream {
     char *buf;
     size_t len, cap;
     int closed;                  /* end the answer once the buffer is sent */
-    int unwoken;                 /* holds posted events its connection was not woken for */
     char owner[40];
     http_stream_conn *conn;      /* known from the first read; woken by pushes */
     struct stream *next;
@@ -23,6 +22,8 @@ struct stream {
 struct events {
     pthread_mutex_t lock;
     struct stream *streams;
+    char *posted;                /* events_post since the last flush, for every stream */
+    size_t posted_len, posted_cap;
     int count, max, max_per_owner;
     int closing;                 /* events_close_all ran: no new streams */
 };
@@ -46,6 +47,7 @@ void events_free(events *ev) {
         free(s->buf);
         free(s);
     }
+    free(ev->posted);
     pthread_mutex_destroy(&ev->lock);
     free(ev);
 }
@@ -64,9 +66,8 @@ static void stream_end(struct stream *s) {
     if (s->conn) http_stream_wake(s->conn);
 }
 
-/* Append text to s and wake its connection now (wake) or at the next
- * events_flush. Called with s->lock held. */
-static void stream_push(struct stream *s, const char *text, size_t n, int wake) {
+/* Append text to s and wake its connection. Called with s->lock held. */
+static void stream_push(struct stream *s, const char *text, size_t n) {
     if (s->closed) return;
     /* An empty buffer takes any one event; beyond that, a reader still
      * holding more than the cap (or than the event) is too slow: cut off. */
@@ -87,8 +88,7 @@ static void stream_push(struct stream *s, const char *text, size_t n, int wake) 
     }
     memcpy(s->buf + s->len, text, n);
     s->len += n;
-    if (!wake) s->unwoken = 1;
-    else if (s->conn) http_stream_wake(s->conn);
+    if (s->conn) http_stream_wake(s->conn);
 }
 
 /* http_stream.read: send what is buffered, or sleep until there is more. */
@@ -182,7 +182,7 @@ int events_open(events *ev, struct http_response *resp, json_t *first, const cha
     ev->streams = s;
     ev->count++;
     pthread_mutex_lock(&s->lock);
-    stream_push(s, text, n, 1);
+    stream_push(s, text, n);
     pthread_mutex_unlock(&s->lock);
     pthread_mutex_unlock(&ev->lock);
     free(text);
@@ -195,52 +195,77 @@ int events_open(events *ev, struct http_response *resp, json_t *first, const cha
     return 0;
 }
 
-static void events_push_all(events *ev, const char *text, size_t n, int wake) {
+static void events_push_all(events *ev, const char *text, size_t n) {
     pthread_mutex_lock(&ev->lock);
     for (struct stream *s = ev->streams; s; s = s->next) {
         pthread_mutex_lock(&s->lock);
-        stream_push(s, text, n, wake);
+        stream_push(s, text, n);
         pthread_mutex_unlock(&s->lock);
     }
     pthread_mutex_unlock(&ev->lock);
 }
 
-static void events_send(events *ev, const char *type, json_t *data, int wake) {
+void events_broadcast(events *ev, const char *type, json_t *data) {
     size_t n = 0;
     char *text;
     if (ev == NULL || events_count(ev) == 0) return;
     if ((text = events_format(type, data, &n)) == NULL) return;
-    events_push_all(ev, text, n, wake);
+    events_push_all(ev, text, n);
     free(text);
 }
-
-void events_broadcast(events *ev, const char *type, json_t *data) { events_send(ev, type, data, 1); }
 
 void events_broadcast_text(events *ev, const char *type, const char *json, size_t len) {
     size_t n = 0;
     char *text;
     if (ev == NULL || events_count(ev) == 0) return;
     if ((text = events_format_text(type, json, len, &n)) == NULL) return;
-    events_push_all(ev, text, n, 1);
+    events_push_all(ev, text, n);
     free(text);
 }
 
-void events_post(events *ev, const char *type, json_t *data) { events_send(ev, type, data, 0); }
+void events_post(events *ev, const char *type, json_t *data) {
+    size_t n = 0;
+    char *text;
+    if (ev == NULL || events_count(ev) == 0) return;
+    if ((text = events_format(type, data, &n)) == NULL) return;
+    /* One append, whatever the number of streams: the ticker hands it to
+     * each of them (events_flush). Bounded like a stream's buffer. */
+    pthread_mutex_lock(&ev->lock);
+    if (ev->posted_len + n <= EVENTS_BUFFER_MAX) {
+        if (ev->posted_len + n > ev->posted_cap) {
+            size_t cap = ev->posted_cap ? ev->posted_cap : 4096;
+            while (cap < ev->posted_len + n) cap *= 2;
+            char *grown = realloc(ev->posted, cap);
+            if (grown) {
+                ev->posted = grown;
+                ev->posted_cap = cap;
+            }
+        }
+        if (ev->posted_len + n <= ev->posted_cap) {
+            memcpy(ev->posted + ev->posted_len, text, n);
+            ev->posted_len += n;
+        }
+    }
+    pthread_mutex_unlock(&ev->lock);
+    free(text);
+}
 
 void events_flush(events *ev) {
     if (ev == NULL) return;
     pthread_mutex_lock(&ev->lock);
-    for (struct stream *s = ev->streams; s; s = s->next) {
-        pthread_mutex_lock(&s->lock);
-        if (s->unwoken && s->conn) http_stream_wake(s->conn);
-        s->unwoken = 0;
-        pthread_mutex_unlock(&s->lock);
+    if (ev->posted_len > 0) {
+        for (struct stream *s = ev->streams; s; s = s->next) {
+            pthread_mutex_lock(&s->lock);
+            stream_push(s, ev->posted, ev->posted_len);
+            pthread_mutex_unlock(&s->lock);
+        }
+        ev->posted_len = 0;
     }
     pthread_mutex_unlock(&ev->lock);
 }
 
 void events_ping(events *ev) {
-    if (ev) events_push_all(ev, ": ping\n\n", 8, 1);
+    if (ev) events_push_all(ev, ": ping\n\n", 8);
 }
 
 void events_close_all(events *ev) {

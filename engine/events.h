@@ -43,13 +43,16 @@ void events_broadcast(events *ev, const char *type, json_t *data);
  * JSON (a cached body: no tree is built again). */
 void events_broadcast_text(events *ev, const char *type, const char *json, size_t len);
 
-/* Like events_broadcast, but the streams' connections are only woken by the
- * next events_flush: for events raised on a request thread (a change), so
- * that the writer does not pay for waking every stream, and the changes of
- * one ticker step leave in one write per stream. */
+/* Like events_broadcast, but only appended to one shared list that the next
+ * events_flush hands to every stream: for events raised on a request thread
+ * (a change), so that the writer pays one append whatever the number of
+ * streams, and the changes of one ticker step leave in one write per
+ * stream. At most EVENTS_BUFFER_MAX bytes wait; beyond, events are dropped
+ * (a snapshot follows every change anyway). */
 void events_post(events *ev, const char *type, json_t *data);
 
-/* Wake every stream holding posted events (the ticker, every step). */
+/* Hand what was posted since the last flush to every stream and wake them
+ * (the ticker, every step). */
 void events_flush(events *ev);
 
 /* Send the ": ping" comment to every stream. */

@@ -105,7 +105,12 @@ void ticker_run(struct ticker *t, struct app *app, int64_t now_mono) {
         t->last_snapshot = now_mono;
         t->next_snapshot = now_mono + 2000;
     }
-    events_flush(app->events);          /* what a change posted since the last step */
+    /* What changes posted, every TICKER_EVENTS_MS: a burst of changes
+     * leaves in one write per stream. */
+    if (now_mono >= t->next_events) {
+        events_flush(app->events);
+        t->next_events = now_mono + TICKER_EVENTS_MS;
+    }
     if (now_mono >= t->next_ping) {
         events_ping(app->events);
         t->next_ping = now_mono + 15000;

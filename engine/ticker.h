@@ -14,12 +14,15 @@
 
 #define TICKER_STEP_MS 50            /* how often ticker_run should be called */
 
-/* Live streams get a snapshot at most this often after changes. */
-#define TICKER_CHANGE_SNAPSHOT_MS 250
+/* Live streams get the events of changes this often, and a snapshot at
+ * most this often after changes. */
+#define TICKER_EVENTS_MS 100
+#define TICKER_CHANGE_SNAPSHOT_MS 500
 
 struct ticker {
     int64_t next_reload, next_second, next_snapshot, next_ping, next_session_sweep;
     int64_t last_snapshot;       /* when streams last got one */
+    int64_t next_events;         /* the next events_flush */
     int64_t last_sample_slot;    /* history: the 10 s slot last sampled */
     int snapshot_owed;           /* a change was announced since */
 };

@@ -51,7 +51,7 @@ const READ_ROUTES = ['/admin/runtime-scaling', '/api/v1/scaling', '/api/v1/scali
   '/api/v1/whoami', '/healthz'];
 const PROPAGATION = [{ workers: 100, rounds: 300 }, { workers: 1000, rounds: 100 }];
 const BLAST = { workers: 10000, queues: 100, reports: 100000 };
-const WRITE_ROUNDS = 800;
+const WRITE_ROUNDS = 3000;
 const WRITE_STREAMS = 50;
 
 const rows = [];           // the summary table
@@ -288,7 +288,7 @@ async function benchWrites(srv) {
   try {
     const writes = async (streams) => lastJson(await run(join(BIN, 'writes'), ['--http-port', String(srv.port),
       '--write-token', srv.tokens.admin, '--read-token', srv.tokens.read, '--queue', 'q0', '--streams',
-      String(streams), '--rounds', String(WRITE_ROUNDS), '--blocks', '4', '--seconds', '120']));
+      String(streams), '--rounds', String(WRITE_ROUNDS), '--blocks', '10', '--seconds', '200']));
     const r = await writes(WRITE_STREAMS), aa = await writes(0);
     for (const [p, goal] of [['p50', GOAL.writeP50], ['p99', GOAL.writeP99]]) {
       const a = r.without[`${p}_ms`], b = r.with[`${p}_ms`], ratio = b / a;

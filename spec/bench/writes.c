@@ -9,6 +9,9 @@
  * comparison. Each PUT changes the value, so each is a real write and an
  * announced change every stream hears about. A block starts 300 ms after its
  * streams opened or closed, so the first snapshots are not what is timed.
+ * The streams are held and drained by a child process, as browsers would
+ * be: the loop that times the PUTs never also reads the streams, whose
+ * events would otherwise sit in front of each answer.
  * --streams 0 times two alike halves: the noise of the comparison itself.
  *
  *   writes --http-port P --read-token R --write-token W --queue q0 \
@@ -21,6 +24,9 @@
 
 #include <event2/buffer.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,8 +36,11 @@ struct writes {
     struct event_base *base;
     const char *read_token, *write_token, *queue;
     int port, streams, rounds, blocks, seconds;
-    struct evhttp_connection **sse;     /* open streams of the current block */
+    struct evhttp_connection **sse;     /* the child's open streams */
     int opened, failed, block, in_block;
+    pid_t child;                        /* holds the streams of a "with" block; 0: none */
+    int ready_fd;                       /* its end of the pipe: 'R' all open, 'F' failed */
+    struct event *ready;
     long long stream_bytes, changes, t0_us;
     struct evhttp_connection *put;
     struct event *deadline, *settle;
@@ -65,9 +74,13 @@ static void writes_block_start(struct writes *w);
  * connections, without callbacks) and start the next after a pause. */
 static void writes_block_end(struct writes *w) {
     struct timeval settle = {0, 300000};
-    for (int i = 0; w->sse && i < w->streams; i++) {
-        if (w->sse[i]) evhttp_connection_free(w->sse[i]);
-        w->sse[i] = NULL;
+    if (w->child > 0) {
+        event_free(w->ready);
+        w->ready = NULL;
+        kill(w->child, SIGTERM);
+        waitpid(w->child, NULL, 0);
+        close(w->ready_fd);
+        w->child = 0;
     }
     w->opened = 0;
     w->in_block = 0;
@@ -102,20 +115,24 @@ static void writes_on_settled(evutil_socket_t fd, short what, void *arg) {
     writes_put(arg);
 }
 
+/* In the child: tell the parent, on the pipe, and stop on failure. */
+static void writes_child_says(struct writes *w, char c) {
+    if (write(w->ready_fd, &c, 1) != 1 || c == 'F') _exit(c == 'F' ? 2 : 3);
+}
+
 static int writes_on_stream_head(struct evhttp_request *req, void *arg) {
     struct writes *w = arg;
-    struct timeval settle = {0, 300000};
     int code = evhttp_request_get_response_code(req);
     if (code != 200) {
-        writes_fail(w, "an event stream was refused", code);
-        return -1;
+        fprintf(stderr, "writes: an event stream was refused (HTTP %d)\n", code);
+        writes_child_says(w, 'F');
     }
-    if (++w->opened == w->streams) evtimer_add(w->settle, &settle);
+    if (++w->opened == w->streams) writes_child_says(w, 'R');
     return 0;
 }
 
 static void writes_on_stream_data(struct evhttp_request *req, void *arg) {
-    struct writes *w = arg;
+    struct writes *w = arg;                 /* in the child */
     struct evbuffer *in = evhttp_request_get_input_buffer(req);
     size_t n = evbuffer_get_length(in);
     w->stream_bytes += (long long)n;
@@ -124,22 +141,25 @@ static void writes_on_stream_data(struct evhttp_request *req, void *arg) {
 
 /* A stream ended while its block ran: sluiced dropped it. */
 static void writes_on_stream_end(struct evhttp_request *req, void *arg) {
-    struct writes *w = arg;
-    if (!w->failed) writes_fail(w, "an event stream closed", req ? evhttp_request_get_response_code(req) : 0);
+    (void)req;
+    fprintf(stderr, "writes: an event stream closed\n");
+    writes_child_says(arg, 'F');
 }
 
-/* Open the block's streams; its PUTs start once all answered 200. */
-static void writes_block_start(struct writes *w) {
+/* In the child: open the streams on a loop of its own and drain them until
+ * the parent ends the block (SIGTERM). */
+static void writes_child(struct writes *w) {
     char auth[512];
+    signal(SIGTERM, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);      /* never outlives the run */
+    if (getppid() == 1) _exit(2);
+    w->base = event_base_new();
+    if (w->base == NULL) _exit(2);
     snprintf(auth, sizeof auth, "Bearer %s", w->read_token);
     for (int i = 0; i < w->streams; i++) {
         w->sse[i] = evhttp_connection_base_new(w->base, NULL, "127.0.0.1", (unsigned short)w->port);
         struct evhttp_request *req = evhttp_request_new(writes_on_stream_end, w);
-        if (w->sse[i] == NULL || req == NULL) {
-            if (req) evhttp_request_free(req);
-            writes_fail(w, "out of memory or sockets", 0);
-            return;
-        }
+        if (w->sse[i] == NULL || req == NULL) writes_child_says(w, 'F');
         evhttp_connection_set_timeout(w->sse[i], 3600);
         evhttp_request_set_header_cb(req, writes_on_stream_head);
         evhttp_request_set_chunked_cb(req, writes_on_stream_data);
@@ -147,11 +167,49 @@ static void writes_block_start(struct writes *w) {
         evhttp_add_header(h, "Host", "127.0.0.1");
         evhttp_add_header(h, "Accept", "text/event-stream");
         evhttp_add_header(h, "Authorization", auth);
-        if (evhttp_make_request(w->sse[i], req, EVHTTP_REQ_GET, "/admin/runtime-scaling/events") != 0) {
-            writes_fail(w, "cannot open an event stream", 0);
-            return;
-        }
+        if (evhttp_make_request(w->sse[i], req, EVHTTP_REQ_GET, "/admin/runtime-scaling/events") != 0)
+            writes_child_says(w, 'F');
     }
+    event_base_dispatch(w->base);
+    _exit(0);
+}
+
+/* In the parent: the child said 'R' (all streams open: settle, then time
+ * the block) or failed. */
+static void writes_on_ready(evutil_socket_t fd, short what, void *arg) {
+    struct writes *w = arg;
+    struct timeval settle = {0, 300000};
+    char c = 0;
+    (void)what;
+    if (read(fd, &c, 1) == 1 && c == 'R') {
+        evtimer_add(w->settle, &settle);
+        return;
+    }
+    writes_fail(w, "the stream holder failed", 0);
+}
+
+/* Start the block's stream holder; its PUTs start once all answered 200. */
+static void writes_block_start(struct writes *w) {
+    int fds[2];
+    if (pipe(fds) != 0) {
+        writes_fail(w, "no pipe", 0);
+        return;
+    }
+    fflush(stdout);
+    w->child = fork();
+    if (w->child < 0) {
+        writes_fail(w, "cannot fork", 0);
+        return;
+    }
+    if (w->child == 0) {
+        close(fds[0]);
+        w->ready_fd = fds[1];
+        writes_child(w);
+    }
+    close(fds[1]);
+    w->ready_fd = fds[0];
+    w->ready = event_new(w->base, fds[0], EV_READ | EV_PERSIST, writes_on_ready, w);
+    if (w->ready == NULL || event_add(w->ready, NULL) != 0) writes_fail(w, "out of memory", 0);
 }
 
 static void writes_on_deadline(evutil_socket_t fd, short what, void *arg) {
