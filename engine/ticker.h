@@ -17,7 +17,7 @@
 /* Live streams get the events of changes this often, and a snapshot at
  * most this often after changes. */
 #define TICKER_EVENTS_MS 100
-#define TICKER_CHANGE_SNAPSHOT_MS 500
+#define TICKER_CHANGE_SNAPSHOT_MS 1000
 
 struct ticker {
     int64_t next_reload, next_second, next_snapshot, next_ping, next_session_sweep;
