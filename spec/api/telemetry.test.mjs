@@ -158,8 +158,10 @@ test('worker_rows_carry_host_pid_age_rates_and_last_error', async () => {
   assert.ok(row, 'the row shows');
   assert.equal(row.host, 'build-7');
   assert.equal(row.pid, 4242);
-  assert.ok(row.first_seen_ms >= 500 && row.first_seen_ms < 60000, `${row.first_seen_ms}`);
-  assert.ok(row.first_seen_ms >= row.last_seen_ms);
+  // Its first report came about 600 ms before the last; how late each was
+  // read depends on the machine's load, so only the order is exact.
+  assert.ok(row.first_seen_ms >= 200 && row.first_seen_ms < 60000, `${row.first_seen_ms}`);
+  assert.ok(row.first_seen_ms > row.last_seen_ms, `${row.first_seen_ms} > ${row.last_seen_ms}`);
   assert.ok(row.completed_per_s > 0, `${row.completed_per_s}`);
   assert.equal(row.failed_per_s, 0);
   assert.equal(row.last_error, row.error);
