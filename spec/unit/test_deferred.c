@@ -115,18 +115,7 @@ static void worker_at(fleet *fl, int version) {
     fleet_report(fl, buf, (size_t)n, util_mono_ms());
 }
 
-static int dial(const struct rig *r) {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)http_port(r->srv))};
-    struct timeval tv = {5, 0};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
+static int dial(const struct rig *r) { return unit_dial(http_port(r->srv), 5); }
 
 static void send_get(int fd, const char *path, const char *extra, int keep_alive) {
     char raw[512];

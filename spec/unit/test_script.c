@@ -180,18 +180,7 @@ static char *rig_log(const struct rig *r) {
     return text ? text : calloc(1, 1);
 }
 
-static int dial(const struct rig *r) {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)http_port(r->srv))};
-    struct timeval tv = {10, 0};
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
-        close(fd);
-        return -1;
-    }
-    return fd;
-}
+static int dial(const struct rig *r) { return unit_dial(http_port(r->srv), 10); }
 
 /* Send one request; headers are "Name: value\r\n" lines (may be NULL), a
  * body (may be NULL) goes with its Content-Length. */

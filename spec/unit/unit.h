@@ -9,8 +9,13 @@
 #ifndef SLUICE_UNIT_H
 #define SLUICE_UNIT_H
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
 
 static int unit_passed, unit_failed, unit_current_failed, unit_number;
 
@@ -87,6 +92,22 @@ static int unit_passed, unit_failed, unit_current_failed, unit_number;
         printf("ok %d - %s # SKIP %s\n", unit_number, (label), (why));        \
         fflush(stdout);                                                       \
     } while (0)
+
+/* A TCP connection to 127.0.0.1:port whose reads give up after timeout_s,
+ * for tests that speak to a real server; -1 when it cannot connect. */
+static inline int unit_dial(int port, int timeout_s) {
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    struct timeval tv = {timeout_s, 0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
 
 #define UNIT_DONE()                                                           \
     (printf("# %s: %d passed, %d failed\n", __FILE__, unit_passed, unit_failed), \
