@@ -21,6 +21,7 @@ static const struct {
 } auth_scopes[] = {
     {AUTH_SCOPE_READ, "scaling:read"},
     {AUTH_SCOPE_WRITE, "scaling:write"},
+    {AUTH_SCOPE_APPROVE, "scaling:approve"},
     {AUTH_SCOPE_ADMIN, "admin"},
 };
 #define AUTH_NSCOPES (sizeof auth_scopes / sizeof auth_scopes[0])
@@ -71,7 +72,7 @@ void auth_scope_list(char *buf, size_t size, const char *sep, const char *last_s
 }
 
 unsigned auth_expand(unsigned mask) {
-    if (mask & AUTH_SCOPE_ADMIN) mask |= AUTH_SCOPE_READ | AUTH_SCOPE_WRITE;
+    if (mask & AUTH_SCOPE_ADMIN) mask |= AUTH_SCOPE_ALL;
     return mask;
 }
 
@@ -233,6 +234,23 @@ int auth_verify_session(store *st, const char *cookie, int64_t now_ms, struct au
 int auth_session_close(store *st, const struct auth_principal *p) {
     if (!p->via_session) return STORE_OK;
     return store_delete_session(st, p->session_hash);
+}
+
+int auth_queue_allowed(const struct auth_principal *p, const char *queue) {
+    const char *s = p->queues;
+    if (s[0] == '\0') return 1;
+    size_t qlen = strlen(queue);
+    while (*s) {
+        size_t n = strcspn(s, ",");
+        if (n > 0 && s[n - 1] == '*') {
+            if (qlen >= n - 1 && memcmp(s, queue, n - 1) == 0) return 1;
+        } else if (n == qlen && memcmp(s, queue, n) == 0) {
+            return 1;
+        }
+        s += n;
+        if (*s == ',') s++;
+    }
+    return 0;
 }
 
 int auth_csrf_ok(const struct auth_principal *p, const char *header) {

@@ -31,14 +31,19 @@
 enum auth_scope {
     AUTH_SCOPE_READ = 1,         /* scaling:read */
     AUTH_SCOPE_WRITE = 2,        /* scaling:write */
-    AUTH_SCOPE_ADMIN = 4,        /* admin: implies the other two */
+    AUTH_SCOPE_ADMIN = 4,        /* admin: implies the others */
+    AUTH_SCOPE_APPROVE = 8,      /* scaling:approve: decide on pending approvals */
 };
-#define AUTH_SCOPE_ALL (AUTH_SCOPE_READ | AUTH_SCOPE_WRITE | AUTH_SCOPE_ADMIN)
+#define AUTH_SCOPE_ALL (AUTH_SCOPE_READ | AUTH_SCOPE_WRITE | AUTH_SCOPE_APPROVE | AUTH_SCOPE_ADMIN)
 
 #define AUTH_TOKEN_MAX 112       /* "slc_" + 12 + "_" + 64 + NUL, with room */
 #define AUTH_SESSION_TTL_MS (12LL * 3600 * 1000)
 #define AUTH_CACHE_TTL_MS 1000   /* how late a revocation made elsewhere takes effect */
 #define AUTH_CACHE_SLOTS 256
+/* A token's queues: at most AUTH_QUEUE_PATTERNS names or trailing-'*'
+ * prefixes, kept comma-separated ("build,ingest*"); "" means every queue. */
+#define AUTH_QUEUE_PATTERNS 16
+#define AUTH_QUEUES_MAX (AUTH_QUEUE_PATTERNS * (UTIL_NAME_MAX + 2) + 1)
 
 enum auth_result { AUTH_OK = 0, AUTH_DENIED = 1 };   /* or a negative store_rc */
 
@@ -46,6 +51,7 @@ struct auth_principal {
     char name[UTIL_NAME_MAX + 1];
     char token_id[STORE_ID_MAX];
     unsigned scopes;             /* effective: admin already expanded */
+    char queues[AUTH_QUEUES_MAX];/* the token's queue patterns; "" = all */
     int via_session;             /* 1: cookie session, 0: bearer token */
     char csrf[STORE_HASH_MAX];   /* the session's CSRF token */
     char session_hash[STORE_HASH_MAX];
@@ -66,7 +72,7 @@ unsigned auth_scope_parse(const char *name);
 const char *auth_scope_at(size_t i, unsigned *bit);
 
 /* Every scope name, for messages: joined by sep, the last two by last_sep
- * ("scaling:read, scaling:write or admin"). Cut at a whole name when buf is
+ * ("scaling:read, scaling:write, scaling:approve or admin"). Cut at a whole name when buf is
  * too small. */
 void auth_scope_list(char *buf, size_t size, const char *sep, const char *last_sep);
 
@@ -77,7 +83,7 @@ int auth_parse_scopes(const char *csv, unsigned *out, char *err, size_t errlen);
 /* Write the scope names of mask, comma-separated, into buf. */
 void auth_format_scopes(unsigned mask, char *buf, size_t size);
 
-/* admin implies read and write. */
+/* admin implies read, write and approve. */
 unsigned auth_expand(unsigned mask);
 
 /* Create a token. The plain token is written into token_out (shown once,
@@ -102,6 +108,9 @@ int auth_verify_session(store *st, const char *cookie, int64_t now_ms, struct au
 /* Forget the session p was made from. */
 int auth_session_close(store *st, const struct auth_principal *p);
 
+/* 1 when p may see and act on queue: p has no queue patterns, or one of
+ * them equals queue or is a prefix of it ending in '*'. */
+int auth_queue_allowed(const struct auth_principal *p, const char *queue);
 /* 1 when header equals the session's CSRF token (constant time). */
 int auth_csrf_ok(const struct auth_principal *p, const char *header);
 

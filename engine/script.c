@@ -26,7 +26,7 @@ _Static_assert(HTTP_REQUEST_ID_MAX <= STORE_RID_MAX, "a request id must fit the 
 struct script_route {
     char method[8];
     char pattern[96];
-    char scope[16];              /* none | any | scaling:read | scaling:write | admin */
+    char scope[16];              /* none | any | a scope name (auth.c) */
     int ref;                     /* handler in the state's registry */
 };
 
@@ -445,10 +445,12 @@ static void script_push_request(lua_State *L, struct script_call *c) {
         lua_pushstring(L, c->sr->principal.via_session ? "session" : "token");
         lua_setfield(L, -2, "via");
         lua_newtable(L);                        /* req, principal, scopes */
-        for (unsigned bit = 1, k = 1; bit <= AUTH_SCOPE_ADMIN; bit <<= 1) {
+        unsigned bit;
+        const char *name;
+        for (size_t i = 0, k = 1; (name = auth_scope_at(i, &bit)); i++) {
             if (!(c->sr->principal.scopes & bit)) continue;
-            lua_pushstring(L, auth_scope_name(bit));
-            lua_rawseti(L, -2, k++);
+            lua_pushstring(L, name);
+            lua_rawseti(L, -2, (lua_Integer)k++);
         }
         luajson_mark_array(L, -1);
         lua_setfield(L, -2, "scopes");

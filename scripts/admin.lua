@@ -49,7 +49,7 @@ s.route("POST", "/api/v1/tokens", { scope = "admin" }, function(req)
     if type(scope) ~= "string" then return check.invalid("scopes", "'scopes' must be strings") end
     -- One scope per element: "scaling:read,admin" is not two scopes.
     if not scope:match("^[%w:_-]+$") then
-      return check.invalid("scopes", ("'%s' is not a scope (one of scaling:read, scaling:write, admin per element)")
+      return check.invalid("scopes", ("'%s' is not a scope (one of scaling:read, scaling:write, scaling:approve, admin per element)")
         :format(scope:sub(1, 64)))
     end
   end

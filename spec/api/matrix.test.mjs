@@ -27,8 +27,8 @@ const ROUTES = [
 
 const UNSAFE = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 const CALLERS = ['none', 'garbage', 'expired', 'revoked', 'read', 'write', 'admin', 'cookie_without_csrf', 'cookie_with_csrf'];
-const SCOPES_OF = { read: ['scaling:read'], write: ['scaling:write'], admin: ['scaling:read', 'scaling:write', 'admin'],
-  cookie_without_csrf: ['scaling:read', 'scaling:write', 'admin'], cookie_with_csrf: ['scaling:read', 'scaling:write', 'admin'] };
+const SCOPES_OF = { read: ['scaling:read'], write: ['scaling:write'], admin: ['scaling:read', 'scaling:write', 'scaling:approve', 'admin'],
+  cookie_without_csrf: ['scaling:read', 'scaling:write', 'scaling:approve', 'admin'], cookie_with_csrf: ['scaling:read', 'scaling:write', 'scaling:approve', 'admin'] };
 
 function expected(route, caller) {
   const [method, , scope, ok] = route;

@@ -84,11 +84,26 @@ TEST(parses_scope_lists) {
     EXPECT_INT(auth_parse_scopes("Admin", &m, err, sizeof err), -1);
 }
 
-TEST(admin_implies_read_and_write) {
-    EXPECT_INT(auth_expand(AUTH_SCOPE_ADMIN),
-               AUTH_SCOPE_ADMIN | AUTH_SCOPE_READ | AUTH_SCOPE_WRITE);
+TEST(admin_implies_every_other_scope) {
+    EXPECT_INT(auth_expand(AUTH_SCOPE_ADMIN), AUTH_SCOPE_ALL);
     EXPECT_INT(auth_expand(AUTH_SCOPE_READ), AUTH_SCOPE_READ);
     EXPECT_INT(auth_expand(AUTH_SCOPE_WRITE), AUTH_SCOPE_WRITE);
+    EXPECT_INT(auth_expand(AUTH_SCOPE_APPROVE), AUTH_SCOPE_APPROVE);
+}
+
+TEST(queue_patterns_match_names_and_trailing_star_prefixes) {
+    struct auth_principal p = {0};
+    EXPECT_INT(auth_queue_allowed(&p, "anything"), 1);        /* no patterns: all */
+    snprintf(p.queues, sizeof p.queues, "build,ingest*");
+    EXPECT_INT(auth_queue_allowed(&p, "build"), 1);
+    EXPECT_INT(auth_queue_allowed(&p, "builds"), 0);          /* a name is exact */
+    EXPECT_INT(auth_queue_allowed(&p, "buil"), 0);
+    EXPECT_INT(auth_queue_allowed(&p, "ingest"), 1);          /* the prefix itself */
+    EXPECT_INT(auth_queue_allowed(&p, "ingest-eu"), 1);
+    EXPECT_INT(auth_queue_allowed(&p, "ingres"), 0);
+    EXPECT_INT(auth_queue_allowed(&p, ""), 0);
+    snprintf(p.queues, sizeof p.queues, "*");
+    EXPECT_INT(auth_queue_allowed(&p, "x"), 1);
 }
 
 TEST(formats_scope_names) {
@@ -102,7 +117,8 @@ TEST(formats_scope_names) {
     auth_format_scopes(AUTH_SCOPE_READ | AUTH_SCOPE_WRITE, small, sizeof small);
     EXPECT(strlen(small) < sizeof small && strncmp(small, "scaling:read", 12) == 0);
     EXPECT_STR(auth_scope_name(AUTH_SCOPE_WRITE), "scaling:write");
-    EXPECT(auth_scope_name(8) == NULL);
+    EXPECT_STR(auth_scope_name(AUTH_SCOPE_APPROVE), "scaling:approve");
+    EXPECT(auth_scope_name(16) == NULL);
 }
 
 TEST(scope_table_parses_lists_and_iterates_in_one_order) {
@@ -120,11 +136,11 @@ TEST(scope_table_parses_lists_and_iterates_in_one_order) {
         EXPECT_STR(auth_scope_name(bit), name);
         seen |= bit;
     }
-    EXPECT_INT(i, 3);
+    EXPECT_INT(i, 4);
     EXPECT_INT(seen, AUTH_SCOPE_ALL);
     EXPECT_STR(auth_scope_at(0, NULL), "scaling:read");
     auth_scope_list(buf, sizeof buf, ", ", " or ");
-    EXPECT_STR(buf, "scaling:read, scaling:write or admin");
+    EXPECT_STR(buf, "scaling:read, scaling:write, scaling:approve or admin");
     auth_scope_list(buf, 20, ", ", " or ");
     EXPECT_STR(buf, "scaling:read");                 /* cut at a whole name */
 }
@@ -143,7 +159,7 @@ TEST(created_token_verifies_with_name_and_scopes) {
     EXPECT_INT(auth_verify_token(st, token, now + 1000, &p), AUTH_OK);
     EXPECT_STR(p.name, "ci-nightly");
     EXPECT_STR(p.token_id, id);
-    EXPECT_INT(p.scopes, AUTH_SCOPE_ADMIN | AUTH_SCOPE_READ | AUTH_SCOPE_WRITE);
+    EXPECT_INT(p.scopes, AUTH_SCOPE_ALL);
     EXPECT_INT(p.via_session, 0);
     close_store(st);
 }
@@ -405,7 +421,8 @@ TEST(a_closed_or_expired_session_is_not_served_from_the_cache) {
 
 int main(void) {
     RUN(parses_scope_lists);
-    RUN(admin_implies_read_and_write);
+    RUN(admin_implies_every_other_scope);
+    RUN(queue_patterns_match_names_and_trailing_star_prefixes);
     RUN(formats_scope_names);
     RUN(scope_table_parses_lists_and_iterates_in_one_order);
     RUN(created_token_verifies_with_name_and_scopes);

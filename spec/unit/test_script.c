@@ -490,7 +490,7 @@ TEST(bad_route_declarations_are_refused_at_load_naming_file_and_line) {
     snprintf(text, sizeof text, "sluice.route('GET', '/%095d', { scope = 'none' }, function() end)\n", 0);
     expect_load_refused(text, "10_bad.lua:1:", "shorter than 96 bytes");
     expect_load_refused("sluice.route('GET', '/x', { scope = 'root' }, function() end)\n",
-                        "10_bad.lua:1:", "scope must be none, any, scaling:read, scaling:write or admin");
+                        "10_bad.lua:1:", "scope must be none, any, scaling:read, scaling:write, scaling:approve or admin");
     expect_load_refused("sluice.route('GET', '/x', {}, function() end)\n", "10_bad.lua:1:",
                         "options.scope must be a string");
     expect_load_refused("sluice.route('GET', '/x', 'none', function() end)\n", "10_bad.lua:1:",
@@ -653,12 +653,12 @@ TEST(tokens_with_the_scope_reach_the_handler_as_principal) {
     EXPECT_STR(json_string_value(json_array_get(at(a.json, "principal.scopes"), 0)), "scaling:read");
     EXPECT_INT(json_array_size(at(a.json, "principal.scopes")), 1);
     answer_free(&a);
-    /* admin implies the other two, and lists all three. */
+    /* admin implies the other three, and lists all four. */
     snprintf(hdr, sizeof hdr, "Authorization: Bearer %s\r\nUser-Agent: sluicectl/1.2\r\n", admin_token);
     request(&r, "POST", "/write", hdr, "{}", &a);
     EXPECT_INT(a.status, 200);
     EXPECT_STR(str_at(&a, "source"), "cli");
-    EXPECT_INT(json_array_size(at(a.json, "principal.scopes")), 3);
+    EXPECT_INT(json_array_size(at(a.json, "principal.scopes")), 4);
     answer_free(&a);
     request(&r, "GET", "/read", hdr, NULL, &a);
     EXPECT_INT(a.status, 200);

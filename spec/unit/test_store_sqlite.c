@@ -268,7 +268,7 @@ TEST(full_volume_refuses_writes_quietly_and_recovers_when_space_returns) {
     struct store_change_result r;
     strcpy(dir, "/tmp/sluice-full-XXXXXX");
     ASSERT(mkdtemp(dir) != NULL);
-    if (mount("tmpfs", dir, "tmpfs", 0, "size=512k") != 0) {
+    if (mount("tmpfs", dir, "tmpfs", 0, "size=1m") != 0) {
         printf("# skipped: cannot mount a tmpfs (%s); needs root\n", strerror(errno));
         rmdir(dir);
         return;

@@ -27,7 +27,10 @@ export function historyRow(e, { queue = true, requestId = false } = {}) {
     requestId ? el('td', { class: 'rid', 'data-label': 'request' }, el('code', {}, e.request_id || '')) : null);
 }
 
-const view = { before: null, pages: [], clientFilter: false, busy: false };
+// seq: only the newest request may draw. Loads overlap (a live change
+// refreshes the page while the operator picks a filter), and an older
+// answer arriving last would show rows the filters no longer ask for.
+const view = { before: null, pages: [], clientFilter: false, seq: 0 };
 
 function filters() {
   const f = {};
@@ -62,7 +65,9 @@ export async function loadAudit({ before = view.before } = {}) {
   if (!view.clientFilter) for (const [k, v] of Object.entries(f)) if (k !== 'queue') q.set(k, v);
   // One queue: its own route, which a scaling:read token may read.
   const path = f.queue ? `/api/v1/scaling/${encodeURIComponent(f.queue)}/history` : '/api/v1/audit';
+  const mine = ++view.seq;
   const r = await call('GET', `${path}?${q}`);
+  if (mine !== view.seq) return;
   const body = $('#audit tbody');
   const note = $('#audit-note');
   if (r.status === 400 && r.json?.error?.code === 'invalid_field' && FILTERS.includes(r.json.error.details?.field) && !view.clientFilter) {
