@@ -2,6 +2,7 @@
  * and the cache of verified credentials. */
 #include "auth.h"
 #include "log.h"
+#include "protocol.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -122,6 +123,12 @@ static int auth_hex_equal(const char *a, const char *b) {
 
 int auth_token_create(store *st, const char *name, unsigned scopes, int64_t expires_in_s,
                       int64_t now_ms, char token_out[AUTH_TOKEN_MAX], char id_out[STORE_ID_MAX]) {
+    return auth_token_create_for(st, name, scopes, NULL, expires_in_s, now_ms, token_out, id_out);
+}
+
+int auth_token_create_for(store *st, const char *name, unsigned scopes, const char *queues,
+                          int64_t expires_in_s, int64_t now_ms, char token_out[AUTH_TOKEN_MAX],
+                          char id_out[STORE_ID_MAX]) {
     struct store_token t;
     char secret[2 * AUTH_SECRET_BYTES + 1];
     int rc;
@@ -134,6 +141,7 @@ int auth_token_create(store *st, const char *name, unsigned scopes, int64_t expi
     }
     util_copy(t.name, sizeof t.name, name);
     auth_format_scopes(scopes, t.scopes, sizeof t.scopes);
+    util_copy(t.queues, sizeof t.queues, queues ? queues : "");
     t.created_ms = now_ms;
     t.expires_ms = expires_in_s > 0 ? now_ms + expires_in_s * 1000 : 0;
     if ((rc = store_put_token(st, &t)) != STORE_OK) goto done;
@@ -160,6 +168,10 @@ static int auth_check_row(store *st, const char *id, const char *secret_hash, in
     util_copy(p->token_id, sizeof p->token_id, t.id);
     if (auth_parse_scopes(t.scopes, &p->scopes, err, sizeof err) != 0) return AUTH_DENIED;
     p->scopes = auth_expand(p->scopes);
+    /* A row whose patterns do not parse (edited by hand) is refused rather
+     * than read as "every queue". */
+    if (t.queues[0] && auth_parse_queues(t.queues, p->queues, sizeof p->queues, err, sizeof err) != 0)
+        return AUTH_DENIED;
     *expires_ms = t.expires_ms;
     return AUTH_OK;
 }
@@ -236,21 +248,114 @@ int auth_session_close(store *st, const struct auth_principal *p) {
     return store_delete_session(st, p->session_hash);
 }
 
-int auth_queue_allowed(const struct auth_principal *p, const char *queue) {
-    const char *s = p->queues;
-    if (s[0] == '\0') return 1;
+int auth_queue_pattern_valid(const char *s, size_t len) {
+    char name[UTIL_NAME_MAX + 1];
+    if (len > 0 && s[len - 1] == '*') len--;
+    if (len == 0 || len > UTIL_NAME_MAX) return 0;
+    memcpy(name, s, len);
+    name[len] = '\0';
+    return protocol_valid_name(name);
+}
+
+static int auth_cmp_pattern(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+int auth_parse_queues(const char *csv, char *out, size_t size, char *err, size_t errlen) {
+    char copy[AUTH_QUEUES_MAX + 64], *parts[AUTH_QUEUE_PATTERNS + 1], *save = NULL;
+    size_t n = 0, used = 0;
+    if (csv == NULL || csv[0] == '\0') {
+        snprintf(err, errlen, "at least one queue pattern is required (none means every queue)");
+        return -1;
+    }
+    if (strlen(csv) >= sizeof copy) {
+        snprintf(err, errlen, "at most %d queue patterns", AUTH_QUEUE_PATTERNS);
+        return -1;
+    }
+    util_copy(copy, sizeof copy, csv);
+    size_t len = strlen(copy);
+    if (copy[0] == ',' || copy[len - 1] == ',' || strstr(copy, ",,")) {
+        snprintf(err, errlen, "empty queue pattern in '%.64s'", csv);
+        return -1;
+    }
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (!auth_queue_pattern_valid(tok, strlen(tok))) {
+            snprintf(err, errlen,
+                     "'%.70s' is not a queue pattern (a queue name of 1..64 of A-Z a-z 0-9 _ . : -,"
+                     " optionally ending in '*')", tok);
+            return -1;
+        }
+        int dup = 0;
+        for (size_t i = 0; i < n; i++) dup |= strcmp(parts[i], tok) == 0;
+        if (dup) continue;
+        if (n == AUTH_QUEUE_PATTERNS) {
+            snprintf(err, errlen, "at most %d queue patterns", AUTH_QUEUE_PATTERNS);
+            return -1;
+        }
+        parts[n++] = tok;
+    }
+    qsort(parts, n, sizeof parts[0], auth_cmp_pattern);
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        int w = snprintf(out + used, size - used, "%s%s", i ? "," : "", parts[i]);
+        if (w < 0 || (size_t)w >= size - used) {
+            snprintf(err, errlen, "the queue patterns are too long");
+            return -1;
+        }
+        used += (size_t)w;
+    }
+    return 0;
+}
+
+/* 1 when the pattern s[0..n) allows queue (of length qlen). */
+static int auth_pattern_match(const char *s, size_t n, const char *queue, size_t qlen) {
+    if (n > 0 && s[n - 1] == '*') return qlen >= n - 1 && memcmp(s, queue, n - 1) == 0;
+    return n == qlen && memcmp(s, queue, n) == 0;
+}
+
+int auth_queues_match(const char *patterns, const char *queue) {
+    const char *s = patterns;
+    if (s == NULL || s[0] == '\0') return 1;
+    if (queue == NULL) return 0;
     size_t qlen = strlen(queue);
     while (*s) {
         size_t n = strcspn(s, ",");
-        if (n > 0 && s[n - 1] == '*') {
-            if (qlen >= n - 1 && memcmp(s, queue, n - 1) == 0) return 1;
-        } else if (n == qlen && memcmp(s, queue, n) == 0) {
-            return 1;
-        }
+        if (n > 0 && auth_pattern_match(s, n, queue, qlen)) return 1;
         s += n;
         if (*s == ',') s++;
     }
     return 0;
+}
+
+int auth_queues_cover(const char *outer, const char *inner) {
+    if (outer == NULL || outer[0] == '\0') return 1;
+    if (inner == NULL || inner[0] == '\0') return 0;
+    for (const char *s = inner; *s;) {
+        size_t n = strcspn(s, ",");
+        char pat[UTIL_NAME_MAX + 2];
+        int ok = 0;
+        util_copy(pat, n + 1 < sizeof pat ? n + 1 : sizeof pat, s);
+        /* "abc*" is covered by a pattern allowing every name it allows: a
+         * prefix pattern of "abc" or shorter; a name, by any that allows it. */
+        if (n > 0 && pat[n - 1] == '*') {
+            for (const char *o = outer; *o && !ok;) {
+                size_t m = strcspn(o, ",");
+                ok = m > 0 && o[m - 1] == '*' && m - 1 <= n - 1 && memcmp(o, pat, m - 1) == 0;
+                o += m;
+                if (*o == ',') o++;
+            }
+        } else {
+            ok = auth_queues_match(outer, pat);
+        }
+        if (!ok) return 0;
+        s += n;
+        if (*s == ',') s++;
+    }
+    return 1;
+}
+
+int auth_queue_allowed(const struct auth_principal *p, const char *queue) {
+    return auth_queues_match(p->queues, queue);
 }
 
 int auth_csrf_ok(const struct auth_principal *p, const char *header) {

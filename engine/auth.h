@@ -44,6 +44,7 @@ enum auth_scope {
  * prefixes, kept comma-separated ("build,ingest*"); "" means every queue. */
 #define AUTH_QUEUE_PATTERNS 16
 #define AUTH_QUEUES_MAX (AUTH_QUEUE_PATTERNS * (UTIL_NAME_MAX + 2) + 1)
+_Static_assert(AUTH_QUEUES_MAX == STORE_QUEUES_MAX, "a token row holds every pattern list");
 
 enum auth_result { AUTH_OK = 0, AUTH_DENIED = 1 };   /* or a negative store_rc */
 
@@ -86,11 +87,36 @@ void auth_format_scopes(unsigned mask, char *buf, size_t size);
 /* admin implies read, write and approve. */
 unsigned auth_expand(unsigned mask);
 
+/* 1 when s[0..len) is one queue pattern: a queue name (protocol.h's
+ * protocol_valid_name), optionally followed by one '*' (every queue whose
+ * name begins with it). A lone "*" is not one: no patterns means all. */
+int auth_queue_pattern_valid(const char *s, size_t len);
+
+/* Parse "ingest*,build" into the canonical form a token keeps: sorted,
+ * without duplicates, comma-separated, into out (AUTH_QUEUES_MAX). Returns
+ * 0, or -1 with a message naming the bad pattern in err: an empty list or
+ * pattern, a pattern that is not one, more than AUTH_QUEUE_PATTERNS. */
+int auth_parse_queues(const char *csv, char *out, size_t size, char *err, size_t errlen);
+
+/* 1 when queue is among patterns (canonical, comma-separated; "" = every
+ * queue): equal to one of them, or beginning with one's part before '*'. */
+int auth_queues_match(const char *patterns, const char *queue);
+
+/* 1 when every queue that inner's patterns allow is allowed by outer's
+ * ("" = every queue): what a queue-limited caller may hand on. */
+int auth_queues_cover(const char *outer, const char *inner);
+
 /* Create a token. The plain token is written into token_out (shown once,
  * never stored) and its id into id_out. expires_in_s 0: no expiry.
  * Returns a store_rc (STORE_FAILED also when the kernel gives no randomness). */
 int auth_token_create(store *st, const char *name, unsigned scopes, int64_t expires_in_s,
                       int64_t now_ms, char token_out[AUTH_TOKEN_MAX], char id_out[STORE_ID_MAX]);
+
+/* auth_token_create of a token limited to queues (canonical patterns, as
+ * auth_parse_queues writes them; "" or NULL: every queue). */
+int auth_token_create_for(store *st, const char *name, unsigned scopes, const char *queues,
+                          int64_t expires_in_s, int64_t now_ms, char token_out[AUTH_TOKEN_MAX],
+                          char id_out[STORE_ID_MAX]);
 
 /* Check a bearer token. AUTH_OK fills p; AUTH_DENIED for malformed, unknown,
  * wrong, expired or revoked tokens (one answer for all, on purpose); a
@@ -108,8 +134,8 @@ int auth_verify_session(store *st, const char *cookie, int64_t now_ms, struct au
 /* Forget the session p was made from. */
 int auth_session_close(store *st, const struct auth_principal *p);
 
-/* 1 when p may see and act on queue: p has no queue patterns, or one of
- * them equals queue or is a prefix of it ending in '*'. */
+/* 1 when p may see and act on queue: auth_queues_match of its patterns
+ * (a cookie session has its token's). */
 int auth_queue_allowed(const struct auth_principal *p, const char *queue);
 /* 1 when header equals the session's CSRF token (constant time). */
 int auth_csrf_ok(const struct auth_principal *p, const char *header);

@@ -20,25 +20,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* sluice.telemetry.snapshot() -> the /admin/runtime-scaling table */
+/* sluice.telemetry.snapshot() -> the /admin/runtime-scaling table, of the
+ * caller's queues (a token limited to some sees only those: health.h) */
 static int telemetry_l_snapshot(lua_State *L) {
     luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
-    script_current(L, "sluice.telemetry.snapshot");
+    struct script_request *sr = script_current(L, "sluice.telemetry.snapshot");
     struct app *app = script_app(L);
     json_t **box = luajson_box(L);
-    *box = health_snapshot(app);
+    *box = health_snapshot_for(app, sr->principal.queues);
     luajson_push_boxed(L, box);
     return 1;
 }
 
 /* sluice.telemetry.snapshot_body() -> the same snapshot as a sluice.body:
- * the bytes cached with the model, sent as they are. */
+ * the bytes cached with the model, sent as they are; for a caller limited
+ * to queues, a body of those rendered for it. */
 static int telemetry_l_snapshot_body(lua_State *L) {
     luaL_argcheck(L, lua_gettop(L) == 0, 1, "no arguments expected");
-    script_current(L, "sluice.telemetry.snapshot_body");
+    struct script_request *sr = script_current(L, "sluice.telemetry.snapshot_body");
     struct body **slot = luajson_body_box(L);
     struct health_model *m = health_current(script_app(L));
-    *slot = health_snapshot_body(m);
+    *slot = health_snapshot_body_for(m, sr->principal.queues);
     health_release(m);
     if (*slot == NULL) return luaL_error(L, "sluice.telemetry.snapshot_body: out of memory");
     return 1;
@@ -74,18 +76,24 @@ static void telemetry_history_audit(struct app *app, const char *queue, int64_t 
 }
 
 /* sluice.telemetry.history_body(queue, range) -> the history of queue as a
- * sluice.body | nil, err, info (unknown_queue; a range not known raises). */
+ * sluice.body | nil, err, info (unknown_queue; forbidden for a queue out
+ * of the caller's; a range not known raises). */
 static int telemetry_l_history_body(lua_State *L) {
     struct api_error err = {0};
     struct policy_bounds b;
     struct history_audit audit;
     struct store_audit *rows = NULL;
     luaL_argcheck(L, lua_gettop(L) == 2, 2, "expected queue, range");
-    script_current(L, "sluice.telemetry.history_body");
+    struct script_request *sr = script_current(L, "sluice.telemetry.history_body");
     struct app *app = script_app(L);
     const char *queue = luaL_checkstring(L, 1);
     const struct history_range *r = history_range_named(luaL_checkstring(L, 2));
     luaL_argcheck(L, r != NULL, 2, "range must be 15m, 1h, 6h or 24h");
+    if (!auth_queue_allowed(&sr->principal, queue)) {
+        api_error_set(&err, "forbidden", json_pack("{s:s}", "queue", queue),
+                      "queue '%s' is out of these credentials' queues", queue);
+        return bind_push_failure(L, &err);
+    }
     if (policy_bounds(app->pol, queue, &b) != 0) {
         api_error_set(&err, "unknown_queue", NULL, "queue '%s' is not declared by the policies", queue);
         return bind_push_failure(L, &err);

@@ -29,7 +29,7 @@ int deferred_answer(const struct deferred_plan *plan, const struct deferred_sour
     switch (plan->kind) {
     case DEFERRED_STREAM: {
         json_t *first = src->snapshot(src->snapshot_ud);
-        deferred_stream(src->ev, req, resp, first, owner);
+        deferred_stream(src->ev, req, resp, first, owner, src->queues);
         json_decref(first);
         json_decref(*body);                      /* a stream's body is its events */
         *body = NULL;
@@ -94,8 +94,8 @@ void deferred_wait(fleet *fl, struct http_request *req, struct http_response *re
 /* ---- streams --------------------------------------------------------------------- */
 
 void deferred_stream(events *ev, struct http_request *req, struct http_response *resp,
-                     json_t *first, const char *owner) {
-    int rc = events_open(ev, resp, first, owner);
+                     json_t *first, const char *owner, const char *queues) {
+    int rc = events_open_scoped(ev, resp, first, owner, queues);
     if (rc == -2)
         http_respond_error(resp, req, 429, "too_many_streams",
                            "these credentials hold as many live event streams as allowed; close one",

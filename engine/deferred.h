@@ -64,9 +64,12 @@ struct deferred_plan {
 struct deferred_sources {
     fleet *fl;                       /* acknowledgements, for waits */
     events *ev;                      /* the stream registry */
-    /* A stream's first event (the snapshot); a new reference. */
+    /* A stream's first event (the snapshot, limited to queues); a new reference. */
     json_t *(*snapshot)(void *ud);
     void *snapshot_ud;
+    /* The queues the stream is limited to (auth.h's patterns; NULL or "":
+     * every queue). */
+    const char *queues;
 };
 
 /* Plan a wait for version of queue (a valid name), wait_ms 0..30000. A
@@ -98,11 +101,13 @@ int deferred_answer(const struct deferred_plan *plan, const struct deferred_sour
 void deferred_wait(fleet *fl, struct http_request *req, struct http_response *resp, int status,
                    json_t *body, const char *queue, int64_t version, int64_t wait_ms);
 
-/* Make resp an event stream beginning with first (borrowed) for owner. At
+/* Make resp an event stream beginning with first (borrowed) for owner,
+ * limited to queues (events_open_scoped). At
  * a cap (or after shutdown began) resp becomes the refusal of api.md
  * instead: 429 too_many_streams for the owner's, 503 for the total. */
 void deferred_stream(events *ev, struct http_request *req, struct http_response *resp,
-                     json_t *first, const char *owner);
+                     json_t *first, const char *owner,
+                     const char *queues);
 
 /* Shutdown, before http_stop: stop accepting connections, end every stream
  * and every wait (and, from now on, new ones at once, for the requests

@@ -2,11 +2,17 @@
  * bodies: a stream's connection sleeps when its buffer is empty and is woken
  * by the next push. */
 #include "events.h"
+#include "auth.h"
 
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+struct events_mark {
+    size_t at, len;
+    char queue[UTIL_NAME_MAX + 1];
+};
 
 struct stream {
     events *ev;
@@ -15,6 +21,7 @@ struct stream {
     size_t len, cap;
     int closed;                  /* end the answer once the buffer is sent */
     char owner[40];
+    char queues[AUTH_QUEUES_MAX];/* auth.h's patterns; "" = every queue */
     http_stream_conn *conn;      /* known from the first read; woken by pushes */
     struct stream *next;
 };
@@ -24,6 +31,11 @@ struct events {
     struct stream *streams;
     char *posted;                /* events_post since the last flush, for every stream */
     size_t posted_len, posted_cap;
+    /* Where each posted event starts and the queue it names ("" none),
+     * for the streams limited to queues; NULL when it could not grow. */
+    struct events_mark *marks;
+    size_t nmarks, marks_cap;
+    events_scope_fn scope;
     int count, max, max_per_owner;
     int closing;                 /* events_close_all ran: no new streams */
 };
@@ -48,8 +60,16 @@ void events_free(events *ev) {
         free(s);
     }
     free(ev->posted);
+    free(ev->marks);
     pthread_mutex_destroy(&ev->lock);
     free(ev);
+}
+
+void events_set_scope(events *ev, events_scope_fn fn) {
+    if (ev == NULL) return;
+    pthread_mutex_lock(&ev->lock);
+    ev->scope = fn;
+    pthread_mutex_unlock(&ev->lock);
 }
 
 int events_count(events *ev) {
@@ -153,6 +173,11 @@ static char *events_format(const char *type, json_t *data, size_t *n) {
 }
 
 int events_open(events *ev, struct http_response *resp, json_t *first, const char *owner) {
+    return events_open_scoped(ev, resp, first, owner, NULL);
+}
+
+int events_open_scoped(events *ev, struct http_response *resp, json_t *first, const char *owner,
+                       const char *queues) {
     struct stream *s = calloc(1, sizeof *s);
     size_t n = 0;
     char *text = events_format("snapshot", first, &n);
@@ -164,6 +189,7 @@ int events_open(events *ev, struct http_response *resp, json_t *first, const cha
     pthread_mutex_init(&s->lock, NULL);
     s->ev = ev;
     util_copy(s->owner, sizeof s->owner, owner ? owner : "");
+    util_copy(s->queues, sizeof s->queues, queues ? queues : "");
     pthread_mutex_lock(&ev->lock);
     int mine = 0;
     for (struct stream *o = ev->streams; o; o = o->next) mine += strcmp(o->owner, s->owner) == 0;
@@ -195,14 +221,70 @@ int events_open(events *ev, struct http_response *resp, json_t *first, const cha
     return 0;
 }
 
-static void events_push_all(events *ev, const char *text, size_t n) {
+/* The scope function's text for patterns, from the few already made for
+ * this event (cache), made now when missing. Returns NULL when the stream
+ * is to get nothing. Called with ev->lock held. */
+#define EVENTS_SCOPE_CACHE 8
+struct events_scoped {
+    const char *patterns;        /* a stream's, alive while ev->lock is held */
+    char *text;
+    size_t n;
+};
+
+static const char *events_scoped_text(events *ev, const char *type, const char *json, size_t len,
+                                      const char *patterns, struct events_scoped *cache,
+                                      size_t *ncache, char **spare, size_t *n) {
+    for (size_t i = 0; i < *ncache; i++)
+        if (strcmp(cache[i].patterns, patterns) == 0) {
+            *n = cache[i].n;
+            return cache[i].text;
+        }
+    size_t jlen = 0;
+    char *limited = ev->scope ? ev->scope(json, len, patterns, &jlen) : NULL;
+    char *text = limited ? events_format_text(type, limited, jlen, n) : NULL;
+    free(limited);
+    if (text == NULL) return NULL;
+    if (*ncache < EVENTS_SCOPE_CACHE) {
+        cache[*ncache] = (struct events_scoped){patterns, text, *n};
+        (*ncache)++;
+    } else {
+        free(*spare);            /* more distinct patterns than the cache: one at a time */
+        *spare = text;
+    }
+    return text;
+}
+
+/* Send an event to every stream: as text to those of every queue; to those
+ * limited to queues, when queue (the queue the event names, NULL: none)
+ * is theirs, or else through the scope function when json is given. */
+static void events_push_all(events *ev, const char *type, const char *text, size_t n,
+                            const char *queue, const char *json, size_t jlen) {
+    struct events_scoped cache[EVENTS_SCOPE_CACHE];
+    size_t ncache = 0;
+    char *spare = NULL;
     pthread_mutex_lock(&ev->lock);
     for (struct stream *s = ev->streams; s; s = s->next) {
+        const char *out = text;
+        size_t len = n;
+        if (s->queues[0] && queue) {
+            if (!auth_queues_match(s->queues, queue)) continue;
+        } else if (s->queues[0]) {
+            if (json == NULL) continue;
+            out = events_scoped_text(ev, type, json, jlen, s->queues, cache, &ncache, &spare, &len);
+            if (out == NULL) continue;
+        }
         pthread_mutex_lock(&s->lock);
-        stream_push(s, text, n);
+        stream_push(s, out, len);
         pthread_mutex_unlock(&s->lock);
     }
     pthread_mutex_unlock(&ev->lock);
+    for (size_t i = 0; i < ncache; i++) free(cache[i].text);
+    free(spare);
+}
+
+/* The queue an event's data names, or NULL. */
+static const char *events_queue_of(json_t *data) {
+    return json_string_value(json_object_get(data, "queue"));
 }
 
 void events_broadcast(events *ev, const char *type, json_t *data) {
@@ -210,7 +292,12 @@ void events_broadcast(events *ev, const char *type, json_t *data) {
     char *text;
     if (ev == NULL || events_count(ev) == 0) return;
     if ((text = events_format(type, data, &n)) == NULL) return;
-    events_push_all(ev, text, n);
+    const char *queue = events_queue_of(data);
+    /* An event naming no queue goes to limited streams through the scope
+     * function, as JSON. */
+    char *json = queue == NULL ? json_dumps(data, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    events_push_all(ev, type, text, n, queue, json, json ? strlen(json) : 0);
+    free(json);
     free(text);
 }
 
@@ -219,8 +306,33 @@ void events_broadcast_text(events *ev, const char *type, const char *json, size_
     char *text;
     if (ev == NULL || events_count(ev) == 0) return;
     if ((text = events_format_text(type, json, len, &n)) == NULL) return;
-    events_push_all(ev, text, n);
+    events_push_all(ev, type, text, n, NULL, json, len);
     free(text);
+}
+
+/* Remember where the posted event of n bytes at ev->posted_len starts and
+ * the queue it names, for limited streams. Called with ev->lock held; on
+ * no memory the marks are dropped, and limited streams get nothing of
+ * this flush (absence over leaking). */
+static void events_mark(events *ev, size_t n, const char *queue) {
+    if (ev->marks == NULL && ev->nmarks > 0) return;          /* lost already this flush */
+    if (ev->nmarks == ev->marks_cap) {
+        size_t cap = ev->marks_cap ? ev->marks_cap * 2 : 16;
+        struct events_mark *grown = realloc(ev->marks, cap * sizeof *grown);
+        if (grown == NULL) {
+            free(ev->marks);
+            ev->marks = NULL;
+            ev->marks_cap = 0;
+            ev->nmarks = 1;                                   /* "lost" until the flush */
+            return;
+        }
+        ev->marks = grown;
+        ev->marks_cap = cap;
+    }
+    struct events_mark *m = &ev->marks[ev->nmarks++];
+    m->at = ev->posted_len;
+    m->len = n;
+    util_copy(m->queue, sizeof m->queue, queue ? queue : "");
 }
 
 void events_post(events *ev, const char *type, json_t *data) {
@@ -242,6 +354,7 @@ void events_post(events *ev, const char *type, json_t *data) {
             }
         }
         if (ev->posted_len + n <= ev->posted_cap) {
+            events_mark(ev, n, events_queue_of(data));
             memcpy(ev->posted + ev->posted_len, text, n);
             ev->posted_len += n;
         }
@@ -256,16 +369,29 @@ void events_flush(events *ev) {
     if (ev->posted_len > 0) {
         for (struct stream *s = ev->streams; s; s = s->next) {
             pthread_mutex_lock(&s->lock);
-            stream_push(s, ev->posted, ev->posted_len);
+            if (s->queues[0] == '\0') stream_push(s, ev->posted, ev->posted_len);
+            else
+                /* Only the events naming one of its queues, each whole. */
+                for (size_t i = 0; ev->marks && i < ev->nmarks; i++)
+                    if (auth_queues_match(s->queues, ev->marks[i].queue) && ev->marks[i].queue[0])
+                        stream_push(s, ev->posted + ev->marks[i].at, ev->marks[i].len);
             pthread_mutex_unlock(&s->lock);
         }
         ev->posted_len = 0;
+        ev->nmarks = 0;
     }
     pthread_mutex_unlock(&ev->lock);
 }
 
 void events_ping(events *ev) {
-    if (ev) events_push_all(ev, ": ping\n\n", 8);
+    if (ev == NULL) return;
+    pthread_mutex_lock(&ev->lock);
+    for (struct stream *s = ev->streams; s; s = s->next) {
+        pthread_mutex_lock(&s->lock);
+        stream_push(s, ": ping\n\n", 8);
+        pthread_mutex_unlock(&s->lock);
+    }
+    pthread_mutex_unlock(&ev->lock);
 }
 
 void events_close_all(events *ev) {

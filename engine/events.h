@@ -23,8 +23,20 @@
 
 typedef struct events events;
 
+/* Streams opened for a token limited to queues (auth.h's patterns) get
+ * only what concerns those: an event whose data names a "queue" reaches
+ * them when the patterns allow it; an event without one (json) or sent as
+ * text (the snapshot) passes through the scope function, which returns
+ * json[0..len) limited to patterns (malloc'd, its length in *n), or NULL
+ * to send them nothing. Without a scope function they get no such event. */
+typedef char *(*events_scope_fn)(const char *json, size_t len, const char *patterns, size_t *n);
+
 /* At most max_streams in all, and max_per_owner for one owner. */
 events *events_new(int max_streams, int max_per_owner);
+
+/* Set the scope function (before streams open; health.c's
+ * health_scope_text for snapshots). */
+void events_set_scope(events *ev, events_scope_fn fn);
 
 /* Free the registry; streams must be closed first (events_close_all and the
  * HTTP server stopped). NULL is a no-op. */
@@ -35,6 +47,11 @@ void events_free(events *ev);
  * is reached or events_close_all ran, -2 when the owner's cap is reached
  * (resp untouched either way). */
 int events_open(events *ev, struct http_response *resp, json_t *first, const char *owner);
+
+/* events_open of a stream limited to queues (patterns, copied; NULL or "":
+ * every queue); first must already be limited. */
+int events_open_scoped(events *ev, struct http_response *resp, json_t *first, const char *owner,
+                       const char *queues);
 
 /* Send an event to every stream (data borrowed). */
 void events_broadcast(events *ev, const char *type, json_t *data);

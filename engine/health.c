@@ -5,6 +5,7 @@
 #include "config.h"
 #include "app.h"
 #include "flags.h"
+#include "auth.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -592,18 +593,54 @@ static json_t *health_top_json(const struct health_model *m, json_t *queues) {
     return out;
 }
 
-json_t *health_json(const struct health_model *m) {
+/* health_json of the queues patterns allow (NULL or "": all). */
+static json_t *health_json_for(const struct health_model *m, const char *patterns) {
     json_t *queues = json_array();
-    for (size_t i = 0; i < m->nqueues; i++)
+    for (size_t i = 0; i < m->nqueues; i++) {
+        if (!auth_queues_match(patterns, m->queues[i].name)) continue;
         json_array_append_new(queues, health_queue_json(m, &m->queues[i],
                                                         health_workers_json(&m->queues[i], m->built_mono_ms)));
-    return health_top_json(m, queues);
+    }
+    json_t *out = health_top_json(m, queues);
+    if (patterns && patterns[0]) health_scope_json(out, patterns);   /* the policy banner */
+    return out;
 }
 
-json_t *health_snapshot(struct app *app) {
+json_t *health_json(const struct health_model *m) { return health_json_for(m, NULL); }
+
+json_t *health_snapshot_for(struct app *app, const char *patterns) {
     struct health_model *m = health_current(app);
-    json_t *out = m ? health_json(m) : NULL;
+    json_t *out = m ? health_json_for(m, patterns) : NULL;
     health_release(m);
+    return out;
+}
+
+json_t *health_snapshot(struct app *app) { return health_snapshot_for(app, NULL); }
+
+/* Remove from the array arr the objects whose member key names a queue
+ * patterns do not allow. */
+static void health_drop_others(json_t *arr, const char *key, const char *patterns) {
+    for (size_t i = json_array_size(arr); i-- > 0;) {
+        const char *q = json_string_value(json_object_get(json_array_get(arr, i), key));
+        if (!auth_queues_match(patterns, q)) json_array_remove(arr, i);
+    }
+}
+
+void health_scope_json(json_t *snapshot, const char *patterns) {
+    if (snapshot == NULL || patterns == NULL || patterns[0] == '\0') return;
+    health_drop_others(json_object_get(snapshot, "queues"), "queue", patterns);
+    health_drop_others(json_object_get(json_object_get(snapshot, "policy"), "failing_rules"), "queue",
+                       patterns);
+}
+
+char *health_scope_text(const char *json, size_t len, const char *patterns, size_t *n) {
+    json_t *v = json_loadb(json, len, 0, NULL);
+    if (v == NULL) return NULL;
+    health_scope_json(v, patterns);
+    /* As the cached bytes are dumped (body_from_json): compact, sorted keys. */
+    char *out = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(v);
+    if (out) *n = strlen(out);
     return out;
 }
 
@@ -682,6 +719,17 @@ static struct body *health_render_snapshot(const struct health_model *m, size_t 
 
 struct body *health_snapshot_body(struct health_model *m) {
     return health_body(m, HEALTH_BODY_SNAPSHOT, 0, health_render_snapshot, NULL);
+}
+
+struct body *health_snapshot_body_for(struct health_model *m, const char *patterns) {
+    if (patterns == NULL || patterns[0] == '\0') return health_snapshot_body(m);
+    if (m == NULL) return NULL;
+    /* Only the allowed queues are turned into JSON: a team's part of a
+     * large fleet costs what that part weighs. */
+    json_t *v = health_json_for(m, patterns);
+    struct body *b = v ? body_from_json(v) : NULL;
+    json_decref(v);
+    return b;
 }
 
 void health_changed(health *h) {

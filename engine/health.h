@@ -227,6 +227,28 @@ json_t *health_snapshot(struct app *app);
  * (body_writer), so no tree of the whole snapshot is ever built. */
 struct body *health_snapshot_body(struct health_model *m);
 
+/* ---- what a token limited to queues sees (auth.h's patterns) ----
+ * Its snapshot holds only the queues its patterns allow (their alerts and
+ * workers with them), and the policy banner's failing rules of those
+ * queues only; everything else (environment, writes, store, Redis, leader)
+ * is the same. patterns NULL or "": the whole snapshot. */
+
+/* health_snapshot limited to patterns. New ref. */
+json_t *health_snapshot_for(struct app *app, const char *patterns);
+
+/* health_snapshot_body limited to patterns: the cached body itself when
+ * patterns allow every queue, else one rendered for the call (a new
+ * reference either way; NULL when out of memory). */
+struct body *health_snapshot_body_for(struct health_model *m, const char *patterns);
+
+/* Limit a snapshot tree (as health_json makes it) to patterns, in place. */
+void health_scope_json(json_t *snapshot, const char *patterns);
+
+/* events_scope_fn (events.h) for snapshots: json[0..len) limited to
+ * patterns, malloc'd compact JSON with its length in *n; NULL when it does
+ * not parse or memory runs out (the stream then gets nothing). */
+char *health_scope_text(const char *json, size_t len, const char *patterns, size_t *n);
+
 /* Say that something the model shows changed (announce.c after a committed
  * change, the ticker after a policy reload): the next read builds a new
  * model, and the ticker rebuilds at its next step (50 ms at most) and sends

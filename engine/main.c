@@ -50,7 +50,7 @@ static void usage(void) {
            "usage:\n"
            "  sluiced [serve] [options]\n"
            "  sluiced migrate [options]\n"
-           "  sluiced token create --name NAME --scopes a,b [--expires-in 30d] [options]\n"
+           "  sluiced token create --name NAME --scopes a,b [--queues q,prefix*] [--expires-in 30d] [options]\n"
            "  sluiced token list [options]\n"
            "  sluiced token revoke ID [options]\n"
            "  sluiced audit export [--before ID | --before-time RFC3339] [options]\n"
@@ -153,6 +153,8 @@ static int cmd_token(int argc, char **argv) {
         const char *name = take_opt(&argc, argv, "--name");
         const char *scopes_csv = take_opt(&argc, argv, "--scopes");
         const char *expires = take_opt(&argc, argv, "--expires-in");
+        const char *queues_csv = take_opt(&argc, argv, "--queues");
+        char queues[AUTH_QUEUES_MAX] = "";
         unsigned scopes;
         int64_t expires_s = 0;
         if (name == NULL || !protocol_valid_name(name)) {
@@ -168,13 +170,18 @@ static int cmd_token(int argc, char **argv) {
             fprintf(stderr, "sluiced token create: --scopes: %s\n", err);
             return 2;
         }
+        /* Without --queues the token sees every queue. */
+        if (queues_csv && auth_parse_queues(queues_csv, queues, sizeof queues, err, sizeof err) != 0) {
+            fprintf(stderr, "sluiced token create: --queues: %s\n", err);
+            return 2;
+        }
         if (expires && util_parse_duration(expires, &expires_s) != 0) {
             fprintf(stderr, "sluiced token create: --expires-in: expected 30d, 12h, 90m or 45s\n");
             return 2;
         }
         if (load_config(&cfg, argc, argv) != 0) return 2;
         if ((st = open_store(&cfg, 1)) == NULL) return 1;
-        if (auth_token_create(st, name, scopes, expires_s, util_now_ms(), token, id) != STORE_OK) {
+        if (auth_token_create_for(st, name, scopes, queues, expires_s, util_now_ms(), token, id) != STORE_OK) {
             fprintf(stderr, "sluiced token create: could not store the token\n");
             goto done;
         }
@@ -187,14 +194,15 @@ static int cmd_token(int argc, char **argv) {
         if (load_config(&cfg, argc, argv) != 0) return 2;
         if ((st = open_store(&cfg, 1)) == NULL) return 1;
         if (store_list_tokens(st, &rows, &n) != STORE_OK) goto done;
-        printf("%-14s %-24s %-34s %-26s %s\n", "ID", "NAME", "SCOPES", "EXPIRES", "STATE");
+        printf("%-14s %-24s %-34s %-26s %-8s %s\n", "ID", "NAME", "SCOPES", "EXPIRES", "STATE", "QUEUES");
         for (size_t i = 0; i < n; i++) {
             int64_t now = util_now_ms();
             const char *state = rows[i].revoked_ms ? "revoked"
                                 : rows[i].expires_ms && rows[i].expires_ms <= now ? "expired"
                                                                                   : "active";
-            printf("%-14s %-24s %-34s %-26s %s\n", rows[i].id, rows[i].name, rows[i].scopes,
-                   rows[i].expires_ms ? util_format_time(rows[i].expires_ms, ts) : "never", state);
+            printf("%-14s %-24s %-34s %-26s %-8s %s\n", rows[i].id, rows[i].name, rows[i].scopes,
+                   rows[i].expires_ms ? util_format_time(rows[i].expires_ms, ts) : "never", state,
+                   rows[i].queues[0] ? rows[i].queues : "*");
         }
         free(rows);
         rc = 0;
@@ -422,6 +430,8 @@ static int cmd_serve(int argc, char **argv) {
         (app.health = health_new()) == NULL || (app.history = history_new()) == NULL ||
         (app.metrics = metrics_new()) == NULL || (app.events = events_new(cfg.max_streams, cfg.max_streams_per_token)) == NULL)
         goto done;
+    /* Streams of tokens limited to queues get snapshots of those only. */
+    events_set_scope(app.events, health_scope_text);
     fleet_set_issuer(app.fl, main_issued_version, app.st);
     fleet_set_declared(app.fl, main_declared, app.pol);
     /* The store's identity decides who may write the Redis prefix; checked

@@ -387,6 +387,44 @@ static int script_authenticate(script_host *host, const struct script_route *rou
     return 0;
 }
 
+/* A route's queue, for a caller limited to queues: its {queue} path
+ * parameter, and a `queue` query argument. */
+struct script_queue_arg {
+    const struct auth_principal *p;
+    const char *denied;          /* the first queue out of p's, or NULL */
+};
+
+static void script_check_query_queue(void *ud, const char *key, const char *value) {
+    struct script_queue_arg *a = ud;
+    if (a->denied == NULL && strcmp(key, "queue") == 0 && value && value[0] &&
+        !auth_queue_allowed(a->p, value))
+        a->denied = value;
+}
+
+/* Refuse, before the handler runs, a route that names a queue (its
+ * {queue} parameter or a `queue` query argument) out of the caller's
+ * queues: 403 forbidden. So every queue route, present or future, is
+ * covered; lists filter their own items. Returns 0 to go on, or -1 after
+ * filling resp. */
+static int script_check_queues(const struct script_param *params, int nparams,
+                               struct http_request *req, const struct script_request *sr,
+                               struct http_response *resp) {
+    struct script_queue_arg a = {&sr->principal, NULL};
+    char msg[200];
+    if (!sr->authenticated || sr->principal.queues[0] == '\0') return 0;
+    for (int i = 0; i < nparams && a.denied == NULL; i++)
+        if (params[i].name_len == 5 && memcmp(params[i].name, "queue", 5) == 0 &&
+            !auth_queue_allowed(&sr->principal, params[i].value))
+            a.denied = params[i].value;
+    if (a.denied == NULL) http_query_foreach(req, script_check_query_queue, &a);
+    if (a.denied == NULL) return 0;
+    snprintf(msg, sizeof msg, "queue '%.70s' is out of these credentials' queues (%.80s)", a.denied,
+             sr->principal.queues);
+    http_respond_error(resp, req, 403, "forbidden", msg,
+                       json_pack("{s:s, s:s}", "queue", a.denied, "queues", sr->principal.queues));
+    return -1;
+}
+
 /* ---- calling the handler ------------------------------------------------------------- */
 
 struct script_call {
@@ -454,6 +492,20 @@ static void script_push_request(lua_State *L, struct script_call *c) {
         }
         luajson_mark_array(L, -1);
         lua_setfield(L, -2, "scopes");
+        /* queues: the token's patterns as a list; absent for every queue. */
+        if (c->sr->principal.queues[0]) {
+            lua_newtable(L);                    /* req, principal, queues */
+            lua_Integer k = 1;
+            for (const char *q = c->sr->principal.queues; *q;) {
+                size_t n = strcspn(q, ",");
+                lua_pushlstring(L, q, n);
+                lua_rawseti(L, -2, k++);
+                q += n;
+                if (*q == ',') q++;
+            }
+            luajson_mark_array(L, -1);
+            lua_setfield(L, -2, "queues");
+        }
         lua_setfield(L, -2, "principal");
     }
 }
@@ -526,10 +578,10 @@ static void script_answer_body(struct script_call *c) {
     http_respond_borrowed(resp, c->status, b->bytes, b->len, script_release_body, b);
 }
 
-/* deferred_sources.snapshot: a stream's first event. */
+/* deferred_sources.snapshot: a stream's first event, of the caller's queues. */
 static json_t *script_snapshot(void *ud) {
-    struct app *app = ud;
-    return health_snapshot(app);
+    const struct script_call *c = ud;
+    return health_snapshot_for(c->st->host->app, c->sr->principal.queues);
 }
 
 /* Send the handler's answer collected in c, or hand it over to the plan
@@ -537,7 +589,8 @@ static json_t *script_snapshot(void *ud) {
 static void script_answer(struct script_call *c) {
     struct app *app = c->st->host->app;
     struct http_response *resp = c->resp;
-    const struct deferred_sources src = {app->fl, app->events, script_snapshot, app};
+    const struct deferred_sources src = {app->fl, app->events, script_snapshot, c,
+                                         c->sr->principal.queues};
     if (c->text_out) {
         resp->status = c->status;
         resp->body = c->text_out;
@@ -676,6 +729,7 @@ void script_handle(void *ud, struct http_request *req, struct http_response *res
     memset(&sr, 0, sizeof sr);
     sr.http = req;
     if (script_authenticate(host, call.route, req, &sr, resp) != 0) return;
+    if (script_check_queues(call.params, call.nparams, req, &sr, resp) != 0) return;
     if ((strcmp(req->method, "POST") == 0 || strcmp(req->method, "PUT") == 0 ||
          strcmp(req->method, "PATCH") == 0) &&
         script_parse_body(req, resp, &call.body_in) != 0)

@@ -37,6 +37,9 @@
 #define STORE_CODE_MAX   32
 #define STORE_HASH_MAX   65     /* SHA-256 as hex */
 #define STORE_ID_MAX     33
+/* A token's queue patterns (auth.h's AUTH_QUEUES_MAX: 16 names and '*'s
+ * with their commas). */
+#define STORE_QUEUES_MAX (16 * (UTIL_NAME_MAX + 2) + 1)
 
 enum store_rc {
     STORE_OK = 0,
@@ -132,6 +135,9 @@ struct store_token {
     char name[UTIL_NAME_MAX + 1];
     char secret_hash[STORE_HASH_MAX];
     char scopes[128];            /* comma-separated */
+    /* The queues it may see and act on: auth.c's canonical patterns,
+     * comma-separated; "" (NULL in the database) means every queue. */
+    char queues[STORE_QUEUES_MAX];
     int64_t created_ms, expires_ms, revoked_ms;   /* 0: none */
 };
 

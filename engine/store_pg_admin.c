@@ -162,13 +162,14 @@ int pg_tx_write_flag(void *tx, const char *env, const struct store_flag *f) {
 
 int pg_put_token(void *h, const struct store_token *t) {
     char c[24], e[24];
-    const char *pv[6] = {t->id, t->name, t->secret_hash, t->scopes, I64(c, t->created_ms),
-                         t->expires_ms ? I64(e, t->expires_ms) : NULL};
-    return pg_simple(h, "INSERT INTO api_tokens (id, name, secret_hash, scopes, created_at, expires_at)"
-                        " VALUES ($1, $2, $3, $4, $5::bigint, $6::bigint)", 6, pv, "put_token", NULL);
+    const char *pv[7] = {t->id, t->name, t->secret_hash, t->scopes, I64(c, t->created_ms),
+                         t->expires_ms ? I64(e, t->expires_ms) : NULL, t->queues[0] ? t->queues : NULL};
+    return pg_simple(h, "INSERT INTO api_tokens (id, name, secret_hash, scopes, created_at, expires_at,"
+                        " queues) VALUES ($1, $2, $3, $4, $5::bigint, $6::bigint, $7)", 7, pv, "put_token", NULL);
 }
 
-#define PG_TOKEN_COLS "id, name, secret_hash, scopes, created_at, COALESCE(expires_at, 0), COALESCE(revoked_at, 0)"
+#define PG_TOKEN_COLS "id, name, secret_hash, scopes, created_at, COALESCE(expires_at, 0), COALESCE(revoked_at, 0)," \
+                      " COALESCE(queues, '')"
 
 static void pg_read_token(PGresult *r, int row, void *elem) {
     struct store_token *t = elem;
@@ -179,6 +180,7 @@ static void pg_read_token(PGresult *r, int row, void *elem) {
     t->created_ms = pg_int(r, row, 4);
     t->expires_ms = pg_int(r, row, 5);
     t->revoked_ms = pg_int(r, row, 6);
+    util_copy(t->queues, sizeof t->queues, pg_text(r, row, 7));
 }
 
 int pg_get_token(void *h, const char *id, struct store_token *out) {

@@ -60,13 +60,14 @@ int sq_tx_write_flag(void *tx, const char *env, const struct store_flag *f) {
 
 int sq_put_token(void *h, const struct store_token *t) {
     return sq_run(h, NULL, "INSERT INTO api_tokens (id, name, secret_hash, scopes, created_at,"
-                           " expires_at) VALUES (?, ?, ?, ?, ?, ?)", "put_token",
+                           " expires_at, queues) VALUES (?, ?, ?, ?, ?, ?, ?)", "put_token",
                   SQ_ARGS(SQ_TEXT(t->id), SQ_TEXT(t->name), SQ_TEXT(t->secret_hash),
-                          SQ_TEXT(t->scopes), SQ_INT(t->created_ms), SQ_OPT(t->expires_ms)));
+                          SQ_TEXT(t->scopes), SQ_INT(t->created_ms), SQ_OPT(t->expires_ms),
+                          SQ_TEXT(t->queues[0] ? t->queues : NULL)));
 }
 
 #define SQ_TOKEN_COLS "id, name, secret_hash, scopes, created_at, COALESCE(expires_at, 0)," \
-                      " COALESCE(revoked_at, 0)"
+                      " COALESCE(revoked_at, 0), COALESCE(queues, '')"
 
 static void sq_read_token(sqlite3_stmt *st, void *elem) {
     struct store_token *t = elem;
@@ -77,6 +78,7 @@ static void sq_read_token(sqlite3_stmt *st, void *elem) {
     t->created_ms = sqlite3_column_int64(st, 4);
     t->expires_ms = sqlite3_column_int64(st, 5);
     t->revoked_ms = sqlite3_column_int64(st, 6);
+    util_copy(t->queues, sizeof t->queues, sq_text(st, 7));
 }
 
 int sq_get_token(void *h, const char *id, struct store_token *out) {

@@ -1,9 +1,37 @@
 -- admin.lua — feature flags, API tokens and the policy status.
 local s = sluice
 
-s.route("GET", "/api/v1/policies", { scope = "scaling:read" }, function()
-  return 200, s.policy.status()
+-- Keep the entries of list whose field (or the entry itself, field nil)
+-- names a queue the caller may see.
+local function only_mine(list, field)
+  local mine = s.array({})
+  for _, e in ipairs(list or {}) do
+    local q = field and e[field] or e
+    if type(q) == "string" and s.auth.queue_allowed(q) then mine[#mine + 1] = e end
+  end
+  return mine
+end
+
+s.route("GET", "/api/v1/policies", { scope = "scaling:read" }, function(req)
+  local status = s.policy.status()
+  if req.principal.queues then
+    -- A token limited to queues sees its queues and their failing rules.
+    status.queues = only_mine(status.queues)
+    status.failing_rules = only_mine(status.failing_rules, "queue")
+  end
+  return 200, status
 end)
+
+-- Flags act on every queue: a token limited to some may read them, not
+-- change them.
+local function global_refused(req, what)
+  if req.principal.queues then
+    return s.error(403, "forbidden",
+      ("these credentials are limited to queues (%s): %s acts on every queue")
+        :format(table.concat(req.principal.queues, ","), what),
+      { queues = table.concat(req.principal.queues, ",") })
+  end
+end
 
 s.route("GET", "/api/v1/flags", { scope = "admin" }, function()
   local flags, err, info = s.flags.list()
@@ -18,6 +46,8 @@ s.route("GET", "/api/v1/flags/{name}", { scope = "admin" }, function(req)
 end)
 
 s.route("PUT", "/api/v1/flags/{name}", { scope = "admin" }, function(req)
+  local refused, rbody = global_refused(req, "a feature flag")
+  if refused then return refused, rbody end
   local bad, body = check.body(req.body, {
     { "enabled", "boolean", required = true },
     { "reason", "string", required = true, text = true, max = 500 },
@@ -38,6 +68,7 @@ s.route("POST", "/api/v1/tokens", { scope = "admin" }, function(req)
   local bad, body = check.body(req.body, {
     { "name", "string", required = true },
     { "scopes", "array", required = true },
+    { "queues", "array" },
     { "expires_in_s", "integer", min = 1, max = 10 * 365 * 86400 },
   })
   if bad then return bad, body end
@@ -54,12 +85,25 @@ s.route("POST", "/api/v1/tokens", { scope = "admin" }, function(req)
     end
   end
   if #b.scopes == 0 then return check.invalid("scopes", "'scopes' must not be empty") end
+  -- queues: names or trailing-'*' prefixes; absent (or null) for every queue.
+  local queues = b.queues ~= s.null and b.queues or nil
+  if queues then
+    for _, q in ipairs(queues) do
+      if type(q) ~= "string" then return check.invalid("queues", "'queues' must be strings") end
+    end
+    if #queues == 0 then
+      return check.invalid("queues", "'queues' must not be empty (leave it out for every queue)")
+    end
+  end
   local created, err, info = s.auth.create_token {
-    name = b.name, scopes = b.scopes,
+    name = b.name, scopes = b.scopes, queues = queues,
     expires_in_s = b.expires_in_s ~= s.null and b.expires_in_s or nil,
   }
   if not created then
-    if info.code == "invalid_field" then info.details = { field = "scopes" } end
+    -- The binding names queues itself; any other invalid field is a scope.
+    if info.code == "invalid_field" and not (info.details and info.details.field == "queues") then
+      info.details = { field = "scopes" }
+    end
     return check.fail(info)
   end
   return 201, created

@@ -12,7 +12,20 @@ local change_rules = {
 
 -- Reads answer with the bytes cached with the queue-health model (a
 -- sluice.body, with its ETag), never older than this replica's last change.
-s.route("GET", "/api/v1/scaling", { scope = "scaling:read" }, function()
+-- A token limited to queues (req.principal.queues) gets only its queues'
+-- items, as a table built for it; routes naming a queue out of them were
+-- refused before any handler ran (403 forbidden).
+s.route("GET", "/api/v1/scaling", { scope = "scaling:read" }, function(req)
+  if req.principal.queues then
+    local list, err, info = s.scaling.list()
+    if not list then return check.fail(info) end
+    local mine = s.array({})
+    for _, item in ipairs(list.items) do
+      if s.auth.queue_allowed(item.queue) then mine[#mine + 1] = item end
+    end
+    list.items = mine
+    return 200, list
+  end
   local list, err, info = s.scaling.list_body()
   if not list then return check.fail(info) end
   return 200, list
@@ -51,6 +64,35 @@ local one_of = {
 }
 local history_args = { "limit", "before", "actor", "outcome", "source", "kind", "since", "until" }
 
+-- The audit log as a token limited to queues sees it: the entries of its
+-- queues only. Entries of no queue (flags, policy reloads, prunes: global
+-- changes) are absent too. Reads pages of SCAN_PAGE entries, at most
+-- SCAN_PAGES of them, until `limit` entries are found; next_before then
+-- continues where the scan stopped (a next page may hold fewer, even none).
+local SCAN_PAGE, SCAN_PAGES = 500, 20
+local function scoped_history(opts)
+  local want, before = opts.limit, opts.before
+  local items = s.array({})
+  opts.limit = SCAN_PAGE
+  for _ = 1, SCAN_PAGES do
+    opts.before = before
+    local page, err, info = s.scaling.history(nil, opts)
+    if not page then return nil, info end
+    for i, e in ipairs(page.items) do
+      if type(e.queue) == "string" and s.auth.queue_allowed(e.queue) then
+        items[#items + 1] = e
+        if #items == want then
+          local more = i < #page.items or page.next_before ~= s.null
+          return { items = items, next_before = more and e.id or s.null }
+        end
+      end
+    end
+    if page.next_before == s.null then return { items = items, next_before = s.null } end
+    before = page.next_before
+  end
+  return { items = items, next_before = before }
+end
+
 local function history(queue, req)
   local q = req.query
   local limit, status, body = check.query_int(q, "limit", 50, 1, 500)
@@ -73,7 +115,12 @@ local function history(queue, req)
       opts[name] = v
     end
   end
-  local page, err, info = s.scaling.history(queue, opts)
+  local page, err, info
+  if req.principal.queues and queue == nil then
+    page, info = scoped_history(opts)
+  else
+    page, err, info = s.scaling.history(queue, opts)
+  end
   if not page then return check.fail(info) end
   return 200, page
 end

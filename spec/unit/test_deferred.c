@@ -26,7 +26,7 @@ static json_t *first_event(void *ud) {
 
 TEST(plans_take_only_the_answers_they_fit) {
     struct deferred_plan plan;
-    struct deferred_sources src = {NULL, NULL, first_event, NULL};
+    struct deferred_sources src = {NULL, NULL, first_event, NULL, NULL};
     struct http_request req;
     struct http_response resp;
     json_t *body = json_pack("{s:i}", "x", 1), *list = json_array();
@@ -63,7 +63,7 @@ struct rig {
  * else: {"plain":true}. */
 static void rig_handler(void *ud, struct http_request *req, struct http_response *resp) {
     struct rig *r = ud;
-    struct deferred_sources src = {r->fl, r->ev, first_event, NULL};
+    struct deferred_sources src = {r->fl, r->ev, first_event, NULL, NULL};
     struct deferred_plan plan;
     long version, wait_ms;
     json_t *body = json_pack("{s:b}", "ok", 1);
