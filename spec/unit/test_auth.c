@@ -106,6 +106,114 @@ TEST(queue_patterns_match_names_and_trailing_star_prefixes) {
     EXPECT_INT(auth_queue_allowed(&p, "x"), 1);
 }
 
+TEST(queue_patterns_parse_into_one_canonical_form) {
+    char out[AUTH_QUEUES_MAX], err[200], many[2048] = "";
+    EXPECT_INT(auth_parse_queues("ingest*,build,ingest*,a.b:c-d_e", out, sizeof out, err, sizeof err), 0);
+    EXPECT_STR(out, "a.b:c-d_e,build,ingest*");               /* sorted, once each */
+    EXPECT_INT(auth_parse_queues("x", out, sizeof out, err, sizeof err), 0);
+    EXPECT_STR(out, "x");
+    /* Refused, each with a message naming what is wrong. */
+    static const char *const bad[] = {"", ",", "a,", ",a", "a,,b", "*", "a**", "*a", "a*b", ".a",
+                                      "-a", "a b", "é", NULL};
+    for (const char *const *b = bad; *b; b++) {
+        err[0] = '\0';
+        EXPECT_INT(auth_parse_queues(*b, out, sizeof out, err, sizeof err), -1);
+        EXPECT(err[0] != '\0');
+    }
+    EXPECT_INT(auth_parse_queues("a*b", out, sizeof out, err, sizeof err), -1);
+    EXPECT(strstr(err, "'a*b'") != NULL);
+    char longname[80];
+    memset(longname, 'q', 65);
+    longname[65] = '\0';
+    EXPECT_INT(auth_parse_queues(longname, out, sizeof out, err, sizeof err), -1);
+    longname[64] = '*';                                          /* 64 and a star: fine */
+    EXPECT_INT(auth_parse_queues(longname, out, sizeof out, err, sizeof err), 0);
+    /* At most AUTH_QUEUE_PATTERNS distinct ones; repeats do not count. */
+    for (int i = 0; i < AUTH_QUEUE_PATTERNS; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "%sq%02d", i ? "," : "", i);
+    EXPECT_INT(auth_parse_queues(many, out, sizeof out, err, sizeof err), 0);
+    strcat(many, ",q00");
+    EXPECT_INT(auth_parse_queues(many, out, sizeof out, err, sizeof err), 0);
+    strcat(many, ",q99");
+    EXPECT_INT(auth_parse_queues(many, out, sizeof out, err, sizeof err), -1);
+    EXPECT(strstr(err, "at most 16") != NULL);
+    /* The longest list that parses fits a principal and a token row. */
+    char big[AUTH_QUEUES_MAX + 64] = "";
+    for (int i = 0; i < AUTH_QUEUE_PATTERNS; i++) {
+        char name[UTIL_NAME_MAX + 2];
+        memset(name, 'a' + i, UTIL_NAME_MAX);
+        name[UTIL_NAME_MAX] = '*';
+        name[UTIL_NAME_MAX + 1] = '\0';
+        snprintf(big + strlen(big), sizeof big - strlen(big), "%s%s", i ? "," : "", name);
+    }
+    EXPECT_INT(auth_parse_queues(big, out, sizeof out, err, sizeof err), 0);
+    EXPECT_STR(out, big);
+}
+
+TEST(queue_pattern_lists_match_and_cover) {
+    EXPECT_INT(auth_queues_match("", "any"), 1);
+    EXPECT_INT(auth_queues_match(NULL, "any"), 1);
+    EXPECT_INT(auth_queues_match("build", NULL), 0);
+    EXPECT_INT(auth_queues_match("a,build*", "build-eu"), 1);
+    EXPECT_INT(auth_queues_match("a,build*", "b"), 0);
+    EXPECT(auth_queue_pattern_valid("build*", 6));
+    EXPECT(auth_queue_pattern_valid("build*x", 5));              /* only the first len bytes */
+    EXPECT(!auth_queue_pattern_valid("*", 1));
+    EXPECT(!auth_queue_pattern_valid("", 0));
+    /* What a limited caller may hand on: within its own patterns. */
+    EXPECT_INT(auth_queues_cover("", ""), 1);                    /* every queue covers all */
+    EXPECT_INT(auth_queues_cover("", "x"), 1);
+    EXPECT_INT(auth_queues_cover("build*", ""), 0);              /* all is not within build* */
+    EXPECT_INT(auth_queues_cover("build*", "build-a,build-b*"), 1);
+    EXPECT_INT(auth_queues_cover("build*", "build*"), 1);
+    EXPECT_INT(auth_queues_cover("build-a*", "build*"), 0);      /* wider than the caller */
+    EXPECT_INT(auth_queues_cover("build-a", "build-a*"), 0);     /* a name covers no prefix */
+    EXPECT_INT(auth_queues_cover("build*,ingest", "ingest,build-x"), 1);
+    EXPECT_INT(auth_queues_cover("build*,ingest", "ingest-eu"), 0);
+}
+
+TEST(a_token_limited_to_queues_gives_them_to_its_principal_and_sessions) {
+    char token[AUTH_TOKEN_MAX], id[STORE_ID_MAX], cookie[STORE_HASH_MAX], all[AUTH_TOKEN_MAX];
+    struct auth_principal p, sp;
+    struct store_token row;
+    int64_t now = util_now_ms();
+    store *st = open_store();
+    auth_cache *c = auth_cache_new();
+    ASSERT(st != NULL && c != NULL);
+    EXPECT_INT(auth_token_create_for(st, "team-build", AUTH_SCOPE_WRITE, "build*,deploy", 0, now, token, id),
+               STORE_OK);
+    EXPECT_INT(store_get_token(st, id, &row), STORE_OK);
+    EXPECT_STR(row.queues, "build*,deploy");
+    EXPECT_INT(auth_verify_token(st, token, now, &p), AUTH_OK);
+    EXPECT_STR(p.queues, "build*,deploy");
+    EXPECT_INT(auth_queue_allowed(&p, "build-7"), 1);
+    EXPECT_INT(auth_queue_allowed(&p, "ingest"), 0);
+    /* Through the cache, from the store and then from memory: the same. */
+    EXPECT_INT(auth_cache_verify_token(c, st, token, now, &p), AUTH_OK);
+    EXPECT_STR(p.queues, "build*,deploy");
+    memset(&p, 0, sizeof p);
+    EXPECT_INT(auth_cache_verify_token(c, st, token, now + 1, &p), AUTH_OK);
+    EXPECT_STR(p.queues, "build*,deploy");
+    /* A cookie session inherits them, at login and on every request. */
+    EXPECT_INT(auth_session_open(st, token, now, &sp, cookie), AUTH_OK);
+    EXPECT_STR(sp.queues, "build*,deploy");
+    memset(&sp, 0, sizeof sp);
+    EXPECT_INT(auth_cache_verify_session(c, st, cookie, now, &sp), AUTH_OK);
+    EXPECT_STR(sp.queues, "build*,deploy");
+    EXPECT_INT(auth_cache_verify_session(c, st, cookie, now + 1, &sp), AUTH_OK);
+    EXPECT_STR(sp.queues, "build*,deploy");
+    EXPECT(sp.via_session);
+    /* A token of every queue keeps "" (NULL in the row). */
+    EXPECT_INT(auth_token_create(st, "everything", AUTH_SCOPE_READ, 0, now, all, id), STORE_OK);
+    EXPECT_INT(store_get_token(st, id, &row), STORE_OK);
+    EXPECT_STR(row.queues, "");
+    EXPECT_INT(auth_verify_token(st, all, now, &p), AUTH_OK);
+    EXPECT_STR(p.queues, "");
+    EXPECT_INT(auth_queue_allowed(&p, "ingest"), 1);
+    auth_cache_free(c);
+    close_store(st);
+}
+
 TEST(formats_scope_names) {
     char buf[64], small[16];
     auth_format_scopes(AUTH_SCOPE_READ | AUTH_SCOPE_WRITE | AUTH_SCOPE_ADMIN, buf, sizeof buf);
@@ -423,6 +531,9 @@ int main(void) {
     RUN(parses_scope_lists);
     RUN(admin_implies_every_other_scope);
     RUN(queue_patterns_match_names_and_trailing_star_prefixes);
+    RUN(queue_patterns_parse_into_one_canonical_form);
+    RUN(queue_pattern_lists_match_and_cover);
+    RUN(a_token_limited_to_queues_gives_them_to_its_principal_and_sessions);
     RUN(formats_scope_names);
     RUN(scope_table_parses_lists_and_iterates_in_one_order);
     RUN(created_token_verifies_with_name_and_scopes);
