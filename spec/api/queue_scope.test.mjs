@@ -21,6 +21,10 @@ queue "build-b"  { }
 queue "ingest-a" { }
 queue "ingest-b" { }
 queue "shared-x" { }
+alert "odd_worker" {
+  severity = "warning", for_s = 0,
+  worker = function(w, q) return w.id:find("-odd$") ~= nil and w.concurrency ~= q.desired end,
+}
 `;
 // Names the build team must never see anything of.
 const FOREIGN = ['ingest-a', 'ingest-b', 'shared-x'];
@@ -413,6 +417,20 @@ test('an event stream of a team never carries another queue, changes and snapsho
       assert.equal(r.status, 200, r.text);
       assert.equal(r.json.changed, true, r.text);
     }
+    // An alert of each team: a worker that runs more than it is told.
+    const c = redis.client();
+    const beat = () => Promise.all(['build-a', 'ingest-a'].map((q) => c.publish('sluice:reports', JSON.stringify({
+      event: 'heartbeat', worker: `${q}-odd`, queue: q, concurrency: 31, version: 0, interval_ms: 200 }))));
+    const timer = setInterval(beat, 100);
+    const sawAlert = (s, q) => s.events.some((e) => e.type === 'alert' && e.data.queue === q && e.data.state === 'firing');
+    try {
+      assert.ok(await waitFor(() => sawAlert(all, 'ingest-a') && sawAlert(all, 'build-a'), 6000), 'no alerts fired');
+      assert.ok(await waitFor(() => sawAlert(mine, 'build-a') && sawAlert(mineCookie, 'build-a'), 3000));
+      // The team's snapshot lists its alert (and never the other's: below).
+      const listed = (st) => st.events.some((e) => e.type === 'snapshot' &&
+        e.data.queues.find((q) => q.queue === 'build-a').alerts.some((a) => a.name === 'odd_worker'));
+      assert.ok(await waitFor(() => listed(mine) && listed(all), 5000), 'no snapshot with the alert');
+    } finally { clearInterval(timer); }
     const sawChange = (s, q) => s.events.some((e) => e.type === 'change' && e.data.queue === q);
     // The full stream sees them all, then a snapshot after the last...
     assert.ok(await waitFor(() => ['ingest-a', 'shared-x', 'ingest-b', 'build-b'].every((q) => sawChange(all, q)), 8000));
@@ -427,6 +445,7 @@ test('an event stream of a team never carries another queue, changes and snapsho
       assert.ok(sawChange(s, 'build-b'));
       assertNoForeign(s.text, 'a team stream');
       for (const e of s.events.filter((x) => x.type === 'snapshot')) assert.deepEqual(queuesOf(e.data.queues), BUILD_QUEUES);
+      assert.ok(!s.events.some((e) => e.type === 'alert' && e.data.queue !== 'build-a'));
     }
     assert.ok(all.text.includes('ingest-a') && all.text.includes('shared-x'));
   } finally {
@@ -468,7 +487,7 @@ test('two teams share one sluiced: each sees and changes only its queues, worker
       assert.ok(list.json.items.every((x) => x.queue.startsWith(t.own.split('-')[0])), list.text);
       const snap = await srv.request('GET', '/admin/runtime-scaling', { token: t.token });
       const q = snap.json.queues.find((x) => x.queue === t.own);
-      assert.equal(q.workers[0].id, `${t.own}-1`);
+      assert.ok(q.workers.some((w) => w.id === `${t.own}-1`), snap.text);
       assert.ok(!snap.text.includes(`${t.other}-1`), 'another team\'s worker is listed');
       const audit = await srv.request('GET', '/api/v1/audit?limit=500', { token: t.token });
       assert.ok(audit.json.items.some((e) => e.queue === t.own && e.to === t.to));

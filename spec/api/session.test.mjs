@@ -17,7 +17,7 @@ async function login(token) {
 test('production_starts_read_only_and_refuses_writes_with_an_audit_entry', async () => {
   const who = await srv.request('GET', '/api/v1/whoami', { token: srv.tokens.admin });
   assert.deepEqual({ ...who.json, scopes: undefined }, { name: 'root-admin', environment: 'production',
-    writes_enabled: false, via: 'token', scopes: undefined });
+    writes_enabled: false, via: 'token', scopes: undefined, queues: null });
   const r = await putScaling(srv, 'alpha', { desired_concurrency: 6, reason: 'try' });
   assertError(r, 403, 'writes_disabled');
   const h = await srv.request('GET', '/api/v1/scaling/alpha/history', { token: srv.tokens.admin });

@@ -4,6 +4,7 @@
  * ends on events_close_all, and is cut off when its client stops reading. */
 #include "unit.h"
 #include "events.h"
+#include "health.h"
 #include "log.h"
 
 #include <arpa/inet.h>
@@ -169,6 +170,55 @@ static void wait_count(events *ev, int n) {
     for (int i = 0; i < 500 && events_count(ev) != n; i++) usleep(10 * 1000);
 }
 
+/* A stream limited to queues hears their events only: posted changes,
+ * broadcast alerts, and snapshots through the scope function. */
+TEST(a_stream_limited_to_queues_never_hears_of_another) {
+    char all[4096], mine[4096];
+    size_t n;
+    struct http_response ra, rm;
+    events *ev = events_new(4, 4);
+    json_t *first = json_pack("{s:[]}", "queues");
+    memset(&ra, 0, sizeof ra);
+    memset(&rm, 0, sizeof rm);
+    EXPECT_INT(events_open_scoped(ev, &ra, first, "a", ""), 0);
+    EXPECT_INT(events_open_scoped(ev, &rm, first, "b", "build*"), 0);
+    json_decref(first);
+    drain(&ra, NULL, 0, &n);
+    drain(&rm, NULL, 0, &n);
+    json_t *c1 = json_pack("{s:s, s:i}", "queue", "ingest-a", "to", 5);
+    json_t *c2 = json_pack("{s:s, s:i}", "queue", "build-a", "to", 6);
+    json_t *al = json_pack("{s:s, s:s}", "alert", "drift", "queue", "ingest-a");
+    events_post(ev, "change", c1);
+    events_post(ev, "change", c2);
+    events_post(ev, "change", c1);
+    events_flush(ev);
+    events_broadcast(ev, "alert", al);
+    static const char snap[] = "{\"policy\":{\"failing_rules\":[{\"queue\":\"ingest-a\"},{\"queue\":\"build-b\"}]},"
+                               "\"queues\":[{\"queue\":\"build-a\"},{\"queue\":\"ingest-a\"}]}";
+    events_broadcast_text(ev, "snapshot", snap, strlen(snap));   /* no scope function yet */
+    events_set_scope(ev, health_scope_text);
+    events_broadcast_text(ev, "snapshot", snap, strlen(snap));
+    drain(&ra, all, sizeof all, &n);
+    drain(&rm, mine, sizeof mine, &n);
+    /* Everything for the stream of every queue, twice the snapshot. */
+    EXPECT_CONTAINS(all, "\"to\":5");
+    EXPECT_CONTAINS(all, "event: alert");
+    EXPECT(strstr(strstr(all, "event: snapshot") + 1, "event: snapshot") != NULL);
+    /* Its own change, whole, and one snapshot limited to build*. */
+    EXPECT_CONTAINS(mine, "event: change\ndata: {\"queue\":\"build-a\",\"to\":6}\n\n");
+    EXPECT(strstr(mine, "ingest") == NULL);
+    EXPECT(strstr(mine, "event: alert") == NULL);
+    EXPECT_CONTAINS(mine, "event: snapshot\ndata: {\"policy\":{\"failing_rules\":[{\"queue\":\"build-b\"}]},"
+                          "\"queues\":[{\"queue\":\"build-a\"}]}\n\n");
+    EXPECT(strstr(strstr(mine, "event: snapshot") + 1, "event: snapshot") == NULL);
+    json_decref(c1);
+    json_decref(c2);
+    json_decref(al);
+    close_stream(&ra);
+    close_stream(&rm);
+    events_free(ev);
+}
+
 TEST(a_stream_sleeps_wakes_on_broadcasts_and_ends_on_close_all) {
     char buf[8192] = "";
     size_t used = 0;
@@ -223,6 +273,7 @@ int main(void) {
     log_set_level(LOG_ERROR);
     RUN(streams_are_capped_per_owner_and_in_all);
     RUN(a_reader_that_falls_behind_is_cut_off_after_what_it_holds);
+    RUN(a_stream_limited_to_queues_never_hears_of_another);
     RUN(a_stream_sleeps_wakes_on_broadcasts_and_ends_on_close_all);
     RUN(a_client_that_stops_reading_is_cut_off_over_http);
     return UNIT_DONE();
