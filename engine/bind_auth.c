@@ -151,8 +151,10 @@ static int auth_read_queues(lua_State *L, char *out, size_t size, struct api_err
         lua_pop(L, 1);
         /* One pattern per element: "a,b" is not two. */
         if (!auth_queue_pattern_valid(q, len) || strlen(q) != len) {
-            snprintf(msg, sizeof msg, "'%.70s' is not a queue pattern (a queue name of 1..64 of"
-                                      " A-Z a-z 0-9 _ . : -, optionally ending in '*')", q);
+            char shown[72];
+            util_copy_utf8(shown, sizeof shown, q);          /* whole characters only */
+            snprintf(msg, sizeof msg, "'%s' is not a queue pattern (a queue name of 1..64 of"
+                                      " A-Z a-z 0-9 _ . : -, optionally ending in '*')", shown);
             n = -1;
             break;
         }

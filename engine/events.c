@@ -32,9 +32,11 @@ struct events {
     char *posted;                /* events_post since the last flush, for every stream */
     size_t posted_len, posted_cap;
     /* Where each posted event starts and the queue it names ("" none),
-     * for the streams limited to queues; NULL when it could not grow. */
+     * for the streams limited to queues. marks_lost: out of memory since
+     * the last flush, so limited streams get none of it. */
     struct events_mark *marks;
     size_t nmarks, marks_cap;
+    int marks_lost;
     events_scope_fn scope;
     int count, max, max_per_owner;
     int closing;                 /* events_close_all ran: no new streams */
@@ -315,15 +317,12 @@ void events_broadcast_text(events *ev, const char *type, const char *json, size_
  * no memory the marks are dropped, and limited streams get nothing of
  * this flush (absence over leaking). */
 static void events_mark(events *ev, size_t n, const char *queue) {
-    if (ev->marks == NULL && ev->nmarks > 0) return;          /* lost already this flush */
+    if (ev->marks_lost) return;
     if (ev->nmarks == ev->marks_cap) {
         size_t cap = ev->marks_cap ? ev->marks_cap * 2 : 16;
         struct events_mark *grown = realloc(ev->marks, cap * sizeof *grown);
         if (grown == NULL) {
-            free(ev->marks);
-            ev->marks = NULL;
-            ev->marks_cap = 0;
-            ev->nmarks = 1;                                   /* "lost" until the flush */
+            ev->marks_lost = 1;
             return;
         }
         ev->marks = grown;
@@ -372,13 +371,14 @@ void events_flush(events *ev) {
             if (s->queues[0] == '\0') stream_push(s, ev->posted, ev->posted_len);
             else
                 /* Only the events naming one of its queues, each whole. */
-                for (size_t i = 0; ev->marks && i < ev->nmarks; i++)
-                    if (auth_queues_match(s->queues, ev->marks[i].queue) && ev->marks[i].queue[0])
+                for (size_t i = 0; !ev->marks_lost && i < ev->nmarks; i++)
+                    if (ev->marks[i].queue[0] && auth_queues_match(s->queues, ev->marks[i].queue))
                         stream_push(s, ev->posted + ev->marks[i].at, ev->marks[i].len);
             pthread_mutex_unlock(&s->lock);
         }
         ev->posted_len = 0;
         ev->nmarks = 0;
+        ev->marks_lost = 0;
     }
     pthread_mutex_unlock(&ev->lock);
 }

@@ -410,7 +410,7 @@ static int script_check_queues(const struct script_param *params, int nparams,
                                struct http_request *req, const struct script_request *sr,
                                struct http_response *resp) {
     struct script_queue_arg a = {&sr->principal, NULL};
-    char msg[200];
+    char msg[200], shown[72];
     if (!sr->authenticated || sr->principal.queues[0] == '\0') return 0;
     for (int i = 0; i < nparams && a.denied == NULL; i++)
         if (params[i].name_len == 5 && memcmp(params[i].name, "queue", 5) == 0 &&
@@ -418,7 +418,9 @@ static int script_check_queues(const struct script_param *params, int nparams,
             a.denied = params[i].value;
     if (a.denied == NULL) http_query_foreach(req, script_check_query_queue, &a);
     if (a.denied == NULL) return 0;
-    snprintf(msg, sizeof msg, "queue '%.70s' is out of these credentials' queues (%.80s)", a.denied,
+    /* A name may be long and not ASCII: cut at a whole character. */
+    util_copy_utf8(shown, sizeof shown, a.denied);
+    snprintf(msg, sizeof msg, "queue '%s' is out of these credentials' queues (%.80s)", shown,
              sr->principal.queues);
     http_respond_error(resp, req, 403, "forbidden", msg,
                        json_pack("{s:s, s:s}", "queue", a.denied, "queues", sr->principal.queues));

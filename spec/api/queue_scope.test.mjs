@@ -313,6 +313,19 @@ test('a token limited to one name is limited to exactly it', async () => {
   assert.deepEqual(queuesOf(list.json.items), ['build-a']);
 });
 
+test('a long queue name out of scope, not ASCII, is refused in a well-formed answer', async () => {
+  const name = 'a' + 'é'.repeat(100);                  // 201 bytes: the message cuts it
+  const r = await srv.request('GET', `/api/v1/scaling/${encodeURIComponent(name)}`, { token: tok.build });
+  assertError(r, 403, 'forbidden');
+  assert.equal(r.json.error.details.queue, name);
+  assert.ok(r.json.error.message.startsWith(`queue 'aé`), r.json.error.message);
+  const bad = await srv.request('POST', '/api/v1/tokens', { token: srv.tokens.admin,
+    json: { name: 'utf8', scopes: ['scaling:read'], queues: [name] } });
+  assertError(bad, 400, 'invalid_field');
+  assert.equal(bad.json.error.details.field, 'queues');
+  assert.ok(bad.json.error.message.startsWith(`'aé`), bad.json.error.message);
+});
+
 test('token creation validates queues and says which field is wrong', async () => {
   const bad = [
     [[], /must not be empty/], ['build', /must be a list/], [[7], /must be strings/],
