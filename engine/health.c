@@ -56,6 +56,10 @@ void health_free(health *h) {
 static void health_model_free(struct health_model *m) {
     for (size_t i = 0; i < HEALTH_BODY_KINDS; i++) body_release(atomic_load(&m->bodies[i]));
     for (size_t i = 0; m->targets && i < m->nqueues; i++) body_release(atomic_load(&m->targets[i]));
+    for (size_t i = 0; i < m->nscoped; i++) {
+        free(m->scoped[i].patterns);
+        body_release(m->scoped[i].body);
+    }
     free(m->targets);
     for (size_t i = 0; i < m->nqueues; i++) {
         free(m->queues[i].workers);
@@ -724,11 +728,26 @@ struct body *health_snapshot_body(struct health_model *m) {
 struct body *health_snapshot_body_for(struct health_model *m, const char *patterns) {
     if (patterns == NULL || patterns[0] == '\0') return health_snapshot_body(m);
     if (m == NULL) return NULL;
-    /* Only the allowed queues are turned into JSON: a team's part of a
-     * large fleet costs what that part weighs. */
-    json_t *v = health_json_for(m, patterns);
-    struct body *b = v ? body_from_json(v) : NULL;
-    json_decref(v);
+    struct body *b = NULL;
+    pthread_mutex_lock(&m->render_lock);
+    for (size_t i = 0; i < m->nscoped && b == NULL; i++)
+        if (strcmp(m->scoped[i].patterns, patterns) == 0) b = body_ref(m->scoped[i].body);
+    if (b == NULL) {
+        /* Only the allowed queues are turned into JSON: a team's part of a
+         * large fleet costs what that part weighs. Rendered under the lock,
+         * as health_body does: once per model for readers that arrive
+         * together. */
+        json_t *v = health_json_for(m, patterns);
+        b = v ? body_from_json(v) : NULL;
+        json_decref(v);
+        char *kept = b && m->nscoped < HEALTH_SCOPED_MAX ? strdup(patterns) : NULL;
+        if (kept) {
+            m->scoped[m->nscoped].patterns = kept;
+            m->scoped[m->nscoped].body = body_ref(b);
+            m->nscoped++;
+        }
+    }
+    pthread_mutex_unlock(&m->render_lock);
     return b;
 }
 

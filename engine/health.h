@@ -59,6 +59,10 @@ typedef struct health health;
  * announced through health_changed) shows in a read. */
 #define HEALTH_FRESH_MS 50
 
+/* How many snapshots limited to queues (distinct pattern strings) a model
+ * keeps rendered. */
+#define HEALTH_SCOPED_MAX 8
+
 /* The bodies a model caches (health_body). */
 enum health_body_kind {
     HEALTH_BODY_SNAPSHOT,            /* /admin/runtime-scaling */
@@ -151,6 +155,14 @@ struct health_model {
     pthread_mutex_t render_lock;
     _Atomic(struct body *) bodies[HEALTH_BODY_KINDS];
     _Atomic(struct body *) *targets;
+    /* Snapshots limited to a token's queues (health_snapshot_body_for),
+     * by pattern string: the first HEALTH_SCOPED_MAX asked for are kept
+     * with the model, under render_lock; others are rendered per read. */
+    struct health_scoped {
+        char *patterns;
+        struct body *body;
+    } scoped[HEALTH_SCOPED_MAX];
+    size_t nscoped;
 };
 
 /* The publisher. NULL when out of memory. health_free releases the current
@@ -237,8 +249,9 @@ struct body *health_snapshot_body(struct health_model *m);
 json_t *health_snapshot_for(struct app *app, const char *patterns);
 
 /* health_snapshot_body limited to patterns: the cached body itself when
- * patterns allow every queue, else one rendered for the call (a new
- * reference either way; NULL when out of memory). */
+ * patterns allow every queue, else one rendered for them, kept with the
+ * model for the next read with the same patterns (up to HEALTH_SCOPED_MAX
+ * pattern strings). A new reference; NULL when out of memory. */
 struct body *health_snapshot_body_for(struct health_model *m, const char *patterns);
 
 /* Limit a snapshot tree (as health_json makes it) to patterns, in place. */

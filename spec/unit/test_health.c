@@ -399,6 +399,54 @@ TEST(a_body_is_rendered_once_per_model_and_kept_with_it) {
     teardown();
 }
 
+/* A token limited to queues: its snapshot holds those only, kept with the
+ * model per pattern string; every queue: the model's own body. */
+TEST(a_snapshot_limited_to_queues_is_kept_per_pattern_string) {
+    ASSERT(setup());
+    populate();
+    struct health_model *m = health_build(&app);
+    ASSERT(m != NULL);
+    struct body *all = health_snapshot_body_for(m, "");
+    struct body *own = health_snapshot_body(m);
+    EXPECT(all == own && all != NULL);
+    body_release(own);
+    struct body *a = health_snapshot_body_for(m, "alpha");
+    struct body *a2 = health_snapshot_body_for(m, "alpha");
+    struct body *bg = health_snapshot_body_for(m, "b*,gamma");
+    ASSERT(a != NULL && bg != NULL);
+    EXPECT(a == a2);                           /* rendered once for this model */
+    EXPECT(a != all);
+    EXPECT_INT((int)m->nscoped, 2);
+    json_t *ja = json_loadb(a->bytes, a->len, 0, NULL), *jb = json_loadb(bg->bytes, bg->len, 0, NULL);
+    ASSERT(ja && jb);
+    EXPECT_INT((int)json_array_size(json_object_get(ja, "queues")), 1);
+    EXPECT_STR(json_string_value(json_object_get(json_array_get(json_object_get(ja, "queues"), 0), "queue")), "alpha");
+    /* alpha's workers and alerts go with it. */
+    EXPECT(strstr(a->bytes, "b-drift") != NULL);
+    EXPECT(strstr(bg->bytes, "b-drift") == NULL && strstr(bg->bytes, "\"alpha\"") == NULL);
+    EXPECT_INT((int)json_array_size(json_object_get(jb, "queues")), 2);
+    /* The same tree health_snapshot_for gives, and as the text filter cuts it. */
+    json_t *tree = health_snapshot_for(&app, "alpha");
+    EXPECT_INT((int)json_array_size(json_object_get(tree, "queues")), 1);
+    size_t n = 0;
+    char *cut = health_scope_text(all->bytes, all->len, "alpha", &n);
+    ASSERT(cut != NULL);
+    json_t *jc = json_loadb(cut, n, 0, NULL);
+    EXPECT_INT((int)json_array_size(json_object_get(jc, "queues")), 1);
+    EXPECT(health_scope_text("not json", 8, "alpha", &n) == NULL);
+    free(cut);
+    json_decref(jc);
+    json_decref(tree);
+    json_decref(ja);
+    json_decref(jb);
+    body_release(a);
+    body_release(a2);
+    body_release(bg);
+    body_release(all);
+    health_release(m);                         /* frees what it kept */
+    teardown();
+}
+
 TEST(a_read_takes_the_published_model_until_a_change_or_its_age_says_otherwise) {
     ASSERT(setup());
     struct health_model *first = health_current(&app);
@@ -629,6 +677,7 @@ int main(void) {
     RUN(the_metrics_renderer_reads_the_same_model);
     RUN(a_published_model_is_shared_and_an_older_build_never_replaces_it);
     RUN(a_body_is_rendered_once_per_model_and_kept_with_it);
+    RUN(a_snapshot_limited_to_queues_is_kept_per_pattern_string);
     RUN(a_read_takes_the_published_model_until_a_change_or_its_age_says_otherwise);
     RUN(the_metrics_body_is_the_exposition_with_an_etag);
     RUN(the_snapshot_written_in_place_is_the_dump_of_the_json_tree);
