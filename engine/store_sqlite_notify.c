@@ -7,9 +7,8 @@
 #include <string.h>
 
 int sq_notify_cursor(void *h, int64_t *last_audit_id) {
-    int rc = sq_run(h, NULL, "INSERT INTO notify_cursor (one, last_audit_id)"
-                             " SELECT 1, COALESCE(MAX(id), 0) FROM scaling_audit"
-                             " WHERE NOT EXISTS (SELECT 1 FROM notify_cursor)", "notify_cursor",
+    int rc = sq_run(h, NULL, "INSERT OR IGNORE INTO notify_cursor (one, last_audit_id)"
+                             " SELECT 1, COALESCE(MAX(id), 0) FROM scaling_audit", "notify_cursor",
                     SQ_NO_ARGS);
     if (rc != STORE_OK) return rc;
     return sq_int(h, NULL, "SELECT last_audit_id FROM notify_cursor WHERE one = 1", "notify_cursor",
