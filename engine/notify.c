@@ -97,15 +97,16 @@ static int notify_rows_add(struct notify_rows *r, struct policy_gen *g,
  * that has not committed yet (PostgreSQL hands out ids before commit):
  * wait for it, unless the entry after the hole is older than
  * NOTIFY_GAP_WAIT_MS (a rollback or a prune made the hole). */
-static void notify_scan_audit(struct notify *n, int64_t now_ms) {
+int notify_enqueue_audit(store *st, policy *pol, int64_t now_ms) {
     struct store_audit *entries = NULL;
     struct notify_rows rows = {0};
     size_t count = 0;
-    int64_t cursor = 0, moved;
-    struct policy_gen *g = policy_acquire(n->app->pol);
+    int64_t cursor = 0, moved = 0;
+    int rc;
+    struct policy_gen *g = policy_acquire(pol);
 
-    if (store_notify_cursor(n->app->st, &cursor) != STORE_OK) goto done;
-    if (store_list_audit_oldest(n->app->st, cursor, 0, NOTIFY_AUDIT_BATCH, &entries, &count) != STORE_OK)
+    if ((rc = store_notify_cursor(st, &cursor)) != STORE_OK) goto done;
+    if ((rc = store_list_audit_oldest(st, cursor, 0, NOTIFY_AUDIT_BATCH, &entries, &count)) != STORE_OK)
         goto done;
     moved = cursor;
     for (size_t i = 0; i < count; i++) {
@@ -116,12 +117,15 @@ static void notify_scan_audit(struct notify *n, int64_t now_ms) {
             char id[STORE_NOTIFY_EVENT_ID_MAX];
             snprintf(id, sizeof id, "audit-%lld", (long long)e->id);
             struct notify_event ev = {kind, id, e->subject, e->at_ms, e, NULL, NULL};
-            if (notify_rows_add(&rows, g, &ev, now_ms) != 0) goto done;
+            if (notify_rows_add(&rows, g, &ev, now_ms) != 0) {
+                rc = STORE_FAILED;
+                goto done;
+            }
         }
         moved = e->id;
     }
     if (moved == cursor) goto done;
-    int rc = store_notify_enqueue(n->app->st, rows.rows, rows.n, cursor, moved);
+    rc = store_notify_enqueue(st, rows.rows, rows.n, cursor, moved);
     if (rc != STORE_OK && rc != STORE_NOT_FOUND)
         log_json(LOG_WARN, "could not enqueue notifications; retried on the next pass",
                  json_pack("{s:I, s:i}", "cursor", (json_int_t)cursor, "rc", rc));
@@ -129,6 +133,9 @@ done:
     notify_rows_free(&rows);
     free(entries);
     policy_release(g);
+    if (rc == STORE_NOT_FOUND) return 0;      /* another leader moved it: its rows stand */
+    if (rc != STORE_OK) return rc;
+    return moved > cursor ? (int)(moved - cursor) : 0;
 }
 
 void notify_alert(struct notify *n, const struct alerts_state *a, const char *state, int64_t now_ms) {
@@ -353,7 +360,7 @@ static void notify_pass(struct notify *n) {
         policy_set_notify_failures(n->app->pol, NULL, NULL, 0);
         return;
     }
-    notify_scan_audit(n, now_ms);
+    notify_enqueue_audit(n->app->st, n->app->pol, now_ms);
     notify_deliver(n, now_ms);
     notify_count_failing(n, util_now_ms());
     if (now_ms >= n->next_prune_ms) {

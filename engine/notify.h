@@ -76,6 +76,13 @@ int notify_sign(const char *secret, const char *timestamp, const char *body, siz
  * each scaled by jitter in [0.8, 1.2) (OpenSSL's RAND). */
 int64_t notify_backoff_ms(int attempts);
 
+/* One pass of the audit cursor (the leader's notify thread): the entries
+ * past it, up to NOTIFY_AUDIT_BATCH, become rows for the sinks of pol that
+ * want them, in one transaction with moving the cursor. Returns how far
+ * the cursor moved (0: nothing new, waiting for a hole in the ids, or
+ * another leader moved it first), or a negative store_rc. */
+int notify_enqueue_audit(store *st, policy *pol, int64_t now_ms);
+
 struct notify;
 
 /* Start the notify thread for app (its store, policy, leader, metrics).

@@ -67,7 +67,7 @@ struct store_audit {
     char actor[STORE_ACTOR_MAX];
     char source[16];
     char reason[STORE_REASON_MAX];
-    char outcome[16];            /* "applied" | "rejected" */
+    char outcome[24];            /* "applied" | "rejected" | "pending_approval" | "approved" | "expired" */
     char error_code[STORE_CODE_MAX];   /* "" when applied */
     int64_t at_ms;
     char request_id[STORE_RID_MAX];
