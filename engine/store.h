@@ -393,8 +393,9 @@ struct store_notify_summary {
     int64_t failing;             /* pending rows whose last attempt failed */
 };
 
-/* The cursor; a database without one gets the newest audit id now (a first
- * enable sends no history). */
+/* The cursor. Migration 010 sets it to the newest audit id of its time, so
+ * the history before notifications existed is never sent; a database whose
+ * row went missing gets the newest id now. */
 int store_notify_cursor(store *st, int64_t *last_audit_id);
 
 /* In one transaction: insert rows (duplicates of (sink, event_id) are

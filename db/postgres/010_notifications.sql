@@ -22,3 +22,6 @@ CREATE TABLE notify_cursor (
     one           INTEGER PRIMARY KEY CHECK (one = 1),
     last_audit_id BIGINT NOT NULL
 );
+-- Notifications start with this schema: what the audit log already holds
+-- is history, never sent (the leader may be elected after the first change).
+INSERT INTO notify_cursor (one, last_audit_id) SELECT 1, COALESCE(MAX(id), 0) FROM scaling_audit;

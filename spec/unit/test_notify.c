@@ -223,16 +223,28 @@ static int count_rows(store *st, const char *sink, const char *event) {
     return c;
 }
 
+/* Run sql on the test's database file directly. */
+static int raw_sql(const char *sql) {
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open(db_path, &db) == SQLITE_OK ? sqlite3_exec(db, sql, NULL, NULL, NULL) : -1;
+    sqlite3_close(db);
+    return rc;
+}
+
 TEST(the_cursor_starts_at_the_newest_entry_and_turns_each_later_one_into_rows_per_sink) {
     policy *pol = NULL;
     store *st = fresh(&pol);
     ASSERT(st != NULL);
-    int64_t now = util_now_ms(), cursor = 0;
-    append(st, "scaling", "build", "applied", NULL, now);     /* history before the first pass */
-    EXPECT_INT(notify_enqueue_audit(st, pol, now), 0);
-    EXPECT_INT(count_rows(st, NULL, NULL), 0);                /* no flood of history */
+    int64_t now = util_now_ms(), cursor = -1;
+    /* A database with history, upgraded to 010: the history is not sent. */
+    EXPECT_INT(raw_sql("DROP TABLE notify_outbox; DROP TABLE notify_cursor;"
+                       " DELETE FROM schema_migrations WHERE version = 10"), SQLITE_OK);
+    append(st, "scaling", "build", "applied", NULL, now);
+    EXPECT_INT(store_migrate(st, NULL), STORE_OK);
     EXPECT_INT(store_notify_cursor(st, &cursor), STORE_OK);
     EXPECT_INT(cursor, 1);
+    EXPECT_INT(notify_enqueue_audit(st, pol, now), 0);
+    EXPECT_INT(count_rows(st, NULL, NULL), 0);                /* no flood of history */
 
     append(st, "scaling", "build", "applied", NULL, now);
     append(st, "scaling", "build", "rejected", "cooldown", now);
@@ -251,6 +263,8 @@ TEST(the_cursor_starts_at_the_newest_entry_and_turns_each_later_one_into_rows_pe
     EXPECT_INT(count_rows(st, "approvals", NULL), 4);         /* bu*: not "other" */
     EXPECT_INT(count_rows(st, "approvals", "approval"), 4);
     EXPECT_INT(notify_enqueue_audit(st, pol, now), 0);        /* nothing twice */
+    EXPECT_INT(raw_sql("DELETE FROM notify_cursor"), SQLITE_OK);   /* lost: restarts at the newest */
+    EXPECT_INT(notify_enqueue_audit(st, pol, now), 0);
     EXPECT_INT(count_rows(st, NULL, NULL), 12);
     store_notify_cursor(st, &cursor);
     EXPECT_INT(cursor, 11);
@@ -336,18 +350,15 @@ TEST(attempts_are_recorded_and_summed_per_sink_and_old_rows_pruned) {
 TEST(a_hole_in_audit_ids_is_waited_for_until_it_is_old) {
     policy *pol = NULL;
     store *st = fresh(&pol);
-    sqlite3 *db = NULL;
     ASSERT(st != NULL);
     int64_t now = util_now_ms(), cursor = 0;
     store_notify_cursor(st, &cursor);                         /* 0: the log is empty */
     /* id 2 committed while id 1 is not (yet): another replica's transaction */
-    ASSERT(sqlite3_open(db_path, &db) == SQLITE_OK);
     char sql[400];
     snprintf(sql, sizeof sql, "INSERT INTO scaling_audit (id, kind, subject, from_value, to_value,"
              " version, actor, source, reason, outcome, at, request_id) VALUES (2, 'scaling',"
              " 'build', 1, 2, 1, 'bob', 'api', 'r', 'applied', %lld, 'rid')", (long long)now);
-    EXPECT_INT(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    EXPECT_INT(raw_sql(sql), SQLITE_OK);
     EXPECT_INT(notify_enqueue_audit(st, pol, now + 1000), 0);
     EXPECT_INT(count_rows(st, NULL, NULL), 0);
     /* Older than NOTIFY_GAP_WAIT_MS: a rollback made it, go past it. */
