@@ -19,6 +19,7 @@
 #define NOTIFY_TICK_MS 1000          /* a pass at least this often */
 #define NOTIFY_FAILING_RECENT_MS (15 * 60 * 1000LL)   /* failed rows count this long */
 #define NOTIFY_PRUNE_EVERY_MS 60000
+#define NOTIFY_SINK_BATCH 8              /* rows of one sink read per pass */
 
 struct notify {
     struct app *app;
@@ -29,6 +30,7 @@ struct notify {
     atomic_int stopping;             /* read by curl's progress callback */
     CURL *curl;                      /* the thread's own handle, reused (keep-alive) */
     int64_t next_prune_ms;
+    size_t next_sink;                /* where the next delivery pass starts */
 };
 
 /* ---- enqueueing --------------------------------------------------------------- */
@@ -264,23 +266,6 @@ static int notify_attempt(struct notify *n, const struct policy_sink *s, const s
     return delivered;
 }
 
-/* Sinks that may not send this pass: a sink's rows go in order, so one
- * that is waiting or just failed holds back the rows behind it. */
-struct notify_blocked {
-    char names[POLICY_MAX_SINKS * 2][UTIL_NAME_MAX + 1];
-    size_t n;
-};
-
-static int notify_is_blocked(const struct notify_blocked *b, const char *sink) {
-    for (size_t i = 0; i < b->n; i++)
-        if (strcmp(b->names[i], sink) == 0) return 1;
-    return 0;
-}
-
-static void notify_block(struct notify_blocked *b, const char *sink) {
-    if (b->n < sizeof b->names / sizeof b->names[0]) util_copy(b->names[b->n++], sizeof b->names[0], sink);
-}
-
 /* The sink named, copied out of the generation in force (so that no
  * reference or lock is held during the POST); 0, or -1 when undeclared. */
 static int notify_find_sink(struct notify *n, const char *name, struct policy_sink *out) {
@@ -296,27 +281,43 @@ static int notify_find_sink(struct notify *n, const char *name, struct policy_si
     return rc;
 }
 
-/* Deliver what is due, at most NOTIFY_DELIVERY_BATCH attempts; the pending
- * rows read also give the failing count per queue. */
-static void notify_deliver(struct notify *n, int64_t now_ms) {
+/* Deliver the due rows of one sink, oldest first, while they succeed: a
+ * sink's rows go in order, so one waiting for its retry, or one that just
+ * failed, holds back the rows behind it (and only those). Counts attempts
+ * into *tried, up to NOTIFY_DELIVERY_BATCH. */
+static int notify_deliver_sink(struct notify *n, const char *name, int64_t now_ms, size_t *tried) {
     struct store_notify_due *due = NULL;
-    size_t count = 0, tried = 0;
-    struct notify_blocked blocked = {.n = 0};
-    if (store_notify_pending(n->app->st, NOTIFY_DELIVERY_BATCH * 4, &due, &count) != STORE_OK) return;
-    for (size_t i = 0; i < count && tried < NOTIFY_DELIVERY_BATCH; i++) {
-        const struct store_notify_due *d = &due[i];
-        struct policy_sink sink;
+    struct policy_sink sink;
+    size_t count = 0, sent = 0;
+    int have = notify_find_sink(n, name, &sink) == 0;
+    if (store_notify_pending(n->app->st, name, NOTIFY_SINK_BATCH, &due, &count) != STORE_OK) return 0;
+    for (size_t i = 0; i < count && *tried < NOTIFY_DELIVERY_BATCH; i++) {
         if (atomic_load(&n->stopping) || !leader_is(n->app->leader)) break;
-        if (notify_is_blocked(&blocked, d->n.sink)) continue;
-        if (d->n.next_attempt_ms > now_ms) {
-            notify_block(&blocked, d->n.sink);
-            continue;
-        }
-        int have = notify_find_sink(n, d->n.sink, &sink) == 0;
-        tried++;
-        if (!notify_attempt(n, have ? &sink : NULL, d, now_ms)) notify_block(&blocked, d->n.sink);
+        if (due[i].n.next_attempt_ms > now_ms) break;
+        (*tried)++;
+        if (!notify_attempt(n, have ? &sink : NULL, &due[i], now_ms) && have) break;
+        sent++;
     }
     free(due);
+    return sent == NOTIFY_SINK_BATCH;         /* a backlog: more may be due now */
+}
+
+/* Deliver what is due, sink by sink (the sinks with pending rows, declared
+ * or not: rows of a sink no longer declared are marked failed). */
+static int notify_deliver(struct notify *n, int64_t now_ms) {
+    struct store_notify_summary *sum = NULL;
+    size_t ns = 0, tried = 0;
+    int more = 0;
+    if (store_notify_summarize(n->app->st, &sum, &ns) != STORE_OK) return 0;
+    /* Each pass starts one sink further, so that a busy sink first in the
+     * list never keeps the others past NOTIFY_DELIVERY_BATCH. */
+    size_t first = ns ? n->next_sink++ % ns : 0;
+    for (size_t k = 0; k < ns && tried < NOTIFY_DELIVERY_BATCH; k++) {
+        const struct store_notify_summary *s = &sum[(first + k) % ns];
+        if (s->pending > 0) more |= notify_deliver_sink(n, s->sink, now_ms, &tried);
+    }
+    free(sum);
+    return more || tried >= NOTIFY_DELIVERY_BATCH;
 }
 
 /* Count, per queue, the notifications whose last attempt failed: pending
@@ -353,21 +354,23 @@ done:
 
 /* ---- the thread --------------------------------------------------------------- */
 
-static void notify_pass(struct notify *n) {
+/* One pass; returns 1 when a backlog is left that is due now. */
+static int notify_pass(struct notify *n) {
     int64_t now_ms = util_now_ms();
     if (!leader_is(n->app->leader)) {
         /* Only the leader knows: a follower's rules see no failures. */
         policy_set_notify_failures(n->app->pol, NULL, NULL, 0);
-        return;
+        return 0;
     }
-    notify_enqueue_audit(n->app->st, n->app->pol, now_ms);
-    notify_deliver(n, now_ms);
+    int more = notify_enqueue_audit(n->app->st, n->app->pol, now_ms) >= NOTIFY_AUDIT_BATCH;
+    more |= notify_deliver(n, now_ms);
     notify_count_failing(n, util_now_ms());
     if (now_ms >= n->next_prune_ms) {
         int64_t deleted = 0;
         store_notify_prune(n->app->st, now_ms - NOTIFY_KEEP_MS, NOTIFY_KEEP_ROWS, &deleted);
         n->next_prune_ms = now_ms + NOTIFY_PRUNE_EVERY_MS;
     }
+    return more;
 }
 
 static void *notify_main(void *ud) {
@@ -375,9 +378,9 @@ static void *notify_main(void *ud) {
     pthread_mutex_lock(&n->lock);
     while (!n->stop) {
         pthread_mutex_unlock(&n->lock);
-        notify_pass(n);
+        int more = notify_pass(n);
         pthread_mutex_lock(&n->lock);
-        if (n->stop || n->kicked) {
+        if (n->stop || n->kicked || more) {
             n->kicked = 0;
             continue;
         }

@@ -424,8 +424,9 @@ int store_notify_enqueue(store *st, const struct store_notify_new *rows, size_t 
     return st->be->notify_enqueue(st->h, rows, n, expected_cursor, new_cursor);
 }
 
-int store_notify_pending(store *st, int limit, struct store_notify_due **out, size_t *n) {
-    return st->be->notify_pending(st->h, limit, out, n);
+int store_notify_pending(store *st, const char *sink, int limit, struct store_notify_due **out,
+                         size_t *n) {
+    return st->be->notify_pending(st->h, sink, limit, out, n);
 }
 
 int store_notify_mark(store *st, const struct store_notify_attempt *a) {

@@ -405,8 +405,10 @@ int store_notify_cursor(store *st, int64_t *last_audit_id);
 int store_notify_enqueue(store *st, const struct store_notify_new *rows, size_t n,
                          int64_t expected_cursor, int64_t new_cursor);
 
-/* Pending rows, oldest first, at most limit; *out malloc'd, the caller's. */
-int store_notify_pending(store *st, int limit, struct store_notify_due **out, size_t *n);
+/* Pending rows of sink (NULL: of every sink), oldest first, at most limit;
+ * *out malloc'd, the caller's. */
+int store_notify_pending(store *st, const char *sink, int limit, struct store_notify_due **out,
+                         size_t *n);
 
 /* Record one attempt. */
 int store_notify_mark(store *st, const struct store_notify_attempt *a);

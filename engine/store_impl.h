@@ -73,7 +73,8 @@ struct store_backend {
     int (*notify_cursor)(void *h, int64_t *last_audit_id);
     int (*notify_enqueue)(void *h, const struct store_notify_new *rows, size_t n,
                           int64_t expected_cursor, int64_t new_cursor);
-    int (*notify_pending)(void *h, int limit, struct store_notify_due **out, size_t *n);
+    int (*notify_pending)(void *h, const char *sink, int limit, struct store_notify_due **out,
+                          size_t *n);
     int (*notify_mark)(void *h, const struct store_notify_attempt *a);
     int (*notify_list)(void *h, const char *sink, const char *status, int limit,
                        struct store_notification **out, size_t *n);

@@ -93,12 +93,14 @@ static void pg_read_due(PGresult *r, int row, void *elem) {
     util_copy(d->payload, sizeof d->payload, pg_text(r, row, 13));
 }
 
-int pg_notify_pending(void *h, int limit, struct store_notify_due **out, size_t *n) {
+int pg_notify_pending(void *h, const char *sink, int limit, struct store_notify_due **out,
+                      size_t *n) {
     char l[24];
-    const char *pv[1] = {I64(l, limit)};
+    const char *pv[2] = {sink, I64(l, limit)};
     return pg_collect(h, NULL, "SELECT " PG_NOTIFY_COLS ", payload FROM notify_outbox"
-                               " WHERE status = 'pending' ORDER BY id LIMIT $1::int",
-                      1, pv, sizeof **out, pg_read_due, (void **)out, n);
+                               " WHERE status = 'pending' AND ($1::text IS NULL OR sink = $1)"
+                               " ORDER BY id LIMIT $2::int",
+                      2, pv, sizeof **out, pg_read_due, (void **)out, n);
 }
 
 int pg_notify_mark(void *h, const struct store_notify_attempt *a) {

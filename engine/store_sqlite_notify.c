@@ -71,14 +71,16 @@ static void sq_read_due(sqlite3_stmt *st, void *elem) {
     util_copy(d->payload, sizeof d->payload, sq_text(st, 13));
 }
 
-int sq_notify_pending(void *h, int limit, struct store_notify_due **out, size_t *n) {
+int sq_notify_pending(void *h, const char *sink, int limit, struct store_notify_due **out,
+                      size_t *n) {
     *out = NULL;
     *n = 0;
     if (limit < 1) return STORE_OK;
     return sq_collect(h, NULL, "SELECT " SQ_NOTIFY_COLS ", payload FROM notify_outbox"
-                               " WHERE status = 'pending' ORDER BY id LIMIT ?",
+                               " WHERE status = 'pending' AND (?1 IS NULL OR sink = ?1)"
+                               " ORDER BY id LIMIT ?2",
                       "notify_pending", sizeof **out, sq_read_due, (void **)out, n,
-                      SQ_ARGS(SQ_INT(limit)));
+                      SQ_ARGS(SQ_TEXT(sink), SQ_INT(limit)));
 }
 
 int sq_notify_mark(void *h, const struct store_notify_attempt *a) {

@@ -17,7 +17,7 @@ CREATE TABLE notify_outbox (
     last_status     INTEGER,
     UNIQUE (sink, event_id)
 );
-CREATE INDEX notify_outbox_status ON notify_outbox (status, id);
+CREATE INDEX notify_outbox_status ON notify_outbox (status, sink, id);
 CREATE TABLE notify_cursor (
     one           INTEGER PRIMARY KEY CHECK (one = 1),
     last_audit_id BIGINT NOT NULL

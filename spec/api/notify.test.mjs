@@ -60,10 +60,12 @@ function policy(port) {
   return TEST_POLICY + `
 queue "alerty" { }
 queue "down" { }
+queue "solo" { }
+notify "dead" { url = "http://127.0.0.1:1/never", events = { "change" }, format = "json", queues = { "solo" } }
 notify "hooks" { url = "${base}/json", events = { "change", "refusal", "approval" }, format = "json",
                  secret_env = "SLUICE_NOTIFY_TEST", queues = { "alpha", "down", "be*" } }
 notify "am" { url = "${base}/am", events = { "alert" }, format = "alertmanager", queues = { "alerty" } }
-notify "chat" { url = "${base}/slack", events = { "change" }, format = "slack", queues = { "alpha" } }
+notify "chat" { url = "${base}/slack", events = { "change" }, format = "slack", queues = { "alpha", "solo" } }
 alert "alerty_high" {
   severity = "warning", for_s = 0,
   queue = function(q) return q.queue == "alerty" and q.desired >= 10 end,
@@ -236,6 +238,22 @@ test('a_restart_of_sluiced_with_undelivered_rows_loses_nothing', async () => {
   assert.ok(got, 'not both delivered');
   assert.deepEqual(got.map((q) => JSON.parse(q.body).audit.reason), ['before the restart', 'after the restart']);
   for (const [id, n] of countById(got)) assert.equal(n, 1, `${id} delivered ${n} times`);
+});
+
+test('a_sink_that_fails_holds_back_only_its_own_rows', async () => {
+  for (const v of [5, 6, 7]) {
+    assert.equal((await putScaling(srv, 'solo', { desired_concurrency: v, reason: `solo ${v}` })).status, 200);
+  }
+  const chat = await waitFor(() => {
+    const d = delivered(recv, '/slack').filter((q) => JSON.parse(q.body).text.includes(' of solo:'));
+    return d.length === 3 && d;
+  }, 8000, 100);
+  assert.ok(chat, 'the chat sink did not get the three changes');
+  assert.deepEqual(chat.map((q) => JSON.parse(q.body).text.match(/-> (\d+)/)[1]), ['5', '6', '7']);
+  const dead = (await list('?sink=dead')).items;
+  assert.equal(dead.length, 3);
+  assert.deepEqual(dead.map((i) => i.status), ['pending', 'pending', 'pending']);
+  assert.ok(dead[2].attempts >= 1 && dead[1].attempts === 0 && dead[0].attempts === 0, JSON.stringify(dead));
 });
 
 test('the_notifications_route_is_admin_only_and_checks_its_arguments', async () => {

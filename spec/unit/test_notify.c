@@ -271,7 +271,7 @@ TEST(the_cursor_starts_at_the_newest_entry_and_turns_each_later_one_into_rows_pe
 
     struct store_notify_due *due = NULL;
     size_t n = 0;
-    EXPECT_INT(store_notify_pending(st, 100, &due, &n), STORE_OK);
+    EXPECT_INT(store_notify_pending(st, NULL, 100, &due, &n), STORE_OK);
     ASSERT(n == 12);
     EXPECT_STR(due[0].n.event_id, "audit-2");                 /* oldest first */
     EXPECT_STR(due[0].n.status, "pending");
@@ -311,7 +311,7 @@ TEST(attempts_are_recorded_and_summed_per_sink_and_old_rows_pruned) {
     EXPECT_INT(store_notify_enqueue(st, rows, 3, 0, 0), STORE_OK);
     struct store_notify_due *due = NULL;
     size_t n = 0;
-    store_notify_pending(st, 10, &due, &n);
+    store_notify_pending(st, NULL, 10, &due, &n);
     ASSERT(n == 3);
     struct store_notify_attempt ok = {due[0].n.id, "delivered", now, now, 204, ""};
     struct store_notify_attempt retry = {due[1].n.id, "pending", now, now + 2000, 500, "HTTP 500"};
