@@ -329,8 +329,8 @@ static void notify_count_failing(struct notify *n, int64_t now_ms) {
     char (*queues)[UTIL_NAME_MAX + 1] = calloc(POLICY_MAX_QUEUES, sizeof *queues);
     int64_t *counts = calloc(POLICY_MAX_QUEUES, sizeof *counts);
     if (queues == NULL || counts == NULL) goto done;
-    if (store_notify_list(n->app->st, NULL, "pending", 500, &rows, &nr) != STORE_OK ||
-        store_notify_list(n->app->st, NULL, "failed", 500, &failed, &nf) != STORE_OK)
+    if (store_notify_list(n->app->st, NULL, "pending", 200, &rows, &nr) != STORE_OK ||
+        store_notify_list(n->app->st, NULL, "failed", 200, &failed, &nf) != STORE_OK)
         goto done;
     for (size_t i = 0; i < nr + nf; i++) {
         const struct store_notification *x = i < nr ? &rows[i] : &failed[i - nr];

@@ -256,6 +256,20 @@ test('a_sink_that_fails_holds_back_only_its_own_rows', async () => {
   assert.ok(dead[2].attempts >= 1 && dead[1].attempts === 0 && dead[0].attempts === 0, JSON.stringify(dead));
 });
 
+test('a_reload_that_adds_a_sink_sends_it_later_events_only', async () => {
+  const late = `notify "late" { url = "http://127.0.0.1:${recv.port}/late", events = { "change" }, format = "json", queues = { "zero" } }\n`;
+  writeFileSync(join(srv.policyDir, 'test.lua'), policy(recv.port) + late);
+  assert.ok(await waitFor(async () => (await list()).sinks.some((s) => s.name === 'late'), 5000), 'not reloaded');
+  assert.equal((await putScaling(srv, 'zero', { desired_concurrency: 4, reason: 'after the reload' })).status, 200);
+  const got = await waitFor(() => delivered(recv, '/late')[0], 8000, 100);
+  assert.ok(got);
+  assert.equal(JSON.parse(got.body).audit.reason, 'after the reload');
+  assert.equal(delivered(recv, '/late').length, 1, 'the change of zero before the sink existed is not sent');
+  writeFileSync(join(srv.policyDir, 'test.lua'), policy(recv.port));
+  assert.ok(await waitFor(async () => (await list()).sinks.some((s) => s.name === 'late' && s.declared === false), 5000),
+    'a removed sink with rows shows as undeclared');
+});
+
 test('the_notifications_route_is_admin_only_and_checks_its_arguments', async () => {
   assertError(await srv.request('GET', '/api/v1/notifications', { token: srv.tokens.readwrite }), 403, 'forbidden');
   assertError(await srv.request('GET', '/api/v1/notifications?status=lost', { token: srv.tokens.admin }), 400, 'invalid_field');
