@@ -8,6 +8,7 @@
 #include "events.h"
 #include "bus.h"
 #include "log.h"
+#include "notify.h"
 
 #include <string.h>
 
@@ -37,6 +38,7 @@ void announce_change(struct app *app, const struct store_change_result *res,
      * publishes it. */
     if (app->fl) fleet_issued(app->fl, t->queue, t->version);
     if (app->bus) bus_kick(app->bus);
+    notify_kick(app->notify);       /* the audit entry becomes notifications now */
     if (app->metrics) metrics_count_change(app->metrics, t->queue, "applied");
     announce_events(app, res, o);
     health_changed(app->health);
@@ -68,4 +70,5 @@ void announce_alert(void *ud, const struct alerts_state *a, const char *state, i
     }
     log_json(strcmp(state, "firing") == 0 ? LOG_WARN : LOG_INFO, "alert", json_deep_copy(msg));
     bus_publish_alert(app->bus, msg);
+    notify_alert(app->notify, a, state, now_ms);   /* durable: into the notification outbox */
 }

@@ -20,6 +20,7 @@ typedef struct metrics metrics;
 typedef struct events events;
 typedef struct leader leader;
 typedef struct history history;
+struct notify;
 
 struct app {
     const struct config *cfg;
@@ -34,6 +35,7 @@ struct app {
     events *events;              /* live SSE streams */
     leader *leader;              /* runs the relay, expiry, alert notices */
     history *history;            /* 24 h of samples per queue */
+    struct notify *notify;              /* webhook notifications (leader delivers); may be NULL */
     int64_t started_ms;
 };
 

@@ -25,6 +25,9 @@ void bind_open_sluice(lua_State *L) {
     lua_newtable(L);
     bind_telemetry_open(L);                     /* snapshot, stream, metrics, ready */
     lua_setfield(L, -2, "telemetry");
+    lua_newtable(L);
+    bind_notify_open(L);                        /* list */
+    lua_setfield(L, -2, "notify");
     lua_setglobal(L, "sluice");
 }
 

@@ -18,6 +18,7 @@ void bind_auth_open(lua_State *L);       /* sluice.auth.* */
 void bind_flags_open(lua_State *L);      /* sluice.flags.* */
 void bind_policy_open(lua_State *L);     /* sluice.policy.* */
 void bind_telemetry_open(lua_State *L);  /* sluice.telemetry.* */
+void bind_notify_open(lua_State *L);     /* sluice.notify.* */
 
 #include "apierr.h"
 

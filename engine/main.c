@@ -19,6 +19,7 @@
 #include "fleet.h"
 #include "events.h"
 #include "metrics.h"
+#include "notify.h"
 #include "bus.h"
 #include "audit.h"
 #include "bind.h"
@@ -460,6 +461,10 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
     }
+    if ((app.notify = notify_start(&app, err, sizeof err)) == NULL) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        goto done;
+    }
     if ((scripts = script_host_new(cfg.scripts_dir, &lim, &app, bind_open_sluice, err, sizeof err)) == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
@@ -497,6 +502,7 @@ done:
     events_free(app.events);
     script_host_free(scripts);
     bus_stop(app.bus);              /* after HTTP: the relay drains the last commits */
+    notify_stop(app.notify);        /* an attempt in flight stays pending */
     leader_stop(app.leader);        /* releases leadership at once */
     health_free(app.health);
     history_free(app.history);

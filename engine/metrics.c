@@ -27,6 +27,8 @@ struct metrics {
     size_t nrequests;
     struct series changes[METRICS_SERIES_MAX];    /* queue, outcome */
     size_t nchanges;
+    struct series notifications[64];             /* sink, "delivered" | "failed" */
+    size_t nnotifications;
     uint64_t bucket[NBUCKETS], hcount;
     double hsum;
 };
@@ -74,6 +76,25 @@ void metrics_count_change(metrics *m, const char *queue, const char *outcome) {
     if (m == NULL) return;
     pthread_mutex_lock(&m->lock);
     struct series *s = metrics_series(m->changes, &m->nchanges, queue, outcome, 0);
+    if (s) s->count++;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void metrics_count_notification(metrics *m, const char *sink, int delivered) {
+    if (m == NULL) return;
+    pthread_mutex_lock(&m->lock);
+    size_t max = sizeof m->notifications / sizeof m->notifications[0];
+    struct series *s = NULL;
+    for (size_t i = 0; i < m->nnotifications && s == NULL; i++)
+        if (strcmp(m->notifications[i].a, sink) == 0 &&
+            strcmp(m->notifications[i].b, delivered ? "delivered" : "failed") == 0)
+            s = &m->notifications[i];
+    if (s == NULL && m->nnotifications < max) {
+        s = &m->notifications[m->nnotifications++];
+        memset(s, 0, sizeof *s);
+        util_copy(s->a, sizeof s->a, sink);
+        util_copy(s->b, sizeof s->b, delivered ? "delivered" : "failed");
+    }
     if (s) s->count++;
     pthread_mutex_unlock(&m->lock);
 }
@@ -266,6 +287,17 @@ static void metrics_process_families(struct out *o, metrics *m, const struct hea
                (unsigned long long)m->hcount);
     out_printf(o, "sluice_http_request_duration_seconds_sum %.9f\n", m->hsum);
     out_printf(o, "sluice_http_request_duration_seconds_count %llu\n", (unsigned long long)m->hcount);
+    static const char *const notify_families[2][2] = {
+        {"sluice_notifications_delivered_total", "Notifications delivered (a 2xx) per sink since sluiced started."},
+        {"sluice_notifications_failed_total", "Notification attempts that failed per sink since sluiced started."}};
+    for (int f = 0; f < 2; f++) {
+        head(o, notify_families[f][0], "counter", notify_families[f][1]);
+        for (size_t k = 0; k < m->nnotifications; k++)
+            if (strcmp(m->notifications[k].b, f == 0 ? "delivered" : "failed") == 0)
+                out_printf(o, "%s{sink=\"%s\"} %llu\n", notify_families[f][0],
+                           esc(m->notifications[k].a, a, sizeof a),
+                           (unsigned long long)m->notifications[k].count);
+    }
     pthread_mutex_unlock(&m->lock);
 
     head(o, "sluice_event_streams", "gauge", "Live Server-Sent Events streams.");

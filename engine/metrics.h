@@ -25,6 +25,9 @@ void metrics_observe_request(void *m, const char *route, int status, double seco
 /* Count one scaling change attempt; outcome "applied" | "rejected". */
 void metrics_count_change(metrics *m, const char *queue, const char *outcome);
 
+/* Count one notification attempt to sink: delivered (a 2xx) or failed. */
+void metrics_count_notification(metrics *m, const char *sink, int delivered);
+
 /* The whole exposition for the model hm (borrowed) and the number of live
  * event streams, malloc'd (caller frees), or NULL when out of memory. */
 char *metrics_render_model(metrics *m, const struct health_model *hm, int event_streams, size_t *len);

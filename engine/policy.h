@@ -207,4 +207,45 @@ json_t *policy_window_json(const struct policy_bounds *b, const struct policy_wi
 int policy_check_dir(const char *dir, const struct sandbox_limits *limits,
                      struct policy_error *err);
 
+/* ---- notification sinks (notify "name" { ... }; notify.c delivers) --------- */
+
+#define POLICY_MAX_SINKS 16
+#define POLICY_SINK_URL_MAX 1024
+#define POLICY_SINK_QUEUES 16
+#define POLICY_SINK_ENV_MAX 128
+
+/* The events a sink may ask for (bits of policy_sink.events). */
+#define POLICY_EVENT_ALERT    1u
+#define POLICY_EVENT_CHANGE   2u
+#define POLICY_EVENT_REFUSAL  4u
+#define POLICY_EVENT_APPROVAL 8u
+
+struct policy_sink {
+    char name[UTIL_NAME_MAX + 1];
+    char url[POLICY_SINK_URL_MAX];     /* http:// or https:// */
+    unsigned events;                   /* POLICY_EVENT_* */
+    char format[16];                   /* "json" | "alertmanager" | "slack" */
+    char secret_env[POLICY_SINK_ENV_MAX];   /* "" when unsigned */
+    char queues[POLICY_SINK_QUEUES][UTIL_NAME_MAX + 2];   /* names or "prefix*"; none: all */
+    size_t nqueues;
+};
+
+/* The bit of an event name ("alert", "change", "refusal", "approval"), 0
+ * when unknown. */
+unsigned policy_event_bit(const char *event);
+
+/* Sinks of g in declaration order (0 for NULL), and the i-th (NULL past the
+ * end); valid while the reference to g is held. */
+size_t policy_gen_sink_count(const struct policy_gen *g);
+const struct policy_sink *policy_gen_sink(const struct policy_gen *g, size_t i);
+
+/* 1 when sink s takes events of that name about queue. */
+int policy_sink_wants(const struct policy_sink *s, const char *event, const char *queue);
+
+/* What notify.c tells the alert rules: per queue, how many notifications
+ * about it are failing (q.notify_failures; 0 for queues not named). Copied;
+ * replaces the previous set. */
+void policy_set_notify_failures(policy *p, const char (*queues)[UTIL_NAME_MAX + 1],
+                                const int64_t *counts, size_t n);
+
 #endif

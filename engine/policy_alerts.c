@@ -15,10 +15,21 @@ struct policy_eval {
     const struct policy_alert_queue *q;
     struct policy_alert_hit *hits;
     size_t n, cap;
+    const struct policy_notify_failing *failing;   /* notify.c's, copied; may be NULL */
+    size_t nfailing;
 };
 
-static void policy_push_q(lua_State *L, const struct policy_alert_queue *q) {
-    lua_createtable(L, 0, 6);
+int64_t policy_notify_failures_of(const struct policy_notify_failing *f, size_t n,
+                                  const char *queue) {
+    for (size_t i = 0; f && i < n; i++)
+        if (strcmp(f[i].queue, queue) == 0) return f[i].count;
+    return 0;
+}
+
+static void policy_push_q(lua_State *L, const struct policy_eval *e) {
+    const struct policy_alert_queue *q = e->q;
+    lua_createtable(L, 0, 7);
+    policy_set_int(L, "notify_failures", policy_notify_failures_of(e->failing, e->nfailing, q->queue));
     policy_set_str(L, "queue", q->queue);
     policy_set_int(L, "desired", q->desired);
     policy_set_int(L, "version", q->version);
@@ -83,7 +94,7 @@ static int policy_eval_cf(lua_State *L) {
     lua_settop(L, 1);
     if (!e->alert->per_worker) {
         lua_getfield(L, 1, "queue");            /* spec, fn */
-        policy_push_q(L, e->q);                 /* spec, fn, q */
+        policy_push_q(L, e);                 /* spec, fn, q */
         lua_pushvalue(L, -1);
         lua_insert(L, 2);                       /* spec, q, fn, q */
         lua_call(L, 1, 1);                      /* spec, q, holds */
@@ -96,7 +107,7 @@ static int policy_eval_cf(lua_State *L) {
         lua_settop(L, 1);
         lua_getfield(L, 1, "worker");           /* spec, fn */
         policy_push_w(L, &e->q->workers[i]);    /* spec, fn, w */
-        policy_push_q(L, e->q);                 /* spec, fn, w, q */
+        policy_push_q(L, e);                 /* spec, fn, w, q */
         lua_pushvalue(L, -2);
         lua_pushvalue(L, -2);                   /* spec, fn, w, q, w, q */
         lua_rotate(L, 2, 2);                    /* spec, w, q, fn, w, q */
@@ -108,10 +119,13 @@ static int policy_eval_cf(lua_State *L) {
     return 0;
 }
 
-size_t policy_gen_eval_alerts(struct policy_gen *g, const struct policy_alert_queue *qs, size_t nq,
-                              struct policy_alert_hit **out) {
+static size_t policy_eval_with(struct policy_gen *g, const struct policy_alert_queue *qs, size_t nq,
+                               const struct policy_notify_failing *failing, size_t nfailing,
+                               struct policy_alert_hit **out) {
     struct policy_eval e;
     memset(&e, 0, sizeof e);
+    e.failing = failing;
+    e.nfailing = nfailing;
     *out = NULL;
     if (g == NULL || g->nalerts == 0) return 0;
     pthread_mutex_lock(&g->tick_lock);
@@ -156,10 +170,24 @@ size_t policy_gen_eval_alerts(struct policy_gen *g, const struct policy_alert_qu
     return e.n;
 }
 
+size_t policy_gen_eval_alerts(struct policy_gen *g, const struct policy_alert_queue *qs, size_t nq,
+                              struct policy_alert_hit **out) {
+    return policy_eval_with(g, qs, nq, NULL, 0, out);
+}
+
 size_t policy_eval_alerts(policy *p, const struct policy_alert_queue *qs, size_t nq,
                           struct policy_alert_hit **out) {
+    struct policy_notify_failing *failing = NULL;
+    size_t nfailing = 0;
+    pthread_mutex_lock(&p->lock);
+    if (p->nnotify_failing > 0 && (failing = malloc(p->nnotify_failing * sizeof *failing)) != NULL) {
+        nfailing = p->nnotify_failing;
+        memcpy(failing, p->notify_failing, nfailing * sizeof *failing);
+    }
+    pthread_mutex_unlock(&p->lock);
     struct policy_gen *g = policy_acquire(p);
-    size_t n = policy_gen_eval_alerts(g, qs, nq, out);
+    size_t n = policy_eval_with(g, qs, nq, failing, nfailing, out);
     policy_release(g);
+    free(failing);
     return n;
 }

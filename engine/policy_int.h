@@ -13,6 +13,7 @@
 #define POLICY_REG_DEFAULTS "sluice.policy.defaults"
 #define POLICY_REG_QUEUES "sluice.policy.queues"
 #define POLICY_REG_ALERTS "sluice.policy.alerts"
+#define POLICY_REG_SINKS "sluice.policy.notify"
 
 struct policy_queue {
     char name[UTIL_NAME_MAX + 1];
@@ -42,6 +43,8 @@ struct policy_gen {
     struct policy_alert alerts[POLICY_MAX_QUEUES];
     size_t nalerts;
     int has_validate;
+    struct policy_sink sinks[POLICY_MAX_SINKS];
+    size_t nsinks;
     char sha256[65];
     int64_t loaded_at_ms;
     char files[POLICY_MAX_FILES][128];
@@ -70,7 +73,17 @@ struct policy {
     int has_error;
     struct policy_error error;
     int64_t error_at_ms;
+    /* notify.c's failing notifications per queue (policy_set_notify_failures) */
+    struct policy_notify_failing {
+        char queue[UTIL_NAME_MAX + 1];
+        int64_t count;
+    } notify_failing[POLICY_MAX_QUEUES];
+    size_t nnotify_failing;
 };
+
+/* policy_alerts.c: the failing notifications of queue in p (0 when none). */
+int64_t policy_notify_failures_of(const struct policy_notify_failing *f, size_t n,
+                                  const char *queue);
 
 /* Set field k of the table on top of the stack (the tables scripts see). */
 void policy_set_int(lua_State *L, const char *k, lua_Integer v);

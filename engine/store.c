@@ -412,3 +412,36 @@ done:
     store_gate_leave(&st->gate);
     return rc;
 }
+
+/* ---- notifications ------------------------------------------------------------ */
+
+int store_notify_cursor(store *st, int64_t *last_audit_id) {
+    return st->be->notify_cursor(st->h, last_audit_id);
+}
+
+int store_notify_enqueue(store *st, const struct store_notify_new *rows, size_t n,
+                         int64_t expected_cursor, int64_t new_cursor) {
+    return st->be->notify_enqueue(st->h, rows, n, expected_cursor, new_cursor);
+}
+
+int store_notify_pending(store *st, const char *sink, int limit, struct store_notify_due **out,
+                         size_t *n) {
+    return st->be->notify_pending(st->h, sink, limit, out, n);
+}
+
+int store_notify_mark(store *st, const struct store_notify_attempt *a) {
+    return st->be->notify_mark(st->h, a);
+}
+
+int store_notify_list(store *st, const char *sink, const char *status, int limit,
+                      struct store_notification **out, size_t *n) {
+    return st->be->notify_list(st->h, sink, status, limit, out, n);
+}
+
+int store_notify_summarize(store *st, struct store_notify_summary **out, size_t *n) {
+    return st->be->notify_summarize(st->h, out, n);
+}
+
+int store_notify_prune(store *st, int64_t before_ms, int64_t keep, int64_t *deleted) {
+    return st->be->notify_prune(st->h, before_ms, keep, deleted);
+}

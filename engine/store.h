@@ -70,7 +70,7 @@ struct store_audit {
     char actor[STORE_ACTOR_MAX];
     char source[16];
     char reason[STORE_REASON_MAX];
-    char outcome[16];            /* "applied" | "rejected" */
+    char outcome[24];            /* "applied" | "rejected" | "pending_approval" | "approved" | "expired" */
     char error_code[STORE_CODE_MAX];   /* "" when applied */
     int64_t at_ms;
     char request_id[STORE_RID_MAX];
@@ -341,5 +341,93 @@ int store_delete_session(store *st, const char *id_hash);
 
 /* Delete every session expired at now_ms; *deleted (may be NULL) gets how many. */
 int store_sweep_sessions(store *st, int64_t now_ms, int64_t *deleted);
+
+/* ---- notifications (notify.c) -------------------------------------------------
+ * A durable queue of webhook deliveries: one row per (event, sink) holding
+ * the exact body to POST, and a cursor over the audit log (the last audit
+ * id turned into rows), advanced in the same transaction as the rows it
+ * made. Rows are 'pending' until a 2xx marks them 'delivered', or 'failed'
+ * once delivery gave up; both stay visible until pruned. */
+
+#define STORE_NOTIFY_PAYLOAD_MAX 16384
+#define STORE_NOTIFY_ERROR_MAX 256
+#define STORE_NOTIFY_EVENT_ID_MAX 320
+
+/* A row to enqueue; (sink, event_id) is unique: enqueueing it twice keeps
+ * the first. */
+struct store_notify_new {
+    const char *sink, *event, *event_id, *queue, *payload;
+    int64_t created_ms;
+};
+
+/* A row as the API shows it (no payload). */
+struct store_notification {
+    int64_t id;
+    char sink[UTIL_NAME_MAX + 1];
+    char event[16];              /* "alert" | "change" | "refusal" | "approval" */
+    char event_id[STORE_NOTIFY_EVENT_ID_MAX];
+    char queue[UTIL_NAME_MAX + 1];
+    char status[16];             /* "pending" | "delivered" | "failed" */
+    int64_t created_ms, next_attempt_ms, last_attempt_ms, delivered_ms;   /* 0: never */
+    int attempts;
+    int last_status;             /* HTTP status of the last attempt; 0: none answered */
+    char last_error[STORE_NOTIFY_ERROR_MAX];
+};
+
+/* A pending row with its body, for delivery. */
+struct store_notify_due {
+    struct store_notification n;
+    char payload[STORE_NOTIFY_PAYLOAD_MAX];
+};
+
+/* What one delivery attempt did to row id. */
+struct store_notify_attempt {
+    int64_t id;
+    const char *status;          /* the row's status after it */
+    int64_t now_ms;
+    int64_t next_attempt_ms;     /* when status stays "pending" */
+    int http_status;             /* 0: no answer */
+    const char *error;           /* "" when delivered */
+};
+
+/* Per sink: how many rows are in each status, the last delivery and the
+ * last failure. */
+struct store_notify_summary {
+    char sink[UTIL_NAME_MAX + 1];
+    int64_t pending, delivered, failed;
+    int64_t last_delivered_ms;   /* 0: never */
+    int64_t failing;             /* pending rows whose last attempt failed */
+};
+
+/* The cursor. Migration 010 sets it to the newest audit id of its time, so
+ * the history before notifications existed is never sent; a database whose
+ * row went missing gets the newest id now. */
+int store_notify_cursor(store *st, int64_t *last_audit_id);
+
+/* In one transaction: insert rows (duplicates of (sink, event_id) are
+ * skipped) and, when new_cursor > 0, move the cursor from expected_cursor
+ * to new_cursor. STORE_NOT_FOUND, with nothing written, when the cursor is
+ * no longer expected_cursor (another leader moved it). */
+int store_notify_enqueue(store *st, const struct store_notify_new *rows, size_t n,
+                         int64_t expected_cursor, int64_t new_cursor);
+
+/* Pending rows of sink (NULL: of every sink), oldest first, at most limit;
+ * *out malloc'd, the caller's. */
+int store_notify_pending(store *st, const char *sink, int limit, struct store_notify_due **out,
+                         size_t *n);
+
+/* Record one attempt. */
+int store_notify_mark(store *st, const struct store_notify_attempt *a);
+
+/* Newest first, at most limit; sink and status narrow it (NULL: any). */
+int store_notify_list(store *st, const char *sink, const char *status, int limit,
+                      struct store_notification **out, size_t *n);
+
+/* One summary per sink that has rows, by name. */
+int store_notify_summarize(store *st, struct store_notify_summary **out, size_t *n);
+
+/* Delete delivered and failed rows created before before_ms, and beyond
+ * the newest keep rows of any status but pending; *deleted gets how many. */
+int store_notify_prune(store *st, int64_t before_ms, int64_t keep, int64_t *deleted);
 
 #endif

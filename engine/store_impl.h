@@ -69,6 +69,17 @@ struct store_backend {
     int (*get_session)(void *h, const char *id_hash, struct store_session *out);
     int (*delete_session)(void *h, const char *id_hash);
     int (*sweep_sessions)(void *h, int64_t now_ms, int64_t *deleted);
+    /* notifications (store_<name>_notify.c) */
+    int (*notify_cursor)(void *h, int64_t *last_audit_id);
+    int (*notify_enqueue)(void *h, const struct store_notify_new *rows, size_t n,
+                          int64_t expected_cursor, int64_t new_cursor);
+    int (*notify_pending)(void *h, const char *sink, int limit, struct store_notify_due **out,
+                          size_t *n);
+    int (*notify_mark)(void *h, const struct store_notify_attempt *a);
+    int (*notify_list)(void *h, const char *sink, const char *status, int limit,
+                       struct store_notification **out, size_t *n);
+    int (*notify_summarize)(void *h, struct store_notify_summary **out, size_t *n);
+    int (*notify_prune)(void *h, int64_t before_ms, int64_t keep, int64_t *deleted);
 };
 
 /* The audit entry of a prune that deleted `deleted` entries below before_id. */

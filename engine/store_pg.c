@@ -621,4 +621,11 @@ const struct store_backend store_pg_backend = {
     .get_session = pg_get_session,
     .delete_session = pg_delete_session,
     .sweep_sessions = pg_sweep_sessions,
+    .notify_cursor = pg_notify_cursor,
+    .notify_enqueue = pg_notify_enqueue,
+    .notify_pending = pg_notify_pending,
+    .notify_mark = pg_notify_mark,
+    .notify_list = pg_notify_list,
+    .notify_summarize = pg_notify_summarize,
+    .notify_prune = pg_notify_prune,
 };

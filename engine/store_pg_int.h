@@ -95,4 +95,16 @@ int pg_list_audit_oldest(void *h, int64_t after_id, int64_t before_id, int limit
 int pg_audit_bound_at(void *h, int64_t at_ms, int64_t *before_id);
 int pg_prune_audit(void *h, const struct store_prune *pr, struct store_prune_result *out);
 
+/* store_pg_notify.c */
+int pg_notify_cursor(void *h, int64_t *last_audit_id);
+int pg_notify_enqueue(void *h, const struct store_notify_new *rows, size_t n,
+                      int64_t expected_cursor, int64_t new_cursor);
+int pg_notify_pending(void *h, const char *sink, int limit, struct store_notify_due **out,
+                      size_t *n);
+int pg_notify_mark(void *h, const struct store_notify_attempt *a);
+int pg_notify_list(void *h, const char *sink, const char *status, int limit,
+                   struct store_notification **out, size_t *n);
+int pg_notify_summarize(void *h, struct store_notify_summary **out, size_t *n);
+int pg_notify_prune(void *h, int64_t before_ms, int64_t keep, int64_t *deleted);
+
 #endif

@@ -726,4 +726,11 @@ const struct store_backend store_sqlite_backend = {
     .get_session = sq_get_session,
     .delete_session = sq_delete_session,
     .sweep_sessions = sq_sweep_sessions,
+    .notify_cursor = sq_notify_cursor,
+    .notify_enqueue = sq_notify_enqueue,
+    .notify_pending = sq_notify_pending,
+    .notify_mark = sq_notify_mark,
+    .notify_list = sq_notify_list,
+    .notify_summarize = sq_notify_summarize,
+    .notify_prune = sq_notify_prune,
 };
