@@ -5,9 +5,9 @@
 // expired by the leader; every step in the audit log with its approval_id.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, putScaling, assertError, createToken } from './harness.mjs';
+import { startServer, putScaling, assertError, createToken, cli, tempDir } from './harness.mjs';
 import { startRedis, startWorker, reports, waitFor } from './fleet_harness.mjs';
 
 const POLICY = `
@@ -230,4 +230,26 @@ test('validate_may_ask_for_approval', async () => {
   const ok = await approve(r.json.approval.id, tok.bob);
   assert.equal(ok.status, 200, ok.text);
   assert.equal(ok.json.change.desired_concurrency, 6);
+});
+
+test('policy_check_knows_approve_above_and_approval_ttl_s', () => {
+  const dir = join(tempDir(), 'p');
+  mkdirSync(dir);
+  const check = (spec) => {
+    writeFileSync(join(dir, 'q.lua'), `defaults { default = 4, min = 1, max = 64 }\nqueue "q" { ${spec} }\n`);
+    return cli(['policy', 'check', dir]);
+  };
+  assert.equal(check('approve_above = 16, approval_ttl_s = 60').status, 0);
+  const bad = [
+    ['approve_above = "x"', /q\.lua:2: queue 'q': approve_above must be an integer/],
+    ['approve_above = 1.5', /q\.lua:2: queue 'q': approve_above must be an integer/],
+    ['approve_above = -1', /q\.lua:2: queue 'q': approve_above must be in 0\.\.100000, got -1/],
+    ['approval_ttl_s = 0', /q\.lua:2: queue 'q': approval_ttl_s must be in 1\.\.604800, got 0/],
+    ['approval_ttl_s = 700000', /approval_ttl_s must be in 1\.\.604800, got 700000/],
+  ];
+  for (const [spec, message] of bad) {
+    const r = check(spec);
+    assert.equal(r.status, 1, spec);
+    assert.match(r.stdout + r.stderr, message);
+  }
 });
