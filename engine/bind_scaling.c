@@ -1,6 +1,8 @@
-/* bind_scaling.c — sluice.scaling: list, get, set and history over
- * scaling.c, and the api.md JSON of what the domain answers (Target, the
- * answer to a change, a page of the audit log). The caller's identity,
+/* bind_scaling.c — sluice.scaling: list, get, set, revert, history and
+ * the approvals (list, get, approve, reject) over scaling.c, and the api.md
+ * JSON of what the domain answers (Target, the answer to a change, an
+ * Approval, a page of the audit log). Approvals of queues outside the
+ * caller's queue patterns are left out of lists and refused (403) by id. The caller's identity,
  * scopes, source and request id come from the request being served, never
  * from the script's arguments.
  *

@@ -16,6 +16,14 @@
  * the database. An accepted change to the current value stores, audits and
  * announces nothing.
  *
+ * Change control (issue 18): a change that passes every check but moves
+ * above the queue's approve_above (or that validate() answers "approval"
+ * for) is stored as a pending approval in the same transaction instead of
+ * being applied; approving it runs scaling_set again, as of that moment,
+ * with the approval's id (which skips that last check). A revert is a
+ * scaling_set with the value an older version set. The leader's ticker
+ * expires pending approvals (scaling_expire_approvals).
+ *
  * The domain answers in domain terms: targets, outcomes and audit rows, and
  * an api_error with an api.md code when a call fails. It picks no HTTP
  * status and renders no JSON: bind_scaling.c does both. What follows a

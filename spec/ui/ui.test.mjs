@@ -654,17 +654,17 @@ test('revert_to_this_on_a_history_row_confirms_from_and_to_then_applies', async 
   try {
     const c = card(page, 'gated');
     // The version in force offers no revert; an older one does.
-    await c.getByRole('button', { name: 'Revert gated to version 2 (8)' }).click();
+    await c.getByRole('button', { name: 'Revert to this: gated version 2 (8)' }).click();
     const dlg = page.getByRole('dialog');
     await dlg.getByText(/Revert gated to version 2: from 5 to 8\?/).waitFor();
     await dlg.getByRole('button', { name: 'Revert', exact: true }).click();
     await c.getByText(/Applied: gated is now 8 \(version 4\)/).waitFor();
-    assert.equal(await c.getByRole('button', { name: 'Revert gated to version 3 (5)' }).count() +
-      await c.getByRole('button', { name: 'Revert gated to version 4 (8)' }).count(), 1);
+    assert.equal(await c.getByRole('button', { name: 'Revert to this: gated version 3 (5)' }).count() +
+      await c.getByRole('button', { name: 'Revert to this: gated version 4 (8)' }).count(), 1);
     const [entry] = (await srv.request('GET', '/api/v1/scaling/gated/history', { token: srv.tokens.read })).json.items;
     assert.deepEqual([entry.outcome, entry.to, entry.version, entry.from_version], ['applied', 8, 4, 2]);
     // Above approve_above, a revert waits for approval like any change.
-    await c.getByRole('button', { name: 'Revert gated to version 1 (12)' }).click();
+    await c.getByRole('button', { name: 'Revert to this: gated version 1 (12)' }).click();
     await dlg.getByRole('button', { name: 'Revert', exact: true }).click();
     await c.getByText(/Waiting for approval: 8 → 12/).waitFor();
     // At phone width the panel and the buttons stay on screen.

@@ -27,7 +27,7 @@ export function historyRow(e, { queue = true, requestId = false, onRevert = null
   const revert = onRevert && e.kind === 'scaling' && e.outcome === 'applied' && e.version > 0 && canWrite() &&
     queueOf(e.queue) && queueOf(e.queue).version !== e.version
     ? el('button', { type: 'button', class: 'small revert', onclick: () => onRevert(e),
-      'aria-label': `Revert ${e.queue} to version ${e.version} (${e.to})` }, 'Revert to this') : null;
+      'aria-label': `Revert to this: ${e.queue} version ${e.version} (${e.to})` }, 'Revert to this') : null;
   return el('tr', { class: `${e.outcome} kind-${e.kind}` },
     el('td', { title: e.at, class: 'when' }, el('time', { datetime: e.at }, queue ? fmtDateTime(e.at) : fmtWhen(e.at))),
     // data-label: on a phone the rows are blocks, and these say what is what.
