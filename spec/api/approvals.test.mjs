@@ -110,6 +110,10 @@ test('the_approval_routes_need_scaling_approve', async () => {
   assertError(await reject(a.id, srv.tokens.readwrite, 'no'), 403, 'forbidden');
   assertError(await get('/api/v1/approvals?status=maybe', tok.bob), 400, 'invalid_field');
   assertError(await get('/api/v1/approvals?limit=0', tok.bob), 400, 'invalid_field');
+  assertError(await get('/api/v1/approvals?queue=conf', tok.bob), 400, 'invalid_field');
+  assertError(await post(`/api/v1/approvals/${a.id}/approve`, { because: 'x' }, tok.bob), 400, 'invalid_field');
+  assertError(await reject(a.id, tok.bob, 'x'.repeat(501)), 400, 'invalid_field');
+  assertError(await reject(a.id, tok.bob, 7), 400, 'invalid_field');
   // Confirmation is judged before approval: unconfirmed is 428, not 202.
   const unconfirmed = await putScaling(srv, 'conf', { desired_concurrency: 18, reason: 'x' }, tok.alice);
   assertError(unconfirmed, 428, 'confirmation_required');
