@@ -20,7 +20,8 @@ static const struct {
     {"out_of_bounds", 422},        {"step_too_large", 422},       {"policy_rejected", 422},
     {"confirmation_required", 428}, {"rate_limited", 429},        {"internal", 500},
     {"store_unavailable", 503},    {"store_busy", 503},           {"not_ready", 503},
-    {"store_full", 507},
+    {"store_full", 507},           {"unknown_approval", 404},     {"unknown_version", 404},
+    {"approval_pending", 409},     {"approval_expired", 409},     {"approval_decided", 409},
 };
 
 int api_error_status(const char *code) {

@@ -19,6 +19,12 @@ json_t *audit_entry_json(const struct store_audit *e) {
                           "reason", e->reason, "outcome", e->outcome, "error_code",
                           e->error_code[0] ? json_string(e->error_code) : json_null(), "at",
                           util_format_time(e->at_ms, ts), "request_id", e->request_id);
+    if (j) {
+        json_object_set_new(j, "from_version",
+                            e->from_version ? json_integer(e->from_version) : json_null());
+        json_object_set_new(j, "approval_id",
+                            e->approval_id[0] ? json_string(e->approval_id) : json_null());
+    }
     if (j && is_flag) json_object_set_new(j, "flag", json_string(e->subject));
     if (j && is_policy) json_object_set_new(j, "action", json_string(e->subject));
     if (j && is_prune) {

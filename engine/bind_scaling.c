@@ -1,6 +1,8 @@
-/* bind_scaling.c — sluice.scaling: list, get, set and history over
- * scaling.c, and the api.md JSON of what the domain answers (Target, the
- * answer to a change, a page of the audit log). The caller's identity,
+/* bind_scaling.c — sluice.scaling: list, get, set, revert, history and
+ * the approvals (list, get, approve, reject) over scaling.c, and the api.md
+ * JSON of what the domain answers (Target, the answer to a change, an
+ * Approval, a page of the audit log). Approvals of queues outside the
+ * caller's queue patterns are left out of lists and refused (403) by id. The caller's identity,
  * scopes, source and request id come from the request being served, never
  * from the script's arguments.
  *
@@ -13,6 +15,7 @@
  * queue is not in it, the read goes to the store, as before, so errors
  * (store_unavailable, unknown_queue) are the store's and the domain's. */
 #include "audit.h"
+#include "auth.h"
 #include "body.h"
 #include "health.h"
 #include "protocol.h"
@@ -62,6 +65,36 @@ static json_t *scaling_outcome_json(const struct scaling_outcome *o) {
     json_object_set_new(out, "changed", json_boolean(o->changed));
     json_object_set_new(out, "audit_id", o->audit_id ? json_integer(o->audit_id) : json_null());
     return out;
+}
+
+/* An Approval (api.md). New ref. */
+static json_t *scaling_approval_json(const struct store_approval *a) {
+    char ts[UTIL_TIME_MAX];
+    json_t *out = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:s, s:s, s:s}", "id", a->id, "status",
+                            a->status, "queue", a->queue, "from", (json_int_t)a->from, "to",
+                            (json_int_t)a->desired, "requested_by", a->requested_by, "reason",
+                            a->reason, "source", a->source, "request_id", a->request_id);
+    if (out == NULL) return NULL;
+    json_object_set_new(out, "requested_at", json_string(util_format_time(a->created_at_ms, ts)));
+    json_object_set_new(out, "expires_at", json_string(util_format_time(a->expires_at_ms, ts)));
+    json_object_set_new(out, "duration_s", a->duration_s ? json_integer(a->duration_s) : json_null());
+    json_object_set_new(out, "from_version",
+                        a->from_version ? json_integer(a->from_version) : json_null());
+    json_object_set_new(out, "decided_by", a->decided_at_ms ? json_string(a->decided_by) : json_null());
+    json_object_set_new(out, "decided_at", scaling_time_or_null(a->decided_at_ms));
+    json_object_set_new(out, "decision_reason",
+                        a->decided_at_ms ? json_string(a->decision_reason) : json_null());
+    json_object_set_new(out, "result", a->result[0] ? json_string(a->result) : json_null());
+    json_object_set_new(out, "result_code",
+                        a->result_code[0] ? json_string(a->result_code) : json_null());
+    return out;
+}
+
+/* The answer to a change: the outcome, or {"approval": Approval} when it
+ * waits for one. New ref. */
+static json_t *scaling_answer_json(const struct scaling_outcome *o) {
+    if (o->pending) return json_pack("{s:o}", "approval", scaling_approval_json(&o->approval));
+    return scaling_outcome_json(o);
 }
 
 /* Push the rendered *box (owned), or the failure: nil, message, info. */
@@ -251,7 +284,7 @@ static int scaling_l_set(lua_State *L) {
     c.token_id = sr->principal.token_id;       /* a session writes as its token */
     json_t **box = luajson_box(L);
     int rc = scaling_set(script_app(L), &c, &o, &err);
-    if (rc == 0) *box = scaling_outcome_json(&o);
+    if (rc == 0) *box = scaling_answer_json(&o);
     return scaling_push_result(L, box, rc, &err);
 }
 
@@ -342,12 +375,138 @@ static int scaling_l_await(lua_State *L) {
     return 1;
 }
 
+/* ---- approvals and revert (issue 18) ------------------------------------------ */
+
+/* sluice.scaling.revert(queue, {to_version, reason, confirm?})
+ *   -> Target + previous | {approval = Approval} | nil, err */
+static int scaling_l_revert(lua_State *L) {
+    static const char *const fname = "sluice.scaling.revert";
+    struct api_error err = {0};
+    struct scaling_change c;
+    struct scaling_outcome o;
+    int64_t version = 0;
+    luaL_argcheck(L, lua_gettop(L) == 2, 2, "expected queue, revert");
+    struct script_request *sr = script_current(L, fname);
+    memset(&c, 0, sizeof c);
+    c.queue = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!scaling_opt_int(L, 2, fname, "to_version", &version))
+        return luaL_error(L, "%s: to_version is required", fname);
+    lua_getfield(L, 2, "reason");
+    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 2, "reason must be a string");
+    c.reason = lua_tostring(L, -1);             /* stays on the stack: kept alive */
+    lua_getfield(L, 2, "confirm");
+    c.confirm = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    c.actor = sr->principal.name;
+    c.scopes = sr->principal.scopes;
+    c.source = sr->source;
+    c.request_id = sr->http->request_id;
+    c.token_id = sr->principal.token_id;
+    json_t **box = luajson_box(L);
+    int rc = scaling_revert(script_app(L), &c, version, &o, &err);
+    if (rc == 0) *box = scaling_answer_json(&o);
+    return scaling_push_result(L, box, rc, &err);
+}
+
+/* sluice.scaling.approvals({status = "pending"|...|"all", limit = n})
+ *   -> {items = {Approval...}} | nil, err
+ * Approvals of queues outside the caller's patterns are left out. */
+static int scaling_l_approvals(lua_State *L) {
+    static const char *const fname = "sluice.scaling.approvals";
+    struct api_error err = {0};
+    struct store_approval *rows = NULL;
+    size_t n = 0;
+    const char *status = "pending";
+    int64_t limit = 50;
+    luaL_argcheck(L, lua_gettop(L) <= 1, 1, "expected [options]");
+    struct script_request *sr = script_current(L, fname);
+    if (lua_gettop(L) == 1) {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        scaling_opt_str(L, 1, fname, "status", &status);
+        scaling_opt_int(L, 1, fname, "limit", &limit);
+        luaL_argcheck(L, limit >= 1 && limit <= SCALING_HISTORY_MAX, 1, "limit must be 1..500");
+    }
+    if (strcmp(status, "all") == 0) status = NULL;
+    json_t **box = luajson_box(L);
+    int rc = scaling_approvals(script_app(L), status, (int)limit, &rows, &n, &err);
+    if (rc == 0) {
+        json_t *items = json_array();
+        for (size_t i = 0; i < n; i++)
+            if (auth_queue_allowed(&sr->principal, rows[i].queue))
+                json_array_append_new(items, scaling_approval_json(&rows[i]));
+        *box = json_pack("{s:o}", "items", items);
+    }
+    free(rows);
+    return scaling_push_result(L, box, rc, &err);
+}
+
+/* 0 when the caller may act on the queue of approval a, else -1 with
+ * forbidden (the same answer as any route of a queue out of its scope). */
+static int scaling_approval_scope(const struct script_request *sr, const struct store_approval *a,
+                                  struct api_error *err) {
+    if (auth_queue_allowed(&sr->principal, a->queue)) return 0;
+    api_error_set(err, "forbidden", json_pack("{s:s}", "queue", a->queue),
+                  "this token may not act on queue '%s'", a->queue);
+    return -1;
+}
+
+/* sluice.scaling.approval(id) -> Approval | nil, err */
+static int scaling_l_approval(lua_State *L) {
+    struct api_error err = {0};
+    struct store_approval a;
+    luaL_argcheck(L, lua_gettop(L) == 1, 1, "expected an approval id");
+    struct script_request *sr = script_current(L, "sluice.scaling.approval");
+    const char *id = luaL_checkstring(L, 1);
+    json_t **box = luajson_box(L);
+    int rc = scaling_approval_get(script_app(L), id, &a, &err);
+    if (rc == 0) rc = scaling_approval_scope(sr, &a, &err);
+    if (rc == 0) *box = scaling_approval_json(&a);
+    return scaling_push_result(L, box, rc, &err);
+}
+
+/* sluice.scaling.approve(id, {reason?}) / reject(id, {reason})
+ *   -> {approval = Approval, change = Target + previous (approve)} | nil, err
+ * The approver is the caller; see scaling_approve for the rules. */
+static int scaling_decide_l(lua_State *L, int approve) {
+    const char *fname = approve ? "sluice.scaling.approve" : "sluice.scaling.reject";
+    struct api_error err = {0};
+    struct store_approval a;
+    struct scaling_outcome o;
+    const char *reason = "";
+    luaL_argcheck(L, lua_gettop(L) == 2, 2, "expected id, decision");
+    struct script_request *sr = script_current(L, fname);
+    const char *id = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    scaling_opt_str(L, 2, fname, "reason", &reason);
+    struct scaling_decider d = {sr->principal.name, sr->principal.token_id, sr->principal.scopes,
+                                sr->source, sr->http->request_id, reason};
+    json_t **box = luajson_box(L);
+    memset(&a, 0, sizeof a);
+    int rc = scaling_approval_get(script_app(L), id, &a, &err);
+    if (rc == 0) rc = scaling_approval_scope(sr, &a, &err);
+    if (rc == 0)
+        rc = approve ? scaling_approve(script_app(L), id, &d, &a, &o, &err)
+                     : scaling_reject(script_app(L), id, &d, &a, &err);
+    if (rc == 0) {
+        *box = json_pack("{s:o}", "approval", scaling_approval_json(&a));
+        if (*box && approve) json_object_set_new(*box, "change", scaling_outcome_json(&o));
+    }
+    return scaling_push_result(L, box, rc, &err);
+}
+
+static int scaling_l_approve(lua_State *L) { return scaling_decide_l(L, 1); }
+static int scaling_l_reject(lua_State *L) { return scaling_decide_l(L, 0); }
+
 void bind_scaling_open(lua_State *L) {
     static const luaL_Reg fns[] = {
         {"list", scaling_l_list}, {"list_body", scaling_l_list_body},
         {"get", scaling_l_get},   {"get_body", scaling_l_get_body},
         {"set", scaling_l_set},   {"history", scaling_l_history},
-        {"await", scaling_l_await}, {NULL, NULL},
+        {"await", scaling_l_await},
+        {"revert", scaling_l_revert}, {"approvals", scaling_l_approvals},
+        {"approval", scaling_l_approval}, {"approve", scaling_l_approve},
+        {"reject", scaling_l_reject}, {NULL, NULL},
     };
     luaL_setfuncs(L, fns, 0);
 }

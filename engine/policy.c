@@ -192,7 +192,8 @@ static int policy_dsl_open(lua_State *L) {
 
 static const char *const bound_fields[] = {"default", "min", "max", "max_step", "cooldown_s",
                                            "changes_per_hour", "confirm_above", "layout",
-                                           "bullmq_prefix", NULL};
+                                           "bullmq_prefix", "approve_above", "approval_ttl_s",
+                                           NULL};
 
 /* Raise "file:line: what" using the declaration at decl_idx. */
 static int policy_decl_error(lua_State *L, int decl_idx, const char *fmt, ...)
@@ -261,6 +262,11 @@ static void policy_read_bounds(lua_State *L, int decl_idx, int spec_idx, const c
     policy_int_field(L, decl_idx, spec_idx, "changes_per_hour", 1, 100000, what,
                      &p->b.changes_per_hour);
     policy_int_field(L, decl_idx, spec_idx, "confirm_above", 0, top, what, &p->b.confirm_above);
+    /* Change control (issue 18): a change to a value above approve_above
+     * waits for a second person, at most approval_ttl_s. */
+    policy_int_field(L, decl_idx, spec_idx, "approve_above", 0, top, what, &p->b.approve_above);
+    policy_int_field(L, decl_idx, spec_idx, "approval_ttl_s", 1, 7 * 86400, what,
+                     &p->b.approval_ttl_s);
     lua_getfield(L, spec_idx, "layout");
     if (!lua_isnil(L, -1)) {
         const char *layout = lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : "";
@@ -283,6 +289,8 @@ static void policy_resolve_queues(lua_State *L, struct policy_gen *g) {
     struct policy_partial defaults;
     memset(&defaults, 0, sizeof defaults);
     defaults.b.confirm_above = -1;
+    defaults.b.approve_above = -1;
+    defaults.b.approval_ttl_s = 3600;
     strcpy(defaults.b.layout, "sluice");
     strcpy(defaults.b.bullmq_prefix, "bull");
     defaults.b.max_step = 0;     /* 0 here: "not set", becomes max - min */
@@ -812,6 +820,7 @@ static int policy_call_validate(lua_State *L) {
     policy_set_str(L, "source", c->source);
     policy_set_str(L, "reason", c->reason);
     policy_set_bool(L, "confirm", c->confirm);
+    policy_set_bool(L, "approved", c->approved);
     lua_newtable(L);                            /* fn, change, scopes */
     const char *scope;
     unsigned bit;
@@ -844,6 +853,12 @@ int policy_gen_validate(struct policy_gen *g, const struct policy_change *c,
         rc = -1;
     } else if (lua_isboolean(L, 1) && lua_toboolean(L, 1)) {
         rc = 1;
+    } else if (lua_type(L, 1) == LUA_TSTRING && strcmp(lua_tostring(L, 1), "approval") == 0) {
+        /* return "approval", "why": the change waits for a second person. */
+        snprintf(msg, msglen, "%s",
+                 lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2)
+                                               : "the policy's validate() asks for approval");
+        rc = POLICY_NEEDS_APPROVAL;
     } else {
         snprintf(msg, msglen, "%s",
                  lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2)
@@ -865,7 +880,7 @@ int policy_validate(policy *p, const struct policy_change *c, const struct polic
 }
 
 json_t *policy_bounds_json(const struct policy_bounds *b) {
-    return json_pack("{s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:s}", "default", (json_int_t)b->def,
+    json_t *out = json_pack("{s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:s}", "default", (json_int_t)b->def,
                      "min", (json_int_t)b->min, "max", (json_int_t)b->max, "max_step",
                      (json_int_t)b->max_step, "cooldown_s", (json_int_t)b->cooldown_s,
                      "changes_per_hour",
@@ -873,6 +888,11 @@ json_t *policy_bounds_json(const struct policy_bounds *b) {
                      "confirm_above",
                      b->confirm_above >= 0 ? json_integer(b->confirm_above) : json_null(),
                      "layout", b->layout);
+    if (out == NULL) return NULL;
+    json_object_set_new(out, "approve_above",
+                        b->approve_above >= 0 ? json_integer(b->approve_above) : json_null());
+    json_object_set_new(out, "approval_ttl_s", json_integer(b->approval_ttl_s));
+    return out;
 }
 
 void policy_bounds_window(const struct policy_bounds *b, int64_t current,

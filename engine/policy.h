@@ -38,6 +38,8 @@ struct policy_bounds {
     int64_t cooldown_s;          /* 0: none */
     int64_t changes_per_hour;    /* 0: unlimited */
     int64_t confirm_above;       /* -1: no confirmation threshold */
+    int64_t approve_above;       /* -1: no change waits for approval by its value */
+    int64_t approval_ttl_s;      /* how long an approval may stay pending (3600) */
     char layout[8];              /* "sluice" | "bullmq" */
     char bullmq_prefix[33];      /* BullMQ key prefix, "bull" unless set */
 };
@@ -49,6 +51,7 @@ struct policy_change {
     unsigned scopes;
     const char *source, *reason;
     int confirm;
+    int approved;                /* 1: a second person approved it (validate sees change.approved) */
 };
 
 struct policy_ctx {
@@ -122,10 +125,13 @@ int policy_bounds(policy *p, const char *queue, struct policy_bounds *out);
 size_t policy_queue_names(policy *p, char (*names)[UTIL_NAME_MAX + 1], size_t max);
 
 /* Run the validate() hook of g under its eval lock (other validations of g
- * wait; nothing else does). Returns 1 accepted, 0 refused (msg says why), -1
- * when validate failed (runtime error, instruction budget), msg the error.
+ * wait; nothing else does). Returns 1 accepted, 0 refused (msg says why),
+ * POLICY_NEEDS_APPROVAL when validate returned "approval" (msg: its second
+ * value, or a default), -1 when validate failed (runtime error,
+ * instruction budget), msg the error.
  * Without a validate() (or a generation) every change is accepted. Must not
  * be called with a database transaction open. */
+#define POLICY_NEEDS_APPROVAL 2
 int policy_gen_validate(struct policy_gen *g, const struct policy_change *c,
                         const struct policy_ctx *ctx, char *msg, size_t msglen);
 int policy_validate(policy *p, const struct policy_change *c, const struct policy_ctx *ctx,

@@ -209,7 +209,7 @@ static int scaling_prevalidate(struct scaling_judge *j) {
         return STORE_OK;
     }
     struct policy_change pc = {c->queue, j->seen.desired, c->to, c->actor, c->scopes, c->source,
-                               c->reason, c->confirm};
+                               c->reason, c->confirm, c->approval_id != NULL};
     struct policy_ctx ctx = {j->app->cfg->env, now, stats.applied_last_hour};
     j->verdict = policy_gen_validate(j->gen, &pc, &ctx, j->msg, sizeof j->msg);
     j->has_verdict = 1;
@@ -228,17 +228,29 @@ static int scaling_same_state(const struct store_target *a, const struct store_t
 
 /* store_judge_fn, under the write lock: the limits again on the state in
  * force, then validate()'s verdict when it judged this very state; -1 (try
- * again) when a change landed since validate() ran. */
+ * again) when a change landed since validate() ran. A change that passes
+ * and moves above approve_above (or that validate() asks approval for)
+ * waits for a second person, unless it is the approved change itself. */
 static int scaling_judge_change(void *ud, const struct store_target *cur,
                                 const struct store_stats *stats, char code[STORE_CODE_MAX]) {
     struct scaling_judge *j = ud;
+    const struct scaling_change *c = j->c;
     if (scaling_check_limits(j, cur, stats)) {
-        if (!policy_gen_has_validate(j->gen)) return 1;
-        if (!j->has_verdict || !scaling_same_state(cur, &j->seen)) return -1;
-        if (j->verdict == 1) return 1;
-        api_error_set(j->err, "policy_rejected",
-                     json_pack("{s:s}", "check", j->verdict < 0 ? "validate_error" : "validate"),
-                     "%s: %s", j->c->queue, j->msg);
+        int ask = 0;
+        if (policy_gen_has_validate(j->gen)) {
+            if (!j->has_verdict || !scaling_same_state(cur, &j->seen)) return -1;
+            ask = j->verdict == POLICY_NEEDS_APPROVAL;
+            if (j->verdict == 1 || ask) goto passed;
+            api_error_set(j->err, "policy_rejected",
+                         json_pack("{s:s}", "check", j->verdict < 0 ? "validate_error" : "validate"),
+                         "%s: %s", c->queue, j->msg);
+            util_copy(code, STORE_CODE_MAX, j->err->code);
+            return 0;
+        }
+    passed:
+        if (c->approval_id) return 1;
+        if (c->to != cur->desired && j->b.approve_above >= 0 && c->to > j->b.approve_above) ask = 1;
+        return ask ? STORE_JUDGE_APPROVAL : 1;
     }
     util_copy(code, STORE_CODE_MAX, j->err->code);
     return 0;
@@ -250,6 +262,8 @@ static void scaling_audit_refusal(struct app *app, const struct scaling_change *
     struct store_origin o = {c->actor, c->source, c->reason, c->request_id, util_now_ms()};
     struct store_audit e;
     store_audit_init(&e, "scaling", c->queue, from, c->to, version, "rejected", code, &o);
+    e.from_version = c->from_version;
+    util_copy(e.approval_id, sizeof e.approval_id, c->approval_id ? c->approval_id : "");
     if (store_append_audit(app->st, &e) != STORE_OK)
         log_json(LOG_ERROR, "could not audit a refused change",
                  json_pack("{s:s, s:s}", "queue", c->queue, "request_id", c->request_id));
@@ -292,7 +306,7 @@ int scaling_set(struct app *app, const struct scaling_change *c, struct scaling_
     j.c = c;
     j.err = err;
     /* Before anything that may write: a refusal from here on is audited. */
-    if (!scaling_admit_write(app, c->token_id, c->queue, err)) return -1;
+    if (!c->admitted && !scaling_admit_write(app, c->token_id, c->queue, err)) return -1;
     j.gen = policy_acquire(app->pol);
     /* lua.md's order: the writes flag comes before the queue is known. */
     int declared = policy_gen_bounds(j.gen, c->queue, &j.b) == 0;
@@ -325,6 +339,11 @@ int scaling_set(struct app *app, const struct scaling_change *c, struct scaling_
     sc.source = c->source;
     sc.reason = c->reason;
     sc.request_id = c->request_id;
+    sc.from_version = c->from_version;
+    sc.approval_id = c->approval_id;
+    sc.token_id = c->token_id;
+    sc.duration_s = c->duration_s;
+    sc.approval_ttl_ms = j.b.approval_ttl_s * 1000;
     for (int tries = 0;; tries++) {
         if (policy_gen_has_validate(j.gen) && (rc = scaling_prevalidate(&j)) != STORE_OK) break;
         sc.now_ms = util_now_ms();
@@ -340,7 +359,29 @@ int scaling_set(struct app *app, const struct scaling_change *c, struct scaling_
         scaling_store_fail(err, rc);
         goto done;
     }
-    if (!res.applied) {                   /* err filled by the judge */
+    if (res.applied == STORE_JUDGE_APPROVAL) {    /* stored as pending: nothing changed */
+        out->after.t = res.target;
+        out->after.b = j.b;
+        out->previous = res.previous;
+        out->audit_id = res.audit_id;
+        out->pending = 1;
+        out->approval = res.approval;
+        ok = 0;
+        goto done;
+    }
+    if (!res.applied) {                   /* err filled by the judge, or one is pending */
+        if (res.approval.id[0]) {
+            char ts[UTIL_TIME_MAX];
+            api_error_set(err, "approval_pending",
+                          json_pack("{s:s, s:I, s:s, s:s}", "approval_id", res.approval.id, "to",
+                                    (json_int_t)res.approval.desired, "requested_by",
+                                    res.approval.requested_by, "expires_at",
+                                    util_format_time(res.approval.expires_at_ms, ts)),
+                          "%s: approval %s (to %lld, asked by %s) is pending for this queue; it must "
+                          "be approved, rejected or expire before another change waits for approval",
+                          c->queue, res.approval.id, (long long)res.approval.desired,
+                          res.approval.requested_by);
+        }
         metrics_count_change(app->metrics, c->queue, "rejected");
         goto done;
     }
@@ -442,4 +483,181 @@ int scaling_history(struct app *app, const char *queue, const struct store_audit
         *next_before = (*rows)[limit - 1].id;
     }
     return 0;
+}
+
+/* ---- approvals and revert ---------------------------------------------------------- */
+
+static void scaling_unknown_approval(struct api_error *err, const char *id) {
+    api_error_set(err, "unknown_approval", json_pack("{s:s}", "approval_id", id),
+                  "there is no approval '%s'", id);
+}
+
+int scaling_approval_get(struct app *app, const char *id, struct store_approval *out,
+                         struct api_error *err) {
+    int rc = store_get_approval(app->st, id, out);
+    if (rc == STORE_NOT_FOUND) scaling_unknown_approval(err, id);
+    else if (rc != STORE_OK) scaling_store_fail(err, rc);
+    return rc == STORE_OK ? 0 : -1;
+}
+
+int scaling_approvals(struct app *app, const char *status, int limit,
+                      struct store_approval **out, size_t *n, struct api_error *err) {
+    if (limit < 1 || limit > SCALING_HISTORY_MAX) limit = 50;
+    int rc = store_list_approvals(app->st, status, NULL, limit, out, n);
+    if (rc != STORE_OK) scaling_store_fail(err, rc);
+    return rc == STORE_OK ? 0 : -1;
+}
+
+/* The 409 of an approval that is no longer pending. */
+static void scaling_not_pending(struct api_error *err, const struct store_approval *a) {
+    if (strcmp(a->status, "expired") == 0)
+        api_error_set(err, "approval_expired",
+                      json_pack("{s:s, s:s}", "approval_id", a->id, "status", a->status),
+                      "approval %s expired: it was not decided within its time; ask again", a->id);
+    else
+        api_error_set(err, "approval_decided",
+                      json_pack("{s:s, s:s, s:s}", "approval_id", a->id, "status", a->status,
+                                "decided_by", a->decided_by),
+                      "approval %s was already %s by %s", a->id, a->status, a->decided_by);
+}
+
+/* Decide approval id as d, to status (after the checks common to approve
+ * and reject). Returns 0 with *a decided, or -1 with err. */
+static int scaling_decide(struct app *app, const char *id, const struct scaling_decider *d,
+                          const char *status, const char *code, struct store_approval *a,
+                          struct api_error *err) {
+    int enabled, decided = 0, rc;
+    if (scaling_approval_get(app, id, a, err) != 0) return -1;
+    if (strcmp(a->status, "pending") != 0) {
+        scaling_not_pending(err, a);
+        return -1;
+    }
+    if (strcmp(status, "approved") == 0 &&
+        ((d->token_id && d->token_id[0] && strcmp(d->token_id, a->requester_token) == 0) ||
+         strcmp(d->actor, a->requested_by) == 0)) {
+        api_error_set(err, "forbidden", json_pack("{s:s}", "approval_id", a->id),
+                      "approval %s was asked for by %s: another person must approve it", a->id,
+                      a->requested_by);
+        return -1;
+    }
+    if ((rc = flags_get(app, FLAG_WRITES, &enabled)) != STORE_OK) {
+        scaling_store_fail(err, rc);
+        return -1;
+    }
+    if (!enabled) {
+        api_error_set(err, "writes_disabled", json_pack("{s:s}", "environment", app->cfg->env),
+                      "environment '%s' is read-only: an admin must turn the 'writes' flag on; "
+                      "approval %s stays pending", app->cfg->env, a->id);
+        return -1;
+    }
+    if (!scaling_admit_write(app, d->token_id, a->queue, err)) return -1;
+    struct store_decision dec = {id, status, code, d->actor, d->source, d->reason, d->request_id,
+                                 util_now_ms()};
+    if ((rc = store_decide_approval(app->st, &dec, a, &decided)) != STORE_OK) {
+        if (rc == STORE_NOT_FOUND) scaling_unknown_approval(err, id);
+        else scaling_store_fail(err, rc);
+        return -1;
+    }
+    if (!decided) {
+        scaling_not_pending(err, a);
+        return -1;
+    }
+    return 0;
+}
+
+int scaling_approve(struct app *app, const char *id, const struct scaling_decider *d,
+                    struct store_approval *approval, struct scaling_outcome *out,
+                    struct api_error *err) {
+    memset(out, 0, sizeof *out);
+    if (scaling_decide(app, id, d, "approved", NULL, approval, err) != 0) return -1;
+    struct scaling_change c;
+    memset(&c, 0, sizeof c);
+    c.queue = approval->queue;
+    c.to = approval->desired;
+    c.reason = approval->reason;
+    c.confirm = 1;               /* confirmed when asked for; approving confirms it again */
+    c.duration_s = approval->duration_s;
+    c.actor = approval->requested_by;   /* the change is the requester's */
+    c.scopes = d->scopes;
+    c.source = d->source;
+    c.request_id = d->request_id;
+    c.token_id = d->token_id;
+    c.from_version = approval->from_version;
+    c.approval_id = approval->id;
+    c.admitted = 1;
+    int rc = scaling_set(app, &c, out, err);
+    const char *code = rc == 0 ? NULL : err->code;
+    util_copy(approval->result, sizeof approval->result, rc == 0 ? "applied" : "rejected");
+    util_copy(approval->result_code, sizeof approval->result_code, code ? code : "");
+    if (store_approval_result(app->st, approval->id, approval->result, code) != STORE_OK)
+        log_json(LOG_ERROR, "could not record what an approved change did",
+                 json_pack("{s:s, s:s}", "approval_id", approval->id, "result", approval->result));
+    if (rc != 0) {
+        if (err->details == NULL) err->details = json_object();
+        if (json_is_object(err->details))
+            json_object_set_new(err->details, "approval_id", json_string(approval->id));
+    }
+    return rc;
+}
+
+int scaling_reject(struct app *app, const char *id, const struct scaling_decider *d,
+                   struct store_approval *approval, struct api_error *err) {
+    return scaling_decide(app, id, d, "rejected", "approval_rejected", approval, err);
+}
+
+int scaling_expire_approvals(struct app *app) {
+    struct store_approval *rows = NULL;
+    size_t n = 0;
+    int expired = 0;
+    int64_t now = util_now_ms();
+    if (store_list_approvals(app->st, "pending", NULL, 1000, &rows, &n) != STORE_OK) return -1;
+    for (size_t i = 0; i < n; i++) {
+        struct store_approval a;
+        char reason[STORE_REASON_MAX], rid[STORE_RID_MAX];
+        int decided = 0;
+        if (rows[i].expires_at_ms > now) continue;
+        snprintf(reason, sizeof reason, "not approved within %llds",
+                 (long long)((rows[i].expires_at_ms - rows[i].created_at_ms) / 1000));
+        memcpy(rid, "expiry-", 8);
+        if (util_random_hex(rid + 7, 8) != 0) strcpy(rid, "expiry");
+        struct store_decision d = {rows[i].id, "expired", NULL, "sluiced", "sluiced", reason, rid, now};
+        if (store_decide_approval(app->st, &d, &a, &decided) == STORE_OK && decided) expired++;
+    }
+    free(rows);
+    return expired;
+}
+
+int scaling_revert(struct app *app, const struct scaling_change *c, int64_t to_version,
+                   struct scaling_outcome *out, struct api_error *err) {
+    struct policy_bounds b;
+    struct store_audit_filter f = {0};
+    struct store_audit *rows = NULL;
+    size_t n = 0;
+    int rc;
+    memset(out, 0, sizeof *out);
+    if (policy_bounds(app->pol, c->queue, &b) != 0) {
+        scaling_unknown(err, c->queue);
+        return -1;
+    }
+    f.kind = "scaling";
+    f.subject = c->queue;
+    f.outcome = "applied";
+    f.version = to_version;
+    if ((rc = store_find_audit(app->st, &f, 1, &rows, &n)) != STORE_OK) {
+        scaling_store_fail(err, rc);
+        return -1;
+    }
+    if (n == 0 || to_version < 1) {
+        free(rows);
+        api_error_set(err, "unknown_version",
+                      json_pack("{s:s, s:I}", "queue", c->queue, "version", (json_int_t)to_version),
+                      "%s: no applied change set version %lld (see its history)", c->queue,
+                      (long long)to_version);
+        return -1;
+    }
+    struct scaling_change r = *c;
+    r.to = rows[0].to;
+    r.from_version = to_version;
+    free(rows);
+    return scaling_set(app, &r, out, err);
 }

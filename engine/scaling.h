@@ -16,6 +16,14 @@
  * the database. An accepted change to the current value stores, audits and
  * announces nothing.
  *
+ * Change control (issue 18): a change that passes every check but moves
+ * above the queue's approve_above (or that validate() answers "approval"
+ * for) is stored as a pending approval in the same transaction instead of
+ * being applied; approving it runs scaling_set again, as of that moment,
+ * with the approval's id (which skips that last check). A revert is a
+ * scaling_set with the value an older version set. The leader's ticker
+ * expires pending approvals (scaling_expire_approvals).
+ *
  * The domain answers in domain terms: targets, outcomes and audit rows, and
  * an api_error with an api.md code when a call fails. It picks no HTTP
  * status and renders no JSON: bind_scaling.c does both. What follows a
@@ -57,6 +65,9 @@ struct scaling_change {
     const char *source;          /* ui | api | cli | expiry | policy */
     const char *request_id;
     const char *token_id;        /* the caller's API token (sessions: theirs); NULL: sluiced */
+    int64_t from_version;        /* a revert: the version whose value this is; 0: none */
+    const char *approval_id;     /* applying an approved change: it needs no approval again */
+    int admitted;                /* 1: the caller already passed scaling_admit_write */
 };
 
 /* An accepted change: the queue after it, the value before it, whether
@@ -67,6 +78,8 @@ struct scaling_outcome {
     int64_t previous;
     int changed;
     int64_t audit_id;
+    int pending;                 /* 1: nothing changed, the change waits for approval */
+    struct store_approval approval;   /* pending: the approval stored */
 };
 
 /* One declared queue, with its change window (read in one snapshot with
@@ -80,7 +93,11 @@ int scaling_get(struct app *app, const char *queue, struct scaling_target *out,
 int scaling_list(struct app *app, struct scaling_target **out, size_t *n, struct api_error *err);
 
 /* Judge and apply a change. Returns 0 with *out filled, or -1 with err
- * (and the refusal audited when it reached the checks). */
+ * (and the refusal audited when it reached the checks). A change that
+ * passes every check but goes above the queue's approve_above (or that
+ * validate() asks approval for) is stored as a pending approval instead:
+ * 0 with out->pending 1 and out->approval; when the queue has a pending
+ * approval already, -1 with approval_pending (409). */
 int scaling_set(struct app *app, const struct scaling_change *c, struct scaling_outcome *out,
                 struct api_error *err);
 
@@ -109,5 +126,54 @@ int scaling_expire_due(struct app *app);
 int scaling_history(struct app *app, const char *queue, const struct store_audit_filter *f,
                     int limit, struct store_audit **rows, size_t *n, int64_t *next_before,
                     struct api_error *err);
+
+/* ---- approvals and revert (issue 18) ---------------------------------------- */
+
+/* The person deciding on an approval. */
+struct scaling_decider {
+    const char *actor, *token_id;     /* token_id NULL: sluiced */
+    unsigned scopes;
+    const char *source, *request_id, *reason;
+};
+
+/* One approval. Returns 0, or -1 with err (unknown_approval, store_*). */
+int scaling_approval_get(struct app *app, const char *id, struct store_approval *out,
+                         struct api_error *err);
+
+/* Approvals of status (NULL: any), newest first, at most limit (1..500).
+ * Returns 0 with *out malloc'd (the caller frees it), or -1 with err. */
+int scaling_approvals(struct app *app, const char *status, int limit,
+                      struct store_approval **out, size_t *n, struct api_error *err);
+
+/* Approve a pending approval and apply its change through every check as
+ * of now (scaling_set: actor the requester, source/request id/rate limit
+ * the approver's). Refused with forbidden when d is the requester (same
+ * token id or same name), approval_expired / approval_decided (409) when it
+ * is no longer pending, writes_disabled while writes are off (the approval
+ * stays pending). *approval is the approval after the call (when found).
+ * Returns 0 with *out the applied change; -1 with err: when the change
+ * itself was refused, the approval stays "approved" with result
+ * "rejected" and err is the change's own error (details.approval_id). */
+int scaling_approve(struct app *app, const char *id, const struct scaling_decider *d,
+                    struct store_approval *approval, struct scaling_outcome *out,
+                    struct api_error *err);
+
+/* Reject a pending approval (anyone with the scope, the requester too: a
+ * withdrawal); d->reason is required by the route. Returns 0, or -1 as
+ * scaling_approve. */
+int scaling_reject(struct app *app, const char *id, const struct scaling_decider *d,
+                   struct store_approval *approval, struct api_error *err);
+
+/* Mark every pending approval past its expires_at expired (audited, actor
+ * and source "sluiced"). The leader's ticker. Returns how many, or -1. */
+int scaling_expire_approvals(struct app *app);
+
+/* Apply the value that version to_version of c->queue set (its applied
+ * audit entry) as the change c (c->to is ignored), audited with
+ * from_version; every check applies, approve_above included. Returns as
+ * scaling_set, or -1 with unknown_version (404) when no applied change of
+ * the queue has that version. */
+int scaling_revert(struct app *app, const struct scaling_change *c, int64_t to_version,
+                   struct scaling_outcome *out, struct api_error *err);
 
 #endif

@@ -4,6 +4,10 @@
  *   sluicectl set QUEUE N --reason R [--confirm] [--duration 2h] [--wait 5s]
  *                 [--expected-version V]
  *   sluicectl history [QUEUE] [--limit N] [--before ID]
+ *   sluicectl revert QUEUE VERSION --reason R [--confirm] [--wait 5s]
+ *   sluicectl approvals [--status pending|approved|rejected|expired|all]
+ *   sluicectl approve ID [--reason R]
+ *   sluicectl reject ID --reason R
  *   sluicectl status
  *   sluicectl whoami
  *   sluicectl help | --help | -h | --version
@@ -13,7 +17,8 @@
  * --json prints the API's answer as is. --retry-after waits out one 429.
  * Exit codes: 0 done (and, with --wait, acknowledged by every live worker),
  * 2 refused by policy or permissions, 3 the wait ended without every
- * acknowledgement, 1 anything else (usage, network, server errors). HTTP goes
+ * acknowledgement, 4 the change (set, revert) waits for approval by another
+ * person, 1 anything else (usage, network, server errors). HTTP goes
  * through libcurl; JSON through jansson. */
 #include <curl/curl.h>
 #include <errno.h>
@@ -40,7 +45,7 @@
 #define CTL_DURATION_MAX_S (30 * 86400) /* the server refuses a longer duration_s */
 #define CTL_RETRY_MAX_S 60              /* longer waits are budgets, not cooldowns */
 
-enum { EXIT_OK = 0, EXIT_OTHER = 1, EXIT_REFUSED = 2, EXIT_UNACKED = 3 };
+enum { EXIT_OK = 0, EXIT_OTHER = 1, EXIT_REFUSED = 2, EXIT_UNACKED = 3, EXIT_PENDING = 4 };
 
 struct ctl {
     const char *url, *token;
@@ -51,7 +56,7 @@ struct ctl {
 struct ctl_args {
     const char *pos[CTL_ARGS_MAX];
     int npos, confirm, help, version;
-    const char *reason;
+    const char *reason, *status;
     int has_duration, has_wait, has_expected;
     int64_t duration_s, wait_ms;
     long long expected, limit, before;
@@ -274,12 +279,39 @@ static void ctl_override_note(json_t *answer, int asked_duration, char *out, siz
     }
 }
 
-static int ctl_set(const struct ctl *c, const char *queue, json_t *body, int waiting, int asked_duration) {
-    char path[256], note[128];
+/* "2026-11-29 14:00:00 UTC" from an RFC 3339 time (as is when not one). */
+static const char *ctl_when(json_t *v, char *out, size_t size) {
+    const char *at = json_string_value(v);
+    if (at && strlen(at) >= 19 && at[10] == 'T') snprintf(out, size, "%.10s %.8s UTC", at, at + 11);
+    else snprintf(out, size, "%s", at ? at : "-");
+    return out;
+}
+
+/* A 202: the change waits for approval. Prints its id and expiry. */
+static int ctl_pending(const struct ctl *c, const char *queue, json_t *answer) {
+    json_t *ap = json_object_get(answer, "approval");
+    char until[48];
+    if (c->json) ctl_print_json(answer);
+    else
+        printf("%s: %lld -> %lld waits for approval %s (until %s)\n", queue,
+               (long long)json_integer_value(json_object_get(ap, "from")),
+               (long long)json_integer_value(json_object_get(ap, "to")),
+               ctl_str(json_object_get(ap, "id")), ctl_when(json_object_get(ap, "expires_at"), until, sizeof until));
+    fprintf(stderr, "sluicectl: nothing changed yet: another person with scaling:approve must run "
+                    "'sluicectl approve %s'\n", ctl_str(json_object_get(ap, "id")));
+    return EXIT_PENDING;
+}
+
+static int ctl_set(const struct ctl *c, const char *method, const char *path, const char *queue,
+                   json_t *body, int waiting, int asked_duration) {
+    char note[128];
     struct ctl_answer a;
-    snprintf(path, sizeof path, "/api/v1/scaling/%s", queue);
-    ctl_call(c, "PUT", path, body, &a);
+    ctl_call(c, method, path, body, &a);
     int rc = EXIT_OK;
+    if (a.status == 202) {
+        rc = ctl_pending(c, queue, a.json);
+        goto done;
+    }
     if (a.status != 200) {
         rc = ctl_refusal(c, &a);
         goto done;
@@ -353,6 +385,59 @@ static int ctl_history(const struct ctl *c, const char *queue, long long limit, 
     return rc;
 }
 
+static void ctl_approval_row(json_t *ap) {
+    char change[48], until[48];
+    snprintf(change, sizeof change, "%lld->%lld", (long long)json_integer_value(json_object_get(ap, "from")),
+             (long long)json_integer_value(json_object_get(ap, "to")));
+    printf("%-16s %-10s %-16s %-10s %-16s %-23s %s\n", ctl_str(json_object_get(ap, "id")),
+           ctl_str(json_object_get(ap, "status")), ctl_str(json_object_get(ap, "queue")), change,
+           ctl_str(json_object_get(ap, "requested_by")),
+           ctl_when(json_object_get(ap, "expires_at"), until, sizeof until),
+           ctl_str(json_object_get(ap, "reason")));
+}
+
+static int ctl_approvals(const struct ctl *c, const char *status) {
+    char path[128];
+    struct ctl_answer a;
+    snprintf(path, sizeof path, "/api/v1/approvals?status=%s", status ? status : "pending");
+    ctl_call(c, "GET", path, NULL, &a);
+    int rc = EXIT_OK;
+    if (a.status != 200) rc = ctl_refusal(c, &a);
+    else if (c->json) ctl_print_json(a.json);
+    else {
+        size_t i;
+        json_t *ap;
+        printf("%-16s %-10s %-16s %-10s %-16s %-23s %s\n", "ID", "STATUS", "QUEUE", "CHANGE", "ASKED BY",
+               "EXPIRES", "REASON");
+        json_array_foreach(json_object_get(a.json, "items"), i, ap) ctl_approval_row(ap);
+    }
+    json_decref(a.json);
+    return rc;
+}
+
+/* approve or reject (verb) the approval id. */
+static int ctl_decide(const struct ctl *c, const char *verb, const char *id, const char *reason) {
+    char path[128];
+    struct ctl_answer a;
+    json_t *body = reason ? json_pack("{s:s}", "reason", reason) : json_object();
+    snprintf(path, sizeof path, "/api/v1/approvals/%s/%s", id, verb);
+    ctl_call(c, "POST", path, body, &a);
+    json_decref(body);
+    int rc = EXIT_OK;
+    if (a.status != 200) rc = ctl_refusal(c, &a);
+    else if (c->json) ctl_print_json(a.json);
+    else {
+        json_t *ap = json_object_get(a.json, "approval"), *ch = json_object_get(a.json, "change");
+        printf("%s %s: %s %lld -> %lld", ctl_str(json_object_get(ap, "status")), id,
+               ctl_str(json_object_get(ap, "queue")), (long long)json_integer_value(json_object_get(ap, "from")),
+               (long long)json_integer_value(json_object_get(ap, "to")));
+        if (ch) printf(", applied (version %lld)", (long long)json_integer_value(json_object_get(ch, "version")));
+        putchar('\n');
+    }
+    json_decref(a.json);
+    return rc;
+}
+
 static int ctl_status(const struct ctl *c) {
     struct ctl_answer a;
     ctl_call(c, "GET", "/admin/runtime-scaling", NULL, &a);
@@ -416,6 +501,12 @@ static void ctl_usage(FILE *to) {
             "usage: sluicectl [--url URL] [--token T] [--json] [--retry-after] COMMAND\n"
             "  get [QUEUE]                      desired concurrency of one or every queue\n"
             "  set QUEUE N --reason R [--confirm] [--duration 2h] [--wait 5s] [--expected-version V]\n"
+            "  revert QUEUE VERSION --reason R [--confirm] [--wait 5s]\n"
+            "                                   apply the value VERSION set (see history)\n"
+            "  approvals [--status pending|approved|rejected|expired|all]\n"
+            "                                   changes waiting for a second person\n"
+            "  approve ID [--reason R]          approve and apply (scaling:approve)\n"
+            "  reject ID --reason R             reject (scaling:approve)\n"
             "  history [QUEUE] [--limit N] [--before ID]\n"
             "                                   who changed what, newest first (20 by default)\n"
             "  status                           depth, concurrency, workers, rates, alerts\n"
@@ -426,7 +517,7 @@ static void ctl_usage(FILE *to) {
             "--retry-after: after a 429, wait the server's Retry-After (at most 60s) and\n"
             "try once more.\n"
             "exit: 0 done, 2 refused by policy or permissions, 3 wait ended without every\n"
-            "acknowledgement, 1 other errors\n");
+            "acknowledgement, 4 the change waits for approval (set, revert), 1 other errors\n");
 }
 
 /* Parse "500ms", "5s", "1m" or "5" (seconds) into milliseconds. Unlike
@@ -499,7 +590,7 @@ static int ctl_is_negative_number(const char *a) {
  * line that names the unknown option or the bad value. */
 static int ctl_parse(int argc, char **argv, struct ctl_args *o, struct ctl *c) {
     static const char *const valued[] = {"--url", "--token", "--reason", "--duration", "--wait",
-                                         "--expected-version", "--limit", "--before"};
+                                         "--expected-version", "--limit", "--before", "--status"};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) o->help = 1;
@@ -522,6 +613,7 @@ static int ctl_parse(int argc, char **argv, struct ctl_args *o, struct ctl *c) {
             if (!strcmp(a, "--url")) c->url = v;
             else if (!strcmp(a, "--token")) c->token = v;
             else if (!strcmp(a, "--reason")) o->reason = v;
+            else if (!strcmp(a, "--status")) o->status = v;
             else if (ctl_flag_value(o, a, v) != 0) return -1;
         } else if (o->npos == CTL_ARGS_MAX) {
             fprintf(stderr, "sluicectl: too many arguments at '%s'\n", a);
@@ -537,9 +629,12 @@ static int ctl_parse(int argc, char **argv, struct ctl_args *o, struct ctl *c) {
  * is wrong. */
 static int ctl_check_command(const struct ctl_args *o, long long *n) {
     static const struct { const char *name; int max; } commands[] = {
-        {"get", 2}, {"set", 3}, {"history", 2}, {"status", 1}, {"whoami", 1}};
+        {"get", 2}, {"set", 3}, {"history", 2}, {"status", 1}, {"whoami", 1},
+        {"revert", 3}, {"approvals", 1}, {"approve", 2}, {"reject", 2}};
+    static const char *const statuses[] = {"pending", "approved", "rejected", "expired", "all"};
     const char *cmd = o->pos[0];
     size_t k = 0;
+    int decide = !strcmp(cmd, "approve") || !strcmp(cmd, "reject");
     while (k < sizeof commands / sizeof *commands && strcmp(cmd, commands[k].name) != 0) k++;
     if (k == sizeof commands / sizeof *commands) {
         fprintf(stderr, "sluicectl: unknown command '%s'\n", cmd);
@@ -549,8 +644,37 @@ static int ctl_check_command(const struct ctl_args *o, long long *n) {
         fprintf(stderr, "sluicectl: %s: unexpected argument '%s'\n", cmd, o->pos[commands[k].max]);
         return -1;
     }
+    if (decide) {
+        if (o->npos < 2 || strlen(o->pos[1]) != 16 || strspn(o->pos[1], "0123456789abcdef") != 16)
+            fprintf(stderr, "sluicectl: %s needs an approval ID (16 hex digits, see 'sluicectl approvals')\n", cmd);
+        else if (!strcmp(cmd, "reject") && o->reason == NULL)
+            fprintf(stderr, "sluicectl: reject needs --reason (the requester reads it)\n");
+        else return 0;
+        return -1;
+    }
+    if (o->status) {
+        size_t s = 0;
+        while (s < sizeof statuses / sizeof *statuses && strcmp(o->status, statuses[s]) != 0) s++;
+        if (strcmp(cmd, "approvals") != 0) {
+            fprintf(stderr, "sluicectl: --status belongs to 'approvals'\n");
+            return -1;
+        }
+        if (s == sizeof statuses / sizeof *statuses) {
+            fprintf(stderr, "sluicectl: --status: '%s' is not one of pending, approved, rejected, expired, all\n",
+                    o->status);
+            return -1;
+        }
+    }
     if (o->npos >= 2 && !protocol_valid_name(o->pos[1])) {
         fprintf(stderr, "sluicectl: '%s' is not a queue name\n", o->pos[1]);
+        return -1;
+    }
+    if (!strcmp(cmd, "revert")) {
+        if (o->npos < 3) fprintf(stderr, "sluicectl: revert needs QUEUE and VERSION\n");
+        else if (ctl_whole(o->pos[2], 1, INT64_MAX, n) != 0)
+            fprintf(stderr, "sluicectl: VERSION must be a whole number, 1 or more; got '%s'\n", o->pos[2]);
+        else if (o->reason == NULL) fprintf(stderr, "sluicectl: revert needs --reason (it goes into the audit log)\n");
+        else return 0;
         return -1;
     }
     if (strcmp(cmd, "set") != 0) return 0;
@@ -564,20 +688,25 @@ static int ctl_check_command(const struct ctl_args *o, long long *n) {
 
 static int ctl_run(const struct ctl *c, const struct ctl_args *o, long long n) {
     const char *cmd = o->pos[0], *queue = o->npos >= 2 ? o->pos[1] : NULL;
+    int revert = !strcmp(cmd, "revert");
+    char path[256];
     if (!strcmp(cmd, "get")) return ctl_get(c, queue);
     if (!strcmp(cmd, "history")) return ctl_history(c, queue, o->limit, o->before);
     if (!strcmp(cmd, "status")) return ctl_status(c);
     if (!strcmp(cmd, "whoami")) return ctl_whoami(c);
-    json_t *body = json_pack("{s:I, s:s, s:b}", "desired_concurrency", (json_int_t)n, "reason", o->reason,
-                             "confirm", o->confirm);
+    if (!strcmp(cmd, "approvals")) return ctl_approvals(c, o->status);
+    if (!strcmp(cmd, "approve") || !strcmp(cmd, "reject")) return ctl_decide(c, cmd, queue, o->reason);
+    json_t *body = json_pack("{s:I, s:s, s:b}", revert ? "to_version" : "desired_concurrency", (json_int_t)n,
+                             "reason", o->reason, "confirm", o->confirm);
     if (body == NULL) {
         fprintf(stderr, "sluicectl: out of memory\n");
         return EXIT_OTHER;
     }
-    if (o->has_duration) json_object_set_new(body, "duration_s", json_integer(o->duration_s));
+    if (o->has_duration && !revert) json_object_set_new(body, "duration_s", json_integer(o->duration_s));
     if (o->has_wait) json_object_set_new(body, "wait_ms", json_integer(o->wait_ms));
-    if (o->has_expected) json_object_set_new(body, "expected_version", json_integer(o->expected));
-    int rc = ctl_set(c, queue, body, o->has_wait, o->has_duration);
+    if (o->has_expected && !revert) json_object_set_new(body, "expected_version", json_integer(o->expected));
+    snprintf(path, sizeof path, revert ? "/api/v1/scaling/%s/revert" : "/api/v1/scaling/%s", queue);
+    int rc = ctl_set(c, revert ? "POST" : "PUT", path, queue, body, o->has_wait, o->has_duration && !revert);
     json_decref(body);
     return rc;
 }

@@ -318,6 +318,84 @@ int store_read_change(store *st, const char *queue, int64_t default_value, int64
     return rc;
 }
 
+/* The audit entry of a change, carrying its revert and approval ids. */
+static void store_change_entry(struct store_audit *e, const struct store_change *c,
+                               const struct store_origin *o, int64_t from, int64_t version,
+                               const char *outcome, const char *code) {
+    store_audit_init(e, "scaling", c->queue, from, c->to, version, outcome, code, o);
+    e->from_version = c->from_version;
+    util_copy(e->approval_id, sizeof e->approval_id, c->approval_id ? c->approval_id : "");
+}
+
+/* Inside the transaction: mark a (pending) approval expired and audit it
+ * as sluiced's doing. */
+static int store_tx_expire(store *st, void *tx, struct store_approval *a, int64_t version,
+                           int64_t now_ms) {
+    char reason[STORE_REASON_MAX], rid[STORE_RID_MAX];
+    struct store_audit e;
+    int rc;
+    snprintf(reason, sizeof reason, "not approved within %llds",
+             (long long)((a->expires_at_ms - a->created_at_ms) / 1000));
+    memcpy(rid, "expiry-", 8);
+    if (util_random_hex(rid + 7, 8) != 0) strcpy(rid, "expiry");
+    util_copy(a->status, sizeof a->status, "expired");
+    util_copy(a->decided_by, sizeof a->decided_by, "sluiced");
+    util_copy(a->decision_reason, sizeof a->decision_reason, reason);
+    a->decided_at_ms = now_ms;
+    if ((rc = st->be->tx_update_approval(tx, a)) != STORE_OK) return rc;
+    struct store_origin o = {"sluiced", "sluiced", reason, rid, now_ms};
+    store_audit_init(&e, "scaling", a->queue, a->from, a->desired, version, "expired", NULL, &o);
+    e.from_version = a->from_version;
+    util_copy(e.approval_id, sizeof e.approval_id, a->id);
+    return st->be->tx_insert_audit(tx, &e);
+}
+
+/* Inside the transaction: store c as a pending approval, unless the queue
+ * has one already (refused: "approval_pending", out->approval is that one). */
+static int store_tx_request(store *st, void *tx, const struct store_change *c,
+                            const struct store_target *cur, struct store_change_result *out) {
+    struct store_origin o = {c->actor, c->source, c->reason, c->request_id, c->now_ms};
+    struct store_approval *a = &out->approval;
+    struct store_audit entry;
+    int rc = st->be->tx_pending_approval(tx, c->queue, a);
+    if (rc == STORE_OK && a->expires_at_ms <= c->now_ms) {
+        /* Its time is up but the sweep has not come by yet: it no longer
+         * holds the queue. */
+        if ((rc = store_tx_expire(st, tx, a, cur->version, c->now_ms)) != STORE_OK) return rc;
+        rc = STORE_NOT_FOUND;
+    }
+    if (rc == STORE_OK) {
+        store_change_entry(&entry, c, &o, cur->desired, cur->version, "rejected", "approval_pending");
+        util_copy(entry.approval_id, sizeof entry.approval_id, a->id);
+        if ((rc = st->be->tx_insert_audit(tx, &entry)) != STORE_OK) return rc;
+        out->audit_id = entry.id;
+        return STORE_OK;
+    }
+    if (rc != STORE_NOT_FOUND) return rc;
+    memset(a, 0, sizeof *a);
+    if (util_random_hex(a->id, 8) != 0) return STORE_FAILED;
+    util_copy(a->queue, sizeof a->queue, c->queue);
+    a->from = cur->desired;
+    a->desired = c->to;
+    a->duration_s = c->duration_s;
+    a->from_version = c->from_version;
+    util_copy(a->reason, sizeof a->reason, c->reason);
+    util_copy(a->requested_by, sizeof a->requested_by, c->actor);
+    util_copy(a->requester_token, sizeof a->requester_token, c->token_id ? c->token_id : "");
+    util_copy(a->source, sizeof a->source, c->source);
+    util_copy(a->request_id, sizeof a->request_id, c->request_id);
+    util_copy(a->status, sizeof a->status, "pending");
+    a->created_at_ms = c->now_ms;
+    a->expires_at_ms = c->now_ms + c->approval_ttl_ms;
+    if ((rc = st->be->tx_insert_approval(tx, a)) != STORE_OK) return rc;
+    store_change_entry(&entry, c, &o, cur->desired, cur->version, "pending_approval", NULL);
+    util_copy(entry.approval_id, sizeof entry.approval_id, a->id);
+    if ((rc = st->be->tx_insert_audit(tx, &entry)) != STORE_OK) return rc;
+    out->applied = STORE_JUDGE_APPROVAL;
+    out->audit_id = entry.id;
+    return STORE_OK;
+}
+
 /* Inside the transaction: write what the verdict says into out. */
 static int store_tx_decide(store *st, void *tx, const struct store_change *c, int verdict,
                            const char *code, const struct store_target *cur,
@@ -327,9 +405,9 @@ static int store_tx_decide(store *st, void *tx, const struct store_change *c, in
     struct store_target next;
     int bumped, rc;
     out->target = *cur;
+    if (verdict == STORE_JUDGE_APPROVAL) return store_tx_request(st, tx, c, cur, out);
     if (verdict == 0) {
-        store_audit_init(&entry, "scaling", c->queue, cur->desired, c->to, cur->version, "rejected",
-                         code, &o);
+        store_change_entry(&entry, c, &o, cur->desired, cur->version, "rejected", code);
         if ((rc = st->be->tx_insert_audit(tx, &entry)) != STORE_OK) return rc;
         out->audit_id = entry.id;
         return STORE_OK;
@@ -340,7 +418,7 @@ static int store_tx_decide(store *st, void *tx, const struct store_change *c, in
     if (!store_plan_change(c, cur, &next, &bumped)) return STORE_OK;
     if ((rc = st->be->tx_write_target(tx, &next)) != STORE_OK) return rc;
     if (bumped && (rc = st->be->tx_write_outbox(tx, &next)) != STORE_OK) return rc;
-    store_audit_init(&entry, "scaling", c->queue, cur->desired, c->to, next.version, "applied", "", &o);
+    store_change_entry(&entry, c, &o, cur->desired, next.version, "applied", "");
     if ((rc = st->be->tx_insert_audit(tx, &entry)) != STORE_OK) return rc;
     out->target = next;
     out->changed = 1;
@@ -444,4 +522,79 @@ int store_notify_summarize(store *st, struct store_notify_summary **out, size_t 
 
 int store_notify_prune(store *st, int64_t before_ms, int64_t keep, int64_t *deleted) {
     return st->be->notify_prune(st->h, before_ms, keep, deleted);
+}
+
+/* ---- approvals ----------------------------------------------------------------- */
+
+int store_get_approval(store *st, const char *id, struct store_approval *out) {
+    int rc;
+    void *tx = st->be->begin(st->h, STORE_TX_READ, NULL, &rc);
+    if (tx == NULL) return rc;
+    if ((rc = st->be->tx_get_approval(tx, id, out)) == STORE_OK) rc = st->be->commit(tx);
+    st->be->end(tx, rc);
+    return rc;
+}
+
+int store_list_approvals(store *st, const char *status, const char *queue, int limit,
+                         struct store_approval **out, size_t *n) {
+    return st->be->list_approvals(st->h, status, queue, limit, out, n);
+}
+
+int store_decide_approval(store *st, const struct store_decision *d, struct store_approval *out,
+                          int *decided) {
+    struct store_target cur;
+    struct store_audit entry;
+    char key[UTIL_NAME_MAX + 32];
+    void *tx = NULL;
+    int rc;
+
+    *decided = 0;
+    /* The queue names the lock: read it first (it never changes). */
+    if ((rc = store_get_approval(st, d->id, out)) != STORE_OK) return rc;
+    if ((rc = store_gate_enter(&st->gate)) != STORE_OK) return rc;
+    snprintf(key, sizeof key, "sluice.queue:%s", out->queue);
+    if ((tx = st->be->begin(st->h, STORE_TX_WRITE, key, &rc)) == NULL) goto done;
+    if ((rc = st->be->tx_get_approval(tx, d->id, out)) != STORE_OK) goto done;
+    if (strcmp(out->status, "pending") != 0) goto done;          /* decided meanwhile */
+    if ((rc = store_tx_current(st, tx, out->queue, out->from, &cur)) != STORE_OK) goto done;
+    if (out->expires_at_ms <= d->now_ms) {
+        rc = store_tx_expire(st, tx, out, cur.version, d->now_ms);
+        *decided = strcmp(d->status, "expired") == 0;
+    } else {
+        struct store_origin o = {d->actor, d->source, d->reason, d->request_id, d->now_ms};
+        util_copy(out->status, sizeof out->status, d->status);
+        util_copy(out->decided_by, sizeof out->decided_by, d->actor);
+        util_copy(out->decision_reason, sizeof out->decision_reason, d->reason);
+        out->decided_at_ms = d->now_ms;
+        if ((rc = st->be->tx_update_approval(tx, out)) == STORE_OK) {
+            store_audit_init(&entry, "scaling", out->queue, out->from, out->desired, cur.version,
+                             d->status, d->error_code, &o);
+            entry.from_version = out->from_version;
+            util_copy(entry.approval_id, sizeof entry.approval_id, out->id);
+            rc = st->be->tx_insert_audit(tx, &entry);
+        }
+        *decided = 1;
+    }
+    if (rc == STORE_OK) rc = st->be->commit(tx);
+done:
+    if (tx) st->be->end(tx, rc);
+    store_gate_leave(&st->gate);
+    if (rc != STORE_OK) *decided = 0;
+    return rc;
+}
+
+int store_approval_result(store *st, const char *id, const char *result, const char *code) {
+    struct store_approval a;
+    void *tx = NULL;
+    int rc;
+    if ((rc = store_gate_enter(&st->gate)) != STORE_OK) return rc;
+    if ((tx = st->be->begin(st->h, STORE_TX_WRITE, NULL, &rc)) == NULL) goto done;
+    if ((rc = st->be->tx_get_approval(tx, id, &a)) != STORE_OK) goto done;
+    util_copy(a.result, sizeof a.result, result);
+    util_copy(a.result_code, sizeof a.result_code, code ? code : "");
+    if ((rc = st->be->tx_update_approval(tx, &a)) == STORE_OK) rc = st->be->commit(tx);
+done:
+    if (tx) st->be->end(tx, rc);
+    store_gate_leave(&st->gate);
+    return rc;
 }

@@ -74,6 +74,8 @@ struct store_audit {
     char error_code[STORE_CODE_MAX];   /* "" when applied */
     int64_t at_ms;
     char request_id[STORE_RID_MAX];
+    int64_t from_version;        /* a revert: the version whose value it applies; 0: none */
+    char approval_id[STORE_ID_MAX];   /* an approval's steps and the change it let through; "" */
 };
 
 /* Who made a write, and why: what every audit entry says of its origin. */
@@ -96,6 +98,30 @@ struct store_stats {
     int64_t last_applied_ms;     /* 0 when never */
 };
 
+/* A change that waits for a second person (the scaling_approvals table):
+ * status "pending" until someone approves, rejects or lets it expire;
+ * result says what the approved change then did ("applied" | "rejected"
+ * with result_code; "" while not approved). */
+struct store_approval {
+    char id[STORE_ID_MAX];       /* 16 random hex digits */
+    char queue[UTIL_NAME_MAX + 1];
+    int64_t from, desired;       /* from: the value when it was asked for */
+    int64_t duration_s;          /* 0: permanent */
+    int64_t from_version;        /* a revert: the version it takes its value from; 0: none */
+    char reason[STORE_REASON_MAX];
+    char requested_by[STORE_ACTOR_MAX];
+    char requester_token[STORE_ID_MAX];   /* "": sluiced itself */
+    char source[16];
+    char request_id[STORE_RID_MAX];
+    char status[16];             /* "pending" | "approved" | "rejected" | "expired" */
+    char decided_by[STORE_ACTOR_MAX];
+    int64_t decided_at_ms;       /* 0: not decided */
+    char decision_reason[STORE_REASON_MAX];
+    char result[16];
+    char result_code[STORE_CODE_MAX];
+    int64_t created_at_ms, expires_at_ms;
+};
+
 /* A proposed change of desired concurrency. */
 struct store_change {
     const char *queue;
@@ -104,12 +130,21 @@ struct store_change {
     const char *actor, *source, *reason, *request_id;
     int64_t now_ms;
     int64_t expires_at_ms;       /* 0: permanent */
+    int64_t from_version;        /* a revert: audited with it; 0: none */
+    const char *approval_id;     /* the approval that let it through (audited); NULL: none */
+    /* What a pending approval records when the judge asks for one. */
+    const char *token_id;        /* the requester's token; NULL: sluiced */
+    int64_t duration_s;
+    int64_t approval_ttl_ms;
 };
 
 /* Called inside the write transaction with the current state. Returns 1 to
- * apply, 0 to refuse (writing the audit error code into error_code), or -1
- * to abandon the transaction without writing anything (a race the caller
- * will see in store_change_result.applied == -1). */
+ * apply, 0 to refuse (writing the audit error code into error_code),
+ * STORE_JUDGE_APPROVAL to store the change as a pending approval instead
+ * (applied 2, or refused with "approval_pending" when the queue has one
+ * already), or -1 to abandon the transaction without writing anything (a
+ * race the caller will see in store_change_result.applied == -1). */
+#define STORE_JUDGE_APPROVAL 2
 typedef int (*store_judge_fn)(void *ud, const struct store_target *current,
                               const struct store_stats *stats,
                               char error_code[STORE_CODE_MAX]);
@@ -117,9 +152,12 @@ typedef int (*store_judge_fn)(void *ud, const struct store_target *current,
 struct store_change_result {
     struct store_target target;  /* state after the transaction */
     int64_t previous;
-    int applied;                 /* 1 applied, 0 refused, -1 abandoned */
+    int applied;                 /* 1 applied, 2 waits for approval, 0 refused, -1 abandoned */
     int changed;                 /* applied and written; 0 for a change to the current value */
     int64_t audit_id;            /* 0 when nothing was audited */
+    /* applied 2: the approval stored; refused for "approval_pending": the
+     * one already pending ("" id otherwise). */
+    struct store_approval approval;
 };
 
 struct store_flag {
@@ -255,6 +293,7 @@ struct store_audit_filter {
     const char *kind, *subject, *actor, *outcome, *source;
     int64_t since_ms, until_ms;
     int64_t before_id;           /* only ids below it: paging from the newest */
+    int64_t version;             /* > 0: only entries at this version */
 };
 
 /* Newest first, the entries f lets through (f NULL: all), at most limit.
@@ -325,6 +364,38 @@ int store_get_flag(store *st, const char *env, const char *name, struct store_fl
 int store_set_flag(store *st, const char *env, const char *name, int enabled, int default_enabled,
                    const char *actor, const char *source, const char *reason,
                    const char *request_id, int64_t now_ms);
+
+/* ---- approvals -------------------------------------------------------------- */
+
+/* STORE_NOT_FOUND when there is no approval id. */
+int store_get_approval(store *st, const char *id, struct store_approval *out);
+
+/* Newest first, at most limit, of status (NULL: any) and queue (NULL: any).
+ * *out is malloc'd, owned by the caller. */
+int store_list_approvals(store *st, const char *status, const char *queue, int limit,
+                         struct store_approval **out, size_t *n);
+
+/* A decision on a pending approval. */
+struct store_decision {
+    const char *id;
+    const char *status;          /* "approved" | "rejected" | "expired" */
+    const char *error_code;      /* of the audit entry: "approval_rejected" for "rejected"; NULL */
+    const char *actor, *source, *reason, *request_id;
+    int64_t now_ms;
+};
+
+/* In one transaction under the queue's write lock: decide the approval if
+ * it is still pending and not past expires_at, and audit the decision
+ * (kind "scaling", outcome = status, approval_id); a pending approval
+ * already past its time is marked "expired" (audited as by sluiced)
+ * instead. *decided 1 when d was applied, else 0 and *out says why (its
+ * status). STORE_NOT_FOUND when there is no approval id. */
+int store_decide_approval(store *st, const struct store_decision *d, struct store_approval *out,
+                          int *decided);
+
+/* Record what an approved change did: result "applied" | "rejected" and
+ * its error code (NULL when applied). */
+int store_approval_result(store *st, const char *id, const char *result, const char *code);
 
 int store_put_token(store *st, const struct store_token *tok);
 int store_get_token(store *st, const char *id, struct store_token *out);

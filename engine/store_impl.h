@@ -47,6 +47,14 @@ struct store_backend {
     int (*tx_insert_audit)(void *tx, struct store_audit *e);   /* writes e->id */
     int (*tx_get_flag)(void *tx, const char *env, const char *name, struct store_flag *out);
     int (*tx_write_flag)(void *tx, const char *env, const struct store_flag *f);
+    /* Approvals: by id, the queue's pending one (STORE_NOT_FOUND: none),
+     * insert, and update of the decision and result columns. */
+    int (*tx_get_approval)(void *tx, const char *id, struct store_approval *out);
+    int (*tx_pending_approval)(void *tx, const char *queue, struct store_approval *out);
+    int (*tx_insert_approval)(void *tx, const struct store_approval *a);
+    int (*tx_update_approval)(void *tx, const struct store_approval *a);
+    int (*list_approvals)(void *h, const char *status, const char *queue, int limit,
+                          struct store_approval **out, size_t *n);
     int (*append_audit)(void *h, struct store_audit *e);
     int (*list_audit)(void *h, const struct store_audit_filter *f, int limit,
                       struct store_audit **out, size_t *n);

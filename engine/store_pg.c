@@ -436,15 +436,17 @@ static int pg_list_expired(void *h, int64_t now_ms, struct store_target **out, s
 /* ---- audit ---------------------------------------------------------------------------- */
 
 int pg_insert_audit(struct pg_slot *p, struct store_audit *e) {
-    char from[24], to[24], ver[24], at[24];
+    char from[24], to[24], ver[24], at[24], fv[24];
     int rc;
-    const char *pv[12] = {e->kind, e->subject, I64(from, e->from), I64(to, e->to), I64(ver, e->version),
+    const char *pv[14] = {e->kind, e->subject, I64(from, e->from), I64(to, e->to), I64(ver, e->version),
                           e->actor, e->source, e->reason, e->outcome,
-                          e->error_code[0] ? e->error_code : NULL, I64(at, e->at_ms), e->request_id};
+                          e->error_code[0] ? e->error_code : NULL, I64(at, e->at_ms), e->request_id,
+                          e->from_version ? I64(fv, e->from_version) : NULL,
+                          e->approval_id[0] ? e->approval_id : NULL};
     PGresult *r = pg_run(p, "INSERT INTO scaling_audit (kind, subject, from_value, to_value, version, actor,"
-                            " source, reason, outcome, error_code, at, request_id) VALUES ($1, $2,"
-                            " $3::bigint, $4::bigint, $5::bigint, $6, $7, $8, $9, $10, $11::bigint, $12)"
-                            " RETURNING id", 12, pv, "append_audit", &rc);
+                            " source, reason, outcome, error_code, at, request_id, from_version, approval_id)"
+                            " VALUES ($1, $2, $3::bigint, $4::bigint, $5::bigint, $6, $7, $8, $9, $10,"
+                            " $11::bigint, $12, $13::bigint, $14) RETURNING id", 14, pv, "append_audit", &rc);
     if (r) e->id = pg_int(r, 0, 0);
     PQclear(r);
     return rc;
@@ -474,22 +476,26 @@ void pg_read_audit(PGresult *r, int row, void *elem) {
     util_copy(e->error_code, sizeof e->error_code, pg_text(r, row, 10));
     e->at_ms = pg_int(r, row, 11);
     util_copy(e->request_id, sizeof e->request_id, pg_text(r, row, 12));
+    e->from_version = pg_int(r, row, 13);
+    util_copy(e->approval_id, sizeof e->approval_id, pg_text(r, row, 14));
 }
 
 static int pg_list_audit(void *h, const struct store_audit_filter *f, int limit,
                          struct store_audit **out, size_t *n) {
-    char b[24], l[24], since[24], until[24];
-    const char *pv[9] = {f->kind, f->subject, f->actor, f->outcome, f->source,
-                         I64(since, f->since_ms), I64(until, f->until_ms), I64(b, f->before_id),
-                         I64(l, limit)};
+    char b[24], l[24], since[24], until[24], v[24];
+    const char *pv[10] = {f->kind, f->subject, f->actor, f->outcome, f->source,
+                          I64(since, f->since_ms), I64(until, f->until_ms), I64(b, f->before_id),
+                          I64(l, limit), I64(v, f->version)};
     return pg_collect(h, NULL, "SELECT " PG_AUDIT_COLS " FROM scaling_audit"
                                " WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR subject = $2)"
                                " AND ($3::text IS NULL OR actor = $3) AND ($4::text IS NULL OR outcome = $4)"
                                " AND ($5::text IS NULL OR source = $5)"
                                " AND ($6::bigint = 0 OR at >= $6::bigint)"
                                " AND ($7::bigint = 0 OR at <= $7::bigint)"
-                               " AND ($8::bigint = 0 OR id < $8::bigint) ORDER BY id DESC LIMIT $9::int",
-                      9, pv, sizeof **out, pg_read_audit, (void **)out, n);
+                               " AND ($8::bigint = 0 OR id < $8::bigint)"
+                               " AND ($10::bigint = 0 OR version = $10::bigint)"
+                               " ORDER BY id DESC LIMIT $9::int",
+                      10, pv, sizeof **out, pg_read_audit, (void **)out, n);
 }
 
 /* ---- the judged change ----------------------------------------------------------------- */
@@ -602,6 +608,11 @@ const struct store_backend store_pg_backend = {
     .tx_insert_audit = pg_tx_insert_audit,
     .tx_get_flag = pg_tx_get_flag,
     .tx_write_flag = pg_tx_write_flag,
+    .tx_get_approval = pg_tx_get_approval,
+    .tx_pending_approval = pg_tx_pending_approval,
+    .tx_insert_approval = pg_tx_insert_approval,
+    .tx_update_approval = pg_tx_update_approval,
+    .list_approvals = pg_list_approvals,
     .append_audit = pg_append_audit,
     .list_audit = pg_list_audit,
     .list_audit_oldest = pg_list_audit_oldest,

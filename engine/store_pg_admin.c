@@ -1,7 +1,7 @@
 /* store_pg_admin.c — the PostgreSQL backend's administrative tables:
  * feature flags (audited in the flag's own transaction), API tokens,
- * browser sessions (capped per token, swept when expired), and the audit
- * log's export and explicit prune. Shares the pool and helpers of
+ * browser sessions (capped per token, swept when expired), approvals
+ * (scaling_approvals), and the audit log's export and explicit prune. Shares the pool and helpers of
  * store_pg.c through store_pg_int.h. */
 #include "store_pg_int.h"
 
@@ -269,4 +269,89 @@ int pg_get_session(void *h, const char *id_hash, struct store_session *out) {
 int pg_delete_session(void *h, const char *id_hash) {
     const char *pv[1] = {id_hash};
     return pg_simple(h, "DELETE FROM api_sessions WHERE id_hash = $1", 1, pv, "delete_session", NULL);
+}
+
+/* ---- approvals ---------------------------------------------------------------------- */
+
+#define PG_APPROVAL_COLS "id, queue, from_value, desired, duration_s, from_version, reason," \
+    " requested_by, COALESCE(requester_token, ''), source, request_id, status," \
+    " COALESCE(decided_by, ''), decided_at, COALESCE(decision_reason, ''), COALESCE(result, '')," \
+    " COALESCE(result_code, ''), created_at, expires_at"
+
+static void pg_read_approval(PGresult *r, int row, void *elem) {
+    struct store_approval *a = elem;
+    memset(a, 0, sizeof *a);
+    util_copy(a->id, sizeof a->id, pg_text(r, row, 0));
+    util_copy(a->queue, sizeof a->queue, pg_text(r, row, 1));
+    a->from = pg_int(r, row, 2);
+    a->desired = pg_int(r, row, 3);
+    a->duration_s = pg_int(r, row, 4);
+    a->from_version = pg_int(r, row, 5);
+    util_copy(a->reason, sizeof a->reason, pg_text(r, row, 6));
+    util_copy(a->requested_by, sizeof a->requested_by, pg_text(r, row, 7));
+    util_copy(a->requester_token, sizeof a->requester_token, pg_text(r, row, 8));
+    util_copy(a->source, sizeof a->source, pg_text(r, row, 9));
+    util_copy(a->request_id, sizeof a->request_id, pg_text(r, row, 10));
+    util_copy(a->status, sizeof a->status, pg_text(r, row, 11));
+    util_copy(a->decided_by, sizeof a->decided_by, pg_text(r, row, 12));
+    a->decided_at_ms = pg_int(r, row, 13);
+    util_copy(a->decision_reason, sizeof a->decision_reason, pg_text(r, row, 14));
+    util_copy(a->result, sizeof a->result, pg_text(r, row, 15));
+    util_copy(a->result_code, sizeof a->result_code, pg_text(r, row, 16));
+    a->created_at_ms = pg_int(r, row, 17);
+    a->expires_at_ms = pg_int(r, row, 18);
+}
+
+int pg_tx_get_approval(void *tx, const char *id, struct store_approval *out) {
+    const char *pv[1] = {id};
+    return pg_row(NULL, tx, "SELECT " PG_APPROVAL_COLS " FROM scaling_approvals WHERE id = $1",
+                  "get_approval", 1, pv, pg_read_approval, out);
+}
+
+int pg_tx_pending_approval(void *tx, const char *queue, struct store_approval *out) {
+    const char *pv[1] = {queue};
+    return pg_row(NULL, tx, "SELECT " PG_APPROVAL_COLS " FROM scaling_approvals"
+                            " WHERE queue = $1 AND status = 'pending'",
+                  "pending_approval", 1, pv, pg_read_approval, out);
+}
+
+int pg_tx_insert_approval(void *tx, const struct store_approval *a) {
+    char from[24], to[24], dur[24], fv[24], at[24], exp[24];
+    int rc;
+    const char *pv[14] = {a->id, a->queue, I64(from, a->from), I64(to, a->desired),
+                          I64(dur, a->duration_s), a->from_version ? I64(fv, a->from_version) : NULL,
+                          a->reason, a->requested_by,
+                          a->requester_token[0] ? a->requester_token : NULL, a->source,
+                          a->request_id, a->status, I64(at, a->created_at_ms),
+                          I64(exp, a->expires_at_ms)};
+    PQclear(pg_run(tx, "INSERT INTO scaling_approvals (id, queue, from_value, desired, duration_s,"
+                       " from_version, reason, requested_by, requester_token, source, request_id,"
+                       " status, created_at, expires_at) VALUES ($1, $2, $3::bigint, $4::bigint,"
+                       " $5::bigint, $6::bigint, $7, $8, $9, $10, $11, $12, $13::bigint, $14::bigint)",
+                   14, pv, "insert_approval", &rc));
+    return rc;
+}
+
+int pg_tx_update_approval(void *tx, const struct store_approval *a) {
+    char at[24];
+    int rc;
+    const char *pv[7] = {a->status, a->decided_by[0] ? a->decided_by : NULL,
+                         a->decided_at_ms ? I64(at, a->decided_at_ms) : NULL,
+                         a->decided_at_ms ? a->decision_reason : NULL,
+                         a->result[0] ? a->result : NULL, a->result_code[0] ? a->result_code : NULL,
+                         a->id};
+    PQclear(pg_run(tx, "UPDATE scaling_approvals SET status = $1, decided_by = $2,"
+                       " decided_at = $3::bigint, decision_reason = $4, result = $5, result_code = $6"
+                       " WHERE id = $7", 7, pv, "update_approval", &rc));
+    return rc;
+}
+
+int pg_list_approvals(void *h, const char *status, const char *queue, int limit,
+                      struct store_approval **out, size_t *n) {
+    char l[24];
+    const char *pv[3] = {status, queue, I64(l, limit)};
+    return pg_collect(h, NULL, "SELECT " PG_APPROVAL_COLS " FROM scaling_approvals"
+                               " WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR queue = $2)"
+                               " ORDER BY created_at DESC, id LIMIT $3::int",
+                      3, pv, sizeof **out, pg_read_approval, (void **)out, n);
 }

@@ -3,7 +3,7 @@
  *
  * store_pg.c owns the connection pool, migrations, targets, the audit log,
  * the judged change and the outbox; store_pg_admin.c owns flags, tokens,
- * sessions and the audit log's export and prune. The pg_ prefix marks the
+ * sessions, approvals and the audit log's export and prune. The pg_ prefix marks the
  * backend's own names. */
 #ifndef SLUICE_STORE_PG_INT_H
 #define SLUICE_STORE_PG_INT_H
@@ -74,7 +74,8 @@ int pg_insert_audit(struct pg_slot *p, struct store_audit *e);
 
 /* The columns every audit read selects, and the reader of one row. */
 #define PG_AUDIT_COLS "id, kind, subject, from_value, to_value, version, actor, source, reason," \
-                      " outcome, COALESCE(error_code, ''), at, request_id"
+                      " outcome, COALESCE(error_code, ''), at, request_id, from_version," \
+                      " COALESCE(approval_id, '')"
 void pg_read_audit(PGresult *r, int row, void *elem);
 
 /* store_pg_admin.c */
@@ -94,6 +95,12 @@ int pg_list_audit_oldest(void *h, int64_t after_id, int64_t before_id, int limit
                          struct store_audit **out, size_t *n);
 int pg_audit_bound_at(void *h, int64_t at_ms, int64_t *before_id);
 int pg_prune_audit(void *h, const struct store_prune *pr, struct store_prune_result *out);
+int pg_tx_get_approval(void *tx, const char *id, struct store_approval *out);
+int pg_tx_pending_approval(void *tx, const char *queue, struct store_approval *out);
+int pg_tx_insert_approval(void *tx, const struct store_approval *a);
+int pg_tx_update_approval(void *tx, const struct store_approval *a);
+int pg_list_approvals(void *h, const char *status, const char *queue, int limit,
+                      struct store_approval **out, size_t *n);
 
 /* store_pg_notify.c */
 int pg_notify_cursor(void *h, int64_t *last_audit_id);

@@ -562,13 +562,15 @@ done:
 
 int sq_insert_audit(struct sq_conn *c, struct store_audit *e) {
     int rc = sq_run(NULL, c, "INSERT INTO scaling_audit (kind, subject, from_value, to_value, version,"
-                             " actor, source, reason, outcome, error_code, at, request_id)"
-                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", "append_audit",
+                             " actor, source, reason, outcome, error_code, at, request_id,"
+                             " from_version, approval_id)"
+                             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", "append_audit",
                     SQ_ARGS(SQ_TEXT(e->kind), SQ_TEXT(e->subject), SQ_INT(e->from), SQ_INT(e->to),
                             SQ_INT(e->version), SQ_TEXT(e->actor), SQ_TEXT(e->source),
                             SQ_TEXT(e->reason), SQ_TEXT(e->outcome),
                             SQ_TEXT(e->error_code[0] ? e->error_code : NULL), SQ_INT(e->at_ms),
-                            SQ_TEXT(e->request_id)));
+                            SQ_TEXT(e->request_id), SQ_OPT(e->from_version),
+                            SQ_TEXT(e->approval_id[0] ? e->approval_id : NULL)));
     if (rc == STORE_OK) e->id = sqlite3_last_insert_rowid(c->db);
     return rc;
 }
@@ -594,6 +596,8 @@ void sq_read_audit(sqlite3_stmt *st, void *elem) {
     util_copy(e->error_code, sizeof e->error_code, sq_text(st, 10));
     e->at_ms = sqlite3_column_int64(st, 11);
     util_copy(e->request_id, sizeof e->request_id, sq_text(st, 12));
+    e->from_version = sqlite3_column_int64(st, 13);
+    util_copy(e->approval_id, sizeof e->approval_id, sq_text(st, 14));
 }
 
 static int sq_list_audit(void *h, const struct store_audit_filter *f, int limit,
@@ -606,11 +610,13 @@ static int sq_list_audit(void *h, const struct store_audit_filter *f, int limit,
                                " AND (?3 IS NULL OR actor = ?3) AND (?4 IS NULL OR outcome = ?4)"
                                " AND (?5 IS NULL OR source = ?5) AND (?6 = 0 OR at >= ?6)"
                                " AND (?7 = 0 OR at <= ?7)"
-                               " AND (?8 = 0 OR id < ?8) ORDER BY id DESC LIMIT ?9",
+                               " AND (?8 = 0 OR id < ?8) AND (?10 = 0 OR version = ?10)"
+                               " ORDER BY id DESC LIMIT ?9",
                       "list_audit", sizeof **out, sq_read_audit, (void **)out, n,
                       SQ_ARGS(SQ_TEXT(f->kind), SQ_TEXT(f->subject), SQ_TEXT(f->actor),
                               SQ_TEXT(f->outcome), SQ_TEXT(f->source), SQ_INT(f->since_ms),
-                              SQ_INT(f->until_ms), SQ_INT(f->before_id), SQ_INT(limit)));
+                              SQ_INT(f->until_ms), SQ_INT(f->before_id), SQ_INT(limit),
+                              SQ_INT(f->version)));
 }
 
 /* ---- transactions (store.c runs the judged writes over these) ----------------- */
@@ -707,6 +713,11 @@ const struct store_backend store_sqlite_backend = {
     .tx_insert_audit = sq_tx_insert_audit,
     .tx_get_flag = sq_tx_get_flag,
     .tx_write_flag = sq_tx_write_flag,
+    .tx_get_approval = sq_tx_get_approval,
+    .tx_pending_approval = sq_tx_pending_approval,
+    .tx_insert_approval = sq_tx_insert_approval,
+    .tx_update_approval = sq_tx_update_approval,
+    .list_approvals = sq_list_approvals,
     .append_audit = sq_append_audit,
     .list_audit = sq_list_audit,
     .list_audit_oldest = sq_list_audit_oldest,

@@ -1,7 +1,7 @@
 /* store_sqlite_admin.c — the SQLite backend's administrative tables:
  * feature flags (audited in the flag's own transaction), API tokens,
- * browser sessions (capped per token, swept when expired), and the audit
- * log's export and explicit prune. Shares the pool and statement helpers
+ * browser sessions (capped per token, swept when expired), approvals
+ * (scaling_approvals), and the audit log's export and explicit prune. Shares the pool and statement helpers
  * of store_sqlite.c through store_sqlite_int.h. */
 #include "store_sqlite_int.h"
 
@@ -239,4 +239,81 @@ int sq_prune_audit(void *h, const struct store_prune *p, struct store_prune_resu
     rc = sq_exec(c->db, "COMMIT");
 done:
     return sq_write_done(c, rc);              /* rolls back what did not commit */
+}
+
+/* ---- approvals ---------------------------------------------------------------- */
+
+#define SQ_APPROVAL_COLS "id, queue, from_value, desired, duration_s, from_version, reason," \
+    " requested_by, requester_token, source, request_id, status, decided_by, decided_at," \
+    " decision_reason, result, result_code, created_at, expires_at"
+
+static void sq_read_approval(sqlite3_stmt *st, void *elem) {
+    struct store_approval *a = elem;
+    memset(a, 0, sizeof *a);
+    util_copy(a->id, sizeof a->id, sq_text(st, 0));
+    util_copy(a->queue, sizeof a->queue, sq_text(st, 1));
+    a->from = sqlite3_column_int64(st, 2);
+    a->desired = sqlite3_column_int64(st, 3);
+    a->duration_s = sqlite3_column_int64(st, 4);
+    a->from_version = sqlite3_column_int64(st, 5);
+    util_copy(a->reason, sizeof a->reason, sq_text(st, 6));
+    util_copy(a->requested_by, sizeof a->requested_by, sq_text(st, 7));
+    util_copy(a->requester_token, sizeof a->requester_token, sq_text(st, 8));
+    util_copy(a->source, sizeof a->source, sq_text(st, 9));
+    util_copy(a->request_id, sizeof a->request_id, sq_text(st, 10));
+    util_copy(a->status, sizeof a->status, sq_text(st, 11));
+    util_copy(a->decided_by, sizeof a->decided_by, sq_text(st, 12));
+    a->decided_at_ms = sqlite3_column_int64(st, 13);
+    util_copy(a->decision_reason, sizeof a->decision_reason, sq_text(st, 14));
+    util_copy(a->result, sizeof a->result, sq_text(st, 15));
+    util_copy(a->result_code, sizeof a->result_code, sq_text(st, 16));
+    a->created_at_ms = sqlite3_column_int64(st, 17);
+    a->expires_at_ms = sqlite3_column_int64(st, 18);
+}
+
+int sq_tx_get_approval(void *tx, const char *id, struct store_approval *out) {
+    return sq_row(NULL, tx, "SELECT " SQ_APPROVAL_COLS " FROM scaling_approvals WHERE id = ?",
+                  "get_approval", sq_read_approval, out, SQ_ARGS(SQ_TEXT(id)));
+}
+
+int sq_tx_pending_approval(void *tx, const char *queue, struct store_approval *out) {
+    return sq_row(NULL, tx, "SELECT " SQ_APPROVAL_COLS " FROM scaling_approvals"
+                            " WHERE queue = ? AND status = 'pending'",
+                  "pending_approval", sq_read_approval, out, SQ_ARGS(SQ_TEXT(queue)));
+}
+
+int sq_tx_insert_approval(void *tx, const struct store_approval *a) {
+    return sq_run(NULL, tx, "INSERT INTO scaling_approvals (id, queue, from_value, desired, duration_s,"
+                            " from_version, reason, requested_by, requester_token, source, request_id,"
+                            " status, created_at, expires_at)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", "insert_approval",
+                  SQ_ARGS(SQ_TEXT(a->id), SQ_TEXT(a->queue), SQ_INT(a->from), SQ_INT(a->desired),
+                          SQ_INT(a->duration_s), SQ_OPT(a->from_version), SQ_TEXT(a->reason),
+                          SQ_TEXT(a->requested_by),
+                          SQ_TEXT(a->requester_token[0] ? a->requester_token : NULL),
+                          SQ_TEXT(a->source), SQ_TEXT(a->request_id), SQ_TEXT(a->status),
+                          SQ_INT(a->created_at_ms), SQ_INT(a->expires_at_ms)));
+}
+
+int sq_tx_update_approval(void *tx, const struct store_approval *a) {
+    return sq_run(NULL, tx, "UPDATE scaling_approvals SET status = ?, decided_by = ?, decided_at = ?,"
+                            " decision_reason = ?, result = ?, result_code = ? WHERE id = ?",
+                  "update_approval",
+                  SQ_ARGS(SQ_TEXT(a->status), SQ_TEXT(a->decided_by[0] ? a->decided_by : NULL),
+                          SQ_OPT(a->decided_at_ms),
+                          SQ_TEXT(a->decided_at_ms ? a->decision_reason : NULL),
+                          SQ_TEXT(a->result[0] ? a->result : NULL),
+                          SQ_TEXT(a->result_code[0] ? a->result_code : NULL), SQ_TEXT(a->id)));
+}
+
+int sq_list_approvals(void *h, const char *status, const char *queue, int limit,
+                      struct store_approval **out, size_t *n) {
+    *out = NULL;
+    *n = 0;
+    if (limit < 1) return STORE_OK;
+    return sq_collect(h, NULL, "SELECT " SQ_APPROVAL_COLS " FROM scaling_approvals"
+                               " WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR queue = ?2)"
+                               " ORDER BY created_at DESC, id LIMIT ?3",
+                      "list_approvals", sizeof **out, sq_read_approval, (void **)out, n,
+                      SQ_ARGS(SQ_TEXT(status), SQ_TEXT(queue), SQ_INT(limit)));
 }

@@ -3,8 +3,8 @@
  *
  * store_sqlite.c owns the connections, the statement helpers, migrations,
  * targets, the audit log, the judged change and the outbox;
- * store_sqlite_admin.c owns flags, tokens, sessions and the audit log's
- * export and prune. The sq_ prefix marks the backend's own names.
+ * store_sqlite_admin.c owns flags, tokens, sessions, approvals and the
+ * audit log's export and prune. The sq_ prefix marks the backend's own names.
  *
  * Statements go through four helpers (sq_run, sq_row, sq_int, sq_collect)
  * that prepare each SQL text once per connection and always reset the
@@ -116,7 +116,7 @@ int sq_insert_audit(struct sq_conn *c, struct store_audit *e);
 
 /* The columns every audit read selects, and the reader of one row. */
 #define SQ_AUDIT_COLS "id, kind, subject, from_value, to_value, version, actor, source," \
-                      " reason, outcome, error_code, at, request_id"
+                      " reason, outcome, error_code, at, request_id, from_version, approval_id"
 void sq_read_audit(sqlite3_stmt *st, void *elem);
 
 /* store_sqlite_admin.c */
@@ -136,6 +136,12 @@ int sq_list_audit_oldest(void *h, int64_t after_id, int64_t before_id, int limit
                          struct store_audit **out, size_t *n);
 int sq_audit_bound_at(void *h, int64_t at_ms, int64_t *before_id);
 int sq_prune_audit(void *h, const struct store_prune *p, struct store_prune_result *out);
+int sq_tx_get_approval(void *tx, const char *id, struct store_approval *out);
+int sq_tx_pending_approval(void *tx, const char *queue, struct store_approval *out);
+int sq_tx_insert_approval(void *tx, const struct store_approval *a);
+int sq_tx_update_approval(void *tx, const struct store_approval *a);
+int sq_list_approvals(void *h, const char *status, const char *queue, int limit,
+                      struct store_approval **out, size_t *n);
 
 /* store_sqlite_notify.c */
 int sq_notify_cursor(void *h, int64_t *last_audit_id);

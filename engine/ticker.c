@@ -70,7 +70,10 @@ void ticker_run(struct ticker *t, struct app *app, int64_t now_mono) {
     }
     if (now_mono >= t->next_second) {
         fleet_sweep(app->fl, now_mono);
-        if (leader_is(app->leader)) scaling_expire_due(app);   /* once, not per replica */
+        if (leader_is(app->leader)) {                          /* once, not per replica */
+            scaling_expire_due(app);
+            scaling_expire_approvals(app);
+        }
         telemetry_refresh(app->telemetry, app->pol);
         /* The model of this second, and the alert rules judged on it. */
         int64_t now_ms = util_now_ms();

@@ -49,6 +49,8 @@ s.route("PUT", "/api/v1/scaling/{queue}", { scope = "scaling:write" }, function(
     duration_s = b.duration_s ~= s.null and b.duration_s or nil,
   })
   if not result then return check.fail(info) end
+  -- Above approve_above (or validate() asked): stored, nothing changed yet.
+  if result.approval then return 202, result end
   if b.wait_ms ~= nil and b.wait_ms ~= s.null then
     -- Answer once every live worker runs this version, or wait_ms passed.
     s.scaling.await(req.params.queue, result.version, b.wait_ms)
@@ -58,7 +60,8 @@ end)
 
 -- The filters of the audit log's listings: each narrows it (api.md).
 local one_of = {
-  outcome = { applied = true, rejected = true },
+  outcome = { applied = true, rejected = true, pending_approval = true, approved = true,
+              expired = true },
   source = { ui = true, api = true, cli = true, expiry = true, policy = true, sluiced = true },
   kind = { scaling = true, flag = true, audit = true, policy = true },
 }
@@ -133,4 +136,72 @@ local audit_args = { "queue" }
 for _, name in ipairs(history_args) do audit_args[#audit_args + 1] = name end
 s.route("GET", "/api/v1/audit", { scope = "scaling:read", query = audit_args }, function(req)
   return history(nil, req)
+end)
+
+-- ---- approvals and revert (issue 18) ------------------------------------------
+
+local revert_rules = {
+  { "to_version", "integer", required = true, min = 1 },
+  { "reason", "string", required = true, text = true, max = 500 },
+  { "confirm", "boolean" },
+  { "wait_ms", "integer", min = 0, max = 30000 },
+}
+
+-- Apply the value version to_version set, through every check (a value
+-- above approve_above waits for approval: 202 as a PUT).
+s.route("POST", "/api/v1/scaling/{queue}/revert", { scope = "scaling:write" }, function(req)
+  local bad, body = check.body(req.body, revert_rules)
+  if bad then return bad, body end
+  local b = req.body
+  local result, err, info = s.scaling.revert(req.params.queue, {
+    to_version = b.to_version, reason = b.reason, confirm = b.confirm == true,
+  })
+  if not result then return check.fail(info) end
+  if result.approval then return 202, result end
+  if b.wait_ms ~= nil and b.wait_ms ~= s.null then
+    s.scaling.await(req.params.queue, result.version, b.wait_ms)
+  end
+  return 200, result
+end)
+
+local approval_status = { pending = true, approved = true, rejected = true, expired = true, all = true }
+
+-- The approvals of the caller's queues; pending ones unless ?status= says.
+s.route("GET", "/api/v1/approvals", { scope = "scaling:approve", query = { "status", "limit" } }, function(req)
+  local status = req.query.status or "pending"
+  if not approval_status[status] then
+    return check.invalid("status", "'status' must be one of all, approved, expired, pending, rejected")
+  end
+  local limit, st, body = check.query_int(req.query, "limit", 50, 1, 500)
+  if not limit then return st, body end
+  local page, err, info = s.scaling.approvals({ status = status, limit = limit })
+  if not page then return check.fail(info) end
+  return 200, page
+end)
+
+-- One approval: whoever may read the queue may follow their request.
+s.route("GET", "/api/v1/approvals/{id}", { scope = "scaling:read" }, function(req)
+  local a, err, info = s.scaling.approval(req.params.id)
+  if not a then return check.fail(info) end
+  return 200, a
+end)
+
+local approve_rules = { { "reason", "string", text = true, max = 500 } }
+local reject_rules = { { "reason", "string", required = true, text = true, max = 500 } }
+
+s.route("POST", "/api/v1/approvals/{id}/approve", { scope = "scaling:approve" }, function(req)
+  local bad, body = check.body(req.body, approve_rules)
+  if bad then return bad, body end
+  local r = req.body.reason
+  local result, err, info = s.scaling.approve(req.params.id, { reason = r ~= s.null and r or nil })
+  if not result then return check.fail(info) end
+  return 200, result
+end)
+
+s.route("POST", "/api/v1/approvals/{id}/reject", { scope = "scaling:approve" }, function(req)
+  local bad, body = check.body(req.body, reject_rules)
+  if bad then return bad, body end
+  local result, err, info = s.scaling.reject(req.params.id, { reason = req.body.reason })
+  if not result then return check.fail(info) end
+  return 200, result
 end)

@@ -226,7 +226,8 @@ test('audit_prune_deletes_older_entries_audits_itself_and_nothing_else_may_delet
     assert.deepEqual({ ...entry, id: undefined, at: undefined, request_id: undefined }, {
       id: undefined, kind: 'audit', queue: null, action: 'prune', deleted: 3, before_id: firstFresh,
       from: 3, to: firstFresh, version: 0, actor: 'ops', source: 'cli', reason: 'keep two days',
-      outcome: 'applied', error_code: null, at: undefined, request_id: undefined });
+      outcome: 'applied', error_code: null, at: undefined, request_id: undefined,
+      from_version: null, approval_id: null });
     assert.match(entry.request_id, /^prune-[0-9a-f]{16}$/);
     assert.ok(entry.id > firstFresh + 1);
     // The queue's own history has no prune entries.

@@ -16,7 +16,8 @@ test('lists_every_declared_queue_with_defaults_at_version_0', async () => {
   assert.equal(zero.version, 0);
   assert.equal(zero.updated_by, null);
   assert.deepEqual(zero.bounds, { default: 2, min: 0, max: 32, max_step: 8, cooldown_s: 0,
-    changes_per_hour: null, confirm_above: 24, layout: 'sluice' });
+    changes_per_hour: null, confirm_above: 24, layout: 'sluice', approve_above: null,
+    approval_ttl_s: 3600 });
 });
 
 test('get_unknown_queue_is_404_unknown_queue', async () => {

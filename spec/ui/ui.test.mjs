@@ -13,6 +13,7 @@ const POLICY = TEST_POLICY + `
 queue "ingestion" { max = 64, max_step = 16, confirm_above = 48, default = 8 }
 queue "narrow"    { }
 queue "acks"      { }
+queue "gated"     { approve_above = 10 }
 alert "acks_drift" {
   severity = "warning", for_s = 0,
   worker = function(w, q) return q.queue == "acks" and w.concurrency ~= q.desired end,
@@ -607,6 +608,72 @@ test('the_screenshots_for_the_docs', async () => {
 });
 
 // Last: it stops Redis.
+test('a_change_above_approve_above_waits_for_a_second_person_who_approves_or_rejects_it', async () => {
+  const requester = createToken(srv.dbUrl, 'ui-requester', 'scaling:read,scaling:write');
+  const approver = createToken(srv.dbUrl, 'ui-approver', 'scaling:read,scaling:approve');
+  let page = await loggedIn(requester);
+  try {
+    const c = card(page, 'gated');
+    await c.getByLabel('Desired concurrency for gated (number)').fill('12');
+    await c.getByLabel('Reason').fill('more for the batch');
+    await c.getByRole('button', { name: 'Apply' }).click();
+    await c.getByText(/Waiting for approval: 4 → 12 changes nothing/).waitFor();
+    // Without scaling:approve: a note, no buttons.
+    await page.getByText(/approving them needs the scaling:approve scope/).waitFor();
+    assert.equal(await page.getByRole('button', { name: /^Approve gated/ }).count(), 0);
+  } finally { await page.close(); }
+  page = await loggedIn(approver);
+  try {
+    const panel = page.getByRole('region', { name: 'Pending approvals' });
+    await panel.getByRole('cell', { name: 'ui-requester' }).waitFor();
+    await panel.getByRole('button', { name: 'Approve gated 4 to 12' }).click();
+    await page.getByRole('dialog').getByText(/Approve gated from 4 to 12, asked by ui-requester/).waitFor();
+    await page.getByRole('dialog').getByRole('button', { name: 'Approve', exact: true }).click();
+    await panel.getByText('Approved: gated is now 12 (version 1).').waitFor();
+    await panel.getByText('No change is waiting for approval.').waitFor();
+    // A second request, rejected with a reason (the dialog asks for one).
+    const r = await putScaling(srv, 'gated', { desired_concurrency: 16, reason: 'even more' }, requester);
+    assert.equal(r.status, 202, r.text);
+    await panel.getByRole('button', { name: 'Reject gated 12 to 16' }).click();
+    const dlg = page.getByRole('dialog');
+    await dlg.getByLabel('Reason').fill('not during the freeze');
+    await dlg.getByRole('button', { name: 'Reject', exact: true }).click();
+    await panel.getByText('Rejected: gated stays as it is.').waitFor();
+    const last = (await srv.request('GET', '/api/v1/scaling/gated/history', { token: srv.tokens.read })).json.items[0];
+    assert.deepEqual([last.outcome, last.error_code, last.actor, last.reason],
+      ['rejected', 'approval_rejected', 'ui-approver', 'not during the freeze']);
+    assert.equal((await srv.request('GET', '/api/v1/scaling/gated', { token: srv.tokens.read })).json.desired_concurrency, 12);
+    assert.deepEqual(await axeViolations(page), []);
+  } finally { await page.close(); }
+});
+
+test('revert_to_this_on_a_history_row_confirms_from_and_to_then_applies', async () => {
+  assert.equal((await putScaling(srv, 'gated', { desired_concurrency: 8, reason: 'lower' })).status, 200);   // v2
+  assert.equal((await putScaling(srv, 'gated', { desired_concurrency: 5, reason: 'lowest' })).status, 200);  // v3
+  const page = await loggedIn(srv.tokens.admin);
+  try {
+    const c = card(page, 'gated');
+    // The version in force offers no revert; an older one does.
+    await c.getByRole('button', { name: 'Revert to this: gated version 2 (8)' }).click();
+    const dlg = page.getByRole('dialog');
+    await dlg.getByText(/Revert gated to version 2: from 5 to 8\?/).waitFor();
+    await dlg.getByRole('button', { name: 'Revert', exact: true }).click();
+    await c.getByText(/Applied: gated is now 8 \(version 4\)/).waitFor();
+    assert.equal(await c.getByRole('button', { name: 'Revert to this: gated version 3 (5)' }).count() +
+      await c.getByRole('button', { name: 'Revert to this: gated version 4 (8)' }).count(), 1);
+    const [entry] = (await srv.request('GET', '/api/v1/scaling/gated/history', { token: srv.tokens.read })).json.items;
+    assert.deepEqual([entry.outcome, entry.to, entry.version, entry.from_version], ['applied', 8, 4, 2]);
+    // Above approve_above, a revert waits for approval like any change.
+    await c.getByRole('button', { name: 'Revert to this: gated version 1 (12)' }).click();
+    await dlg.getByRole('button', { name: 'Revert', exact: true }).click();
+    await c.getByText(/Waiting for approval: 8 → 12/).waitFor();
+    // At phone width the panel and the buttons stay on screen.
+    await page.setViewportSize(PHONE);
+    await page.getByRole('region', { name: 'Pending approvals' }).scrollIntoViewIfNeeded();
+    assert.ok(await noHorizontalScroll(page) <= 390);
+  } finally { await page.close(); }
+});
+
 test('with_redis_down_the_charts_say_so_and_rates_show_no_stale_numbers', async () => {
   const page = await loggedIn(srv.tokens.read);
   try {

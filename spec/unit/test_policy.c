@@ -235,7 +235,7 @@ static const char *const validate_policy =
     "end\n";
 
 static int validate(policy *p, int64_t to, char *msg, size_t len) {
-    struct policy_change c = {"ingestion", 4, to, "alice", 3, "api", "backfill", 1};
+    struct policy_change c = {"ingestion", 4, to, "alice", 3, "api", "backfill", 1, 0};
     struct policy_ctx ctx = {"production", 1764190800123LL, 5};
     msg[0] = '\0';
     return policy_validate(p, &c, &ctx, msg, len);

@@ -164,7 +164,7 @@ static int abandon_judge(void *ud, const struct store_target *cur, const struct 
 }
 
 static struct store_change change(const char *queue, int64_t to, int64_t now) {
-    struct store_change c = {queue, to, 4, "alice", "api", "load test", "rid-1", now, 0};
+    struct store_change c = {queue, to, 4, "alice", "api", "load test", "rid-1", now, 0, 0, NULL, NULL, 0, 0};
     return c;
 }
 
@@ -866,7 +866,7 @@ static void text_that_looks_like_sql_and_long_utf8_is_stored_verbatim(store *st)
     size_t n = 0;
     for (int i = 0; i < 500; i++) memcpy(long_reason + 2 * i, "\xc3\xa9", 2);   /* 500 x 'é' */
     long_reason[1000] = '\0';
-    struct store_change c = {"q", 7, 4, actor, "api", reason, "rid-x", util_now_ms(), 0};
+    struct store_change c = {"q", 7, 4, actor, "api", reason, "rid-x", util_now_ms(), 0, 0, NULL, NULL, 0, 0};
     ASSERT(store_apply_change(st, &c, accept_judge, NULL, &r) == STORE_OK);
     ASSERT(store_get_target(st, "q", &t) == STORE_OK);
     EXPECT_STR(t.reason, reason);
@@ -1198,6 +1198,140 @@ static void concurrent_changes_to_one_queue_get_versions_one_to_n(store *st) {
     EXPECT_INT(audit_count(st, "scaling", "contended"), RACERS * RACES);
 }
 
+
+/* ---- approvals (issue 18) --------------------------------------------------------------- */
+
+static int approval_judge(void *ud, const struct store_target *cur, const struct store_stats *stats,
+                          char code[STORE_CODE_MAX]) {
+    accept_judge(ud, cur, stats, code);
+    return STORE_JUDGE_APPROVAL;
+}
+
+/* Ask for queue → to as carol (token tok-c); ttl_ms from now_ms. */
+static int ask(store *st, const char *queue, int64_t to, int64_t now, int64_t ttl_ms,
+               struct store_change_result *res) {
+    struct store_change c = change(queue, to, now);
+    c.actor = "carol";
+    c.token_id = "tok-c";
+    c.duration_s = 600;
+    c.from_version = 2;
+    c.approval_ttl_ms = ttl_ms;
+    return store_apply_change(st, &c, approval_judge, NULL, res);
+}
+
+static void approval_waits_once_per_queue_and_every_step_is_audited(store *st) {
+    struct store_change_result res, again;
+    struct store_approval a, *rows = NULL;
+    struct store_audit *log = NULL;
+    size_t n = 0;
+    int decided = -1;
+    int64_t now = util_now_ms();
+    ASSERT(ask(st, "q", 40, now, HOUR_MS, &res) == STORE_OK);
+    EXPECT_INT(res.applied, STORE_JUDGE_APPROVAL);
+    EXPECT_INT(res.changed, 0);
+    EXPECT_INT(res.approval.from, 4);
+    EXPECT_INT(res.approval.desired, 40);
+    EXPECT_INT(res.approval.expires_at_ms, now + HOUR_MS);
+    EXPECT_INT(strlen(res.approval.id), 16);
+    struct store_target t;
+    EXPECT_INT(store_get_target(st, "q", &t), STORE_NOT_FOUND);      /* nothing changed */
+    EXPECT_INT(pending_count(st), 0);
+    /* A second request while one is pending: refused, naming the first. */
+    ASSERT(ask(st, "q", 50, now + 1, HOUR_MS, &again) == STORE_OK);
+    EXPECT_INT(again.applied, 0);
+    EXPECT_STR(again.approval.id, res.approval.id);
+    ASSERT(store_get_approval(st, res.approval.id, &a) == STORE_OK);
+    EXPECT_STR(a.status, "pending");
+    EXPECT_STR(a.requested_by, "carol");
+    EXPECT_STR(a.requester_token, "tok-c");
+    EXPECT_INT(a.duration_s, 600);
+    EXPECT_INT(a.from_version, 2);
+    EXPECT_INT(store_get_approval(st, "0123456789abcdef", &a), STORE_NOT_FOUND);
+    ASSERT(store_list_approvals(st, "pending", NULL, 10, &rows, &n) == STORE_OK);
+    EXPECT(n == 1 && strcmp(rows[0].id, res.approval.id) == 0);
+    free(rows);
+    /* Approved once; a second decision finds it decided. */
+    struct store_decision d = {res.approval.id, "approved", NULL, "bob", "api", "ok", "rid-d", now + 2};
+    ASSERT(store_decide_approval(st, &d, &a, &decided) == STORE_OK);
+    EXPECT_INT(decided, 1);
+    EXPECT_STR(a.status, "approved");
+    EXPECT_STR(a.decided_by, "bob");
+    d.status = "rejected";
+    ASSERT(store_decide_approval(st, &d, &a, &decided) == STORE_OK);
+    EXPECT_INT(decided, 0);
+    EXPECT_STR(a.status, "approved");
+    ASSERT(store_approval_result(st, res.approval.id, "rejected", "rate_limited") == STORE_OK);
+    ASSERT(store_get_approval(st, res.approval.id, &a) == STORE_OK);
+    EXPECT_STR(a.result, "rejected");
+    EXPECT_STR(a.result_code, "rate_limited");
+    EXPECT_STR(a.decision_reason, "ok");
+    /* The log: pending_approval, rejected approval_pending, approved — one id. */
+    ASSERT(store_list_audit(st, "scaling", "q", 0, 10, &log, &n) == STORE_OK);
+    ASSERT(n == 3);
+    EXPECT_STR(log[2].outcome, "pending_approval");
+    EXPECT_STR(log[2].actor, "carol");
+    EXPECT_INT(log[2].from_version, 2);
+    EXPECT_STR(log[1].error_code, "approval_pending");
+    EXPECT_STR(log[0].outcome, "approved");
+    EXPECT_STR(log[0].actor, "bob");
+    for (size_t i = 0; i < n; i++) EXPECT_STR(log[i].approval_id, res.approval.id);
+    free(log);
+    /* Decided: the queue may wait for another. */
+    ASSERT(ask(st, "q", 50, now + 3, HOUR_MS, &again) == STORE_OK);
+    EXPECT_INT(again.applied, STORE_JUDGE_APPROVAL);
+    EXPECT(strcmp(again.approval.id, res.approval.id) != 0);
+}
+
+static void a_pending_approval_past_its_time_expires_instead_of_being_decided(store *st) {
+    struct store_change_result res, next;
+    struct store_approval a;
+    struct store_audit *log = NULL;
+    size_t n = 0;
+    int decided = -1;
+    int64_t now = util_now_ms();
+    ASSERT(ask(st, "q", 40, now - 2000, 1000, &res) == STORE_OK);
+    struct store_decision d = {res.approval.id, "approved", NULL, "bob", "api", "late", "rid-d", now};
+    ASSERT(store_decide_approval(st, &d, &a, &decided) == STORE_OK);
+    EXPECT_INT(decided, 0);
+    EXPECT_STR(a.status, "expired");
+    EXPECT_STR(a.decided_by, "sluiced");
+    ASSERT(store_list_audit(st, "scaling", "q", 0, 1, &log, &n) == STORE_OK && n == 1);
+    EXPECT_STR(log[0].outcome, "expired");
+    EXPECT_STR(log[0].actor, "sluiced");
+    EXPECT_STR(log[0].source, "sluiced");
+    free(log);
+    /* One past its time no longer holds the queue: a new request expires
+     * it (when the sweep has not) and waits itself. */
+    ASSERT(ask(st, "r", 40, now - 2000, 1000, &res) == STORE_OK);
+    ASSERT(ask(st, "r", 30, now, HOUR_MS, &next) == STORE_OK);
+    EXPECT_INT(next.applied, STORE_JUDGE_APPROVAL);
+    ASSERT(store_get_approval(st, res.approval.id, &a) == STORE_OK);
+    EXPECT_STR(a.status, "expired");
+}
+
+static void changes_carry_their_revert_version_and_approval_id(store *st) {
+    struct store_change_result res;
+    struct store_audit *log = NULL;
+    size_t n = 0;
+    int64_t now = util_now_ms();
+    ASSERT(apply(st, "q", 8, now, accept_judge, &res) == STORE_OK);
+    struct store_change c = change("q", 12, now + 1);
+    c.from_version = 1;
+    c.approval_id = "00112233aabbccdd";
+    ASSERT(store_apply_change(st, &c, accept_judge, NULL, &res) == STORE_OK && res.changed);
+    struct store_audit_filter f = {0};
+    f.version = 1;
+    ASSERT(store_find_audit(st, &f, 10, &log, &n) == STORE_OK);
+    EXPECT(n == 1 && log[0].to == 8 && log[0].from_version == 0 && log[0].approval_id[0] == '\0');
+    free(log);
+    f.version = 2;
+    ASSERT(store_find_audit(st, &f, 10, &log, &n) == STORE_OK);
+    ASSERT(n == 1);
+    EXPECT_INT(log[0].from_version, 1);
+    EXPECT_STR(log[0].approval_id, "00112233aabbccdd");
+    free(log);
+}
+
 /* ---- the table ------------------------------------------------------------------------------------ */
 
 static const struct {
@@ -1242,6 +1376,9 @@ static const struct {
     T(write_gate_refuses_at_once_when_the_writers_inside_are_stuck, 1),
     T(write_gate_lets_ordinary_contention_wait_its_turn, 1),
     T(concurrent_changes_to_one_queue_get_versions_one_to_n, 1),
+    T(approval_waits_once_per_queue_and_every_step_is_audited, 1),
+    T(a_pending_approval_past_its_time_expires_instead_of_being_decided, 1),
+    T(changes_carry_their_revert_version_and_approval_id, 1),
 #undef T
 };
 

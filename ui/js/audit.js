@@ -3,7 +3,8 @@
 // request ids, flag changes and policy reloads. Also the row format the
 // cards' own histories use.
 import { $, el, fmtDateTime, fmtWhen } from './util.js';
-import { call } from './state.js';
+import { call, canWrite, queueOf } from './state.js';
+import { revertTo } from './controls.js';
 
 const PAGE = 30;
 const FILTERS = ['queue', 'actor', 'outcome', 'source', 'kind', 'since', 'until'];
@@ -15,15 +16,25 @@ function changeText(e) {
   return `${e.from} → ${e.to}`;
 }
 
-export function historyRow(e, { queue = true, requestId = false } = {}) {
-  const outcome = e.outcome === 'applied' ? 'applied' : `refused${e.error_code ? ` (${e.error_code})` : ''}`;
+const OUTCOMES = { applied: 'applied', pending_approval: 'waits for approval', approved: 'approved',
+  expired: 'approval expired' };
+
+// onRevert(entry): offered to whoever may write on applied changes of a
+// queue that set another version than the one in force.
+export function historyRow(e, { queue = true, requestId = false, onRevert = null } = {}) {
+  const outcome = OUTCOMES[e.outcome] ?? (e.error_code === 'approval_rejected' ? 'approval rejected'
+    : `refused${e.error_code ? ` (${e.error_code})` : ''}`);
+  const revert = onRevert && e.kind === 'scaling' && e.outcome === 'applied' && e.version > 0 && canWrite() &&
+    queueOf(e.queue) && queueOf(e.queue).version !== e.version
+    ? el('button', { type: 'button', class: 'small revert', onclick: () => onRevert(e),
+      'aria-label': `Revert to this: ${e.queue} version ${e.version} (${e.to})` }, 'Revert to this') : null;
   return el('tr', { class: `${e.outcome} kind-${e.kind}` },
     el('td', { title: e.at, class: 'when' }, el('time', { datetime: e.at }, queue ? fmtDateTime(e.at) : fmtWhen(e.at))),
     // data-label: on a phone the rows are blocks, and these say what is what.
     el('td', { 'data-label': 'by' }, e.actor),
     queue ? el('td', { 'data-label': 'queue' }, e.queue ?? '–') : null,
     el('td', { class: 'change' }, changeText(e)), el('td', { class: 'reason' }, e.reason),
-    el('td', { 'data-label': 'via' }, e.source), el('td', {}, outcome),
+    el('td', { 'data-label': 'via' }, e.source), el('td', { class: 'outcome' }, outcome, revert ? ' ' : null, revert),
     requestId ? el('td', { class: 'rid', 'data-label': 'request' }, el('code', {}, e.request_id || '')) : null);
 }
 
@@ -86,7 +97,8 @@ export async function loadAudit({ before = view.before } = {}) {
   view.before = before;
   view.next = r.json.next_before;
   const items = view.clientFilter ? r.json.items.filter((e) => matches(e, f)) : r.json.items;
-  body.replaceChildren(...items.map((e) => historyRow(e, { queue: true, requestId: true })));
+  body.replaceChildren(...items.map((e) => historyRow(e, { queue: true, requestId: true,
+    onRevert: (x) => revertTo(x.queue, x) })));
   if (!items.length) body.append(el('tr', {}, el('td', { colspan: 8 }, 'No entries match.')));
   note.textContent = view.clientFilter && Object.keys(f).length
     ? 'This server does not filter the history: the filters apply to the 500 entries of each page.' : '';

@@ -4,7 +4,7 @@
 import { el, fmtRate, fmtSpan, fmtHM, num } from './util.js';
 import { state, call, canWrite, outOfBounds, statuses, workerState } from './state.js';
 import { makeCharts, loadChartHistory, appendSnapshot, markersChanged } from './charts.js';
-import { makeControls, updateControls, endOverride } from './controls.js';
+import { makeControls, updateControls, endOverride, revertTo } from './controls.js';
 import { historyRow } from './audit.js';
 
 function stat(label, hint) {
@@ -256,7 +256,8 @@ export async function loadHistory(queue) {
   const c = state.cards.get(queue);
   if (r.status !== 200 || !c) return;
   state.history.set(queue, r.json.items);
-  c.historyBody.replaceChildren(...r.json.items.map((e) => historyRow(e, { queue: false })));
+  c.historyBody.replaceChildren(...r.json.items.map((e) => historyRow(e, { queue: false,
+    onRevert: (x) => revertTo(queue, x) })));
   if (!r.json.items.length) c.historyBody.append(el('tr', {}, el('td', { colspan: 6 }, 'No changes yet.')));
   markersChanged(c);
 }

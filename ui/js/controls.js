@@ -3,7 +3,7 @@
 // left) and disables Apply, with the reason, for a value the server would
 // refuse; it never asks to confirm such a change. The server still judges:
 // its refusal, if it comes anyway, is shown as it is.
-import { $, el, fmtHM, clamp } from './util.js';
+import { $, el, fmtHM, fmtDateTime, clamp } from './util.js';
 import { state, call, canWrite, queueOf } from './state.js';
 
 // What a change can do now. From `change_window` (issue 17) when the server
@@ -163,17 +163,25 @@ export function confirmDialog(text, { reason = null, ok = 'Confirm' } = {}) {
 
 // ---- applying --------------------------------------------------------------------------------
 
-async function send(c, body, busyText) {
+// path: the change's route (PUT of the queue, or POST of its revert).
+async function send(c, body, busyText, { method = 'PUT', path = `/api/v1/scaling/${encodeURIComponent(c.queue)}` } = {}) {
   c.busy = true;
   if (c.apply) c.apply.disabled = true;
   c.result.className = 'result';
   c.result.setAttribute('role', 'status');
   c.result.textContent = busyText;
-  const r = await call('PUT', `/api/v1/scaling/${encodeURIComponent(c.queue)}`, body);
+  const r = await call(method, path, body);
   c.busy = false;
   refreshGate(c);
   if (r.status === 401) { state.onSessionEnd?.(); return null; }
-  if (r.status === 200) {
+  if (r.status === 202) {
+    // Above approve_above: stored, nothing changed until someone approves.
+    const a = r.json.approval;
+    c.result.className = 'result';
+    c.result.textContent = `Waiting for approval: ${a.from} → ${a.to} changes nothing until another person ` +
+      `with scaling:approve approves it (request ${a.id}, until ${fmtDateTime(a.expires_at)}).`;
+    state.onApprovals?.();
+  } else if (r.status === 200) {
     const acks = r.json.acks;
     c.result.className = 'result ok';
     c.result.textContent = `Applied: ${c.queue} is now ${r.json.desired_concurrency} (version ${r.json.version}).` +
@@ -213,7 +221,24 @@ async function apply(c) {
   if (c.duration.value) body.duration_s = Number(c.duration.value);
   if (c.wait.checked) body.wait_ms = 5000;
   const r = await send(c, body, c.wait.checked ? 'Applying and waiting for the workers to acknowledge…' : 'Applying…');
-  if (r?.status === 200) { c.dirty = false; c.reason.value = ''; }
+  if (r?.status === 200 || r?.status === 202) { c.dirty = false; c.reason.value = ''; }
+}
+
+// "Revert to this" on a history row of an applied change: the value its
+// version set, through every check, after a confirmation saying from → to.
+export async function revertTo(queue, entry) {
+  const c = state.cards.get(queue);
+  const q = queueOf(queue);
+  if (!c || !q) return;
+  const ans = await confirmDialog(
+    `Revert ${queue} to version ${entry.version}: from ${q.desired_concurrency} to ${entry.to}? ` +
+    'Every check applies, as for any change (recorded in the history).',
+    { reason: `revert to version ${entry.version}`, ok: 'Revert' });
+  if (!ans.ok) { c.result.className = 'result'; c.result.textContent = 'Not changed.'; return; }
+  c.root.scrollIntoView?.({ block: 'nearest' });
+  await send(c, { to_version: entry.version, reason: ans.reason || `revert to version ${entry.version}`, confirm: true, wait_ms: 5000 },
+    `Reverting ${queue} to version ${entry.version} (${entry.to})…`,
+    { method: 'POST', path: `/api/v1/scaling/${encodeURIComponent(queue)}/revert` });
 }
 
 // "End now" on a running override: a permanent change back to revert_to,

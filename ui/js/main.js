@@ -11,6 +11,7 @@ import { makeControls } from './controls.js';
 import { initOverview, renderOverview } from './overview.js';
 import { initAudit, loadAudit, setAuditQueues, auditChanged } from './audit.js';
 import { RANGES, currentRange, setRange } from './charts.js';
+import { startApprovals, loadApprovals } from './approvals.js';
 
 async function boot() {
   const r = await call('GET', '/api/v1/whoami');
@@ -33,7 +34,7 @@ function showLogin(message = '') {
   $('#token').focus();
 }
 state.onSessionEnd = () => showLogin('Your session ended; log in again.');
-state.onChanged = (queue) => { loadHistory(queue); auditChanged(); };
+state.onChanged = (queue) => { loadHistory(queue); auditChanged(); loadApprovals(); };
 
 $('#login-form').addEventListener('submit', async (e) => {
   e.preventDefault();
@@ -73,6 +74,7 @@ async function enter(who) {
   const snap = await call('GET', '/admin/runtime-scaling');
   if (snap.status === 200) render(snap.json);
   await Promise.all([loadAudit({ before: null }), state.snap?.policy ? null : loadPolicies()]);
+  startApprovals();
   listen();
 }
 
@@ -87,6 +89,7 @@ function listen() {
     const c = JSON.parse(e.data);
     loadHistory(c.queue);
     auditChanged();
+    loadApprovals();
   });
   es.addEventListener('alert', () => {});     // the next snapshot shows it
   es.onerror = async () => {
