@@ -268,14 +268,35 @@ int store_sweep_sessions(store *st, int64_t now_ms, int64_t *deleted) {
 
 /* ---- the judged writes ------------------------------------------------------- */
 
+/* A pause or resume: the pause fields and a new version; the desired value
+ * and a temporary override stay. Pausing a paused queue (or resuming a
+ * running one) writes nothing. */
+static int store_plan_pause(const struct store_change *c, const struct store_target *cur,
+                            struct store_target *next, int *bumped) {
+    int pause = c->kind == STORE_CHANGE_PAUSE;
+    if (cur->paused == pause) return 0;
+    next->paused = pause;
+    next->paused_until_ms = pause ? c->paused_until_ms : 0;
+    util_copy(next->paused_by, sizeof next->paused_by, pause ? c->actor : "");
+    next->paused_at_ms = pause ? c->now_ms : 0;
+    util_copy(next->paused_reason, sizeof next->paused_reason, pause ? c->reason : "");
+    next->version = cur->version + 1;
+    util_copy(next->updated_by, sizeof next->updated_by, c->actor);
+    next->updated_at_ms = c->now_ms;
+    util_copy(next->reason, sizeof next->reason, c->reason);
+    *bumped = 1;
+    return 1;
+}
+
 /* What a judged change writes. Given the current state and an accepted
  * change, fill *next and say whether the policy row must be written and
  * whether the version moved (an outbox row is due). Returns 1 when the row
- * is written. */
+ * is written. A change of the value keeps the pause fields as they are. */
 static int store_plan_change(const struct store_change *c, const struct store_target *cur,
                              struct store_target *next, int *bumped) {
     *next = *cur;
     *bumped = 0;
+    if (c->kind != STORE_CHANGE_SCALING) return store_plan_pause(c, cur, next, bumped);
     /* A real change, or a permanent change that ends a temporary override at
      * the same value (version kept). An override on top of an override still
      * reverts to the value in force before the first one. A no-op never
@@ -290,6 +311,19 @@ static int store_plan_change(const struct store_change *c, const struct store_ta
     next->expires_at_ms = c->expires_at_ms;
     next->revert_to = !c->expires_at_ms ? 0 : cur->expires_at_ms ? cur->revert_to : cur->desired;
     return 1;
+}
+
+/* The audit entry of change c judged on cur: kind "scaling" from the value
+ * to c->to, or kind "pause" from paused (1) or not (0) to what c asks. */
+static void store_change_audit(struct store_audit *e, const struct store_change *c,
+                               const struct store_target *cur, int64_t version,
+                               const char *outcome, const char *code) {
+    struct store_origin o = {c->actor, c->source, c->reason, c->request_id, c->now_ms};
+    if (c->kind == STORE_CHANGE_SCALING)
+        store_audit_init(e, "scaling", c->queue, cur->desired, c->to, version, outcome, code, &o);
+    else
+        store_audit_init(e, "pause", c->queue, cur->paused, c->kind == STORE_CHANGE_PAUSE, version,
+                         outcome, code, &o);
 }
 
 /* The queue's row inside tx, or its default at version 0 when it has none. */
@@ -322,14 +356,12 @@ int store_read_change(store *st, const char *queue, int64_t default_value, int64
 static int store_tx_decide(store *st, void *tx, const struct store_change *c, int verdict,
                            const char *code, const struct store_target *cur,
                            struct store_change_result *out) {
-    struct store_origin o = {c->actor, c->source, c->reason, c->request_id, c->now_ms};
     struct store_audit entry;
     struct store_target next;
     int bumped, rc;
     out->target = *cur;
     if (verdict == 0) {
-        store_audit_init(&entry, "scaling", c->queue, cur->desired, c->to, cur->version, "rejected",
-                         code, &o);
+        store_change_audit(&entry, c, cur, cur->version, "rejected", code);
         if ((rc = st->be->tx_insert_audit(tx, &entry)) != STORE_OK) return rc;
         out->audit_id = entry.id;
         return STORE_OK;
@@ -340,7 +372,7 @@ static int store_tx_decide(store *st, void *tx, const struct store_change *c, in
     if (!store_plan_change(c, cur, &next, &bumped)) return STORE_OK;
     if ((rc = st->be->tx_write_target(tx, &next)) != STORE_OK) return rc;
     if (bumped && (rc = st->be->tx_write_outbox(tx, &next)) != STORE_OK) return rc;
-    store_audit_init(&entry, "scaling", c->queue, cur->desired, c->to, next.version, "applied", "", &o);
+    store_change_audit(&entry, c, cur, next.version, "applied", "");
     if ((rc = st->be->tx_insert_audit(tx, &entry)) != STORE_OK) return rc;
     out->target = next;
     out->changed = 1;
@@ -379,6 +411,7 @@ done:
         memset(out, 0, sizeof *out);
         out->previous = previous;
     }
+    out->kind = c->kind;
     return rc;
 }
 

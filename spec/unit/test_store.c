@@ -164,7 +164,7 @@ static int abandon_judge(void *ud, const struct store_target *cur, const struct 
 }
 
 static struct store_change change(const char *queue, int64_t to, int64_t now) {
-    struct store_change c = {queue, to, 4, "alice", "api", "load test", "rid-1", now, 0};
+    struct store_change c = {queue, to, 4, "alice", "api", "load test", "rid-1", now, 0, 0, 0};
     return c;
 }
 
@@ -866,7 +866,7 @@ static void text_that_looks_like_sql_and_long_utf8_is_stored_verbatim(store *st)
     size_t n = 0;
     for (int i = 0; i < 500; i++) memcpy(long_reason + 2 * i, "\xc3\xa9", 2);   /* 500 x 'é' */
     long_reason[1000] = '\0';
-    struct store_change c = {"q", 7, 4, actor, "api", reason, "rid-x", util_now_ms(), 0};
+    struct store_change c = {"q", 7, 4, actor, "api", reason, "rid-x", util_now_ms(), 0, 0, 0};
     ASSERT(store_apply_change(st, &c, accept_judge, NULL, &r) == STORE_OK);
     ASSERT(store_get_target(st, "q", &t) == STORE_OK);
     EXPECT_STR(t.reason, reason);

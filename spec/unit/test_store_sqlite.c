@@ -59,7 +59,7 @@ static int accept_judge(void *ud, const struct store_target *cur, const struct s
 }
 
 static struct store_change change(const char *queue, int64_t to, int64_t now) {
-    struct store_change c = {queue, to, 4, "alice", "api", "load test", "rid-1", now, 0};
+    struct store_change c = {queue, to, 4, "alice", "api", "load test", "rid-1", now, 0, 0, 0};
     return c;
 }
 
