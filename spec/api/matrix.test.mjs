@@ -15,6 +15,8 @@ const ROUTES = [
   ['GET', '/api/v1/scaling/alpha', 'scaling:read', 200],
   ['PUT', '/api/v1/scaling/alpha', 'scaling:write', 200, { desired_concurrency: 5, reason: 'matrix' }],
   ['GET', '/api/v1/scaling/alpha/history', 'scaling:read', 200],
+  ['POST', '/api/v1/scaling/alpha/pause', 'scaling:write', 200, { reason: 'matrix' }],
+  ['POST', '/api/v1/scaling/alpha/resume', 'scaling:write', 200, { reason: 'matrix' }],
   ['GET', '/api/v1/audit', 'scaling:read', 200],
   ['GET', '/api/v1/policies', 'scaling:read', 200],
   ['GET', '/api/v1/flags', 'admin', 200],
