@@ -6,7 +6,9 @@
 // audited as kind 'pause', and versions keep their order.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, putScaling, assertError, TEST_POLICY } from './harness.mjs';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { startServer, putScaling, assertError, TEST_POLICY, BUILD } from './harness.mjs';
 import { startRedis, startWorker, produce, reports, listen, waitFor, sleep } from './fleet_harness.mjs';
 
 const POLICY = TEST_POLICY + `
@@ -16,6 +18,7 @@ queue "timed"  { }
 queue "order"  { }
 queue "scopes" { }
 queue "drain"  { min = 1, default = 1 }
+queue "ctl"    { }
 alert "concurrency_mismatch" {
   severity = "warning", for_s = 0,
   worker = function(w, q) return w.concurrency ~= q.desired end,
@@ -214,4 +217,42 @@ test('pause_and_resume_need_scaling_write_a_reason_and_a_known_queue', async () 
   const filtered = await srv.request('GET', '/api/v1/audit?kind=pause', { token: srv.tokens.read });
   assert.equal(filtered.status, 200);
   assert.ok(filtered.json.items.length > 0 && filtered.json.items.every((e) => e.kind === 'pause'));
+});
+
+function ctl(args, token = srv.tokens.readwrite) {
+  const env = { ...process.env, SLUICE_URL: `http://127.0.0.1:${srv.port}`, SLUICE_TOKEN: token };
+  return new Promise((resolveP) => {
+    execFile(join(BUILD, 'sluicectl'), args, { env, timeout: 60000 },
+      (err, stdout, stderr) => resolveP({ code: err ? err.code : 0, stdout, stderr }));
+  });
+}
+
+test('sluicectl_pauses_for_a_while_says_so_and_resumes', async () => {
+  const p = await ctl(['pause', 'ctl', '--reason', 'deploy window', '--duration', '30m']);
+  assert.equal(p.code, 0, p.stderr);
+  assert.match(p.stdout, /^ctl: paused until \S+Z \(version 1, desired 4\)$/m);
+  const t = await target('ctl');
+  assert.equal(t.paused, true);
+  assert.ok(Math.abs(Date.parse(t.paused_until) - (Date.now() + 1800e3)) < 60e3, t.paused_until);
+  const again = await ctl(['pause', 'ctl', '--reason', 'again', '--duration', '120']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /already paused: nothing changed/);
+  const get = await ctl(['get', 'ctl']);
+  assert.match(get.stdout, /^ctl .* PAUSED: deploy window$/m);
+  const [e] = (await srv.request('GET', '/api/v1/audit?kind=pause&queue=ctl', { token: srv.tokens.read })).json.items;
+  assert.equal(e.source, 'cli');
+  const r = await ctl(['resume', 'ctl', '--reason', 'window over']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^ctl: running \(version 2, desired 4\)$/m);
+  assert.equal((await target('ctl')).paused, false);
+  // Usage errors and refusals exit as set's do.
+  for (const args of [['pause', 'ctl'], ['resume'], ['resume', 'ctl', '--reason', 'x', '--duration', '5m'],
+    ['pause', 'ctl', '--reason', 'x', '--duration', 'soon']]) {
+    const u = await ctl(args);
+    assert.equal(u.code, 1, `${args.join(' ')}: ${u.stdout}`);
+    assert.match(u.stderr, /^sluicectl: /);
+  }
+  const denied = await ctl(['pause', 'ctl', '--reason', 'x'], srv.tokens.read);
+  assert.equal(denied.code, 2, denied.stderr);
+  assert.equal((await target('ctl')).paused, false);
 });
