@@ -447,6 +447,7 @@ struct policy_alert_queue *health_alert_queues(const struct health_model *m, siz
         a->queue = q->name;
         a->desired = q->target.desired;
         a->version = q->target.version;
+        a->paused = q->target.paused;
         if (q->has_depth) {
             a->waiting = q->depth.waiting;
             a->active = q->depth.active;
@@ -463,6 +464,7 @@ struct policy_alert_queue *health_alert_queues(const struct health_model *m, siz
             v->version = w->version;
             v->active = w->active;
             v->state = health_state_names[w->state];
+            v->paused = w->paused;
         }
         a->nworkers = (size_t)(views + wused - a->workers);
     }

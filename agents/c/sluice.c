@@ -143,6 +143,21 @@ static void agent_consider(sluice_agent *a, rconn *c, const char *payload, size_
     }
 }
 
+/* 1 when <prefix>:desired says now that our queue is paused; anything
+ * else (no entry, Redis failing, an insane entry) is 0, and the thread
+ * reads the hash again at once anyway. */
+static int agent_paused_now(sluice_agent *a, rconn *c) {
+    struct protocol_desired d;
+    const char *why;
+    int paused = 0;
+    redisReply *r = rconn_command(c, "HGET %s %s", a->key_desired, a->queue);
+    if (r && r->type == REDIS_REPLY_STRING && r->len <= PROTOCOL_DESIRED_MAX &&
+        protocol_desired_parse(r->str, r->len, &d, &why) == 0 && strcmp(d.queue, a->queue) == 0)
+        paused = d.paused;
+    freeReplyObject(r);
+    return paused;
+}
+
 static void agent_read_desired(sluice_agent *a, rconn *c) {
     redisReply *r = rconn_command(c, "HGET %s %s", a->key_desired, a->queue);
     if (r && r->type == REDIS_REPLY_STRING) agent_consider(a, c, r->str, r->len);
@@ -277,6 +292,9 @@ sluice_agent *sluice_agent_start(const struct sluice_config *cfg, char *err, siz
     enum rconn_failure failure;
     rconn *probe = rconn_open(&a->redis, AGENT_TIMEOUT_MS, &failure, why, sizeof why);
     int refused = probe == NULL && failure == RCONN_REFUSED;
+    /* A worker started while its queue is paused must not take a job before
+     * the thread reads the desired state: learn the pause now. */
+    int paused = probe && agent_paused_now(a, probe);
     rconn_free(probe);
     if (refused) {
         snprintf(err, errlen, "redis: %s", why);
@@ -284,7 +302,16 @@ sluice_agent *sluice_agent_start(const struct sluice_config *cfg, char *err, siz
     }
     int initial = cfg->initial_concurrency > 0 ? cfg->initial_concurrency : 1;
     if (a->max && initial > a->max) initial = a->max;
-    atomic_store(&a->concurrency, a->apply(a->ud, initial));
+    if (paused) {
+        atomic_store(&a->paused, 1);
+        if (a->pause) a->pause(a->ud, 1);
+    }
+    if (paused && !a->pause) {
+        a->apply(a->ud, 0);
+        atomic_store(&a->concurrency, initial);
+    } else {
+        atomic_store(&a->concurrency, a->apply(a->ud, initial));
+    }
     if (pthread_create(&a->thread, NULL, agent_main, a) != 0) {
         snprintf(err, errlen, "cannot start the agent thread");
         goto fail;

@@ -69,7 +69,9 @@ struct sluice_config {
 };
 
 /* Start following. apply is called once before this returns, on the
- * caller's thread, with the initial concurrency; later calls come from the
+ * caller's thread, with the initial concurrency (when the queue is paused
+ * right now, pause(ud, 1) comes first, or apply gets 0 without a pause
+ * callback, so a worker started during a pause takes no job); later calls come from the
  * agent's thread. Redis being down is not an error (the agent retries), but
  * a Redis that refuses us (wrong password, untrusted certificate, a plain
  * connection to a TLS port) is: it would never heal. Returns NULL with a

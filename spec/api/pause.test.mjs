@@ -19,6 +19,10 @@ queue "order"  { }
 queue "scopes" { }
 queue "drain"  { min = 1, default = 1 }
 queue "ctl"    { }
+alert "idem_paused" {
+  severity = "info", for_s = 0,
+  queue = function(q) return q.queue == "idem" and q.paused end,
+}
 alert "concurrency_mismatch" {
   severity = "warning", for_s = 0,
   worker = function(w, q) return w.concurrency ~= q.desired end,
@@ -113,23 +117,29 @@ test('a_pause_lets_running_jobs_finish_takes_no_new_one_and_a_resume_drains_the_
   }
 });
 
-test('a_job_pushed_while_paused_waits_even_for_an_idle_worker', async () => {
+test('a_job_pushed_while_paused_waits_for_an_idle_worker_and_a_worker_started_meanwhile', async () => {
   const c = redis.client();
   const seen = await reports(redis);
   const w = startWorker(redis, 'drain', ['--id', 'drain-1']);
+  let late;
   try {
     assert.ok(await waitFor(() => seen.latest['drain-1'], 5000));
     const r = await pause('drain', { reason: 'idle pause', wait_ms: 5000 });
     assert.equal(r.status, 200, r.text);
     assert.equal(r.json.acks.complete, true);
     await produce(redis, 'drain', 3, ['--sleep-ms', '10']);
+    // A worker started during the pause takes nothing either.
+    late = startWorker(redis, 'drain', ['--id', 'drain-2', '--concurrency', '4']);
+    assert.ok(await waitFor(() => seen.latest['drain-2']?.paused === true, 5000), 'a late worker did not hold the pause');
     await sleep(1500);                      // a blocked BLMOVE returns within 1 s
     assert.equal(await c.llen('sluice:q:drain:wait'), 3, 'a job was taken while paused');
     assert.equal(seen.latest['drain-1'].completed, 0);
+    assert.equal(seen.latest['drain-2'].completed, 0);
+    assert.equal(seen.latest['drain-2'].version, r.json.version);
     assert.equal((await resume('drain', { reason: 'go', wait_ms: 5000 })).status, 200);
     assert.ok(await waitFor(async () => (await c.llen('sluice:q:drain:wait')) === 0, 5000));
   } finally {
-    await w.stop();
+    await Promise.all([w.stop(), late?.stop()]);
   }
 });
 
@@ -148,8 +158,12 @@ test('pausing_a_paused_queue_and_resuming_a_running_one_change_nothing', async (
   assert.equal(again.json.paused_until, null);
   const audit = await pauseAudit('idem');
   assert.equal(audit.length, 1);
+  // Alert rules see q.paused.
+  const named = async () => (await snapshotQueue('idem')).alerts.map((a) => a.name);
+  assert.ok(await waitFor(async () => (await named()).includes('idem_paused'), 4000), 'q.paused not seen by the rules');
   assert.equal((await resume('idem', { reason: 'done' })).json.changed, true);
   assert.equal((await pauseAudit('idem')).length, 2);
+  assert.ok(await waitFor(async () => !(await named()).includes('idem_paused'), 4000), 'the alert did not resolve');
 });
 
 test('a_timed_pause_ends_by_itself_and_is_audited_as_expiry', async () => {
