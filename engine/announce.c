@@ -18,12 +18,14 @@ static void announce_events(struct app *app, const struct store_change_result *r
                             const struct store_origin *o) {
     char ts[UTIL_TIME_MAX];
     if (app->events == NULL || events_count(app->events) == 0) return;
-    json_t *change = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s}", "queue",
+    json_t *change = json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:s, s:s, s:s, s:b}", "queue",
                                res->target.queue, "from", (json_int_t)res->previous, "to",
                                (json_int_t)res->target.desired, "version",
                                (json_int_t)res->target.version, "actor", o->actor, "source",
                                o->source, "reason", o->reason, "at",
-                               util_format_time(util_now_ms(), ts));
+                               util_format_time(util_now_ms(), ts), "kind",
+                               res->kind == STORE_CHANGE_SCALING ? "scaling" : "pause", "paused",
+                               res->target.paused != 0);
     /* Posted, not sent: the ticker's next step (50 ms at most) wakes the
      * streams, with the new snapshot right behind. */
     events_post(app->events, "change", change);
@@ -42,7 +44,12 @@ void announce_change(struct app *app, const struct store_change_result *res,
     if (app->metrics) metrics_count_change(app->metrics, t->queue, "applied");
     announce_events(app, res, o);
     health_changed(app->health);
-    if (expiry)
+    if (res->kind != STORE_CHANGE_SCALING)
+        log_json(LOG_INFO, t->paused ? "queue paused" : "queue resumed",
+                 json_pack("{s:s, s:I, s:s, s:s, s:s}", "queue", t->queue, "version",
+                           (json_int_t)t->version, "actor", o->actor, "source", o->source,
+                           "request_id", o->request_id));
+    else if (expiry)
         log_json(LOG_INFO, "temporary override ended",
                  json_pack("{s:s, s:I, s:I, s:I}", "queue", t->queue, "from",
                            (json_int_t)res->previous, "to", (json_int_t)t->desired, "version",

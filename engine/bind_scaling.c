@@ -35,6 +35,17 @@ static json_t *scaling_time_or_null(int64_t ms) {
     return ms ? json_string(util_format_time(ms, ts)) : json_null();
 }
 
+/* A Target's pause: "paused", "paused_until" (a timed pause's end), and
+ * who paused it, when and why (null when running). */
+static void scaling_pause_fields(const struct store_target *t, json_t *out) {
+    int p = t->paused != 0;
+    json_object_set_new(out, "paused", json_boolean(p));
+    json_object_set_new(out, "paused_until", scaling_time_or_null(p ? t->paused_until_ms : 0));
+    json_object_set_new(out, "paused_by", p ? json_string(t->paused_by) : json_null());
+    json_object_set_new(out, "paused_at", scaling_time_or_null(p ? t->paused_at_ms : 0));
+    json_object_set_new(out, "paused_reason", p ? json_string(t->paused_reason) : json_null());
+}
+
 /* A Target. New ref. */
 static json_t *scaling_target_json(const struct scaling_target *st) {
     const struct store_target *t = &st->t;
@@ -51,6 +62,7 @@ static json_t *scaling_target_json(const struct scaling_target *st) {
     if (out == NULL) return NULL;
     /* A stored value a policy reload left outside the bounds says so. */
     json_object_set_new(out, "out_of_bounds", json_boolean(t->desired < st->b.min || t->desired > st->b.max));
+    scaling_pause_fields(t, out);
     json_object_set_new(out, "change_window",
                         st->has_window ? policy_window_json(&st->b, &st->window, st->window_at_ms)
                                        : json_null());
@@ -497,6 +509,47 @@ static int scaling_decide_l(lua_State *L, int approve) {
 
 static int scaling_l_approve(lua_State *L) { return scaling_decide_l(L, 1); }
 static int scaling_l_reject(lua_State *L) { return scaling_decide_l(L, 0); }
+/* ---- pause and resume -------------------------------------------------------- */
+
+/* sluice.scaling.pause(queue, {reason, duration_s?}) and
+ * sluice.scaling.resume(queue, {reason}) -> Target + previous, changed,
+ * audit_id | nil, err. A queue outside the caller's token's queues is
+ * forbidden (403) before anything else. */
+static int scaling_pause_call(lua_State *L, int pause) {
+    const char *fname = pause ? "sluice.scaling.pause" : "sluice.scaling.resume";
+    struct api_error err = {0};
+    struct scaling_pause p;
+    struct scaling_outcome o;
+    luaL_argcheck(L, lua_gettop(L) == 2, 2, "expected queue, options");
+    struct script_request *sr = script_current(L, fname);
+    memset(&p, 0, sizeof p);
+    p.queue = luaL_checkstring(L, 1);
+    p.pause = pause;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_getfield(L, 2, "reason");
+    luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 2, "reason must be a string");
+    p.reason = lua_tostring(L, -1);             /* stays on the stack: kept alive */
+    if (pause) {
+        scaling_opt_int(L, 2, fname, "duration_s", &p.duration_s);
+        luaL_argcheck(L, p.duration_s >= 0, 2, "duration_s must be >= 0");
+    }
+    p.actor = sr->principal.name;
+    p.source = sr->source;
+    p.request_id = sr->http->request_id;
+    p.token_id = sr->principal.token_id;
+    json_t **box = luajson_box(L);
+    if (!auth_queue_allowed(&sr->principal, p.queue)) {
+        api_error_set(&err, "forbidden", json_pack("{s:s}", "queue", p.queue),
+                      "this token may not act on queue '%s'", p.queue);
+        return bind_push_failure(L, &err);
+    }
+    int rc = scaling_pause(script_app(L), &p, &o, &err);
+    if (rc == 0) *box = scaling_outcome_json(&o);
+    return scaling_push_result(L, box, rc, &err);
+}
+
+static int scaling_l_pause(lua_State *L) { return scaling_pause_call(L, 1); }
+static int scaling_l_resume(lua_State *L) { return scaling_pause_call(L, 0); }
 
 void bind_scaling_open(lua_State *L) {
     static const luaL_Reg fns[] = {
@@ -506,7 +559,8 @@ void bind_scaling_open(lua_State *L) {
         {"await", scaling_l_await},
         {"revert", scaling_l_revert}, {"approvals", scaling_l_approvals},
         {"approval", scaling_l_approval}, {"approve", scaling_l_approve},
-        {"reject", scaling_l_reject}, {NULL, NULL},
+        {"reject", scaling_l_reject}, {"pause", scaling_l_pause},
+        {"resume", scaling_l_resume}, {NULL, NULL},
     };
     luaL_setfuncs(L, fns, 0);
 }

@@ -227,20 +227,20 @@ static void bus_fenced_off(bus *b) {
              json_pack("{s:s, s:I}", "prefix", b->opt.prefix, "epoch", (json_int_t)leader_epoch(b->opt.ld)));
 }
 
-static char *bus_payload(const char *queue, int64_t desired, int64_t version, int64_t at_ms) {
+/* protocol.md's desired state, "paused" included. malloc'd, or NULL. */
+static char *bus_payload(const char *queue, int64_t desired, int64_t version, int paused,
+                         int64_t at_ms) {
     char ts[UTIL_TIME_MAX];
-    json_t *j = json_pack("{s:s, s:I, s:I, s:s}", "queue", queue, "concurrency", (json_int_t)desired,
-                          "version", (json_int_t)version, "at", util_format_time(at_ms, ts));
-    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-    json_decref(j);
-    return s;
+    struct protocol_desired d = {.concurrency = desired, .version = version, .paused = paused};
+    snprintf(d.queue, sizeof d.queue, "%s", queue);
+    return protocol_desired_format(&d, util_format_time(at_ms, ts));
 }
 
 /* Write + PUBLISH one outbox row through the fenced script. 0 when done
  * (or already there: at least once), -1 when the connection failed, -2
  * when a newer leader fenced us off. */
 static int bus_publish_row(bus *b, rconn *c, const struct store_outbox *row) {
-    char *payload = bus_payload(row->queue, row->desired, row->version, row->created_ms);
+    char *payload = bus_payload(row->queue, row->desired, row->version, row->paused, row->created_ms);
     if (payload == NULL) return -1;
     fleet_issued(b->opt.fl, row->queue, row->version);   /* before any worker can ack it */
     bus_append_write(b, c, row->queue, payload, row->version, 1);
@@ -283,8 +283,9 @@ static int bus_drain_outbox(bus *b, rconn *c) {
                 return 1;
             }
             log_json(LOG_DEBUG, "change published",
-                     json_pack("{s:s, s:I, s:I}", "queue", rows[i].queue, "version",
-                               (json_int_t)rows[i].version, "concurrency", (json_int_t)rows[i].desired));
+                     json_pack("{s:s, s:I, s:I, s:b}", "queue", rows[i].queue, "version",
+                               (json_int_t)rows[i].version, "concurrency", (json_int_t)rows[i].desired,
+                               "paused", rows[i].paused));
         }
         free(rows);
         if (n < BUS_BATCH) return 0;
@@ -314,8 +315,8 @@ static int bus_rewrite_desired(bus *b, rconn *c) {
         for (size_t k = 0; k < nt; k++)
             if (strcmp(targets[k].queue, name) == 0) t = &targets[k];
         if (t) fleet_issued(b->opt.fl, t->queue, t->version);
-        char *payload = t ? bus_payload(t->queue, t->desired, t->version, t->updated_at_ms)
-                          : bus_payload(name, bounds.def, 0, util_now_ms());
+        char *payload = t ? bus_payload(t->queue, t->desired, t->version, t->paused, t->updated_at_ms)
+                          : bus_payload(name, bounds.def, 0, 0, util_now_ms());
         if (payload == NULL) continue;
         /* Not published: the hash is the truth workers re-read. Fenced and
          * never older than what is there. */

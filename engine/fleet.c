@@ -54,6 +54,7 @@ struct fleet_rec {
     fleet_queue *q;
     uint32_t at_all, at_queue;           /* positions in fl->all and q->workers */
     int64_t concurrency, version, active, completed, failed, pid, interval_ms;
+    int paused;                      /* the worker says it takes no new jobs */
     int64_t last_seen_ms, first_seen_ms;
     unsigned char invalid;
     unsigned char counted;               /* live, as far as the last stale sweep knows */
@@ -393,6 +394,7 @@ static const char *fleet_parse(const char *payload, size_t len, struct fleet_wor
         !fleet_str(o, "agent", 64, w->agent, sizeof w->agent, &why) ||
         !fleet_str(o, "error", 256, w->error, sizeof w->error, &why))
         goto done;
+    if ((w->paused = protocol_report_paused(o)) < 0) why = "paused";
 done:
     json_decref(o);
     return why;
@@ -591,6 +593,7 @@ static int fleet_apply(fleet *fl, const struct fleet_worker *w, int declared, in
     util_copy(r->agent, sizeof r->agent, w->agent);
     util_copy(r->last_event, sizeof r->last_event, w->last_event);
     r->concurrency = w->concurrency;
+    r->paused = w->paused;
     r->version = version;
     r->active = w->active;
     r->completed = w->completed;
@@ -679,6 +682,7 @@ static void fleet_export(const fleet_rec *r, int64_t now_ms, struct fleet_worker
     util_copy(out->last_event, sizeof out->last_event, r->last_event);
     util_copy(out->error, sizeof out->error, r->error ? r->error : "");
     out->concurrency = r->concurrency;
+    out->paused = r->paused;
     out->version = r->version;
     out->active = r->active;
     out->completed = r->completed;

@@ -52,6 +52,7 @@ struct fleet_worker {
     char id[FLEET_ID_MAX + 1];
     char queue[UTIL_NAME_MAX + 1];
     int64_t concurrency, version, active, completed, failed;
+    int paused;                      /* "paused" of its last report (0 when absent) */
     int64_t pid;
     char host[65], agent[65];
     char last_event[16];

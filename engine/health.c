@@ -160,6 +160,7 @@ static int health_workers_of(struct queue_health *q, const struct fleet_worker *
         hw->completed_per_s = w->completed_per_s;
         hw->failed_per_s = w->failed_per_s;
         hw->concurrency = w->concurrency;
+        hw->paused = w->paused;
         hw->version = w->version;
         hw->active = w->active;
         hw->last_seen_ms = w->last_seen_ms;
@@ -451,6 +452,7 @@ struct policy_alert_queue *health_alert_queues(const struct health_model *m, siz
         a->queue = q->name;
         a->desired = q->target.desired;
         a->version = q->target.version;
+        a->paused = q->target.paused;
         if (q->has_depth) {
             a->waiting = q->depth.waiting;
             a->active = q->depth.active;
@@ -467,6 +469,7 @@ struct policy_alert_queue *health_alert_queues(const struct health_model *m, siz
             v->version = w->version;
             v->active = w->active;
             v->state = health_state_names[w->state];
+            v->paused = w->paused;
         }
         a->nworkers = (size_t)(views + wused - a->workers);
     }
@@ -500,6 +503,7 @@ static json_t *health_worker_json(const struct queue_health *q, const struct hea
     if (row) {
         json_object_set_new(row, "error", w->error[0] ? json_string(w->error) : json_null());
         json_object_set_new(row, "last_error", w->error[0] ? json_string(w->error) : json_null());
+        json_object_set_new(row, "paused", json_boolean(w->paused));
     }
     return row;
 }
@@ -545,6 +549,13 @@ static void health_target_fields(const struct health_model *m, const struct queu
     json_object_set_new(out, "expires_at", health_time_or_null(shown ? t->expires_at_ms : 0));
     json_object_set_new(out, "revert_to",
                         shown && t->expires_at_ms ? json_integer(t->revert_to) : json_null());
+    /* The pause: null fields when the row is not shown, else as a Target's. */
+    int paused = shown && t->paused;
+    json_object_set_new(out, "paused", shown ? json_boolean(paused) : json_null());
+    json_object_set_new(out, "paused_until", health_time_or_null(paused ? t->paused_until_ms : 0));
+    json_object_set_new(out, "paused_by", paused ? json_string(t->paused_by) : json_null());
+    json_object_set_new(out, "paused_at", health_time_or_null(paused ? t->paused_at_ms : 0));
+    json_object_set_new(out, "paused_reason", paused ? json_string(t->paused_reason) : json_null());
     json_object_set_new(out, "change_window", health_change_window(m, q, &w) == 0
                                                   ? policy_window_json(&q->bounds, &w, m->built_at_ms)
                                                   : json_null());

@@ -91,6 +91,7 @@ struct health_worker {
     const char *error;               /* last error report, "" when none */
     const char *host;                /* "" when not reported */
     int64_t concurrency, version, active;
+    int paused;                      /* the worker reports it takes no new jobs */
     int64_t pid;                     /* 0 when not reported */
     int64_t last_seen_ms, first_seen_ms;   /* monotonic, as util_mono_ms */
     double completed_per_s, failed_per_s;

@@ -142,6 +142,7 @@ struct policy_alert_worker {
     const char *id;
     int64_t concurrency, version, active;
     const char *state;           /* "ok" | "mismatch" */
+    int paused;                  /* its last report said "paused": true */
 };
 
 struct policy_alert_queue {
@@ -150,6 +151,7 @@ struct policy_alert_queue {
     int64_t waiting, active, delayed, failed;    /* depth */
     const struct policy_alert_worker *workers;
     size_t nworkers;
+    int paused;                  /* the queue is paused: its workers take no new jobs */
 };
 
 /* A rule whose condition holds now. worker is "" for queue rules. */

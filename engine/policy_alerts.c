@@ -28,10 +28,12 @@ int64_t policy_notify_failures_of(const struct policy_notify_failing *f, size_t 
 
 static void policy_push_q(lua_State *L, const struct policy_eval *e) {
     const struct policy_alert_queue *q = e->q;
-    lua_createtable(L, 0, 7);
+    lua_createtable(L, 0, 8);
     policy_set_int(L, "notify_failures", policy_notify_failures_of(e->failing, e->nfailing, q->queue));
     policy_set_str(L, "queue", q->queue);
     policy_set_int(L, "desired", q->desired);
+    lua_pushboolean(L, q->paused);                        /* q, paused */
+    lua_setfield(L, -2, "paused");
     policy_set_int(L, "version", q->version);
     policy_set_int(L, "worker_count", (lua_Integer)q->nworkers);
     lua_createtable(L, 0, 4);
@@ -43,8 +45,10 @@ static void policy_push_q(lua_State *L, const struct policy_eval *e) {
 }
 
 static void policy_push_w(lua_State *L, const struct policy_alert_worker *w) {
-    lua_createtable(L, 0, 5);
+    lua_createtable(L, 0, 6);
     policy_set_str(L, "id", w->id);
+    lua_pushboolean(L, w->paused);                        /* w, paused */
+    lua_setfield(L, -2, "paused");
     policy_set_int(L, "concurrency", w->concurrency);
     policy_set_int(L, "version", w->version);
     policy_set_int(L, "active", w->active);

@@ -9,8 +9,12 @@
  * URL is parsed by rconn_target_parse (rconn.h), the only parser of it, for
  * both sides as well.
  *
- * Nothing here keeps state or allocates; every function is safe from any
- * thread. libsluice links protocol.c but exports none of it (libsluice.map). */
+ * It also owns the one format and the one parser of the desired state
+ * (the <p>:desired value and the <p>:scaling message), with its "paused"
+ * flag, and the rule for "paused" in reports; they use jansson.
+ *
+ * Nothing here keeps state (protocol_desired_format allocates its answer);
+ * every function is safe from any thread. libsluice links protocol.c but exports none of it (libsluice.map). */
 #ifndef SLUICE_PROTOCOL_H
 #define SLUICE_PROTOCOL_H
 
@@ -69,5 +73,33 @@ int protocol_valid_id(const char *s, size_t max);
  * a valid id of 1..PROTOCOL_NAME_MAX characters not starting with '.' or
  * '-' (so it never reads as a path or an option). 0 otherwise. */
 int protocol_valid_name(const char *s);
+
+/* The desired state of one queue, as <p>:desired holds it and <p>:scaling
+ * carries it: {"queue","concurrency","version","paused","at"}. A paused
+ * queue's workers take no new jobs and finish the ones they run; its
+ * concurrency is kept, the value they return to on resume. */
+struct protocol_desired {
+    char queue[PROTOCOL_NAME_MAX + 1];
+    long long concurrency;
+    long long version;
+    int paused;                  /* absent in a message: 0 (a sluiced before pause) */
+};
+
+/* The compact JSON of d with "at" (an RFC 3339 time, as sluiced writes it).
+ * Returns a malloc'd string the caller frees, or NULL when out of memory. */
+char *protocol_desired_format(const struct protocol_desired *d, const char *at);
+
+/* Parse a desired-state payload of len bytes into *out. Returns 0, or -1
+ * with *why saying what is wrong: larger than PROTOCOL_DESIRED_MAX, not a
+ * JSON object, a queue that is not a name, a concurrency or version that
+ * is not an integer (range checks are the reader's), or a "paused" that is
+ * neither a boolean nor absent. */
+int protocol_desired_parse(const char *payload, size_t len, struct protocol_desired *out,
+                           const char **why);
+
+/* The "paused" of a report object (a jansson json_t *, as void * so that
+ * this header needs no jansson): 0 or 1, 0 when absent or null (an agent
+ * before pause), -1 when it is anything else. */
+int protocol_report_paused(const void *report);
 
 #endif

@@ -414,40 +414,54 @@ static int scaling_judge_expiry(void *ud, const struct store_target *cur,
     return cur->version == due->version && cur->expires_at_ms == due->expires_at_ms ? 1 : -1;
 }
 
+/* Put back the override of due (a row store_list_expired gave). 1 when it
+ * was put back. */
+static int scaling_expire_override(struct app *app, const struct store_target *due) {
+    struct policy_bounds b;
+    struct store_change sc;
+    struct store_change_result res;
+    char reason[STORE_REASON_MAX], rid[STORE_RID_MAX];
+    int64_t to = due->revert_to;
+    if (policy_bounds(app->pol, due->queue, &b) == 0) {
+        if (to < b.min) to = b.min;
+        if (to > b.max) to = b.max;
+    }
+    snprintf(reason, sizeof reason, "temporary override to %lld by %s ended; back to %lld",
+             (long long)due->desired, due->updated_by, (long long)to);
+    memcpy(rid, "expiry-", 8);
+    if (util_random_hex(rid + 7, 8) != 0) strcpy(rid, "expiry");
+    memset(&sc, 0, sizeof sc);
+    sc.queue = due->queue;
+    sc.to = to;
+    sc.default_value = due->desired;
+    sc.actor = "sluice";
+    sc.source = "expiry";
+    sc.reason = reason;
+    sc.request_id = rid;
+    sc.now_ms = util_now_ms();
+    if (store_apply_change(app->st, &sc, scaling_judge_expiry, (void *)due, &res) != STORE_OK ||
+        res.applied != 1)
+        return 0;
+    struct store_origin o = {sc.actor, sc.source, sc.reason, sc.request_id, sc.now_ms};
+    if (res.changed) announce_change(app, &res, &o);
+    return 1;
+}
+
+static int scaling_end_pause(struct app *app, const struct store_target *due);
+
 int scaling_expire_due(struct app *app) {
     struct store_target *due = NULL;
     size_t n = 0;
     int reverted = 0;
-    if (store_list_expired(app->st, util_now_ms(), &due, &n) != STORE_OK) return -1;
+    int64_t now = util_now_ms();
+    if (store_list_expired(app->st, now, &due, &n) != STORE_OK) return -1;
     for (size_t i = 0; i < n; i++) {
-        struct policy_bounds b;
-        struct store_change sc;
-        struct store_change_result res;
-        char reason[STORE_REASON_MAX], rid[STORE_RID_MAX];
-        int64_t to = due[i].revert_to;
-        if (policy_bounds(app->pol, due[i].queue, &b) == 0) {
-            if (to < b.min) to = b.min;
-            if (to > b.max) to = b.max;
-        }
-        snprintf(reason, sizeof reason, "temporary override to %lld by %s ended; back to %lld",
-                 (long long)due[i].desired, due[i].updated_by, (long long)to);
-        memcpy(rid, "expiry-", 8);
-        if (util_random_hex(rid + 7, 8) != 0) strcpy(rid, "expiry");
-        memset(&sc, 0, sizeof sc);
-        sc.queue = due[i].queue;
-        sc.to = to;
-        sc.default_value = due[i].desired;
-        sc.actor = "sluice";
-        sc.source = "expiry";
-        sc.reason = reason;
-        sc.request_id = rid;
-        sc.now_ms = util_now_ms();
-        if (store_apply_change(app->st, &sc, scaling_judge_expiry, &due[i], &res) != STORE_OK ||
-            res.applied != 1)
-            continue;
-        reverted++;
-        struct store_origin o = {sc.actor, sc.source, sc.reason, sc.request_id, sc.now_ms};
-        if (res.changed) announce_change(app, &res, &o);
+        /* The override first: its judge wants the version it saw, which
+         * ending the pause would move (it is then put back next tick). */
+        if (due[i].expires_at_ms && due[i].expires_at_ms <= now)
+            reverted += scaling_expire_override(app, &due[i]);
+        if (due[i].paused && due[i].paused_until_ms && due[i].paused_until_ms <= now)
+            reverted += scaling_end_pause(app, &due[i]);
     }
     free(due);
     return reverted;
@@ -660,4 +674,130 @@ int scaling_revert(struct app *app, const struct scaling_change *c, int64_t to_v
     r.from_version = to_version;
     free(rows);
     return scaling_set(app, &r, out, err);
+}
+
+/* ---- pause and resume ------------------------------------------------------ */
+
+/* store_judge_fn of a pause or resume: nothing limits it (no bounds, step,
+ * cooldown or budget: it does not move the value), so it is accepted. */
+static int scaling_judge_pause(void *ud, const struct store_target *cur,
+                               const struct store_stats *stats, char code[STORE_CODE_MAX]) {
+    (void)ud;
+    (void)cur;
+    (void)stats;
+    (void)code;
+    return 1;
+}
+
+/* store_judge_fn of a timed pause's end: only the very pause that was due
+ * ends; a resume or a new pause meanwhile wins and nothing is written. */
+static int scaling_judge_pause_end(void *ud, const struct store_target *cur,
+                                   const struct store_stats *stats, char code[STORE_CODE_MAX]) {
+    const struct store_target *due = ud;
+    (void)stats;
+    (void)code;
+    return cur->paused && cur->paused_until_ms == due->paused_until_ms &&
+                   cur->paused_at_ms == due->paused_at_ms
+               ? 1
+               : -1;
+}
+
+/* Audit a pause or resume refused before the write transaction. */
+static void scaling_audit_pause_refusal(struct app *app, const struct scaling_pause *p,
+                                        const struct store_target *cur, const char *code) {
+    struct store_origin o = {p->actor, p->source, p->reason, p->request_id, util_now_ms()};
+    struct store_audit e;
+    store_audit_init(&e, "pause", p->queue, cur->paused, p->pause != 0, cur->version, "rejected",
+                     code, &o);
+    if (store_append_audit(app->st, &e) != STORE_OK)
+        log_json(LOG_ERROR, "could not audit a refused pause",
+                 json_pack("{s:s, s:s}", "queue", p->queue, "request_id", p->request_id));
+}
+
+int scaling_pause(struct app *app, const struct scaling_pause *p, struct scaling_outcome *out,
+                  struct api_error *err) {
+    struct policy_bounds b;
+    struct store_change sc;
+    struct store_change_result res;
+    struct store_target cur;
+    int enabled, rc, ok = -1;
+
+    memset(out, 0, sizeof *out);
+    if (!scaling_admit_write(app, p->token_id, p->queue, err)) return -1;
+    struct policy_gen *gen = policy_acquire(app->pol);
+    int declared = policy_gen_bounds(gen, p->queue, &b) == 0;
+    if ((rc = flags_get(app, FLAG_WRITES, &enabled)) != STORE_OK) {
+        scaling_store_fail(err, rc);
+        goto done;
+    }
+    if (!enabled) {
+        api_error_set(err, "writes_disabled", json_pack("{s:s}", "environment", app->cfg->env),
+                      "environment '%s' is read-only: an admin must turn the 'writes' flag on",
+                      app->cfg->env);
+        if (declared && scaling_load(app, p->queue, &b, &cur) == STORE_OK) {
+            scaling_audit_pause_refusal(app, p, &cur, err->code);
+            metrics_count_change(app->metrics, p->queue, "rejected");
+        }
+        goto done;
+    }
+    if (!declared) {
+        scaling_unknown(err, p->queue);
+        goto done;
+    }
+    memset(&sc, 0, sizeof sc);
+    sc.queue = p->queue;
+    sc.kind = p->pause ? STORE_CHANGE_PAUSE : STORE_CHANGE_RESUME;
+    sc.default_value = b.def;
+    sc.actor = p->actor;
+    sc.source = p->source;
+    sc.reason = p->reason;
+    sc.request_id = p->request_id;
+    sc.now_ms = util_now_ms();
+    sc.paused_until_ms = p->pause && p->duration_s > 0 ? sc.now_ms + p->duration_s * 1000 : 0;
+    if ((rc = store_apply_change(app->st, &sc, scaling_judge_pause, NULL, &res)) != STORE_OK) {
+        scaling_store_fail(err, rc);
+        goto done;
+    }
+    out->after.t = res.target;
+    out->after.b = b;
+    out->previous = res.previous;
+    out->changed = res.changed;
+    out->audit_id = res.audit_id;
+    ok = 0;
+    if (!res.changed) {               /* already so: nothing stored or announced */
+        metrics_count_change(app->metrics, p->queue, "unchanged");
+        goto done;
+    }
+    struct store_origin o = {p->actor, p->source, p->reason, p->request_id, sc.now_ms};
+    announce_change(app, &res, &o);
+done:
+    policy_release(gen);
+    return ok;
+}
+
+/* End the timed pause of due, as a resume of its own (actor "sluice",
+ * source "expiry"). 1 when it ended. */
+static int scaling_end_pause(struct app *app, const struct store_target *due) {
+    struct policy_bounds b;
+    struct store_change sc;
+    struct store_change_result res;
+    char reason[STORE_REASON_MAX], rid[STORE_RID_MAX];
+    snprintf(reason, sizeof reason, "timed pause by %s ended", due->paused_by);
+    memcpy(rid, "expiry-", 8);
+    if (util_random_hex(rid + 7, 8) != 0) strcpy(rid, "expiry");
+    memset(&sc, 0, sizeof sc);
+    sc.queue = due->queue;
+    sc.kind = STORE_CHANGE_RESUME;
+    sc.default_value = policy_bounds(app->pol, due->queue, &b) == 0 ? b.def : due->desired;
+    sc.actor = "sluice";
+    sc.source = "expiry";
+    sc.reason = reason;
+    sc.request_id = rid;
+    sc.now_ms = util_now_ms();
+    if (store_apply_change(app->st, &sc, scaling_judge_pause_end, (void *)due, &res) != STORE_OK ||
+        res.applied != 1)
+        return 0;
+    struct store_origin o = {sc.actor, sc.source, sc.reason, sc.request_id, sc.now_ms};
+    if (res.changed) announce_change(app, &res, &o);
+    return 1;
 }

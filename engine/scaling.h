@@ -112,9 +112,30 @@ int scaling_admit_write(struct app *app, const char *token_id, const char *queue
 /* Put back every temporary override whose time is up, each as a change of
  * its own (source "expiry", actor "sluice") through the same transaction
  * and outbox as any change; rate limits and confirmation do not apply, the
- * bounds do (the value is clamped into them). Returns how many were put
+ * bounds do (the value is clamped into them). Timed pauses whose time is
+ * up are resumed the same way (kind "pause", source "expiry"). Returns how many were put
  * back, or -1 when the store could not be read. */
 int scaling_expire_due(struct app *app);
+
+/* A pause (pause 1) or resume (pause 0) of a queue. */
+struct scaling_pause {
+    const char *queue;
+    int pause;
+    int64_t duration_s;          /* pause: 0 until resumed, else it ends by itself */
+    const char *reason, *actor, *source, *request_id;
+    const char *token_id;        /* as scaling_change's */
+};
+
+/* Pause or resume a queue: the token's write rate, then the writes flag
+ * (refusal audited as kind "pause"), then a known queue; no bounds, step,
+ * cooldown, budget or validate() apply (the value does not move). A pause
+ * is a new version of the queue that keeps desired, relayed as any change
+ * ("paused" in protocol.md's desired state), audited kind "pause" from 0
+ * to 1 (resume: 1 to 0). Pausing a paused queue or resuming a running one
+ * stores nothing: 0 with out->changed 0. A timed pause ends by itself on
+ * the leader (scaling_expire_due). Returns 0 with *out, or -1 with err. */
+int scaling_pause(struct app *app, const struct scaling_pause *p, struct scaling_outcome *out,
+                  struct api_error *err);
 
 /* Audit entries, newest first: at most limit (1..SCALING_HISTORY_MAX, else
  * 50) of those f lets through into *rows (malloc'd, the caller frees), and

@@ -3,6 +3,8 @@
  *   sluicectl get [QUEUE]
  *   sluicectl set QUEUE N --reason R [--confirm] [--duration 2h] [--wait 5s]
  *                 [--expected-version V]
+ *   sluicectl pause QUEUE --reason R [--duration 30m] [--wait 5s]
+ *   sluicectl resume QUEUE --reason R [--wait 5s]
  *   sluicectl history [QUEUE] [--limit N] [--before ID]
  *   sluicectl revert QUEUE VERSION --reason R [--confirm] [--wait 5s]
  *   sluicectl approvals [--status pending|approved|rejected|expired|all]
@@ -235,10 +237,12 @@ static void ctl_target_row(json_t *t) {
     char bounds[64];
     snprintf(bounds, sizeof bounds, "%lld..%lld", (long long)json_integer_value(json_object_get(b, "min")),
              (long long)json_integer_value(json_object_get(b, "max")));
-    printf("%-20s %8s %8s %-10s %-16s %s\n", ctl_str(json_object_get(t, "queue")),
+    /* A paused queue says so first in its last column: the table keeps its shape. */
+    printf("%-20s %8s %8s %-10s %-16s %s%s\n", ctl_str(json_object_get(t, "queue")),
            ctl_num(json_object_get(t, "desired_concurrency"), d, sizeof d),
            ctl_num(json_object_get(t, "version"), v, sizeof v), bounds,
            ctl_str(json_object_get(t, "updated_by")),
+           json_is_true(json_object_get(t, "paused")) ? "PAUSED: " : "",
            json_is_string(json_object_get(t, "reason")) ? json_string_value(json_object_get(t, "reason")) : "");
 }
 
@@ -338,6 +342,48 @@ static int ctl_set(const struct ctl *c, const char *method, const char *path, co
     }
     if (rc == EXIT_UNACKED)
         fprintf(stderr, expected == 0 ? "sluicectl: no live worker of %s to acknowledge the change\n"
+                                      : "sluicectl: not every worker acknowledged in time\n", queue);
+done:
+    json_decref(a.json);
+    return rc;
+}
+
+/* ---- pause and resume ---------------------------------------------------------- */
+
+/* POST .../pause or .../resume; prints the queue's state after it. Pausing a
+ * paused queue (resuming a running one) is not an error: it says so. Exit
+ * codes as set's (3: --wait ended without every acknowledgement). */
+static int ctl_pause(const struct ctl *c, const char *queue, int pause, json_t *body, int waiting) {
+    char path[256];
+    struct ctl_answer a;
+    snprintf(path, sizeof path, "/api/v1/scaling/%s/%s", queue, pause ? "pause" : "resume");
+    ctl_call(c, "POST", path, body, &a);
+    int rc = EXIT_OK;
+    if (a.status != 200) {
+        rc = ctl_refusal(c, &a);
+        goto done;
+    }
+    json_t *acks = json_object_get(a.json, "acks");
+    int complete = json_is_true(json_object_get(acks, "complete"));
+    json_int_t expected = json_integer_value(json_object_get(acks, "expected"));
+    if (waiting && (!complete || expected == 0)) rc = EXIT_UNACKED;
+    if (c->json) {
+        ctl_print_json(a.json);
+    } else {
+        const char *until = json_string_value(json_object_get(a.json, "paused_until"));
+        printf("%s: %s%s%s (version %lld, desired %lld)%s\n", queue, pause ? "paused" : "running",
+               until ? " until " : "", until ? until : "",
+               (long long)json_integer_value(json_object_get(a.json, "version")),
+               (long long)json_integer_value(json_object_get(a.json, "desired_concurrency")),
+               json_is_true(json_object_get(a.json, "changed")) ? "" : pause ? ", already paused: nothing changed"
+                                                                          : ", was not paused: nothing changed");
+        if (acks)
+            printf("acknowledged by %lld of %lld live workers%s\n",
+                   (long long)json_integer_value(json_object_get(acks, "acknowledged")), (long long)expected,
+                   complete ? "" : " before the wait ended");
+    }
+    if (rc == EXIT_UNACKED)
+        fprintf(stderr, expected == 0 ? "sluicectl: no live worker of %s to acknowledge it\n"
                                       : "sluicectl: not every worker acknowledged in time\n", queue);
 done:
     json_decref(a.json);
@@ -507,6 +553,9 @@ static void ctl_usage(FILE *to) {
             "                                   changes waiting for a second person\n"
             "  approve ID [--reason R]          approve and apply (scaling:approve)\n"
             "  reject ID --reason R             reject (scaling:approve)\n"
+            "  pause QUEUE --reason R [--duration 30m] [--wait 5s]\n"
+            "                                   workers take no new job; running ones finish\n"
+            "  resume QUEUE --reason R [--wait 5s]\n"
             "  history [QUEUE] [--limit N] [--before ID]\n"
             "                                   who changed what, newest first (20 by default)\n"
             "  status                           depth, concurrency, workers, rates, alerts\n"
@@ -630,7 +679,7 @@ static int ctl_parse(int argc, char **argv, struct ctl_args *o, struct ctl *c) {
 static int ctl_check_command(const struct ctl_args *o, long long *n) {
     static const struct { const char *name; int max; } commands[] = {
         {"get", 2}, {"set", 3}, {"history", 2}, {"status", 1}, {"whoami", 1},
-        {"revert", 3}, {"approvals", 1}, {"approve", 2}, {"reject", 2}};
+        {"revert", 3}, {"approvals", 1}, {"approve", 2}, {"reject", 2}, {"pause", 2}, {"resume", 2}};
     static const char *const statuses[] = {"pending", "approved", "rejected", "expired", "all"};
     const char *cmd = o->pos[0];
     size_t k = 0;
@@ -677,6 +726,14 @@ static int ctl_check_command(const struct ctl_args *o, long long *n) {
         else return 0;
         return -1;
     }
+    int pausing = !strcmp(cmd, "pause") || !strcmp(cmd, "resume");
+    if (pausing && o->npos < 2) fprintf(stderr, "sluicectl: %s needs QUEUE\n", cmd);
+    else if (pausing && o->reason == NULL)
+        fprintf(stderr, "sluicectl: %s needs --reason (it goes into the audit log)\n", cmd);
+    else if (!strcmp(cmd, "resume") && o->has_duration)
+        fprintf(stderr, "sluicectl: resume takes no --duration\n");
+    else if (pausing) return 0;
+    if (pausing) return -1;
     if (strcmp(cmd, "set") != 0) return 0;
     if (o->npos < 3) fprintf(stderr, "sluicectl: set needs QUEUE and N\n");
     else if (ctl_whole(o->pos[2], 0, INT64_MAX, n) != 0)
@@ -694,6 +751,19 @@ static int ctl_run(const struct ctl *c, const struct ctl_args *o, long long n) {
     if (!strcmp(cmd, "history")) return ctl_history(c, queue, o->limit, o->before);
     if (!strcmp(cmd, "status")) return ctl_status(c);
     if (!strcmp(cmd, "whoami")) return ctl_whoami(c);
+    if (!strcmp(cmd, "pause") || !strcmp(cmd, "resume")) {
+        int pause = !strcmp(cmd, "pause");
+        json_t *pb = json_pack("{s:s}", "reason", o->reason);
+        if (pb == NULL) {
+            fprintf(stderr, "sluicectl: out of memory\n");
+            return EXIT_OTHER;
+        }
+        if (o->has_duration) json_object_set_new(pb, "duration_s", json_integer(o->duration_s));
+        if (o->has_wait) json_object_set_new(pb, "wait_ms", json_integer(o->wait_ms));
+        int prc = ctl_pause(c, queue, pause, pb, o->has_wait);
+        json_decref(pb);
+        return prc;
+    }
     if (!strcmp(cmd, "approvals")) return ctl_approvals(c, o->status);
     if (!strcmp(cmd, "approve") || !strcmp(cmd, "reject")) return ctl_decide(c, cmd, queue, o->reason);
     json_t *body = json_pack("{s:I, s:s, s:b}", revert ? "to_version" : "desired_concurrency", (json_int_t)n,

@@ -268,14 +268,35 @@ int store_sweep_sessions(store *st, int64_t now_ms, int64_t *deleted) {
 
 /* ---- the judged writes ------------------------------------------------------- */
 
+/* A pause or resume: the pause fields and a new version; the desired value
+ * and a temporary override stay. Pausing a paused queue (or resuming a
+ * running one) writes nothing. */
+static int store_plan_pause(const struct store_change *c, const struct store_target *cur,
+                            struct store_target *next, int *bumped) {
+    int pause = c->kind == STORE_CHANGE_PAUSE;
+    if (cur->paused == pause) return 0;
+    next->paused = pause;
+    next->paused_until_ms = pause ? c->paused_until_ms : 0;
+    util_copy(next->paused_by, sizeof next->paused_by, pause ? c->actor : "");
+    next->paused_at_ms = pause ? c->now_ms : 0;
+    util_copy(next->paused_reason, sizeof next->paused_reason, pause ? c->reason : "");
+    next->version = cur->version + 1;
+    util_copy(next->updated_by, sizeof next->updated_by, c->actor);
+    next->updated_at_ms = c->now_ms;
+    util_copy(next->reason, sizeof next->reason, c->reason);
+    *bumped = 1;
+    return 1;
+}
+
 /* What a judged change writes. Given the current state and an accepted
  * change, fill *next and say whether the policy row must be written and
  * whether the version moved (an outbox row is due). Returns 1 when the row
- * is written. */
+ * is written. A change of the value keeps the pause fields as they are. */
 static int store_plan_change(const struct store_change *c, const struct store_target *cur,
                              struct store_target *next, int *bumped) {
     *next = *cur;
     *bumped = 0;
+    if (c->kind != STORE_CHANGE_SCALING) return store_plan_pause(c, cur, next, bumped);
     /* A real change, or a permanent change that ends a temporary override at
      * the same value (version kept). An override on top of an override still
      * reverts to the value in force before the first one. A no-op never
@@ -320,9 +341,13 @@ int store_read_change(store *st, const char *queue, int64_t default_value, int64
 
 /* The audit entry of a change, carrying its revert and approval ids. */
 static void store_change_entry(struct store_audit *e, const struct store_change *c,
-                               const struct store_origin *o, int64_t from, int64_t version,
-                               const char *outcome, const char *code) {
-    store_audit_init(e, "scaling", c->queue, from, c->to, version, outcome, code, o);
+                               const struct store_origin *o, const struct store_target *cur,
+                               int64_t version, const char *outcome, const char *code) {
+    if (c->kind == STORE_CHANGE_SCALING)
+        store_audit_init(e, "scaling", c->queue, cur->desired, c->to, version, outcome, code, o);
+    else                         /* a pause or resume: from/to 0 running, 1 paused */
+        store_audit_init(e, "pause", c->queue, cur->paused, c->kind == STORE_CHANGE_PAUSE, version,
+                         outcome, code, o);
     e->from_version = c->from_version;
     util_copy(e->approval_id, sizeof e->approval_id, c->approval_id ? c->approval_id : "");
 }
@@ -365,7 +390,7 @@ static int store_tx_request(store *st, void *tx, const struct store_change *c,
         rc = STORE_NOT_FOUND;
     }
     if (rc == STORE_OK) {
-        store_change_entry(&entry, c, &o, cur->desired, cur->version, "rejected", "approval_pending");
+        store_change_entry(&entry, c, &o, cur, cur->version, "rejected", "approval_pending");
         util_copy(entry.approval_id, sizeof entry.approval_id, a->id);
         if ((rc = st->be->tx_insert_audit(tx, &entry)) != STORE_OK) return rc;
         out->audit_id = entry.id;
@@ -388,7 +413,7 @@ static int store_tx_request(store *st, void *tx, const struct store_change *c,
     a->created_at_ms = c->now_ms;
     a->expires_at_ms = c->now_ms + c->approval_ttl_ms;
     if ((rc = st->be->tx_insert_approval(tx, a)) != STORE_OK) return rc;
-    store_change_entry(&entry, c, &o, cur->desired, cur->version, "pending_approval", NULL);
+    store_change_entry(&entry, c, &o, cur, cur->version, "pending_approval", NULL);
     util_copy(entry.approval_id, sizeof entry.approval_id, a->id);
     if ((rc = st->be->tx_insert_audit(tx, &entry)) != STORE_OK) return rc;
     out->applied = STORE_JUDGE_APPROVAL;
@@ -407,7 +432,7 @@ static int store_tx_decide(store *st, void *tx, const struct store_change *c, in
     out->target = *cur;
     if (verdict == STORE_JUDGE_APPROVAL) return store_tx_request(st, tx, c, cur, out);
     if (verdict == 0) {
-        store_change_entry(&entry, c, &o, cur->desired, cur->version, "rejected", code);
+        store_change_entry(&entry, c, &o, cur, cur->version, "rejected", code);
         if ((rc = st->be->tx_insert_audit(tx, &entry)) != STORE_OK) return rc;
         out->audit_id = entry.id;
         return STORE_OK;
@@ -418,7 +443,7 @@ static int store_tx_decide(store *st, void *tx, const struct store_change *c, in
     if (!store_plan_change(c, cur, &next, &bumped)) return STORE_OK;
     if ((rc = st->be->tx_write_target(tx, &next)) != STORE_OK) return rc;
     if (bumped && (rc = st->be->tx_write_outbox(tx, &next)) != STORE_OK) return rc;
-    store_change_entry(&entry, c, &o, cur->desired, next.version, "applied", "");
+    store_change_entry(&entry, c, &o, cur, next.version, "applied", "");
     if ((rc = st->be->tx_insert_audit(tx, &entry)) != STORE_OK) return rc;
     out->target = next;
     out->changed = 1;
@@ -457,6 +482,7 @@ done:
         memset(out, 0, sizeof *out);
         out->previous = previous;
     }
+    out->kind = c->kind;
     return rc;
 }
 

@@ -60,11 +60,18 @@ struct store_target {
     char reason[STORE_REASON_MAX];
     int64_t expires_at_ms;       /* 0: no temporary override */
     int64_t revert_to;
+    /* Paused: workers take no new jobs, whatever desired says (kept for the
+     * resume). The who, when and why of the pause stay until it ends. */
+    int paused;
+    int64_t paused_until_ms;     /* 0: until resumed */
+    char paused_by[STORE_ACTOR_MAX];
+    int64_t paused_at_ms;
+    char paused_reason[STORE_REASON_MAX];
 };
 
 struct store_audit {
     int64_t id;
-    char kind[16];               /* "scaling" | "flag" | "audit" (a prune) | "policy" */
+    char kind[16];               /* "scaling" | "flag" | "audit" (a prune) | "policy" | "pause" */
     char subject[UTIL_NAME_MAX + 1];   /* queue, flag name, "prune" or "reload" */
     int64_t from, to, version;
     char actor[STORE_ACTOR_MAX];
@@ -122,10 +129,14 @@ struct store_approval {
     int64_t created_at_ms, expires_at_ms;
 };
 
-/* A proposed change of desired concurrency. */
+/* What a judged change does: desired concurrency (the default, 0), or a
+ * pause or resume of the queue (audited as kind "pause", from/to 0/1). */
+enum store_change_kind { STORE_CHANGE_SCALING = 0, STORE_CHANGE_PAUSE, STORE_CHANGE_RESUME };
+
+/* A proposed change of desired concurrency, or a pause or resume. */
 struct store_change {
     const char *queue;
-    int64_t to;
+    int64_t to;                  /* STORE_CHANGE_SCALING only */
     int64_t default_value;       /* "from" when the queue has no row yet */
     const char *actor, *source, *reason, *request_id;
     int64_t now_ms;
@@ -136,6 +147,8 @@ struct store_change {
     const char *token_id;        /* the requester's token; NULL: sluiced */
     int64_t duration_s;
     int64_t approval_ttl_ms;
+    int kind;                    /* enum store_change_kind; 0 (zeroed): scaling */
+    int64_t paused_until_ms;     /* STORE_CHANGE_PAUSE: 0 until resumed */
 };
 
 /* Called inside the write transaction with the current state. Returns 1 to
@@ -158,6 +171,7 @@ struct store_change_result {
     /* applied 2: the approval stored; refused for "approval_pending": the
      * one already pending ("" id otherwise). */
     struct store_approval approval;
+    int kind;                    /* the change's enum store_change_kind */
 };
 
 struct store_flag {
@@ -192,6 +206,7 @@ struct store_outbox {
     char queue[UTIL_NAME_MAX + 1];
     int64_t version;
     int64_t desired;
+    int paused;
     int64_t created_ms;
 };
 
@@ -270,7 +285,9 @@ int store_list_targets(store *st, struct store_target **out, size_t *n);
  * a permanent change at the value of a temporary override writes row and
  * audit and keeps the version) or one audit entry with the refusal. An
  * accepted change to the current value writes nothing at all: applied 1,
- * changed 0, audit_id 0. judge runs with the write lock held: it must only
+ * changed 0, audit_id 0; so does pausing a paused queue or resuming a
+ * running one. A pause or resume is a new version (and an outbox row) that
+ * keeps the desired value; a change of the value keeps the pause. judge runs with the write lock held: it must only
  * compare numbers (scaling.c runs the policy's Lua before, see
  * store_read_change). */
 int store_apply_change(store *st, const struct store_change *change, store_judge_fn judge,
@@ -354,7 +371,8 @@ int store_outbox_mark_published(store *st, int64_t id, int64_t now_ms);
 int store_desired_snapshot(store *st, struct store_target **targets, size_t *nt,
                            char (**pending)[UTIL_NAME_MAX + 1], size_t *np);
 
-/* Targets whose temporary override ended at or before now_ms. */
+/* Targets whose temporary override or timed pause ended at or before
+ * now_ms. */
 int store_list_expired(store *st, int64_t now_ms, struct store_target **out, size_t *n);
 
 int store_get_flag(store *st, const char *env, const char *name, struct store_flag *out);

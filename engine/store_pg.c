@@ -328,7 +328,9 @@ static int pg_ping(void *h) {
 /* ---- targets ---------------------------------------------------------------------- */
 
 #define PG_TARGET_COLS "queue, desired_concurrency, version, updated_by, updated_at, reason," \
-                       " COALESCE(expires_at, 0), COALESCE(revert_to, 0)"
+                       " COALESCE(expires_at, 0), COALESCE(revert_to, 0), paused::int," \
+                       " COALESCE(paused_until, 0), COALESCE(paused_by, ''), COALESCE(paused_at, 0)," \
+                       " COALESCE(paused_reason, '')"
 
 static void pg_read_target(PGresult *r, int row, void *elem) {
     struct store_target *t = elem;
@@ -340,6 +342,11 @@ static void pg_read_target(PGresult *r, int row, void *elem) {
     util_copy(t->reason, sizeof t->reason, pg_text(r, row, 5));
     t->expires_at_ms = pg_int(r, row, 6);
     t->revert_to = pg_int(r, row, 7);
+    t->paused = pg_int(r, row, 8) != 0;
+    t->paused_until_ms = pg_int(r, row, 9);
+    util_copy(t->paused_by, sizeof t->paused_by, pg_text(r, row, 10));
+    t->paused_at_ms = pg_int(r, row, 11);
+    util_copy(t->paused_reason, sizeof t->paused_reason, pg_text(r, row, 12));
 }
 
 /* On tx, or a pooled connection of s when tx is NULL. */
@@ -368,12 +375,14 @@ static void pg_read_outbox(PGresult *r, int row, void *elem) {
     o->version = pg_int(r, row, 2);
     o->desired = pg_int(r, row, 3);
     o->created_ms = pg_int(r, row, 4);
+    o->paused = pg_int(r, row, 5) != 0;
 }
 
 static int pg_outbox_pending(void *h, int limit, struct store_outbox **out, size_t *n) {
     char l[24];
     const char *pv[1] = {I64(l, limit)};
-    return pg_collect(h, NULL, "SELECT id, queue, version, desired_concurrency, created_at FROM scaling_outbox"
+    return pg_collect(h, NULL, "SELECT id, queue, version, desired_concurrency, created_at, paused::int"
+                               " FROM scaling_outbox"
                                " WHERE published_at IS NULL ORDER BY id LIMIT $1::int",
                       1, pv, sizeof **out, pg_read_outbox, (void **)out, n);
 }
@@ -429,7 +438,9 @@ static int pg_list_expired(void *h, int64_t now_ms, struct store_target **out, s
     char a[24];
     const char *pv[1] = {I64(a, now_ms)};
     return pg_collect(h, NULL, "SELECT " PG_TARGET_COLS " FROM runtime_scaling_policies"
-                               " WHERE expires_at IS NOT NULL AND expires_at <= $1::bigint ORDER BY expires_at",
+                               " WHERE (expires_at IS NOT NULL AND expires_at <= $1::bigint)"
+                               " OR (paused AND paused_until IS NOT NULL AND paused_until <= $1::bigint)"
+                               " ORDER BY LEAST(expires_at, paused_until)",
                       1, pv, sizeof **out, pg_read_target, (void **)out, n);
 }
 
@@ -519,28 +530,39 @@ static int pg_stats(struct pg_slot *p, const char *queue, int64_t now_ms, struct
 }
 
 static int pg_write_target(struct pg_slot *p, const struct store_target *t) {
-    char d[24], v[24], at[24], ex[24], rv[24];
-    int rc;
-    const char *pv[8] = {t->queue, I64(d, t->desired), I64(v, t->version), t->updated_by,
-                         I64(at, t->updated_at_ms), t->reason,
-                         t->expires_at_ms ? I64(ex, t->expires_at_ms) : NULL,
-                         t->expires_at_ms ? I64(rv, t->revert_to) : NULL};
+    char d[24], v[24], at[24], ex[24], rv[24], pu[24], pa[24];
+    int rc, paused = t->paused != 0;
+    const char *pv[13] = {t->queue, I64(d, t->desired), I64(v, t->version), t->updated_by,
+                          I64(at, t->updated_at_ms), t->reason,
+                          t->expires_at_ms ? I64(ex, t->expires_at_ms) : NULL,
+                          t->expires_at_ms ? I64(rv, t->revert_to) : NULL,
+                          paused ? "true" : "false",
+                          paused && t->paused_until_ms ? I64(pu, t->paused_until_ms) : NULL,
+                          paused ? t->paused_by : NULL, paused ? I64(pa, t->paused_at_ms) : NULL,
+                          paused ? t->paused_reason : NULL};
     PQclear(pg_run(p, "INSERT INTO runtime_scaling_policies (queue, desired_concurrency, version, updated_by,"
-                      " updated_at, reason, expires_at, revert_to) VALUES ($1, $2::bigint, $3::bigint, $4,"
-                      " $5::bigint, $6, $7::bigint, $8::bigint) ON CONFLICT (queue) DO UPDATE SET"
+                      " updated_at, reason, expires_at, revert_to, paused, paused_until, paused_by,"
+                      " paused_at, paused_reason) VALUES ($1, $2::bigint, $3::bigint, $4,"
+                      " $5::bigint, $6, $7::bigint, $8::bigint, $9::boolean, $10::bigint, $11,"
+                      " $12::bigint, $13) ON CONFLICT (queue) DO UPDATE SET"
                       " desired_concurrency = excluded.desired_concurrency, version = excluded.version,"
                       " updated_by = excluded.updated_by, updated_at = excluded.updated_at,"
                       " reason = excluded.reason, expires_at = excluded.expires_at,"
-                      " revert_to = excluded.revert_to", 8, pv, "write_target", &rc));
+                      " revert_to = excluded.revert_to, paused = excluded.paused,"
+                      " paused_until = excluded.paused_until, paused_by = excluded.paused_by,"
+                      " paused_at = excluded.paused_at, paused_reason = excluded.paused_reason",
+                   13, pv, "write_target", &rc));
     return rc;
 }
 
 static int pg_write_outbox(struct pg_slot *p, const struct store_target *t) {
     char v[24], d[24], at[24];
     int rc;
-    const char *pv[4] = {t->queue, I64(v, t->version), I64(d, t->desired), I64(at, t->updated_at_ms)};
-    PQclear(pg_run(p, "INSERT INTO scaling_outbox (queue, version, desired_concurrency, created_at)"
-                      " VALUES ($1, $2::bigint, $3::bigint, $4::bigint)", 4, pv, "write_outbox", &rc));
+    const char *pv[5] = {t->queue, I64(v, t->version), I64(d, t->desired), I64(at, t->updated_at_ms),
+                         t->paused ? "true" : "false"};
+    PQclear(pg_run(p, "INSERT INTO scaling_outbox (queue, version, desired_concurrency, created_at, paused)"
+                      " VALUES ($1, $2::bigint, $3::bigint, $4::bigint, $5::boolean)", 5, pv,
+                   "write_outbox", &rc));
     return rc;
 }
 

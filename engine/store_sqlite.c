@@ -466,7 +466,9 @@ static int sq_ping(void *h) {
 /* ---- targets ------------------------------------------------------------- */
 
 #define SQ_TARGET_COLS "queue, desired_concurrency, version, updated_by, updated_at, reason," \
-                       " COALESCE(expires_at, 0), COALESCE(revert_to, 0)"
+                       " COALESCE(expires_at, 0), COALESCE(revert_to, 0), paused," \
+                       " COALESCE(paused_until, 0), COALESCE(paused_by, ''), COALESCE(paused_at, 0)," \
+                       " COALESCE(paused_reason, '')"
 
 static void sq_read_target(sqlite3_stmt *st, void *elem) {
     struct store_target *t = elem;
@@ -478,6 +480,11 @@ static void sq_read_target(sqlite3_stmt *st, void *elem) {
     util_copy(t->reason, sizeof t->reason, sq_text(st, 5));
     t->expires_at_ms = sqlite3_column_int64(st, 6);
     t->revert_to = sqlite3_column_int64(st, 7);
+    t->paused = sqlite3_column_int64(st, 8) != 0;
+    t->paused_until_ms = sqlite3_column_int64(st, 9);
+    util_copy(t->paused_by, sizeof t->paused_by, sq_text(st, 10));
+    t->paused_at_ms = sqlite3_column_int64(st, 11);
+    util_copy(t->paused_reason, sizeof t->paused_reason, sq_text(st, 12));
 }
 
 /* On tx, or a pooled connection of s when tx is NULL. */
@@ -498,7 +505,9 @@ static int sq_list_targets(void *h, struct store_target **out, size_t *n) {
 
 static int sq_list_expired(void *h, int64_t now_ms, struct store_target **out, size_t *n) {
     return sq_collect(h, NULL, "SELECT " SQ_TARGET_COLS " FROM runtime_scaling_policies"
-                               " WHERE expires_at IS NOT NULL AND expires_at <= ?1 ORDER BY expires_at",
+                               " WHERE (expires_at IS NOT NULL AND expires_at <= ?1)"
+                               " OR (paused = 1 AND paused_until IS NOT NULL AND paused_until <= ?1)"
+                               " ORDER BY MIN(COALESCE(expires_at, paused_until), COALESCE(paused_until, expires_at))",
                       "list_expired", sizeof **out, sq_read_target, (void **)out, n,
                       SQ_ARGS(SQ_INT(now_ms)));
 }
@@ -512,11 +521,12 @@ static void sq_read_outbox(sqlite3_stmt *st, void *elem) {
     o->version = sqlite3_column_int64(st, 2);
     o->desired = sqlite3_column_int64(st, 3);
     o->created_ms = sqlite3_column_int64(st, 4);
+    o->paused = sqlite3_column_int64(st, 5) != 0;
 }
 
 static int sq_outbox_pending(void *h, int limit, struct store_outbox **out, size_t *n) {
-    return sq_collect(h, NULL, "SELECT id, queue, version, desired_concurrency, created_at"
-                               " FROM scaling_outbox WHERE published_at IS NULL ORDER BY id LIMIT ?1",
+    return sq_collect(h, NULL, "SELECT id, queue, version, desired_concurrency, created_at,"
+                               " paused FROM scaling_outbox WHERE published_at IS NULL ORDER BY id LIMIT ?1",
                       "outbox_pending", sizeof **out, sq_read_outbox, (void **)out, n,
                       SQ_ARGS(SQ_INT(limit)));
 }
@@ -672,23 +682,30 @@ static int sq_tx_stats(void *tx, const char *queue, int64_t now_ms, struct store
 
 static int sq_tx_write_target(void *tx, const struct store_target *t) {
     return sq_run(NULL, tx, "INSERT INTO runtime_scaling_policies (queue, desired_concurrency, version,"
-                            " updated_by, updated_at, reason, expires_at, revert_to)"
-                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (queue) DO UPDATE SET"
+                            " updated_by, updated_at, reason, expires_at, revert_to, paused, paused_until,"
+                            " paused_by, paused_at, paused_reason)"
+                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (queue) DO UPDATE SET"
                             " desired_concurrency = excluded.desired_concurrency,"
                             " version = excluded.version, updated_by = excluded.updated_by,"
                             " updated_at = excluded.updated_at, reason = excluded.reason,"
-                            " expires_at = excluded.expires_at, revert_to = excluded.revert_to",
+                            " expires_at = excluded.expires_at, revert_to = excluded.revert_to,"
+                            " paused = excluded.paused, paused_until = excluded.paused_until,"
+                            " paused_by = excluded.paused_by, paused_at = excluded.paused_at,"
+                            " paused_reason = excluded.paused_reason",
                   "write_target",
                   SQ_ARGS(SQ_TEXT(t->queue), SQ_INT(t->desired), SQ_INT(t->version),
                           SQ_TEXT(t->updated_by), SQ_INT(t->updated_at_ms), SQ_TEXT(t->reason),
-                          SQ_OPT(t->expires_at_ms), t->expires_at_ms ? SQ_INT(t->revert_to) : SQ_NULL));
+                          SQ_OPT(t->expires_at_ms), t->expires_at_ms ? SQ_INT(t->revert_to) : SQ_NULL,
+                          SQ_INT(t->paused != 0), SQ_OPT(t->paused ? t->paused_until_ms : 0),
+                          SQ_TEXT(t->paused ? t->paused_by : NULL), SQ_OPT(t->paused ? t->paused_at_ms : 0),
+                          SQ_TEXT(t->paused ? t->paused_reason : NULL)));
 }
 
 static int sq_tx_write_outbox(void *tx, const struct store_target *t) {
-    return sq_run(NULL, tx, "INSERT INTO scaling_outbox (queue, version, desired_concurrency, created_at)"
-                            " VALUES (?, ?, ?, ?)", "write_outbox",
+    return sq_run(NULL, tx, "INSERT INTO scaling_outbox (queue, version, desired_concurrency, created_at,"
+                            " paused) VALUES (?, ?, ?, ?, ?)", "write_outbox",
                   SQ_ARGS(SQ_TEXT(t->queue), SQ_INT(t->version), SQ_INT(t->desired),
-                          SQ_INT(t->updated_at_ms)));
+                          SQ_INT(t->updated_at_ms), SQ_INT(t->paused != 0)));
 }
 
 static int sq_tx_insert_audit(void *tx, struct store_audit *e) { return sq_insert_audit(tx, e); }

@@ -1,8 +1,8 @@
 -- alerts.lua — alert rules, evaluated on every tick for every worker (w) or
 -- queue (q). A rule fires after its condition held for for_s seconds and
 -- resolves when it stops holding.
---   w: id, concurrency, version, active, state
---   q: queue, desired, version, worker_count, depth = {waiting, active, ...}
+--   w: id, concurrency, version, active, state, paused
+--   q: queue, desired, version, paused, worker_count, depth = {waiting, active, ...}
 
 alert "concurrency_mismatch" {
   severity = "warning", for_s = 30,

@@ -63,7 +63,7 @@ local one_of = {
   outcome = { applied = true, rejected = true, pending_approval = true, approved = true,
               expired = true },
   source = { ui = true, api = true, cli = true, expiry = true, policy = true, sluiced = true },
-  kind = { scaling = true, flag = true, audit = true, policy = true },
+  kind = { scaling = true, flag = true, audit = true, policy = true, pause = true },
 }
 local history_args = { "limit", "before", "actor", "outcome", "source", "kind", "since", "until" }
 
@@ -205,3 +205,38 @@ s.route("POST", "/api/v1/approvals/{id}/reject", { scope = "scaling:approve" }, 
   if not result then return check.fail(info) end
   return 200, result
 end)
+
+-- Pause and resume (issue 18): the queue's workers take no new jobs and
+-- finish the ones they run, whatever min says; desired is kept, and a
+-- resume returns to it. Pausing a paused queue (or resuming a running one)
+-- answers 200 with "changed": false and stores nothing.
+local pause_rules = {
+  { "reason", "string", required = true, text = true, max = 500 },
+  { "duration_s", "integer", min = 1, max = 30 * 86400 },
+  { "wait_ms", "integer", min = 0, max = 30000 },
+}
+local resume_rules = {
+  { "reason", "string", required = true, text = true, max = 500 },
+  { "wait_ms", "integer", min = 0, max = 30000 },
+}
+
+local function pause_route(verb, rules, call)
+  s.route("POST", "/api/v1/scaling/{queue}/" .. verb, { scope = "scaling:write" }, function(req)
+    local bad, body = check.body(req.body, rules)
+    if bad then return bad, body end
+    local b = req.body
+    local result, err, info = call(req.params.queue, {
+      reason = b.reason,
+      duration_s = b.duration_s ~= s.null and b.duration_s or nil,
+    })
+    if not result then return check.fail(info) end
+    if b.wait_ms ~= nil and b.wait_ms ~= s.null then
+      -- Answer once every live worker acknowledged this version, or wait_ms passed.
+      s.scaling.await(req.params.queue, result.version, b.wait_ms)
+    end
+    return 200, result
+  end)
+end
+
+pause_route("pause", pause_rules, s.scaling.pause)
+pause_route("resume", resume_rules, s.scaling.resume)

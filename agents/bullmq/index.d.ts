@@ -47,6 +47,11 @@ export interface SluiceConnectionError extends Error {
 export interface SluiceHandle extends EventEmitter {
   /** Concurrency in force (0 while Sluice asks for 0: the worker is paused). */
   readonly concurrency: number;
+  /**
+   * True while Sluice pauses the queue: the BullMQ worker is paused (worker.pause(), running jobs finished
+   * before the pause was acknowledged) and takes no job; `concurrency` is what it returns to on resume.
+   */
+  readonly paused: boolean;
   /** Version of the desired state last applied (0: none or the policy default). */
   readonly version: number;
   /** How many desired-state payloads were ignored as malformed or insane. */

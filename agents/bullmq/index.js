@@ -8,6 +8,14 @@
 // close. BullMQ refuses concurrency below 1: a desired 0 pauses the worker
 // (running jobs finish) instead of ever passing 0 to it.
 //
+// A paused queue ("paused": true in the desired state) pauses the worker
+// with BullMQ's worker.pause(), which lets the running jobs finish; the
+// pause's version is acknowledged, with "paused": true, once they have.
+// Jobs stay waiting in BullMQ. "paused": false resumes it (worker.resume()).
+// While paused, reports say as "concurrency" what the worker returns to.
+// Versions are applied one after the other, in order: a resume that comes
+// while a pause waits for running jobs is applied after it.
+//
 // Payloads come from outside: one whose version or concurrency is not a sane
 // integer is ignored (no apply, no ack) and logged at most once a minute.
 // A connection failure that retrying cannot heal (credentials refused,
@@ -19,7 +27,7 @@ import os from 'node:os';
 import tls from 'node:tls';
 import Redis from 'ioredis';
 
-const AGENT = 'sluice-bullmq/0.1';
+const AGENT = 'sluice-bullmq/0.2';
 const NAME = /^[A-Za-z0-9_.:-]{1,128}$/;
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
 // The highest concurrency Sluice can ever ask for: a policy's `max` is at
@@ -190,7 +198,10 @@ export function attach(worker, options) {
   const sub = open();
   const where = describe(cmd);
   const state = {
-    version: 0, concurrency: worker.concurrency, paused: false, active: 0, completed: 0, failed: 0,
+    // zero: Sluice asks for 0; paused: Sluice paused the queue; held: the
+    // BullMQ worker is paused for either reason. chain: applies in order.
+    version: 0, concurrency: worker.concurrency, zero: false, paused: false, held: false,
+    chain: Promise.resolve(), active: 0, completed: 0, failed: 0,
     closed: false, error: null, subscribed: false, read: false, ready: false,
     ignored: 0, ignoredLoggedAt: 0, ignoredSinceLog: 0,
   };
@@ -235,9 +246,9 @@ export function attach(worker, options) {
   const report = (event, error = null) => {
     if (cmd.status !== 'ready' || state.error) return;
     cmd.publish(`${prefix}:reports`, JSON.stringify({
-      event, worker: id, queue, concurrency: state.paused ? 0 : state.concurrency, version: state.version,
-      active: state.active, completed: state.completed, failed: state.failed, pid: process.pid, host,
-      agent: AGENT, ts: Date.now(), error, interval_ms: heartbeatMs,
+      event, worker: id, queue, concurrency: state.zero ? 0 : state.concurrency, version: state.version,
+      paused: state.paused, active: state.active, completed: state.completed, failed: state.failed,
+      pid: process.pid, host, agent: AGENT, ts: Date.now(), error, interval_ms: heartbeatMs,
     })).catch(onRedisError);
   };
 
@@ -273,23 +284,38 @@ export function attach(worker, options) {
     if (!Number.isSafeInteger(v) || v < 0) return ignore('version is not an integer in 0..2^53-1', payload, source);
     if (!Number.isSafeInteger(c) || c < 0) return ignore('concurrency is not a non-negative integer', payload, source);
     if (c > CONCURRENCY_LIMIT) return ignore(`concurrency is above ${CONCURRENCY_LIMIT}, more than any Sluice policy allows`, payload, source);
+    const paused = d.paused === undefined ? false : d.paused;   // an older sluiced: running
+    if (typeof paused !== 'boolean') return ignore('paused is not a boolean', payload, source);
     if (v <= state.version && state.version > 0) return;
-    if (v === 0 && state.version === 0 && c === (state.paused ? 0 : state.concurrency)) return;
+    state.chain = state.chain.then(() => apply(v, c, paused)).catch((e) => logger.error(`sluice-bullmq: ${e.message}`));
+  };
+
+  // Apply version v (concurrency c, paused) unless a newer one came first.
+  const apply = async (v, c, paused) => {
+    if (state.closed || state.error) return;
+    if (v <= state.version && state.version > 0) return;
+    if (v === 0 && state.version === 0 && c === (state.zero ? 0 : state.concurrency) && paused === state.paused) return;
     let n = c;
     let error = null;
     if (max > 0 && n > max) {
       error = `desired ${n} is above this worker's hard limit ${max}; running ${max}`;
       n = max;
     }
-    if (n === 0) {
-      if (!state.paused) worker.pause().catch(() => {});   // running jobs finish
-      state.paused = true;
-    } else {
+    if (n > 0) {
       worker.concurrency = n;                 // a finite integer >= 1: BullMQ accepts it
       state.concurrency = worker.concurrency;
-      if (state.paused) worker.resume();
-      state.paused = false;
     }
+    state.zero = n === 0;
+    const hold = paused || n === 0;
+    if (hold && !state.held) {
+      state.held = true;
+      const done = worker.pause().catch(() => {});   // running jobs finish
+      if (paused) await done;                 // the ack of a pause says they have
+    } else if (!hold && state.held) {
+      state.held = false;
+      Promise.resolve(worker.resume()).catch(() => {});
+    }
+    state.paused = paused;
     state.version = v;
     report(error ? 'error' : 'ack', error);
   };
@@ -331,7 +357,8 @@ export function attach(worker, options) {
   }
 
   Object.defineProperties(handle, {
-    concurrency: { get() { return state.paused ? 0 : state.concurrency; }, enumerable: true },
+    concurrency: { get() { return state.zero ? 0 : state.concurrency; }, enumerable: true },
+    paused: { get() { return state.paused; }, enumerable: true },
     version: { get() { return state.version; }, enumerable: true },
     ignored: { get() { return state.ignored; }, enumerable: true },
     error: { get() { return state.error; }, enumerable: true },

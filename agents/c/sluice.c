@@ -27,11 +27,13 @@ struct sluice_agent {
     int max, ceiling, heartbeat_ms, poll_ms;
     long long insane_logged_ms, insane_suppressed;    /* agent thread only */
     sluice_apply_fn apply;
+    sluice_pause_fn pause;
     void *ud;
     pthread_t thread;
     atomic_int stopping;
     atomic_int concurrency;
     atomic_llong version;
+    atomic_int paused;
     atomic_llong active, completed, failed;
     char last_error[256];
 };
@@ -51,7 +53,7 @@ static long long agent_wall_ms(void) {
 /* ---- reports ---------------------------------------------------------------- */
 
 static void agent_report(sluice_agent *a, rconn *c, const char *event, const char *error) {
-    json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:i, s:s, s:s, s:I, s:i, s:o}",
+    json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:I, s:I, s:I, s:I, s:i, s:s, s:s, s:I, s:i, s:o, s:b}",
                           "event", event, "worker", a->id, "queue", a->queue, "concurrency",
                           atomic_load(&a->concurrency), "version", (json_int_t)atomic_load(&a->version),
                           "active", (json_int_t)atomic_load(&a->active), "completed",
@@ -59,7 +61,8 @@ static void agent_report(sluice_agent *a, rconn *c, const char *event, const cha
                           (json_int_t)atomic_load(&a->failed), "pid", (int)getpid(), "host", a->host,
                           "agent", SLUICE_AGENT_NAME, "ts", (json_int_t)agent_wall_ms(),
                           "interval_ms", a->heartbeat_ms, "error",
-                          error ? json_string(error) : json_null());
+                          error ? json_string(error) : json_null(), "paused",
+                          atomic_load(&a->paused));
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (text) {
         redisReply *r = rconn_command(c, "PUBLISH %s %s", a->chan_reports, text);
@@ -83,38 +86,54 @@ static void agent_insane(sluice_agent *a, const char *why, long long value) {
     a->insane_suppressed = 0;
 }
 
+/* Apply concurrency `want` (clamped) and the pause state of a newer
+ * version; returns the concurrency the worker runs when not paused. */
+static int agent_apply(sluice_agent *a, int clamped, int paused) {
+    int was = atomic_load(&a->paused), actual;
+    if (paused && a->pause) {
+        if (!was) a->pause(a->ud, 1);          /* no new job from here on */
+        actual = a->apply(a->ud, clamped);
+    } else if (paused) {
+        if (!was) a->apply(a->ud, 0);
+        actual = clamped;                      /* what it returns to */
+    } else {
+        actual = a->apply(a->ud, clamped);
+        if (was && a->pause) a->pause(a->ud, 0);
+    }
+    atomic_store(&a->paused, paused);
+    return actual;
+}
+
 /* Apply a desired-state payload if it is for us, sane and newer. Anything
  * else is ignored: it comes from outside. */
 static void agent_consider(sluice_agent *a, rconn *c, const char *payload, size_t len) {
-    json_error_t jerr;
-    json_t *j;
+    struct protocol_desired d;
+    const char *why;
     char msg[200];
     if (payload == NULL || len > PROTOCOL_DESIRED_MAX) return;
-    j = json_loadb(payload, len, 0, &jerr);
-    json_t *q = json_object_get(j, "queue"), *n = json_object_get(j, "concurrency"),
-           *v = json_object_get(j, "version");
-    if (!json_is_string(q) || strcmp(json_string_value(q), a->queue) != 0) goto done;
-    if (!json_is_integer(n) || !json_is_integer(v)) {
-        agent_insane(a, "a concurrency or version that is not an integer", 0);
-        goto done;
+    int rc = protocol_desired_parse(payload, len, &d, &why);
+    if (strcmp(d.queue, a->queue) != 0) return;      /* another queue's, or no queue */
+    if (rc != 0) {
+        agent_insane(a, why, 0);
+        return;
     }
-    if (json_integer_value(n) < 0 || json_integer_value(n) > a->ceiling) {
-        agent_insane(a, "concurrency", (long long)json_integer_value(n));
-        goto done;
+    if (d.concurrency < 0 || d.concurrency > a->ceiling) {
+        agent_insane(a, "concurrency", d.concurrency);
+        return;
     }
-    if (json_integer_value(v) < 0 || json_integer_value(v) > SLUICE_VERSION_MAX) {
-        agent_insane(a, "version", (long long)json_integer_value(v));
-        goto done;
+    if (d.version < 0 || d.version > SLUICE_VERSION_MAX) {
+        agent_insane(a, "version", d.version);
+        return;
     }
-    long long version = json_integer_value(v);
-    if (version <= atomic_load(&a->version) && atomic_load(&a->version) > 0) goto done;
-    if (version == 0 && atomic_load(&a->version) == 0 && atomic_load(&a->concurrency) == json_integer_value(n))
-        goto done;
-    int want = (int)json_integer_value(n), clamped = want;
+    if (d.version <= atomic_load(&a->version) && atomic_load(&a->version) > 0) return;
+    if (d.version == 0 && atomic_load(&a->version) == 0 &&
+        atomic_load(&a->concurrency) == d.concurrency && atomic_load(&a->paused) == d.paused)
+        return;
+    int want = (int)d.concurrency, clamped = want;
     if (a->max > 0 && want > a->max) clamped = a->max;
-    int actual = a->apply(a->ud, clamped);
+    int actual = agent_apply(a, clamped, d.paused);
     atomic_store(&a->concurrency, actual);
-    atomic_store(&a->version, version);
+    atomic_store(&a->version, d.version);
     if (clamped != want) {
         snprintf(msg, sizeof msg, "desired %d is above this worker's hard limit %d; running %d", want,
                  a->max, actual);
@@ -122,8 +141,21 @@ static void agent_consider(sluice_agent *a, rconn *c, const char *payload, size_
     } else {
         agent_report(a, c, "ack", NULL);
     }
-done:
-    json_decref(j);
+}
+
+/* 1 when <prefix>:desired says now that our queue is paused; anything
+ * else (no entry, Redis failing, an insane entry) is 0, and the thread
+ * reads the hash again at once anyway. */
+static int agent_paused_now(sluice_agent *a, rconn *c) {
+    struct protocol_desired d;
+    const char *why;
+    int paused = 0;
+    redisReply *r = rconn_command(c, "HGET %s %s", a->key_desired, a->queue);
+    if (r && r->type == REDIS_REPLY_STRING && r->len <= PROTOCOL_DESIRED_MAX &&
+        protocol_desired_parse(r->str, r->len, &d, &why) == 0 && strcmp(d.queue, a->queue) == 0)
+        paused = d.paused;
+    freeReplyObject(r);
+    return paused;
 }
 
 static void agent_read_desired(sluice_agent *a, rconn *c) {
@@ -253,12 +285,16 @@ sluice_agent *sluice_agent_start(const struct sluice_config *cfg, char *err, siz
     a->heartbeat_ms = cfg->heartbeat_ms >= 50 ? cfg->heartbeat_ms : 1000;
     a->poll_ms = cfg->poll_ms >= 50 ? cfg->poll_ms : 5000;
     a->apply = cfg->apply;
+    a->pause = cfg->pause;
     a->ud = cfg->ud;
     /* One connection now: a Redis that refuses us will never accept us, so
      * say it here, once, instead of retrying forever in the thread. */
     enum rconn_failure failure;
     rconn *probe = rconn_open(&a->redis, AGENT_TIMEOUT_MS, &failure, why, sizeof why);
     int refused = probe == NULL && failure == RCONN_REFUSED;
+    /* A worker started while its queue is paused must not take a job before
+     * the thread reads the desired state: learn the pause now. */
+    int paused = probe && agent_paused_now(a, probe);
     rconn_free(probe);
     if (refused) {
         snprintf(err, errlen, "redis: %s", why);
@@ -266,7 +302,16 @@ sluice_agent *sluice_agent_start(const struct sluice_config *cfg, char *err, siz
     }
     int initial = cfg->initial_concurrency > 0 ? cfg->initial_concurrency : 1;
     if (a->max && initial > a->max) initial = a->max;
-    atomic_store(&a->concurrency, a->apply(a->ud, initial));
+    if (paused) {
+        atomic_store(&a->paused, 1);
+        if (a->pause) a->pause(a->ud, 1);
+    }
+    if (paused && !a->pause) {
+        a->apply(a->ud, 0);
+        atomic_store(&a->concurrency, initial);
+    } else {
+        atomic_store(&a->concurrency, a->apply(a->ud, initial));
+    }
     if (pthread_create(&a->thread, NULL, agent_main, a) != 0) {
         snprintf(err, errlen, "cannot start the agent thread");
         goto fail;
@@ -288,6 +333,7 @@ void sluice_agent_stop(sluice_agent *a) {
 
 int sluice_agent_concurrency(sluice_agent *a) { return atomic_load(&a->concurrency); }
 long long sluice_agent_version(sluice_agent *a) { return atomic_load(&a->version); }
+int sluice_agent_paused(sluice_agent *a) { return atomic_load(&a->paused); }
 void sluice_agent_job_started(sluice_agent *a) { atomic_fetch_add(&a->active, 1); }
 
 void sluice_agent_job_finished(sluice_agent *a, int ok) {

@@ -5,8 +5,12 @@
  * it ({"id","sleep_ms","fail"}), removes it from :active, and records a
  * failure in :failed (capped). The pool follows the desired concurrency:
  * it grows at once, and shrinks by letting threads above the new size finish
- * their job and leave, so a job is never interrupted or lost. SIGTERM drains
- * the running jobs and says bye. --produce N enqueues demo jobs instead. */
+ * their job and leave, so a job is never interrupted or lost. A paused
+ * queue (libsluice's pause callback) takes no new job: the running ones
+ * finish, the pool keeps its size, and a job a thread took from a blocking
+ * wait at the moment of the pause goes back to the head of the queue
+ * unstarted. SIGTERM drains the running jobs and says bye. --produce N
+ * enqueues demo jobs instead. */
 #include "sluice.h"
 #include "protocol.h"
 #include "rconn.h"
@@ -26,6 +30,8 @@
 
 #define POOL_MAX 1024
 #define FAILED_CAP 1000
+/* Move one job from :active back to the consuming end of :wait, at once. */
+#define PUT_BACK "redis.call('LREM', KEYS[1], 1, ARGV[1]) redis.call('RPUSH', KEYS[2], ARGV[1])"
 
 enum slot_state { SLOT_EMPTY, SLOT_RUNNING, SLOT_EXITED };
 
@@ -39,6 +45,7 @@ struct worker {
     pthread_t threads[POOL_MAX];
     int index[POOL_MAX];
     atomic_int stopping;
+    atomic_int paused;                   /* take no new job */
     /* Set once sluice_agent_start returned; the initial apply starts pool
      * threads before that, and they must not count jobs on NULL. */
     _Atomic(sluice_agent *) agent;
@@ -105,6 +112,10 @@ static void *pool_thread(void *arg) {
             sleep_ms(500);
             continue;
         }
+        if (atomic_load(&W.paused)) {
+            sleep_ms(50);
+            continue;
+        }
         /* Block at most 1 s so a shrink or SIGTERM is noticed between jobs. */
         redisReply *r = rconn_command(c, "BLMOVE %s %s RIGHT LEFT 1", W.key_wait, W.key_active);
         if (r == NULL) {
@@ -112,7 +123,12 @@ static void *pool_thread(void *arg) {
             c = NULL;
             continue;
         }
-        if (r->type == REDIS_REPLY_STRING) {
+        if (r->type == REDIS_REPLY_STRING && atomic_load(&W.paused)) {
+            /* Paused while this thread waited: the job was not started, so
+             * it goes back where it was, next in line. */
+            freeReplyObject(rconn_command(c, "EVAL %s 2 %s %s %b", PUT_BACK, W.key_active, W.key_wait,
+                                          r->str, r->len));
+        } else if (r->type == REDIS_REPLY_STRING) {
             sluice_agent_job_started(W.agent);
             int ok = run_job(r->str, r->len);
             if (!ok) {
@@ -145,6 +161,13 @@ static int apply_concurrency(void *ud, int n) {
     pthread_mutex_unlock(&W.lock);
     fprintf(stderr, "sluice-worker: concurrency %d\n", n);
     return n;
+}
+
+/* libsluice callback: the queue was paused (1) or resumed (0). */
+static void apply_pause(void *ud, int paused) {
+    (void)ud;
+    atomic_store(&W.paused, paused);
+    fprintf(stderr, "sluice-worker: %s\n", paused ? "paused: no new jobs; running ones finish" : "resumed");
 }
 
 static int produce(long n, long sleep, double fail_ratio) {
@@ -257,6 +280,7 @@ int main(int argc, char **argv) {
     cfg.prefix = W.prefix;
     cfg.queue = W.queue;
     cfg.apply = apply_concurrency;
+    cfg.pause = apply_pause;
     sluice_agent *agent = sluice_agent_start(&cfg, err, sizeof err);
     if (agent == NULL) {
         fprintf(stderr, "sluice-worker: %s\n", err);

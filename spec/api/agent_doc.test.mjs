@@ -33,7 +33,7 @@ test('the_minimal_worker_of_the_docs_compiles_and_follows_a_change', async () =>
     assert.deepEqual(r.json.acks, { expected: 1, acknowledged: 1, complete: true });
     assert.ok(await waitFor(() => out.includes('running 11 jobs at once'), 2000), out);
     const beat = Object.values(seen.latest).find((m) => m.queue === 'alpha');
-    assert.equal(beat.agent, 'libsluice/0.2');
+    assert.equal(beat.agent, 'libsluice/0.3');
     proc.kill('SIGTERM');
     const codeOut = await new Promise((res) => proc.on('exit', res));
     assert.equal(codeOut, 0);

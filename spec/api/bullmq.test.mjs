@@ -84,7 +84,7 @@ for (const [label, mq, queue] of [['bullmq 6', bullmq6, 'bq6'], ['bullmq 5', bul
       const last = seen.latest[`${queue}-w1`];
       assert.equal(last.completed + last.failed, jobs);
       assert.equal(last.failed, jobs / 10);
-      assert.equal(last.agent, 'sluice-bullmq/0.1');
+      assert.equal(last.agent, 'sluice-bullmq/0.2');
       // the snapshot shows the BullMQ depth and the worker's rates
       const snap = (await srv.request('GET', '/admin/runtime-scaling', { token: srv.tokens.read })).json;
       const qs = snap.queues.find((x) => x.queue === queue);

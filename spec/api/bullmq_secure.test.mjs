@@ -105,7 +105,7 @@ for (const [label, mq, queue] of [['bullmq 6', bullmq6, 'sec6'], ['bullmq 5', bu
       assert.ok(await waitFor(() => ofWorker(id).some((m) => m.event === 'ack' && m.version === 1), 3000), 'no ack for version 1');
       const ack = ofWorker(id).find((m) => m.event === 'ack' && m.version === 1);
       assert.equal(ack.concurrency, 6);
-      assert.equal(ack.agent, 'sluice-bullmq/0.1');
+      assert.equal(ack.agent, 'sluice-bullmq/0.2');
       assert.equal(worker.concurrency, 6);
       assert.equal(handle.version, 1);
       // the value is really in force: BullMQ (over TLS, as admin) runs 6 at once

@@ -20,6 +20,8 @@ const ROUTES = [
   ['GET', '/api/v1/approvals/0123456789abcdef', 'scaling:read', 404],
   ['POST', '/api/v1/approvals/0123456789abcdef/approve', 'scaling:approve', 404, {}],
   ['POST', '/api/v1/approvals/0123456789abcdef/reject', 'scaling:approve', 404, { reason: 'matrix' }],
+  ['POST', '/api/v1/scaling/alpha/pause', 'scaling:write', 200, { reason: 'matrix' }],
+  ['POST', '/api/v1/scaling/alpha/resume', 'scaling:write', 200, { reason: 'matrix' }],
   ['GET', '/api/v1/audit', 'scaling:read', 200],
   ['GET', '/api/v1/policies', 'scaling:read', 200],
   ['GET', '/api/v1/flags', 'admin', 200],

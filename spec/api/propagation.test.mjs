@@ -29,7 +29,7 @@ const desired = async (queue) => JSON.parse(await redis.client().hget('sluice:de
 test('the_desired_hash_holds_every_declared_queue_at_start', async () => {
   assert.ok(await waitFor(async () => (await redis.client().hlen('sluice:desired')) === 6, 3000));
   const zero = await desired('zero');
-  assert.deepEqual({ ...zero, at: undefined }, { queue: 'zero', concurrency: 2, version: 0, at: undefined });
+  assert.deepEqual({ ...zero, at: undefined }, { queue: 'zero', concurrency: 2, version: 0, paused: false, at: undefined });
 });
 
 test('several_workers_converge_and_wait_ms_reports_every_ack', async () => {

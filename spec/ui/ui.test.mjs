@@ -14,6 +14,7 @@ queue "ingestion" { max = 64, max_step = 16, confirm_above = 48, default = 8 }
 queue "narrow"    { }
 queue "acks"      { }
 queue "gated"     { approve_above = 10 }
+queue "pausable"  { min = 2, default = 2 }
 alert "acks_drift" {
   severity = "warning", for_s = 0,
   worker = function(w, q) return q.queue == "acks" and w.concurrency ~= q.desired end,
@@ -551,6 +552,58 @@ test('history_filters_by_actor_source_and_kind_on_the_server_and_shows_policy_re
       .every((tr) => /ci-job|No entries/.test(tr.textContent)));
     assert.equal(await page.getByText(/does not filter the history/).count(), 0);
   } finally { await page.close(); }
+});
+
+test('pause_asks_for_a_reason_and_a_duration_the_card_shows_paused_and_resume_ends_it', async () => {
+  const w = startWorker(redis, 'pausable', ['--id', 'pausable-1']);
+  const page = await loggedIn(srv.tokens.admin);
+  try {
+    const c = card(page, 'pausable');
+    await c.getByRole('button', { name: 'Pause…' }).click();
+    const dialog = page.getByRole('dialog');
+    await dialog.waitFor();
+    assert.match(await dialog.textContent(), /stop taking new jobs/);
+    // The reason is required: the dialog stays open without one.
+    await dialog.getByRole('button', { name: 'Pause', exact: true }).click();
+    assert.equal(await dialog.isVisible(), true);
+    await dialog.getByLabel('Reason').fill('database maintenance');
+    await dialog.getByLabel('For').selectOption('3600');
+    await dialog.getByRole('button', { name: 'Pause', exact: true }).click();
+    await c.getByRole('status').filter({ hasText: /Paused pausable \(version \d+\)/ }).waitFor();
+    const banner = c.locator('.pause-box.paused');
+    await banner.waitFor();
+    assert.match(await banner.textContent(), /Paused: .*until \d\d:\d\d.*database maintenance/);
+    await c.locator('.status .chip.s-paused').waitFor();
+    await page.locator('#overview tbody tr', { hasText: 'pausable' }).locator('.chip.s-paused').waitFor();
+    const t = await srv.request('GET', '/api/v1/scaling/pausable', { token: srv.tokens.read });
+    assert.equal(t.json.paused, true);
+    assert.equal(t.json.paused_reason, 'database maintenance');
+    assert.ok(Math.abs(Date.parse(t.json.paused_until) - Date.now() - 3600e3) < 60e3);
+    await c.getByRole('row', { name: /pausable-1/ }).filter({ hasText: 'paused' }).waitFor({ timeout: 5000 });
+    assert.deepEqual(await axeViolations(page), []);
+
+    // A reader sees the pause, and no button to change it.
+    const reader = await loggedIn(srv.tokens.read);
+    try {
+      await card(reader, 'pausable').locator('.pause-box.paused').waitFor();
+      assert.equal(await card(reader, 'pausable').getByRole('button', { name: 'Resume' }).count(), 0);
+    } finally { await reader.close(); }
+
+    await c.getByRole('button', { name: 'Resume' }).click();
+    await dialog.waitFor();
+    await dialog.getByLabel('Reason').fill('maintenance done');
+    await dialog.getByRole('button', { name: 'Resume' }).click();
+    await c.getByRole('status').filter({ hasText: /Resumed pausable/ }).waitFor();
+    await banner.waitFor({ state: 'hidden', timeout: 5000 });
+    assert.equal((await srv.request('GET', '/api/v1/scaling/pausable', { token: srv.tokens.read })).json.paused, false);
+    // The history of all queues says it readably.
+    await page.locator('#f-kind').selectOption('pause');
+    await page.locator('#audit tbody tr', { hasText: 'maintenance done' }).filter({ hasText: 'resumed' }).waitFor();
+    await page.locator('#audit tbody tr', { hasText: 'database maintenance' }).filter({ hasText: 'paused' }).waitFor();
+  } finally {
+    await page.close();
+    await w.stop();
+  }
 });
 
 // ---- accessibility and screenshots ------------------------------------------------------------

@@ -54,8 +54,8 @@ static void teardown(void) {
 
 /* alpha at desired 4 with one live worker running conc, and waiting jobs. */
 static void tick(int64_t conc, int64_t waiting, int64_t now_ms) {
-    struct policy_alert_worker w = {"w1", conc, 1, 0, conc == 4 ? "ok" : "mismatch"};
-    struct policy_alert_queue q = {"alpha", 4, 1, waiting, 0, 0, 0, &w, 1};
+    struct policy_alert_worker w = {"w1", conc, 1, 0, conc == 4 ? "ok" : "mismatch", 0};
+    struct policy_alert_queue q = {"alpha", 4, 1, waiting, 0, 0, 0, &w, 1, 0};
     alerts_tick(al, pol, &q, 1, now_ms, record, NULL);
 }
 

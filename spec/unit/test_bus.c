@@ -222,7 +222,8 @@ static int accept_judge(void *ud, const struct store_target *cur, const struct s
 
 /* Commit a change of queue to `to`; its version, or -1. */
 static int64_t change(struct rig *g, const char *queue, int64_t to) {
-    struct store_change c = {queue, to, 4, "alice", "api", "test", "rid", util_now_ms(), 0, 0, NULL, NULL, 0, 0};
+    struct store_change c = {.queue = queue, .to = to, .default_value = 4, .actor = "alice", .source = "api",
+                              .reason = "test", .request_id = "rid", .now_ms = util_now_ms()};
     struct store_change_result r;
     if (store_apply_change(g->st, &c, accept_judge, NULL, &r) != STORE_OK) return -1;
     return r.target.version;

@@ -6,6 +6,9 @@
 #include "rconn.h"
 #include "unit.h"
 
+#include <jansson.h>
+#include <stdlib.h>
+
 /* ---- keys and channels -------------------------------------------------------- */
 
 TEST(names_every_key_and_channel_of_a_prefix) {
@@ -146,6 +149,76 @@ TEST(url_refuses_bad_port_missing_host_and_other_schemes) {
     }
 }
 
+/* ---- the desired state and "paused" ------------------------------------------- */
+
+TEST(desired_state_is_formatted_with_paused_and_parsed_back) {
+    struct protocol_desired d = {.queue = "ingest", .concurrency = 24, .version = 9, .paused = 1}, back;
+    const char *why = "unset";
+    char *text = protocol_desired_format(&d, "2026-11-29T13:00:00.000Z");
+    EXPECT(text != NULL);
+    EXPECT_STR(text, "{\"queue\":\"ingest\",\"concurrency\":24,\"version\":9,\"paused\":true,"
+                     "\"at\":\"2026-11-29T13:00:00.000Z\"}");
+    EXPECT(protocol_desired_parse(text, strlen(text), &back, &why) == 0);
+    EXPECT(why == NULL);
+    EXPECT_STR(back.queue, "ingest");
+    EXPECT(back.concurrency == 24 && back.version == 9 && back.paused == 1);
+    free(text);
+    d.paused = 0;
+    text = protocol_desired_format(&d, "x");
+    EXPECT(strstr(text, "\"paused\":false") != NULL);
+    free(text);
+}
+
+TEST(desired_state_without_paused_is_running) {
+    struct protocol_desired d;
+    const char *why;
+    const char *old = "{\"queue\":\"q\",\"concurrency\":3,\"version\":2,\"at\":\"x\"}";
+    EXPECT(protocol_desired_parse(old, strlen(old), &d, &why) == 0);
+    EXPECT(d.paused == 0 && d.concurrency == 3 && d.version == 2);
+}
+
+TEST(desired_state_refuses_what_no_sluiced_sends) {
+    struct protocol_desired d;
+    const char *why;
+    static const char *const bad[] = {
+        "not json", "[1]", "{\"concurrency\":1,\"version\":1}",
+        "{\"queue\":\"q q\",\"concurrency\":1,\"version\":1}",
+        "{\"queue\":\"q\",\"concurrency\":\"1\",\"version\":1}",
+        "{\"queue\":\"q\",\"concurrency\":1,\"version\":1.5}",
+        "{\"queue\":\"q\",\"concurrency\":1,\"version\":1,\"paused\":1}",
+        "{\"queue\":\"q\",\"concurrency\":1,\"version\":1,\"paused\":\"true\"}",
+        "{\"queue\":\"q\",\"concurrency\":1,\"version\":1,\"paused\":null}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        why = NULL;
+        EXPECT(protocol_desired_parse(bad[i], strlen(bad[i]), &d, &why) == -1);
+        EXPECT(why != NULL);
+    }
+    /* The queue is known once read, so an agent can tell its own from others'. */
+    EXPECT(protocol_desired_parse(bad[6], strlen(bad[6]), &d, &why) == -1);
+    EXPECT_STR(d.queue, "q");
+    char big[PROTOCOL_DESIRED_MAX + 2];
+    memset(big, ' ', sizeof big);
+    EXPECT(protocol_desired_parse(big, sizeof big, &d, &why) == -1);
+    EXPECT(protocol_desired_parse(NULL, 0, &d, &why) == -1);
+}
+
+TEST(report_paused_is_a_boolean_or_absent) {
+    json_t *r = json_pack("{s:s}", "event", "ack");
+    EXPECT(protocol_report_paused(r) == 0);
+    json_object_set_new(r, "paused", json_true());
+    EXPECT(protocol_report_paused(r) == 1);
+    json_object_set_new(r, "paused", json_false());
+    EXPECT(protocol_report_paused(r) == 0);
+    json_object_set_new(r, "paused", json_null());
+    EXPECT(protocol_report_paused(r) == 0);
+    json_object_set_new(r, "paused", json_integer(1));
+    EXPECT(protocol_report_paused(r) == -1);
+    json_object_set_new(r, "paused", json_string("yes"));
+    EXPECT(protocol_report_paused(r) == -1);
+    json_decref(r);
+}
+
 int main(void) {
     RUN(names_every_key_and_channel_of_a_prefix);
     RUN(names_the_lists_of_the_sluice_layout);
@@ -158,5 +231,9 @@ int main(void) {
     RUN(default_url_parses_to_local_plain_redis);
     RUN(url_accepts_tls_credentials_and_a_database);
     RUN(url_refuses_bad_port_missing_host_and_other_schemes);
+    RUN(desired_state_is_formatted_with_paused_and_parsed_back);
+    RUN(desired_state_without_paused_is_running);
+    RUN(desired_state_refuses_what_no_sluiced_sends);
+    RUN(report_paused_is_a_boolean_or_absent);
     return UNIT_DONE();
 }

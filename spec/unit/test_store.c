@@ -164,7 +164,8 @@ static int abandon_judge(void *ud, const struct store_target *cur, const struct 
 }
 
 static struct store_change change(const char *queue, int64_t to, int64_t now) {
-    struct store_change c = {queue, to, 4, "alice", "api", "load test", "rid-1", now, 0, 0, NULL, NULL, 0, 0};
+    struct store_change c = {.queue = queue, .to = to, .default_value = 4, .actor = "alice", .source = "api",
+                              .reason = "load test", .request_id = "rid-1", .now_ms = now};
     return c;
 }
 
@@ -197,6 +198,93 @@ static long pending_count(store *st) {
     int rc = store_outbox_pending(st, 1000, &rows, &n);
     free(rows);
     return rc == STORE_OK ? (long)n : -1;
+}
+
+/* ---- pause and resume ------------------------------------------------------------------- */
+
+static int pause_apply(store *st, const char *queue, int kind, int64_t now, int64_t until,
+                       struct store_change_result *res) {
+    struct store_change c = change(queue, 0, now);
+    c.kind = kind;
+    c.paused_until_ms = until;
+    c.reason = kind == STORE_CHANGE_PAUSE ? "hold" : "go";
+    return store_apply_change(st, &c, accept_judge, NULL, res);
+}
+
+static void pause_is_a_version_that_keeps_desired_and_reaches_the_outbox(store *st) {
+    struct store_change_result r;
+    struct store_target t;
+    struct store_outbox *ob = NULL;
+    struct store_audit *rows = NULL;
+    size_t n = 0;
+    int64_t now = util_now_ms();
+    ASSERT(apply(st, "q", 6, now, accept_judge, &r) == STORE_OK);          /* v1, desired 6 */
+    ASSERT(pause_apply(st, "q", STORE_CHANGE_PAUSE, now + 1, now + 60000, &r) == STORE_OK);
+    EXPECT_INT(r.applied, 1);
+    EXPECT_INT(r.changed, 1);
+    EXPECT_INT(r.kind, STORE_CHANGE_PAUSE);
+    ASSERT(store_get_target(st, "q", &t) == STORE_OK);
+    EXPECT_INT(t.paused, 1);
+    EXPECT_INT(t.desired, 6);
+    EXPECT_INT(t.version, 2);
+    EXPECT_INT(t.paused_until_ms, now + 60000);
+    EXPECT_INT(t.paused_at_ms, now + 1);
+    EXPECT_STR(t.paused_by, "alice");
+    EXPECT_STR(t.paused_reason, "hold");
+    /* Pausing again writes nothing. */
+    ASSERT(pause_apply(st, "q", STORE_CHANGE_PAUSE, now + 2, 0, &r) == STORE_OK);
+    EXPECT_INT(r.applied, 1);
+    EXPECT_INT(r.changed, 0);
+    EXPECT_INT(r.audit_id, 0);
+    /* A change of the value keeps the pause. */
+    ASSERT(apply(st, "q", 7, now + 3, accept_judge, &r) == STORE_OK);
+    ASSERT(store_get_target(st, "q", &t) == STORE_OK);
+    EXPECT_INT(t.paused, 1);
+    EXPECT_INT(t.version, 3);
+    EXPECT_STR(t.paused_reason, "hold");
+    ASSERT(pause_apply(st, "q", STORE_CHANGE_RESUME, now + 4, 0, &r) == STORE_OK);
+    EXPECT_INT(r.changed, 1);
+    ASSERT(store_get_target(st, "q", &t) == STORE_OK);
+    EXPECT_INT(t.paused, 0);
+    EXPECT_INT(t.desired, 7);
+    EXPECT_INT(t.version, 4);
+    EXPECT_INT(t.paused_until_ms, 0);
+    EXPECT_STR(t.paused_by, "");
+    ASSERT(store_outbox_pending(st, 10, &ob, &n) == STORE_OK);
+    ASSERT(n == 4);
+    EXPECT(ob[0].paused == 0 && ob[1].paused == 1 && ob[2].paused == 1 && ob[3].paused == 0);
+    EXPECT(ob[1].version == 2 && ob[1].desired == 6 && ob[2].desired == 7 && ob[3].version == 4);
+    free(ob);
+    ASSERT(store_list_audit(st, "pause", "q", 0, 10, &rows, &n) == STORE_OK);
+    ASSERT(n == 2);
+    EXPECT(rows[0].from == 1 && rows[0].to == 0 && rows[0].version == 4);
+    EXPECT(rows[1].from == 0 && rows[1].to == 1 && rows[1].version == 2);
+    EXPECT_STR(rows[1].outcome, "applied");
+    free(rows);
+    /* Pauses are not changes of the value: cooldown and budget ignore them. */
+    EXPECT_INT(audit_count(st, "scaling", "q"), 2);
+}
+
+static void list_expired_returns_timed_pauses_ended_by_now(store *st) {
+    struct store_change_result r;
+    struct store_target *list = NULL;
+    size_t n = 0;
+    int64_t now = util_now_ms();
+    ASSERT(pause_apply(st, "timed", STORE_CHANGE_PAUSE, now, now + 1000, &r) == STORE_OK);
+    ASSERT(pause_apply(st, "forever", STORE_CHANGE_PAUSE, now, 0, &r) == STORE_OK);
+    ASSERT(store_list_expired(st, now + 999, &list, &n) == STORE_OK);
+    EXPECT(n == 0);
+    free(list);
+    ASSERT(store_list_expired(st, now + 1000, &list, &n) == STORE_OK);
+    ASSERT(n == 1);
+    EXPECT_STR(list[0].queue, "timed");
+    EXPECT_INT(list[0].paused, 1);
+    EXPECT_INT(list[0].expires_at_ms, 0);
+    free(list);
+    ASSERT(pause_apply(st, "timed", STORE_CHANGE_RESUME, now + 1, 0, &r) == STORE_OK);
+    ASSERT(store_list_expired(st, now + 5000, &list, &n) == STORE_OK);
+    EXPECT(n == 0);
+    free(list);
 }
 
 /* ---- migrations and identity ---------------------------------------------------------- */
@@ -866,7 +954,8 @@ static void text_that_looks_like_sql_and_long_utf8_is_stored_verbatim(store *st)
     size_t n = 0;
     for (int i = 0; i < 500; i++) memcpy(long_reason + 2 * i, "\xc3\xa9", 2);   /* 500 x 'é' */
     long_reason[1000] = '\0';
-    struct store_change c = {"q", 7, 4, actor, "api", reason, "rid-x", util_now_ms(), 0, 0, NULL, NULL, 0, 0};
+    struct store_change c = {.queue = "q", .to = 7, .default_value = 4, .actor = actor, .source = "api",
+                              .reason = reason, .request_id = "rid-x", .now_ms = util_now_ms()};
     ASSERT(store_apply_change(st, &c, accept_judge, NULL, &r) == STORE_OK);
     ASSERT(store_get_target(st, "q", &t) == STORE_OK);
     EXPECT_STR(t.reason, reason);
@@ -1351,6 +1440,8 @@ static const struct {
     T(temporary_override_remembers_the_value_to_revert_to, 1),
     T(permanent_change_at_the_override_value_keeps_the_version, 1),
     T(list_expired_returns_overrides_ended_by_now, 1),
+    T(pause_is_a_version_that_keeps_desired_and_reaches_the_outbox, 1),
+    T(list_expired_returns_timed_pauses_ended_by_now, 1),
     T(judge_stats_count_only_changes_that_moved_the_value, 1),
     T(outbox_lists_pending_rows_in_commit_order_until_published, 1),
     T(desired_snapshot_leaves_out_queues_with_unpublished_rows, 1),

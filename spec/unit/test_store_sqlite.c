@@ -59,7 +59,8 @@ static int accept_judge(void *ud, const struct store_target *cur, const struct s
 }
 
 static struct store_change change(const char *queue, int64_t to, int64_t now) {
-    struct store_change c = {queue, to, 4, "alice", "api", "load test", "rid-1", now, 0, 0, NULL, NULL, 0, 0};
+    struct store_change c = {.queue = queue, .to = to, .default_value = 4, .actor = "alice", .source = "api",
+                              .reason = "load test", .request_id = "rid-1", .now_ms = now};
     return c;
 }
 

@@ -12,6 +12,7 @@ const FILTERS = ['queue', 'actor', 'outcome', 'source', 'kind', 'since', 'until'
 function changeText(e) {
   if (e.kind === 'flag') return `flag ${e.flag}: ${e.from ? 'on' : 'off'} → ${e.to ? 'on' : 'off'}`;
   if (e.kind === 'policy') return `policy ${e.action || 'reload'}`;
+  if (e.kind === 'pause') return e.to ? 'paused (workers take no new jobs)' : 'resumed';
   if (e.kind === 'audit') return `audit ${e.action || ''}${e.deleted != null ? `: ${e.deleted} entries deleted` : ''}`;
   return `${e.from} → ${e.to}`;
 }

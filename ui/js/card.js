@@ -6,6 +6,7 @@ import { state, call, canWrite, outOfBounds, statuses, workerState } from './sta
 import { makeCharts, loadChartHistory, appendSnapshot, markersChanged } from './charts.js';
 import { makeControls, updateControls, endOverride, revertTo } from './controls.js';
 import { historyRow } from './audit.js';
+import { makePause, renderPause } from './pause.js';
 
 function stat(label, hint) {
   const v = el('div', { class: 'v' }, '–');
@@ -40,7 +41,7 @@ export function makeCard(q) {
   c.historyBody = el('tbody');
   makeCharts(c);
   c.root = el('article', { class: 'card', id, 'aria-label': `Queue ${q.queue}` },
-    c.title, c.alerts, c.override, c.oob,
+    c.title, c.alerts, makePause(c), c.override, c.oob,
     el('div', { class: 'stats', role: 'group', 'aria-label': 'Concurrency' },
       c.desired.root, c.running.root, c.workers.root, c.pending.root),
     el('div', { class: 'stats jobs', role: 'group', 'aria-label': 'Jobs now' },
@@ -98,6 +99,7 @@ export function updateCard(c, q, snap) {
   c.status.replaceChildren(...statuses(q, c).map((s) => el('span', { class: `chip s-${s.replace(/ /g, '-')}` }, s)));
   renderAlerts(c, q);
   renderOverride(c, q);
+  renderPause(c, q);
   renderOob(c, q);
   renderWorkers(c, q);
   appendSnapshot(c, q, snap);
@@ -196,7 +198,7 @@ function renderWorkers(c, q) {
     r.ver.textContent = num(w.version);
     r.active.textContent = num(w.active);
     r.seen.textContent = ago(w.last_seen_ms);
-    r.state.replaceChildren(st, a ? el('span', { class: 'alert-note' }, ` · ${a.name}`) : '');
+    r.state.replaceChildren(st, w.paused ? ' · paused' : '', a ? el('span', { class: 'alert-note' }, ` · ${a.name}`) : '');
     const open = c.openWorkers.has(w.id);
     r.toggle.setAttribute('aria-expanded', String(open));
     r.detail.hidden = !open;

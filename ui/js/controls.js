@@ -144,10 +144,15 @@ export function refreshGate(c, q = c.q || queueOf(c.queue)) {
 // ---- the confirmation dialog -------------------------------------------------------------------
 
 // <dialog> with showModal: focus moves into it, Escape cancels, and the
-// page behind is inert. With `reason`, it asks for one (prefilled).
-export function confirmDialog(text, { reason = null, ok = 'Confirm' } = {}) {
+// page behind is inert. With `reason`, it asks for one (prefilled; "" makes
+// it required), and with `duration`, how long (seconds, or null: until
+// undone). `title` replaces "Confirm the change".
+export function confirmDialog(text, { reason = null, ok = 'Confirm', duration = false, title = 'Confirm the change' } = {}) {
   const dlg = $('#confirm');
+  $('#confirm-title').textContent = title;
   $('#confirm-text').textContent = text;
+  $('#confirm-duration-row').hidden = !duration;
+  $('#confirm-duration').value = '';
   $('#confirm-ok').textContent = ok;
   const field = $('#confirm-reason-row');
   field.hidden = reason === null;
@@ -155,7 +160,8 @@ export function confirmDialog(text, { reason = null, ok = 'Confirm' } = {}) {
   $('#confirm-reason').required = reason !== null;
   return new Promise((resolve) => {
     dlg.addEventListener('close', () => resolve(dlg.returnValue === 'confirm'
-      ? { ok: true, reason: $('#confirm-reason').value.trim() } : { ok: false }), { once: true });
+      ? { ok: true, reason: $('#confirm-reason').value.trim(), duration: Number($('#confirm-duration').value) || null }
+      : { ok: false }), { once: true });
     dlg.returnValue = '';
     dlg.showModal();
   });

@@ -14,7 +14,7 @@ const COLS = [
   { key: 'done', label: 'Done / s', get: (q) => q.rates?.completed_per_s ?? -1, narrow: true },
   { key: 'pending', label: 'Pending', get: (q) => q.pending_updates, narrow: true },
 ];
-const ORDER = ['alerts', 'out of bounds', 'mismatch', 'pending', 'ok'];
+const ORDER = ['alerts', 'out of bounds', 'paused', 'mismatch', 'pending', 'ok'];
 const rank = (s) => Math.min(...s.map((x) => ORDER.indexOf(x)));
 
 const view = { sort: 'status', dir: 1 };

@@ -35,6 +35,7 @@ export function statuses(q, card) {
   const s = [];
   if (q.alerts.some((a) => a.state === 'firing')) s.push('alerts');
   if (outOfBounds(q)) s.push('out of bounds');
+  if (q.paused) s.push('paused');
   if (q.workers.some((w) => workerState(w, q, card) === 'mismatch' || w.state === 'invalid')) s.push('mismatch');
   if (q.pending_updates > 0) s.push('pending');
   if (!s.length) s.push('ok');
