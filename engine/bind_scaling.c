@@ -509,6 +509,7 @@ static int scaling_decide_l(lua_State *L, int approve) {
 
 static int scaling_l_approve(lua_State *L) { return scaling_decide_l(L, 1); }
 static int scaling_l_reject(lua_State *L) { return scaling_decide_l(L, 0); }
+
 /* ---- pause and resume -------------------------------------------------------- */
 
 /* sluice.scaling.pause(queue, {reason, duration_s?}) and

@@ -220,8 +220,10 @@ local resume_rules = {
   { "wait_ms", "integer", min = 0, max = 30000 },
 }
 
-local function pause_route(verb, rules, call)
-  s.route("POST", "/api/v1/scaling/{queue}/" .. verb, { scope = "scaling:write" }, function(req)
+-- The handler of a pause or resume: rules check the body, call is
+-- sluice.scaling.pause or .resume.
+local function pause_handler(rules, call)
+  return function(req)
     local bad, body = check.body(req.body, rules)
     if bad then return bad, body end
     local b = req.body
@@ -235,8 +237,10 @@ local function pause_route(verb, rules, call)
       s.scaling.await(req.params.queue, result.version, b.wait_ms)
     end
     return 200, result
-  end)
+  end
 end
 
-pause_route("pause", pause_rules, s.scaling.pause)
-pause_route("resume", resume_rules, s.scaling.resume)
+s.route("POST", "/api/v1/scaling/{queue}/pause", { scope = "scaling:write" },
+  pause_handler(pause_rules, s.scaling.pause))
+s.route("POST", "/api/v1/scaling/{queue}/resume", { scope = "scaling:write" },
+  pause_handler(resume_rules, s.scaling.resume))

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { startServer, ROOT, BUILD } from './harness.mjs';
 import { startRedis, startWorker, reports, waitFor } from './fleet_harness.mjs';
 
-const DOCS = ['usage.md', 'safeguards.md', 'troubleshooting.md', 'teams-scope.md'];
+const DOCS = ['usage.md', 'safeguards.md', 'troubleshooting.md', 'teams.md', 'teams-scope.md', 'teams-pause.md'];
 const POLICIES = readFileSync(join(ROOT, 'policies', 'queues.lua'), 'utf8') + '\n' +
                  readFileSync(join(ROOT, 'policies', 'alerts.lua'), 'utf8');
 

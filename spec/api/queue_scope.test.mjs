@@ -15,7 +15,7 @@ import { startServer, createToken, cli, assertError, putScaling, ROOT } from './
 import { startRedis, startWorker, waitFor } from './fleet_harness.mjs';
 
 const POLICY = `
-defaults { default = 4, min = 1, max = 32, max_step = 8, confirm_above = 24 }
+defaults { default = 4, min = 1, max = 32, max_step = 20, confirm_above = 24, approve_above = 16 }
 queue "build-a"  { }
 queue "build-b"  { }
 queue "ingest-a" { }
@@ -30,8 +30,16 @@ alert "odd_worker" {
 const FOREIGN = ['ingest-a', 'ingest-b', 'shared-x'];
 const BUILD_QUEUES = ['build-a', 'build-b'];
 
-let srv, redis;
+let srv, redis, foreignApproval;
 const tok = {};
+
+// A change above approve_above asked for by root-admin: its approval id.
+async function askApproval(queue) {
+  const now = (await srv.request('GET', `/api/v1/scaling/${queue}`, { token: srv.tokens.admin })).json.desired_concurrency;
+  const r = await putScaling(srv, queue, { desired_concurrency: now >= 17 ? now + 1 : 17, reason: `big ${queue}` });
+  assert.equal(r.status, 202, r.text);
+  return r.json.approval.id;
+}
 before(async () => {
   redis = await startRedis();
   srv = await startServer({ policies: POLICY, extraArgs: ['--redis', redis.url, '--write-rate', '6000'] });
@@ -48,6 +56,8 @@ before(async () => {
   const f = await srv.request('PUT', '/api/v1/flags/writes', { token: srv.tokens.admin,
     json: { enabled: true, reason: 'seed a flag entry' } });
   assert.equal(f.status, 200, f.text);
+  // Another team's change waiting for a second person.
+  foreignApproval = await askApproval('shared-x');
 });
 after(async () => { try { await srv?.cleanup(); } finally { await redis?.cleanup(); } });
 
@@ -199,6 +209,63 @@ const ROWS = {
       const r = await srv.request('DELETE', `/api/v1/tokens/${own.split('_')[1]}`, c);
       assert.equal(r.status, 200, r.text);
       assert.equal((await srv.request('GET', '/api/v1/whoami', { token: own })).status, 401);
+    },
+  },
+  'GET /api/v1/approvals': {
+    async check(c) {
+      const own = await askApproval('build-a');
+      try {
+        const r = await srv.request('GET', '/api/v1/approvals', c);
+        assert.equal(r.status, 200, r.text);
+        assert.deepEqual(r.json.items.map((a) => a.id), [own]);
+        assertNoForeign(r.text, 'the approvals');
+      } finally {
+        await srv.request('POST', `/api/v1/approvals/${own}/reject`, { token: srv.tokens.admin, json: { reason: 'withdrawn' } });
+      }
+    },
+  },
+  'GET /api/v1/approvals/{id}': {
+    async check(c) {
+      assertError(await srv.request('GET', `/api/v1/approvals/${foreignApproval}`, c), 403, 'forbidden');
+      const own = await askApproval('build-a');
+      try {
+        const r = await srv.request('GET', `/api/v1/approvals/${own}`, c);
+        assert.equal(r.status, 200, r.text);
+        assert.equal(r.json.queue, 'build-a');
+      } finally {
+        await srv.request('POST', `/api/v1/approvals/${own}/reject`, { token: srv.tokens.admin, json: { reason: 'withdrawn' } });
+      }
+    },
+  },
+  'POST /api/v1/approvals/{id}/approve': {
+    async check(c) {
+      const before = await srv.dataSnapshot();
+      assertError(await srv.request('POST', `/api/v1/approvals/${foreignApproval}/approve`, { ...c, json: {} }), 403, 'forbidden');
+      assert.equal(await srv.dataSnapshot(), before, 'a refused approval changed data');
+      const own = await askApproval('build-b');
+      const r = await srv.request('POST', `/api/v1/approvals/${own}/approve`, { ...c, json: { reason: 'looks right' } });
+      assert.equal(r.status, 200, r.text);
+      const t = await srv.request('GET', '/api/v1/scaling/build-b', c);
+      assert.ok(t.json.desired_concurrency >= 17, t.text);
+    },
+  },
+  'POST /api/v1/approvals/{id}/reject': {
+    async check(c) {
+      const before = await srv.dataSnapshot();
+      assertError(await srv.request('POST', `/api/v1/approvals/${foreignApproval}/reject`, { ...c, json: { reason: 'not mine' } }),
+        403, 'forbidden');
+      assert.equal(await srv.dataSnapshot(), before, 'a refused rejection changed data');
+      const own = await askApproval('build-b');
+      const r = await srv.request('POST', `/api/v1/approvals/${own}/reject`, { ...c, json: { reason: 'too many' } });
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.json.approval.status, 'rejected');
+    },
+  },
+  'GET /api/v1/notifications': {
+    async check(c) {
+      const r = await srv.request('GET', '/api/v1/notifications', c);
+      assert.equal(r.status, 200, r.text);
+      assertNoForeign(r.text, 'the notifications');
     },
   },
   'GET /admin/runtime-scaling': { snapshot: '/admin/runtime-scaling' },
