@@ -26,6 +26,7 @@ local format = string.format
 local MINUTE_MS = 60000
 local DAY_MIN = 1440
 local LOOKBACK_MS = 8 * 86400 * 1000
+local LOOKBACK_MAX_MS = 31 * 86400 * 1000
 local EXPR_MAX = 200
 
 -- ---- calendar arithmetic (proleptic Gregorian; H. Hinnant's algorithms) ----
@@ -244,9 +245,18 @@ function Cron:prev_wall(limit, stop)
   return nil
 end
 
+-- ms as an integer, or an error at the caller of the method.
+local function check_ms(ms, what)
+  local v = type(ms) == "number" and tointeger(ms // 1) or nil
+  if v == nil then
+    error(format("sluice.cron: %s must be a number of ms since the epoch, got %s", what, type(ms)), 3)
+  end
+  return v
+end
+
 -- Whether the wall minute of instant ms is one the expression names.
 function Cron:matches(ms)
-  local w = wall_of(ms)
+  local w = wall_of(check_ms(ms, "ms"))
   return self:prev_wall(w, w) == w
 end
 
@@ -254,7 +264,11 @@ end
 -- fired at or before ms, looking back at most lookback_ms (default 8 days);
 -- nil when it did not fire in that span. Second result: its wall minute.
 function Cron:last(ms, lookback_ms)
-  lookback_ms = lookback_ms or LOOKBACK_MS
+  ms = check_ms(ms, "ms")
+  lookback_ms = lookback_ms == nil and LOOKBACK_MS or check_ms(lookback_ms, "lookback_ms")
+  if lookback_ms < 0 or lookback_ms > LOOKBACK_MAX_MS then
+    error(format("sluice.cron: lookback_ms must be in 0..%d (31 days)", LOOKBACK_MAX_MS), 2)
+  end
   local wnow, off = wall_of(ms)
   local wstart = wall_of(ms - lookback_ms)
   -- While the clock repeats an hour, minutes already passed read later than

@@ -196,6 +196,14 @@ TEST(cron_steps_ranges_and_lists) {
                utc_ms(2026, 11, 30, 10, 22));
     EXPECT_INT(last_firing(L, "'0 0 * jan-mar *'", utc_ms(2026, 11, 30, 10, 0)), -1);
     EXPECT_INT(last_firing(L, "'@daily'", utc_ms(2026, 11, 30, 10, 0)), utc_ms(2026, 11, 30, 0, 0));
+    /* A lookback of its own, up to 31 days. */
+    char src[200];
+    snprintf(src, sizeof src, "return sluice.cron('0 6 1 * *'):last(%lld, 31 * 86400000)", utc_ms(2026, 11, 30, 0, 0));
+    EXPECT_INT(run(L, src).value, utc_ms(2026, 11, 1, 6, 0));
+    struct answer a = run(L, "local c = sluice.cron('0 6 1 * *') local t = c:last(0, 32 * 86400000) return t");
+    EXPECT_CONTAINS(a.text, "test:1: sluice.cron: lookback_ms must be in 0..2678400000 (31 days)");
+    a = run(L, "local c = sluice.cron('0 6 1 * *') local t = c:matches('now') return t");
+    EXPECT_CONTAINS(a.text, "test:1: sluice.cron: ms must be a number of ms since the epoch, got string");
     sandbox_close(L);
 }
 
