@@ -47,7 +47,8 @@ endif
 
 # Objects of sluiced; every module but main is also linked into unit tests.
 ENGINE_SRC := $(filter-out engine/main.c engine/sluicectl.c,$(wildcard engine/*.c))
-ENGINE_OBJ := $(patsubst engine/%.c,$(BUILD)/obj/%.o,$(ENGINE_SRC)) $(BUILD)/obj/migrations.o
+ENGINE_OBJ := $(patsubst engine/%.c,$(BUILD)/obj/%.o,$(ENGINE_SRC)) $(BUILD)/obj/migrations.o \
+              $(BUILD)/obj/autoscale_lib_lua.o
 UNIT_SRC   := $(wildcard spec/unit/test_*.c)
 UNIT_BIN   := $(patsubst spec/unit/%.c,$(BUILD)/unit/%,$(UNIT_SRC))
 
@@ -162,6 +163,15 @@ $(BUILD)/gen/migrations.c: $(wildcard db/sqlite/*.sql db/postgres/*.sql) tools/e
 	tools/embed-migrations.sh $@
 
 $(BUILD)/obj/migrations.o: $(BUILD)/gen/migrations.c engine/migrations.h $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# So is the Lua prelude of the autoscaling rule helpers (engine/autoscale_lib.c).
+$(BUILD)/gen/autoscale_lib_lua.c: engine/autoscale_lib.lua tools/embed-lua.sh
+	@mkdir -p $(dir $@)
+	tools/embed-lua.sh $< autoscale_lib_lua $@
+
+$(BUILD)/obj/autoscale_lib_lua.o: $(BUILD)/gen/autoscale_lib_lua.c $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 

@@ -1,6 +1,7 @@
 /* policy.c — the policy DSL (defaults, queue, alert, validate), directory
  * loading with content digests, hot reload and last-good fallback. */
 #include "policy_int.h"
+#include "autoscale_lib.h"
 #include "protocol.h"
 #include "auth.h"
 #include "log.h"
@@ -185,6 +186,7 @@ static int policy_dsl_open(lua_State *L) {
     lua_register(L, "queue", policy_dsl_queue);
     lua_register(L, "alert", policy_dsl_alert);
     lua_register(L, "notify", policy_dsl_notify);
+    autoscale_lib_open(L);                      /* sluice.localtime, cron, schedule, ... */
     return 0;
 }
 

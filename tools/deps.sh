@@ -15,7 +15,7 @@ tier=${1:-test}
 BUILD_PKGS="build-essential pkg-config libmicrohttpd-dev liblua5.4-dev libsqlite3-dev
 libjansson-dev libssl-dev libhiredis-dev libpq-dev libcurl4-openssl-dev ca-certificates"
 RUN_PKGS="redis-server curl"
-TEST_PKGS="postgresql sqlite3 chromium"
+TEST_PKGS="postgresql sqlite3 chromium tzdata"
 # wrk drives the read benchmark; the fleet simulator runs hiredis's async
 # contexts on libevent (hiredis ships the adapter).
 BENCH_PKGS="wrk libevent-dev"

@@ -107,6 +107,10 @@ if [ ! -f "$OUT/gen/migrations.c" ] || [ -n "$(find db -name '*.sql' -newer "$OU
   tools/embed-migrations.sh "$OUT/gen/migrations.c"
   stale="$stale $OUT/gen/migrations.c"
 fi
+if [ ! -f "$OUT/gen/autoscale_lib_lua.c" ] || [ engine/autoscale_lib.lua -nt "$OUT/gen/autoscale_lib_lua.c" ]; then
+  tools/embed-lua.sh engine/autoscale_lib.lua autoscale_lib_lua "$OUT/gen/autoscale_lib_lua.c"
+  stale="$stale $OUT/gen/autoscale_lib_lua.c"
+fi
 if [ -n "$stale" ]; then
   echo "fuzz: compiling$stale" | sed "s| engine/| |g"
   # shellcheck disable=SC2086
