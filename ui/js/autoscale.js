@@ -127,14 +127,14 @@ function renderItem(c, it) {
       'Nothing was applied; the rule keeps its schedule.';
   }
   const d = it.last_decision;
-  a.last.replaceChildren(el('strong', {}, 'Last decision: '), d
+  a.last.replaceChildren(el('strong', {}, 'Last decision: '), ...(d
     ? [el('time', { datetime: d.at, title: fmtDateTime(d.at) }, fmtWhen(d.at)), ' ',
       el('span', { class: `auto-outcome o-${d.outcome}` }, decisionText(d)),
-      d.reason ? [' — ', el('q', {}, d.reason)] : '']
-    : 'none yet.');
+      ...(d.reason ? [' — ', el('q', {}, d.reason)] : [])]
+    : ['none yet.']));
   a.leader.hidden = view.leader;
   a.leader.textContent = 'This replica is not the leader: it shows the state the leader stored last.';
-  const rows = (it.decisions || []).map((x) => el('tr', { class: `auto-${x.outcome}` },
+  const rows = (it.decisions || []).map((x) => el('tr', { class: `d-${x.outcome}` },
     el('td', { class: 'when' }, el('time', { datetime: x.at, title: fmtDateTime(x.at) }, fmtWhen(x.at))),
     el('td', { class: `change o-${OUTCOME_CLASS[x.outcome] || 'plain'}` }, decisionText(x)),
     el('td', { class: 'reason' }, x.reason || '')));
