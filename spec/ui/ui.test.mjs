@@ -695,7 +695,9 @@ async function withAutoscale(fn) {
   }
 }
 
-const autoBlock = (page, q) => card(page, q).getByRole('region', { name: 'Autoscaler' });
+// Exact: "Queue auto" is also the start of "Queue autodry".
+const qcard = (page, q) => page.getByRole('article', { name: `Queue ${q}`, exact: true });
+const autoBlock = (page, q) => qcard(page, q).getByRole('region', { name: 'Autoscaler' });
 
 test('the_autoscaler_block_shows_the_rule_its_decisions_and_dry_run_proposals_and_only_for_queues_with_a_rule', async () => {
   await withAutoscale(async () => {
@@ -719,14 +721,14 @@ test('the_autoscaler_block_shows_the_rule_its_decisions_and_dry_run_proposals_an
       const d = autoBlock(page, 'autodry');
       await d.getByText('dry run: proposes, never applies').waitFor();
       await d.getByRole('row').filter({ hasText: 'dry run: would set 2 → 5' }).filter({ hasText: 'would like five' }).first().waitFor();
-      assert.equal(await card(page, 'autodry').locator('.stat').filter({ hasText: 'desired / worker' }).locator('.v').textContent(), '2');
+      assert.equal(await qcard(page, 'autodry').locator('.stat').filter({ hasText: 'desired / worker' }).locator('.v').textContent(), '2');
       // No rule, no block.
       assert.equal(await autoBlock(page, 'ingestion').count(), 0);
-      assert.equal(await card(page, 'ingestion').locator('.autoscale:not([hidden])').count(), 0);
+      assert.equal(await qcard(page, 'ingestion').locator('.autoscale:not([hidden])').count(), 0);
+      assert.deepEqual(await axeViolations(page), []);
       // Its changes in the history of all queues, by source.
       await page.getByLabel('Source').selectOption('autoscaler');
       await page.locator('#audit tbody tr', { hasText: 'autoscaler:auto' }).filter({ hasText: '2 → 6' }).waitFor();
-      assert.deepEqual(await axeViolations(page), []);
     } finally { await page.close(); }
 
     // A reader sees the block, not the buttons.
@@ -804,12 +806,13 @@ test('a_server_without_the_autoscalers_route_shows_no_autoscaler_block', async (
       await page.route('**/api/v1/autoscalers', (r) => r.fulfill({ status: 404, contentType: 'application/json',
         body: JSON.stringify({ error: { code: 'not_found', message: 'no route', details: {} } }) }));
       const asked = page.waitForResponse((r) => r.url().endsWith('/api/v1/autoscalers'));
+      asked.catch(() => {});                  // awaited below; a failure before that must not leak
       await page.goto(`http://127.0.0.1:${srv.port}/`);
       await page.getByLabel('Token').fill(srv.tokens.admin);
       await page.getByRole('button', { name: 'Log in' }).click();
-      await card(page, 'auto').waitFor();
+      await qcard(page, 'auto').waitFor();
       assert.equal((await asked).status(), 404);
-      await card(page, 'auto').getByText('desired / worker').waitFor();
+      await qcard(page, 'auto').getByText('desired / worker').waitFor();
       assert.equal(await page.locator('.autoscale:not([hidden])').count(), 0);
       assert.equal(await autoBlock(page, 'auto').count(), 0);
     } finally { await page.close(); }
