@@ -43,6 +43,11 @@ export function decisionText(d) {
   }
 }
 
+// The engine's note on any other outcome (stepped, capped, the scale-down
+// window, what a dry run's safeguards would say), after the decision.
+const note = (d) => (d.message && d.outcome !== 'rejected' && d.outcome !== 'error'
+  ? el('span', { class: 'auto-msg' }, ` (${d.message})`) : '');
+
 const OUTCOME_CLASS = { applied: 'ok', rejected: 'bad', error: 'bad', dry_run: 'dry', held: 'warn', stabilizing: 'warn' };
 
 // ---- the block ---------------------------------------------------------------------------
@@ -129,14 +134,14 @@ function renderItem(c, it) {
   const d = it.last_decision;
   a.last.replaceChildren(el('strong', {}, 'Last decision: '), ...(d
     ? [el('time', { datetime: d.at, title: fmtDateTime(d.at) }, fmtWhen(d.at)), ' ',
-      el('span', { class: `auto-outcome o-${d.outcome}` }, decisionText(d)),
+      el('span', { class: `auto-outcome o-${d.outcome}` }, decisionText(d)), note(d),
       ...(d.reason ? [' — ', el('q', {}, d.reason)] : [])]
     : ['none yet.']));
   a.leader.hidden = view.leader;
   a.leader.textContent = 'This replica is not the leader: it shows the state the leader stored last.';
   const rows = (it.decisions || []).map((x) => el('tr', { class: `d-${x.outcome}` },
     el('td', { class: 'when' }, el('time', { datetime: x.at, title: fmtDateTime(x.at) }, fmtWhen(x.at))),
-    el('td', { class: `change o-${OUTCOME_CLASS[x.outcome] || 'plain'}` }, decisionText(x)),
+    el('td', { class: `change o-${OUTCOME_CLASS[x.outcome] || 'plain'}` }, decisionText(x), note(x)),
     el('td', { class: 'reason' }, x.reason || '')));
   if (!rows.length) rows.push(el('tr', {}, el('td', { colspan: 3 }, 'No decision yet.')));
   a.body.replaceChildren(...rows);
