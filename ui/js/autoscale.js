@@ -107,10 +107,10 @@ function renderItem(c, it) {
   a.root.hidden = !it;
   if (!it) return;
   const held = it.held_until != null;
-  const state_ = it.enabled === false ? 'off' : it.dry_run ? 'dry run' : held ? 'held' : 'on';
-  a.chip.className = `chip auto-${state_.replace(/ /g, '-')}`;
-  a.chip.textContent = state_ === 'dry run' ? 'dry run: proposes, never applies'
-    : state_ === 'held' ? 'held: evaluates, applies nothing' : state_ === 'on' ? 'on' : 'off';
+  const mode = it.enabled === false ? 'off' : it.dry_run ? 'dry run' : held ? 'held' : 'on';
+  a.chip.className = `chip auto-${mode.replace(/ /g, '-')}`;
+  a.chip.textContent = mode === 'dry run' ? 'dry run: proposes, never applies'
+    : mode === 'held' ? 'held: evaluates, applies nothing' : mode;
   a.rule.textContent = `Every ${fmtSpan(it.every_s)}; scale-down waits ${fmtSpan(it.scale_down_window_s)}; ` +
     `a manual change holds it ${fmtSpan(it.hold_after_manual_s)}; ` +
     (it.allow_above_confirm ? 'may go above confirm_above.' : 'stays at or below confirm_above and approve_above.');
@@ -149,7 +149,6 @@ function renderItem(c, it) {
   if (it.dry_run && !a.openedOnce) { a.details.open = true; a.openedOnce = true; }
   const writer = canWrite();
   a.buttons.hidden = !writer;
-  a.holdBtn.textContent = held ? 'Hold longer…' : 'Hold…';
   a.releaseBtn.hidden = !held;
 }
 
