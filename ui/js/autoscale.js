@@ -4,7 +4,8 @@
 // marked as such), and Hold… / Release for principals with scaling:write,
 // through the confirmation dialog (a reason always; a duration for a hold).
 //
-// It reads GET /api/v1/autoscalers every 5 s and after every change event.
+// It reads GET /api/v1/autoscalers on login, every 5 s and after every
+// change event (a person's change holds the rule: the block says so at once).
 // A queue without a rule has no block; neither does any queue of a server
 // that answers 404 for the route (older than issue 19): the page then asks
 // again only once a minute, in case the server is upgraded under it.
@@ -24,7 +25,7 @@ const HOLD_DURATIONS = [['900', '15 minutes'], ['3600', '1 hour'], ['7200', '2 h
 
 const n = (x) => (x == null ? '–' : String(x));
 
-// The outcome in words, and whether it changed anything.
+// A decision in words: what the rule proposed and what became of it.
 export function decisionText(d) {
   const p = d.proposal;
   const to = d.to ?? p;
