@@ -8,7 +8,8 @@
 //
 //   make bench                               all of it (about 2-3 minutes)
 //   make bench ONLY=reads:/metrics           one figure (or a group: reads,
-//                                            propagation, ingest, rss, writes)
+//                                            propagation, ingest, rss, writes,
+//                                            autoscale)
 //   SLUICE_BUILD=build node spec/bench/bench.mjs propagation:1000
 //
 // Exit status: 0 when every part ran (goals MET or MISSED alike), 1 when the
@@ -53,7 +54,15 @@ const PROPAGATION = [{ workers: 100, rounds: 300 }, { workers: 1000, rounds: 100
 const BLAST = { workers: 10000, queues: 100, reports: 100000 };
 const WRITE_ROUNDS = 3000;
 const WRITE_STREAMS = 50;
+// autoscale (issue 19): a burst of JOBS jobs of SLEEP_MS each into a queue
+// of WORKERS real sluice-worker processes at FIXED per worker, once as it
+// is and once with a backlog-target rule (PER_SLOT jobs per slot) that may
+// go up to MAX, evaluated every EVERY_S. "Under target": waiting + active
+// at most PER_SLOT per slot of the fixed capacity.
+const AUTOSCALE = { workers: 2, fixed: 4, max: 32, maxStep: 16, perSlot: 10, everyS: 2, windowS: 4, jobs: 600,
+  sleepMs: 200, rounds: Number(process.env.BENCH_AUTOSCALE_ROUNDS || 3) };
 
+const WORKER = join(BUILD, 'sluice-worker');
 const rows = [];           // the summary table
 const cleanups = [];       // processes and directories, newest first
 let harnessFailed = false;
@@ -465,6 +474,181 @@ async function benchRssProgram() {
   } catch (e) { errorRow('RSS (rss.mjs)', 'rss', e); }
 }
 
+// ---- autoscale: a burst absorbed by a rule, against the same burst at a fixed concurrency ----
+
+// One Redis command over a connection of its own (RESP); resolves with the reply's first line.
+function redisCmd(port, ...args) {
+  return new Promise((resolveP, reject) => {
+    const s = net.connect(port, '127.0.0.1', () =>
+      s.write(`*${args.length}\r\n${args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('')}`));
+    let buf = '';
+    s.on('data', (d) => {
+      buf += d;
+      const end = buf.indexOf('\r\n');
+      if (end < 0) return;
+      s.destroy();
+      if (buf[0] === '-') reject(new Error(`redis: ${buf.slice(1, end)}`)); else resolveP(buf.slice(1, end));
+    });
+    s.on('error', reject);
+    s.setTimeout(5000, () => s.destroy(new Error('redis: timeout')));
+  });
+}
+
+const backlog = async (redis, prefix, queue) =>
+  Number(await redisCmd(redis.port, 'LLEN', `${prefix}:q:${queue}:wait`)) +
+  Number(await redisCmd(redis.port, 'LLEN', `${prefix}:q:${queue}:active`));
+
+async function getJson(port, path, token) {
+  const r = await get(port, path, token);
+  if (r.status !== 200) throw new Error(`GET ${path} answered ${r.status}: ${r.body.toString().slice(0, 200)}`);
+  return JSON.parse(r.body.toString());
+}
+
+// Poll until fn() is truthy (every 50 ms); throws what after limitMs.
+async function until(fn, limitMs, what) {
+  const t0 = performance.now();
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (performance.now() - t0 > limitMs) throw new Error(`${what} within ${limitMs / 1000} s`);
+    await sleep(50);
+  }
+}
+
+// The queue at rest: empty, desired back at the fixed value, every worker running it.
+async function atRest(srv, redis, prefix, queue) {
+  const A = AUTOSCALE;
+  await until(async () => {
+    if (await backlog(redis, prefix, queue)) return false;
+    const q = (await getJson(srv.port, '/admin/runtime-scaling', srv.tokens.read)).queues.find((x) => x.queue === queue);
+    return q && q.desired_concurrency === A.fixed && q.worker_count === A.workers &&
+      q.active_concurrency === A.fixed * A.workers;
+  }, 60000, `${queue} did not come back to rest (empty, ${A.fixed} x ${A.workers} workers)`);
+}
+
+// One burst: produce the jobs, then watch the backlog (from Redis, every
+// 50 ms) and, with a rule, desired. Times are from the start of the producer.
+async function burst(srv, redis, prefix, queue, withRule) {
+  const A = AUTOSCALE;
+  const target = A.perSlot * A.fixed * A.workers;
+  const t0 = Date.now();
+  const producing = run(WORKER, ['--produce', String(A.jobs), '--queue', queue, '--redis', redis.url, '--prefix', prefix,
+    '--sleep-ms', String(A.sleepMs)], 30000);
+  const out = { underMs: null, emptyMs: null, reactionMs: null, first: null, peak: A.fixed };
+  let produced = false, failed = null;
+  producing.then(() => { produced = true; }, (e) => { failed = e; });
+  await until(async () => {
+    if (failed) throw failed;
+    const n = await backlog(redis, prefix, queue);
+    const now = Date.now();
+    if (!produced) return false;
+    if (out.underMs === null && n <= target) out.underMs = now - t0;
+    if (n === 0) { out.emptyMs = now - t0; return true; }
+    return false;
+  }, 120000, `${queue}: the burst was not worked off`);
+  await producing;
+  if (withRule) {
+    // The first applied scale-up, as the audit log has it (source autoscaler).
+    const h = await getJson(srv.port, `/api/v1/scaling/${queue}/history?limit=50`, srv.tokens.read);
+    const ups = h.items.filter((e) => e.source === 'autoscaler' && e.outcome === 'applied' && e.to > e.from &&
+      Date.parse(e.at) >= t0).sort((a, b) => Date.parse(a.at) - Date.parse(b.at));
+    if (!ups.length) throw new Error(`${queue}: no applied scale-up by the autoscaler in the audit log`);
+    out.first = ups[0];
+    out.reactionMs = Date.parse(ups[0].at) - t0;
+    out.peak = Math.max(out.peak, ...ups.map((e) => e.to));
+  }
+  return out;
+}
+
+// The whole run for one queue: its workers, ROUNDS bursts, each from rest.
+async function bursts(srv, redis, prefix, queue, withRule) {
+  const A = AUTOSCALE;
+  const ws = [];
+  try {
+    for (let i = 0; i < A.workers; i++) {
+      ws.push(startWorkerProc(['--queue', queue, '--redis', redis.url, '--prefix', prefix, '--id', `${queue}-${i}`,
+        '--heartbeat-ms', '500']));
+    }
+    const results = [];
+    for (let r = 0; r < A.rounds; r++) {
+      await atRest(srv, redis, prefix, queue);
+      const b = await burst(srv, redis, prefix, queue, withRule);
+      say(`  ${withRule ? 'rule ' : 'fixed'} burst ${r + 1}: ${withRule ? `first scale-up ${b.first.from} -> ` +
+        `${b.first.to} after ${(b.reactionMs / 1000).toFixed(2)} s, peak ${b.peak}; ` : ''}` +
+        `under target after ${(b.underMs / 1000).toFixed(2)} s, empty after ${(b.emptyMs / 1000).toFixed(2)} s`);
+      results.push(b);
+    }
+    return results;
+  } finally {
+    for (const w of ws) w.stop();
+  }
+}
+
+// A real sluice-worker (it prints nothing to wait for: the snapshot says when it is there).
+function startWorkerProc(args) {
+  const p = spawn('timeout', [...LIFETIME, WORKER, ...args], { stdio: 'ignore' });
+  const stop = () => { if (p.exitCode === null && p.signalCode === null) p.kill('SIGTERM'); };
+  cleanups.unshift(stop);
+  return { proc: p, stop };
+}
+
+const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.max(0, Math.ceil((p / 100) * s.length) - 1)]; };
+
+async function benchAutoscale(redis) {
+  if (!wanted('autoscale')) return;
+  const A = AUTOSCALE;
+  const target = A.perSlot * A.fixed * A.workers;
+  const goalS = A.everyS + 1;
+  const bounds = `min = ${A.fixed}, default = ${A.fixed}, max = ${A.max}, max_step = ${A.maxStep}, cooldown_s = 0`;
+  const policy = `queue "asfixed" { ${bounds} }\nqueue "asauto" { ${bounds} }\n` +
+`autoscale "asauto" {
+  every_s = ${A.everyS}, scale_down_window_s = ${A.windowS}, hold_after_manual_s = 0,
+  rule = function(q, ctx)
+    -- about ${A.perSlot} jobs waiting or running per slot of the live workers
+    local backlog = q.waiting + q.active
+    local want = math.ceil(backlog / (${A.perSlot} * math.max(q.workers, 1)))
+    want = math.max(q.min, math.min(q.max, want))
+    return want, ("%d waiting+active, %d workers, ${A.perSlot} per slot -> %d"):format(backlog, q.workers, want)
+  end,
+}
+`;
+  say(`\nautoscale: bursts of ${A.jobs} jobs of ${A.sleepMs} ms into ${A.workers} sluice-worker processes at ` +
+      `${A.fixed} each, ${A.rounds} times at that fixed concurrency and ${A.rounds} times with a backlog rule ` +
+      `(every_s ${A.everyS}, max ${A.max}, max_step ${A.maxStep}); target: backlog <= ${target}`);
+  // A server before issue 19 refuses the policy: say so, and skip.
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-bench-as-'));
+  cleanups.unshift(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'bench.lua'), policy);
+  try { await run(SLUICED, ['policy', 'check', dir], 30000); } catch (e) {
+    if (!/autoscale/.test(e.message)) { errorRow('autoscale', 'autoscale', e); return; }
+    say(`  skipped: this sluiced does not know \`autoscale\` (issue 19): ${e.message.split('\n')[0]}`);
+    rows.push({ figure: 'autoscale reaction and drain', value: 'skipped: this sluiced does not know `autoscale`',
+      goal: `<= ${goalS} s`, result: 'skipped', repeat: repeat('autoscale') });
+    return;
+  }
+  const prefix = 'bench-as';
+  const srv = await startSluiced(redis, prefix, policy);
+  try {
+    const fixed = await bursts(srv, redis, prefix, 'asfixed', false);
+    const auto = await bursts(srv, redis, prefix, 'asauto', true);
+    const s = (ms) => (ms / 1000).toFixed(2);
+    const reaction = auto.map((b) => b.reactionMs);
+    const steps = auto.map((b) => b.first.to - b.first.from);
+    say(`  reaction p50 ${s(pct(reaction, 50))} s, max ${s(pct(reaction, 100))} s (goal <= ${goalS} s); ` +
+        `first steps ${steps.join(', ')} (max_step ${A.maxStep})`);
+    row(`autoscale reaction, burst -> first scale-up (${A.rounds} bursts)`,
+      `p50 ${s(pct(reaction, 50))} s, max ${s(pct(reaction, 100))} s`, `<= every_s + 1 = ${goalS} s`,
+      shown(pct(reaction, 100) / 1000) <= goalS && steps.every((d) => d <= A.maxStep), 'autoscale');
+    for (const [key, label] of [['underMs', `backlog under ${target}`], ['emptyMs', 'backlog empty']]) {
+      const a = pct(auto.map((b) => b[key]), 50), f = pct(fixed.map((b) => b[key]), 50);
+      const am = pct(auto.map((b) => b[key]), 100), fm = pct(fixed.map((b) => b[key]), 100);
+      say(`  ${label}: rule p50 ${s(a)} s (max ${s(am)}), fixed p50 ${s(f)} s (max ${s(fm)}): ${(a / f).toFixed(2)}x`);
+      row(`autoscale ${label}, rule vs fixed ${A.fixed}`, `p50 ${s(a)} / ${s(f)} s = ${(a / f).toFixed(2)}x ` +
+        `(max ${s(am)} / ${s(fm)} s)`, '(no goal)', null, 'autoscale');
+    }
+  } catch (e) { errorRow('autoscale', 'autoscale', e); } finally { await srv.stop(); }
+}
+
 // ---- the run ------------------------------------------------------------------------
 
 function table() {
@@ -499,8 +683,9 @@ async function main() {
   }
   await benchPropagation(redis);
   await benchIngestAndRss(redis);
+  await benchAutoscale(redis);
 
-  say(`\nsummary (${((performance.now() - started) / 1000).toFixed(0)} s; goals of issue 16; ` +
+  say(`\nsummary (${((performance.now() - started) / 1000).toFixed(0)} s; goals of issues 16 and 19; ` +
       'each line repeats alone with the command on its right)\n');
   say(table());
   writeFileSync(join(BIN, 'summary.txt'), `${table()}\n`);

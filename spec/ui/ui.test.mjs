@@ -15,6 +15,8 @@ queue "narrow"    { }
 queue "acks"      { }
 queue "gated"     { approve_above = 10 }
 queue "pausable"  { min = 2, default = 2 }
+queue "auto"      { max = 16, max_step = 4, default = 2 }
+queue "autodry"   { default = 2 }
 alert "acks_drift" {
   severity = "warning", for_s = 0,
   worker = function(w, q) return q.queue == "acks" and w.concurrency ~= q.desired end,
@@ -658,6 +660,163 @@ test('the_screenshots_for_the_docs', async () => {
   } finally {
     if (!process.env.SLUICE_SCREENSHOT) rmSync(dir, { recursive: true, force: true });
   }
+});
+
+// ---- the autoscaler (issue 19) ---------------------------------------------------------------
+
+// The rules live in a file of their own, loaded by a hot reload for these
+// tests only: the rest of the suite runs on the base policy.
+const AUTOSCALE_POLICY = `
+autoscale "auto" {
+  every_s = 2, hold_after_manual_s = 600,
+  rule = function(q, ctx) return 6, "six for the test" end,
+}
+autoscale "autodry" {
+  every_s = 1, dry_run = true,
+  rule = function(q, ctx) return 5, "would like five" end,
+}
+`;
+
+async function autoscalers() {
+  const r = await srv.request('GET', '/api/v1/autoscalers', { token: srv.tokens.read });
+  assert.equal(r.status, 200, r.text);
+  return new Map(r.json.items.map((x) => [x.queue, x]));
+}
+
+async function withAutoscale(fn) {
+  const file = join(srv.policyDir, 'autoscale.lua');
+  writeFileSync(file, AUTOSCALE_POLICY);
+  try {
+    assert.ok(await waitFor(async () => (await autoscalers()).size === 2, 10000), 'the rules did not load');
+    await fn();
+  } finally {
+    rmSync(file, { force: true });
+    await waitFor(async () => (await autoscalers()).size === 0, 10000);
+  }
+}
+
+// Exact: "Queue auto" is also the start of "Queue autodry".
+const qcard = (page, q) => page.getByRole('article', { name: `Queue ${q}`, exact: true });
+const autoBlock = (page, q) => qcard(page, q).getByRole('region', { name: 'Autoscaler' });
+
+test('the_autoscaler_block_shows_the_rule_its_decisions_and_dry_run_proposals_and_only_for_queues_with_a_rule', async () => {
+  await withAutoscale(async () => {
+    // The rule's 6 is applied (2 -> 6: within max_step 4); the dry run changes nothing.
+    assert.ok(await waitFor(async () => (await srv.request('GET', '/api/v1/scaling/auto',
+      { token: srv.tokens.read })).json.desired_concurrency === 6, 10000), 'the autoscaler did not apply 6');
+    assert.ok(await waitFor(async () => (await autoscalers()).get('autodry').decisions.some((d) => d.outcome === 'dry_run'), 10000));
+    assert.equal((await srv.request('GET', '/api/v1/scaling/autodry', { token: srv.tokens.read })).json.desired_concurrency, 2);
+    const page = await loggedIn(srv.tokens.admin);
+    try {
+      const a = autoBlock(page, 'auto');
+      await a.getByText('on', { exact: true }).waitFor({ timeout: 8000 });
+      await a.getByText(/Every 2 s; scale-down waits 5 min; a manual change holds it 10 min/).waitFor();
+      await a.getByText(/next evaluation \d\d:\d\d:\d\d/).waitFor();
+      await a.getByText(/Last decision: .*(applied 2 → 6|unchanged at 6).*six for the test/).waitFor();
+      await a.getByText('Recent decisions').click();
+      await a.getByRole('row').filter({ hasText: 'applied 2 → 6' }).filter({ hasText: 'six for the test' }).waitFor();
+      assert.equal(await a.getByRole('button', { name: 'Release' }).count(), 0, 'nothing holds it');
+      await a.getByRole('button', { name: 'Hold…' }).waitFor();
+      // A dry run: marked as such, its proposals shown without a click, nothing applied.
+      const d = autoBlock(page, 'autodry');
+      await d.getByText('dry run: proposes, never applies').waitFor();
+      await d.getByRole('row').filter({ hasText: 'dry run: would set 2 → 5' }).filter({ hasText: 'would like five' }).first().waitFor();
+      assert.equal(await qcard(page, 'autodry').locator('.stat').filter({ hasText: 'desired / worker' }).locator('.v').textContent(), '2');
+      // No rule, no block.
+      assert.equal(await autoBlock(page, 'ingestion').count(), 0);
+      assert.equal(await qcard(page, 'ingestion').locator('.autoscale:not([hidden])').count(), 0);
+      assert.deepEqual(await axeViolations(page), []);
+      // Its changes in the history of all queues, by source.
+      await page.getByLabel('Source').selectOption('autoscaler');
+      await page.locator('#audit tbody tr', { hasText: 'autoscaler:auto' }).filter({ hasText: '2 → 6' }).waitFor();
+    } finally { await page.close(); }
+
+    // A reader sees the block, not the buttons.
+    const reader = await loggedIn(srv.tokens.read);
+    try {
+      await autoBlock(reader, 'auto').getByText(/Last decision:/).waitFor({ timeout: 8000 });
+      assert.equal(await autoBlock(reader, 'auto').getByRole('button').count(), 0);
+    } finally { await reader.close(); }
+
+    // A phone in dark mode: nothing wider than the screen, nothing axe minds.
+    const phone = await loggedIn(srv.tokens.admin, { viewport: PHONE, colorScheme: 'dark' });
+    try {
+      const p = autoBlock(phone, 'autodry');
+      await p.getByText(/dry run: would set 2 → 5/).first().waitFor({ timeout: 8000 });
+      await p.scrollIntoViewIfNeeded();
+      assert.ok(await noHorizontalScroll(phone) <= 390, `page is ${await noHorizontalScroll(phone)} px wide`);
+      const box = await p.boundingBox();
+      assert.ok(box.x >= 0 && box.x + box.width <= 390, `off screen: ${JSON.stringify(box)}`);
+      assert.deepEqual(await axeViolations(phone), []);
+    } finally { await phone.close(); }
+  });
+});
+
+test('hold_and_release_go_through_the_dialog_with_a_reason_and_a_manual_change_holds_the_rule', async () => {
+  await withAutoscale(async () => {
+    const page = await loggedIn(srv.tokens.admin);
+    try {
+      const a = autoBlock(page, 'auto');
+      await a.getByRole('button', { name: 'Hold…' }).click();
+      const dialog = page.getByRole('dialog');
+      await dialog.waitFor();
+      assert.match(await dialog.textContent(), /keeps evaluating its rule .* changes nothing until the hold ends/);
+      // The reason is required: the dialog stays open without one.
+      await dialog.getByRole('button', { name: 'Hold', exact: true }).click();
+      assert.equal(await dialog.isVisible(), true);
+      // A hold always ends: no "until resumed" among the durations.
+      assert.deepEqual(await dialog.locator('#confirm-duration option').allTextContents(),
+        ['15 minutes', '1 hour', '2 hours', '8 hours', '1 day', '7 days']);
+      await dialog.getByLabel('Reason').fill('deploy in progress');
+      await dialog.getByLabel('For').selectOption('7200');
+      await dialog.getByRole('button', { name: 'Hold', exact: true }).click();
+      await a.getByRole('status').filter({ hasText: /Held: the autoscaler of auto applies nothing until \d\d:\d\d/ }).waitFor();
+      await a.getByText(/Held until .* by root-admin: deploy in progress/).waitFor();
+      await a.getByText('held: evaluates, applies nothing').waitFor();
+      const held = (await autoscalers()).get('auto');
+      assert.equal(held.hold.kind, 'hold');
+      assert.equal(held.hold.by, 'root-admin');
+      assert.equal(held.hold.reason, 'deploy in progress');
+      assert.ok(Math.abs(Date.parse(held.held_until) - Date.now() - 7200e3) < 60e3, held.held_until);
+      assert.deepEqual(await axeViolations(page), []);
+
+      await a.getByRole('button', { name: 'Release' }).click();
+      await dialog.waitFor();
+      await dialog.getByLabel('Reason').fill('deploy done');
+      await dialog.getByRole('button', { name: 'Release', exact: true }).click();
+      await a.getByRole('status').filter({ hasText: 'Released: the autoscaler of auto applies its decisions again.' }).waitFor();
+      await a.getByText(/Held until/).waitFor({ state: 'hidden', timeout: 5000 });
+      assert.equal((await autoscalers()).get('auto').held_until, null);
+
+      // A human change holds the rule for hold_after_manual_s: the block
+      // says so without a reload (the change event asks again).
+      assert.equal((await putScaling(srv, 'auto', { desired_concurrency: 4, reason: 'by hand' })).status, 200);
+      await a.getByText(/Held until .* after a manual change by root-admin/).waitFor({ timeout: 8000 });
+      assert.equal((await autoscalers()).get('auto').hold.kind, 'manual_change');
+      await a.getByRole('button', { name: 'Release' }).waitFor();
+    } finally { await page.close(); }
+  });
+});
+
+test('a_server_without_the_autoscalers_route_shows_no_autoscaler_block', async () => {
+  await withAutoscale(async () => {
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+    try {
+      // An older server answers 404 for the route; everything else is the real one.
+      await page.route('**/api/v1/autoscalers', (r) => r.fulfill({ status: 404, contentType: 'application/json',
+        body: JSON.stringify({ error: { code: 'not_found', message: 'no route', details: {} } }) }));
+      const asked = page.waitForResponse((r) => r.url().endsWith('/api/v1/autoscalers'));
+      asked.catch(() => {});                  // awaited below; a failure before that must not leak
+      await page.goto(`http://127.0.0.1:${srv.port}/`);
+      await page.getByLabel('Token').fill(srv.tokens.admin);
+      await page.getByRole('button', { name: 'Log in' }).click();
+      await qcard(page, 'auto').waitFor();
+      assert.equal((await asked).status(), 404);
+      await qcard(page, 'auto').getByText('desired / worker').waitFor();
+      assert.equal(await page.locator('.autoscale:not([hidden])').count(), 0);
+      assert.equal(await autoBlock(page, 'auto').count(), 0);
+    } finally { await page.close(); }
+  });
 });
 
 // Last: it stops Redis.

@@ -1,12 +1,14 @@
 // card.js — one queue: its status, alerts with their cause, a running
-// override, the numbers, the charts, the workers (each with a detail row)
-// and its own history. The controls are controls.js's.
+// override, the numbers, the autoscaler (autoscale.js), the charts, the
+// workers (each with a detail row) and its own history. The controls are
+// controls.js's.
 import { el, fmtRate, fmtSpan, fmtHM, num } from './util.js';
 import { state, call, canWrite, outOfBounds, statuses, workerState } from './state.js';
 import { makeCharts, loadChartHistory, appendSnapshot, markersChanged } from './charts.js';
 import { makeControls, updateControls, endOverride, revertTo } from './controls.js';
 import { historyRow } from './audit.js';
 import { makePause, renderPause } from './pause.js';
+import { makeAutoscale, showAutoscale } from './autoscale.js';
 
 function stat(label, hint) {
   const v = el('div', { class: 'v' }, '–');
@@ -47,6 +49,7 @@ export function makeCard(q) {
     el('div', { class: 'stats jobs', role: 'group', 'aria-label': 'Jobs now' },
       c.depthW.root, c.depthA.root, c.rateDone.root, c.rateFailed.root),
     c.failedList,
+    makeAutoscale(c),
     c.charts.root,
     el('h3', { class: 'sub' }, 'Workers'),
     el('div', { class: 'scroll' }, el('table', { class: 'workers' },
@@ -61,6 +64,7 @@ export function makeCard(q) {
 }
 
 export function firstShow(c) {
+  showAutoscale(c);
   loadChartHistory(c);
   loadHistory(c.queue);
 }

@@ -146,13 +146,19 @@ export function refreshGate(c, q = c.q || queueOf(c.queue)) {
 // <dialog> with showModal: focus moves into it, Escape cancels, and the
 // page behind is inert. With `reason`, it asks for one (prefilled; "" makes
 // it required), and with `duration`, how long (seconds, or null: until
-// undone). `title` replaces "Confirm the change".
+// undone); `duration: { options: [[seconds, label], ...], value }` offers
+// those instead, with no "until" choice. `title` replaces "Confirm the change".
+let defaultDurations = null;
 export function confirmDialog(text, { reason = null, ok = 'Confirm', duration = false, title = 'Confirm the change' } = {}) {
   const dlg = $('#confirm');
   $('#confirm-title').textContent = title;
   $('#confirm-text').textContent = text;
   $('#confirm-duration-row').hidden = !duration;
-  $('#confirm-duration').value = '';
+  const sel = $('#confirm-duration');
+  defaultDurations ??= [...sel.options].map((o) => [o.value, o.textContent]);
+  const opts = duration?.options || defaultDurations;
+  sel.replaceChildren(...opts.map(([v, label]) => el('option', { value: v }, label)));
+  sel.value = duration?.value ?? opts[0][0];
   $('#confirm-ok').textContent = ok;
   const field = $('#confirm-reason-row');
   field.hidden = reason === null;

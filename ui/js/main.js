@@ -12,6 +12,7 @@ import { initOverview, renderOverview } from './overview.js';
 import { initAudit, loadAudit, setAuditQueues, auditChanged } from './audit.js';
 import { RANGES, currentRange, setRange } from './charts.js';
 import { startApprovals, loadApprovals } from './approvals.js';
+import { startAutoscalers, loadAutoscalers } from './autoscale.js';
 
 async function boot() {
   const r = await call('GET', '/api/v1/whoami');
@@ -34,7 +35,7 @@ function showLogin(message = '') {
   $('#token').focus();
 }
 state.onSessionEnd = () => showLogin('Your session ended; log in again.');
-state.onChanged = (queue) => { loadHistory(queue); auditChanged(); loadApprovals(); };
+state.onChanged = (queue) => { loadHistory(queue); auditChanged(); loadApprovals(); loadAutoscalers(); };
 
 $('#login-form').addEventListener('submit', async (e) => {
   e.preventDefault();
@@ -75,6 +76,7 @@ async function enter(who) {
   if (snap.status === 200) render(snap.json);
   await Promise.all([loadAudit({ before: null }), state.snap?.policy ? null : loadPolicies()]);
   startApprovals();
+  startAutoscalers();
   listen();
 }
 
@@ -90,6 +92,7 @@ function listen() {
     loadHistory(c.queue);
     auditChanged();
     loadApprovals();
+    loadAutoscalers();                      // a human change holds the rule
   });
   es.addEventListener('alert', () => {});     // the next snapshot shows it
   es.onerror = async () => {
