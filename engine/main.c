@@ -20,6 +20,7 @@
 #include "events.h"
 #include "metrics.h"
 #include "notify.h"
+#include "autoscale.h"
 #include "bus.h"
 #include "audit.h"
 #include "bind.h"
@@ -465,6 +466,10 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
     }
+    if ((app.autoscale = autoscale_start(&app, err, sizeof err)) == NULL) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        goto done;
+    }
     if ((scripts = script_host_new(cfg.scripts_dir, &lim, &app, bind_open_sluice, err, sizeof err)) == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
@@ -501,6 +506,7 @@ done:
     http_stop(http);
     events_free(app.events);
     script_host_free(scripts);
+    autoscale_stop(app.autoscale);  /* before the bus: its last change is relayed */
     bus_stop(app.bus);              /* after HTTP: the relay drains the last commits */
     notify_stop(app.notify);        /* an attempt in flight stays pending */
     leader_stop(app.leader);        /* releases leadership at once */

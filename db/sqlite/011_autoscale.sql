@@ -1,0 +1,18 @@
+-- 011_autoscale: what the autoscaler (issue 19) shares between replicas.
+-- autoscale_holds: an operator's explicit hold of a queue's rule, until
+-- until_at (POST /api/v1/autoscalers/{queue}/hold; a release deletes it).
+-- autoscale_state: the leader's last view of each rule (its decisions, its
+-- error, its next evaluation) as JSON text, so that followers answer
+-- GET /api/v1/autoscalers as the leader would.
+CREATE TABLE autoscale_holds (
+    queue      TEXT PRIMARY KEY,
+    until_at   INTEGER NOT NULL,
+    held_by    TEXT NOT NULL,
+    reason     TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE autoscale_state (
+    queue      TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
