@@ -10,7 +10,9 @@
 // decides.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, putScaling, assertError, BACKEND } from './harness.mjs';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { startServer, putScaling, assertError, BACKEND, BUILD } from './harness.mjs';
 import { startRedis, startWorker, produce, reports, waitFor, sleep } from './fleet_harness.mjs';
 
 const POLICY = `
@@ -39,6 +41,8 @@ autoscale "refuse" { every_s = 1, rule = function(q) return 5, "five" end }
 autoscale "above" { every_s = 1, allow_above_confirm = true, rule = function(q) return 6, "past confirm" end }
 autoscale "broken" { every_s = 1, rule = function(q) return q.no.such end }
 autoscale "spin" { every_s = 1, rule = function(q) while true do end end }
+queue "ctl" { }
+autoscale "ctl" { every_s = 1, dry_run = true, rule = function(q) return 4, "ctl" end }
 autoscale "plain" { every_s = 1, rule = function(q, ctx) return 3, "history " .. #ctx.history end }
 function validate(change, ctx)
   if change.queue == "refuse" and change.source == "autoscaler" then
@@ -220,6 +224,38 @@ test('a_rule_that_errors_or_runs_away_is_contained_and_shown_while_others_keep_w
   assert.equal(by.plain.allow_above_confirm, false);
   assert.deepEqual(await audit('broken'), []);
   assertError(await srv.request('GET', '/api/v1/autoscalers/nope', { token: srv.tokens.read }), 404, 'unknown_queue');
+});
+
+function ctl(args) {
+  const env = { ...process.env, SLUICE_URL: `http://127.0.0.1:${srv.port}`, SLUICE_TOKEN: srv.tokens.readwrite };
+  return new Promise((res) => execFile(join(BUILD, 'sluicectl'), args, { env, timeout: 30000 },
+    (err, stdout, stderr) => res({ code: err ? err.code : 0, stdout, stderr })));
+}
+
+test('sluicectl_lists_holds_and_releases_rules', async () => {
+  assert.ok(await waitFor(async () => (await item('ctl')).last_decision, 5000));
+  const list = await ctl(['autoscalers']);
+  assert.equal(list.code, 0, list.stderr);
+  assert.match(list.stdout, /^QUEUE\s+MODE\s+HELD UNTIL\s+LAST\s+CHANGE\s+NEXT\s+WHY/);
+  assert.match(list.stdout, /\nctl\s+dry-run\s+-\s+dry_run\s+2->4\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\s+ctl\n/);
+  const bad = await ctl(['hold', 'ctl', '--reason', 'no duration']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /hold needs --duration/);
+  const held = await ctl(['hold', 'ctl', '--duration', '1h', '--reason', 'deploy freeze']);
+  assert.equal(held.code, 0, held.stderr);
+  assert.match(held.stdout, /^held ctl until \d{4}-/);
+  const it = await item('ctl');
+  assert.equal(it.hold.reason, 'deploy freeze');
+  assert.equal(it.hold.by, 'ci-job');
+  const json = await ctl(['--json', 'autoscalers']);
+  assert.equal(JSON.parse(json.stdout).items.find((x) => x.queue === 'ctl').hold.kind, 'hold');
+  const rel = await ctl(['release', 'ctl', '--reason', 'freeze over']);
+  assert.equal(rel.code, 0, rel.stderr);
+  assert.equal(rel.stdout, 'released ctl\n');
+  assert.equal((await item('ctl')).hold, null);
+  const none = await ctl(['hold', 'nope', '--duration', '1m', '--reason', 'x']);
+  assert.equal(none.code, 2);
+  assert.match(none.stderr, /unknown_queue/);
 });
 
 const SOLO = `
