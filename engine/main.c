@@ -504,9 +504,9 @@ done:
      * streams, and give those answers a moment to reach their clients. */
     deferred_shutdown(http, app.events, app.fl);
     http_stop(http);
+    autoscale_stop(app.autoscale);  /* its changes announce to streams and the bus */
     events_free(app.events);
     script_host_free(scripts);
-    autoscale_stop(app.autoscale);  /* before the bus: its last change is relayed */
     bus_stop(app.bus);              /* after HTTP: the relay drains the last commits */
     notify_stop(app.notify);        /* an attempt in flight stays pending */
     leader_stop(app.leader);        /* releases leadership at once */

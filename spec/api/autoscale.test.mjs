@@ -11,8 +11,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startServer, putScaling, assertError, BACKEND, BUILD } from './harness.mjs';
+import { startServer, putScaling, assertError, cli, tempDir, BACKEND, BUILD } from './harness.mjs';
 import { startRedis, startWorker, produce, reports, waitFor, sleep } from './fleet_harness.mjs';
 
 const POLICY = `
@@ -256,6 +257,30 @@ test('sluicectl_lists_holds_and_releases_rules', async () => {
   const none = await ctl(['hold', 'nope', '--duration', '1m', '--reason', 'x']);
   assert.equal(none.code, 2);
   assert.match(none.stderr, /unknown_queue/);
+});
+
+test('a_hot_reload_replaces_the_rules_and_policy_check_knows_the_dsl', async () => {
+  const next = POLICY
+    .replace('autoscale "spin" { every_s = 1, rule = function(q) while true do end end }\n', '')
+    .replace('return 3, "history " .. #ctx.history', 'return 5, "reloaded"');
+  assert.notEqual(next, POLICY);
+  writeFileSync(join(srv.policyDir, 'test.lua'), next);
+  assert.ok(await waitFor(async () => (await desired('plain')) === 5, 5000), 'the new rule did not apply');
+  assert.equal((await item('plain')).last_decision.reason, 'reloaded');
+  assertError(await srv.request('GET', '/api/v1/autoscalers/spin', { token: srv.tokens.read }), 404, 'no_autoscaler');
+  const list = (await srv.request('GET', '/api/v1/autoscalers', { token: srv.tokens.read })).json;
+  assert.ok(!list.items.some((x) => x.queue === 'spin'));
+  // A broken rule file keeps the rules in force, and policy check names the line.
+  writeFileSync(join(srv.policyDir, 'test.lua'), next + '\nautoscale "ghost" { rule = function() end }\n');
+  const dir = tempDir();
+  writeFileSync(join(dir, 'x.lua'), next + '\nautoscale "ghost" { rule = function() end }\n');
+  const r = cli(['policy', 'check', dir]);
+  rmSync(dir, { recursive: true, force: true });
+  assert.equal(r.status, 1);
+  assert.match(r.stderr + r.stdout, /x\.lua:\d+: autoscale 'ghost': queue 'ghost' is not declared/);
+  await sleep(500);
+  assert.equal((await item('plain')).last_decision.reason, 'reloaded');
+  writeFileSync(join(srv.policyDir, 'test.lua'), next);
 });
 
 const SOLO = `
