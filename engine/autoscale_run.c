@@ -4,6 +4,7 @@
  * applies through scaling_set, and keeps what each rule did, in memory and
  * in the store for followers. */
 #include "autoscale.h"
+#include "audit.h"
 #include "auth.h"
 #include "health.h"
 #include "history.h"
@@ -336,11 +337,69 @@ record:
     autoscale_persist(as, r, now_ms);
 }
 
+/* ---- taking over ----------------------------------------------------------------------- */
+
+static enum autoscale_outcome autoscale_outcome_named(const char *name) {
+    for (int o = AUTOSCALE_NO_OPINION; o <= AUTOSCALE_ERROR; o++)
+        if (name && strcmp(autoscale_outcome_name((enum autoscale_outcome)o), name) == 0)
+            return (enum autoscale_outcome)o;
+    return AUTOSCALE_ERROR;
+}
+
+/* One decision of a stored state (api.md's shape) into d; 0, or -1. */
+static int autoscale_decision_of(json_t *j, struct autoscale_decision *d) {
+    json_t *proposal = json_object_get(j, "proposal"), *to = json_object_get(j, "to");
+    const char *at = json_string_value(json_object_get(j, "at"));
+    memset(d, 0, sizeof *d);
+    if (at == NULL || audit_parse_time(at, &d->at_ms) != 0) return -1;
+    d->has_proposal = json_is_integer(proposal);
+    d->proposal = json_integer_value(proposal);
+    d->from = json_integer_value(json_object_get(j, "from"));
+    d->has_to = json_is_integer(to);
+    d->to = json_integer_value(to);
+    d->outcome = autoscale_outcome_named(json_string_value(json_object_get(j, "outcome")));
+    const char *reason = json_string_value(json_object_get(j, "reason")),
+               *code = json_string_value(json_object_get(j, "error_code")),
+               *msg = json_string_value(json_object_get(j, "message"));
+    util_copy(d->reason, sizeof d->reason, reason ? reason : "");
+    util_copy(d->error_code, sizeof d->error_code, code ? code : "");
+    util_copy(d->message, sizeof d->message, msg ? msg : "");
+    return 0;
+}
+
+/* A rule new to this process takes the decisions the last leader stored,
+ * so that the history shown and given to ctx.decisions goes on across a
+ * change of leader. Called before the rule is first evaluated (no reader
+ * sees r's decisions until then: next_ms is 0). */
+static void autoscale_restore(struct autoscale *as, struct autoscale_rule **fresh, size_t n) {
+    struct store_autoscale_state *states = NULL;
+    size_t ns = 0;
+    if (n == 0 || store_autoscale_states(as->app->st, &states, &ns) != STORE_OK) return;
+    for (size_t k = 0; k < n; k++) {
+        struct autoscale_rule *r = fresh[k];
+        for (size_t i = 0; i < ns; i++) {
+            if (strcmp(states[i].queue, r->queue) != 0) continue;
+            json_t *state = json_loads(states[i].state, 0, NULL), *d;
+            size_t idx = json_array_size(json_object_get(state, "decisions"));
+            pthread_mutex_lock(&as->lock);
+            while (idx-- > 0 && r->ndecisions < AUTOSCALE_DECISIONS) {   /* stored newest first */
+                d = json_array_get(json_object_get(state, "decisions"), idx);
+                if (autoscale_decision_of(d, &r->decisions[r->ndecisions]) == 0) r->ndecisions++;
+            }
+            pthread_mutex_unlock(&as->lock);
+            json_decref(state);
+        }
+    }
+    free(states);
+}
+
 /* ---- the thread ----------------------------------------------------------------------- */
 
 /* Match the rule states to the rules of g (a reload may add, drop or
  * change them): new rules are due now; a shorter every_s applies at once. */
 static void autoscale_sync(struct autoscale *as, struct policy_gen *g, int64_t now_ms) {
+    struct autoscale_rule *fresh[POLICY_MAX_QUEUES];
+    size_t nfresh = 0;
     pthread_mutex_lock(&as->lock);
     for (size_t k = 0; k < as->nrules;) {
         if (policy_gen_autoscale_of(g, as->rules[k]->queue, NULL) == NULL) {
@@ -356,14 +415,15 @@ static void autoscale_sync(struct autoscale *as, struct policy_gen *g, int64_t n
         if (r == NULL) {
             if ((r = calloc(1, sizeof *r)) == NULL) continue;
             util_copy(r->queue, sizeof r->queue, a->queue);
-            r->next_ms = now_ms;
             as->rules[as->nrules++] = r;
+            fresh[nfresh++] = r;
         }
-        if (r->every_s != a->every_s && r->next_ms > now_ms + a->every_s * 1000)
+        if (r->every_s != a->every_s && r->next_ms > now_ms + a->every_s * 1000)   /* shorter now */
             r->next_ms = now_ms + a->every_s * 1000;
         r->every_s = a->every_s;
     }
     pthread_mutex_unlock(&as->lock);
+    autoscale_restore(as, fresh, nfresh);
 }
 
 /* One pass: every due rule (every rule when kicked, or in a new term). */

@@ -306,6 +306,16 @@ test('with_two_replicas_only_the_leader_decides', { skip: BACKEND !== 'postgres'
     assert.equal(rows[0].actor, 'autoscaler:solo');
     const follower = leaders[0].leader ? b : a;
     assert.equal((await item('solo', follower)).last_decision.outcome, 'unchanged');
+    // The leader stops: the other takes over and goes on with its history.
+    const leader = follower === a ? b : a;
+    const startedAt = Date.now();
+    await leader.stop();
+    const took = await waitFor(async () => {
+      const l = (await follower.request('GET', '/api/v1/autoscalers', { token: follower.tokens.read })).json;
+      return l.leader && Date.parse(l.items[0].last_decision.at) > startedAt && l.items[0];
+    }, 10000);
+    assert.ok(took, 'no take-over');
+    assert.deepEqual(took.decisions.map((d) => d.outcome), ['unchanged', 'applied']);
   } finally {
     try { await b?.cleanup(); } finally { try { await a?.cleanup(); } finally { await r2.cleanup(); } }
   }
