@@ -98,7 +98,9 @@ static struct autoscale_rule *autoscale_find(struct autoscale *as, const char *q
 
 json_t *autoscale_state_json(struct autoscale *as, const char *queue) {
     json_t *out = NULL;
-    if (as == NULL) return NULL;
+    /* A follower (or a leader that lost its lease) has nothing newer than
+     * what the leader stored. */
+    if (as == NULL || !leader_is(as->app->leader)) return NULL;
     pthread_mutex_lock(&as->lock);
     struct autoscale_rule *r = autoscale_find(as, queue);
     if (r && r->next_ms > 0) out = autoscale_rule_json(r);
@@ -427,9 +429,21 @@ static void autoscale_sync(struct autoscale *as, struct policy_gen *g, int64_t n
 }
 
 /* One pass: every due rule (every rule when kicked, or in a new term). */
+/* Forget every rule's state (this process no longer leads): when it leads
+ * again, it starts from what the leader of the meantime stored. */
+static void autoscale_forget(struct autoscale *as) {
+    pthread_mutex_lock(&as->lock);
+    for (size_t i = 0; i < as->nrules; i++) free(as->rules[i]);
+    as->nrules = 0;
+    pthread_mutex_unlock(&as->lock);
+}
+
 static void autoscale_pass(struct autoscale *as, int kicked) {
     struct app *app = as->app;
-    if (!leader_is(app->leader)) return;
+    if (!leader_is(app->leader)) {
+        if (as->nrules > 0) autoscale_forget(as);     /* only this thread changes nrules */
+        return;
+    }
     int64_t now_ms = util_now_ms();
     unsigned term = leader_term(app->leader);
     struct policy_gen *g = policy_acquire(app->pol);

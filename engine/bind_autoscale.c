@@ -152,9 +152,8 @@ static int autoscale_l_get(lua_State *L) {
 }
 
 /* Hold (duration_s > 0) or release (0) queue's rule for the caller. */
-static int autoscale_set_hold(lua_State *L, const char *fname, const char *queue,
+static int autoscale_set_hold(lua_State *L, struct script_request *sr, const char *queue,
                               int64_t duration_s, const char *reason) {
-    struct script_request *sr = script_current(L, fname);
     struct app *app = script_app(L);
     struct api_error err = {0};
     int rc;
@@ -179,6 +178,7 @@ static int autoscale_set_hold(lua_State *L, const char *fname, const char *queue
 /* sluice.autoscale.hold(queue, {duration_s=, reason=}) -> item | nil, err. */
 static int autoscale_l_hold(lua_State *L) {
     luaL_argcheck(L, lua_gettop(L) == 2, 2, "expected a queue and an options table");
+    struct script_request *sr = script_current(L, "sluice.autoscale.hold");
     const char *queue = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "duration_s");
@@ -187,17 +187,18 @@ static int autoscale_l_hold(lua_State *L) {
                   "duration_s must be in 1..604800");
     lua_getfield(L, 2, "reason");
     const char *reason = luaL_optstring(L, -1, "");
-    return autoscale_set_hold(L, "sluice.autoscale.hold", queue, duration, reason);
+    return autoscale_set_hold(L, sr, queue, duration, reason);
 }
 
 /* sluice.autoscale.release(queue, {reason=}) -> item | nil, err. */
 static int autoscale_l_release(lua_State *L) {
     luaL_argcheck(L, lua_gettop(L) == 2, 2, "expected a queue and an options table");
+    struct script_request *sr = script_current(L, "sluice.autoscale.release");
     const char *queue = luaL_checkstring(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     lua_getfield(L, 2, "reason");
     const char *reason = luaL_optstring(L, -1, "");
-    return autoscale_set_hold(L, "sluice.autoscale.release", queue, 0, reason);
+    return autoscale_set_hold(L, sr, queue, 0, reason);
 }
 
 void bind_autoscale_open(lua_State *L) {
