@@ -1,12 +1,12 @@
 /* policy.h — the operators' policies: loading the *.lua files of the policy
  * directory, hot reload with last-good fallback, the bounds of each queue, the
- * custom validate() hook, and the alert rule definitions (evaluated by
- * alerts.c later).
+ * custom validate() hook, the alert rule definitions (evaluated by
+ * alerts.c later), notify sinks and autoscaling rules (run by autoscale.c).
  *
  * A policy generation is the declarations resolved into C structs plus two
  * sandboxed Lua states running the same files: one for validate() (request
- * context), one for the alert rules (tick context), each behind its own
- * lock. A generation never changes once published. A reload builds a
+ * context), one for the alert rules (tick context), and a third for the
+ * autoscaling rules when it declares any, each behind its own lock. A generation never changes once published. A reload builds a
  * complete new generation first and swaps it in only when every file loaded
  * and every declaration was valid; readers hold a reference
  * (policy_acquire/policy_release), so a reload never pulls a generation from
@@ -15,8 +15,9 @@
  *
  * Locks: the host's lock is held only to swap or take a reference, never
  * around Lua; bounds look-ups take no lock at all once a reference is held.
- * validate() runs under its generation's eval lock and alert rules under its
- * tick lock; neither is ever held together with a database lock (scaling.c
+ * validate() runs under its generation's eval lock, alert rules under its
+ * tick lock and autoscaling rules under its auto lock; none is ever held
+ * together with another or with a database lock (scaling.c
  * runs validate before its write transaction). Uses sandbox.h. */
 #ifndef SLUICE_POLICY_H
 #define SLUICE_POLICY_H
