@@ -16,9 +16,9 @@ int pg_autoscale_hold(void *h, const struct store_autoscale_hold *x) {
                          I64(at, x->created_ms)};
     struct pg_slot *p = pg_acquire(s);
     if (p == NULL) return STORE_UNAVAILABLE;
-    PQclear(pg_run(p, "INSERT INTO autoscale_holds (queue, until_at, held_by, reason, created_at)"
+    PQclear(pg_run(p, "INSERT INTO autoscale_holds (queue, until_ms, held_by, reason, created_at)"
                       " VALUES ($1, $2::bigint, $3, $4, $5::bigint) ON CONFLICT (queue) DO UPDATE"
-                      " SET until_at = EXCLUDED.until_at, held_by = EXCLUDED.held_by,"
+                      " SET until_ms = EXCLUDED.until_ms, held_by = EXCLUDED.held_by,"
                       " reason = EXCLUDED.reason, created_at = EXCLUDED.created_at",
                    5, pv, "autoscale_hold", &rc));
     pg_release(s, p);
@@ -35,7 +35,7 @@ static void pg_read_hold(PGresult *r, int row, void *elem) {
 }
 
 int pg_autoscale_holds(void *h, struct store_autoscale_hold **out, size_t *n) {
-    return pg_collect(h, NULL, "SELECT queue, until_at, held_by, reason, created_at"
+    return pg_collect(h, NULL, "SELECT queue, until_ms, held_by, reason, created_at"
                                " FROM autoscale_holds ORDER BY queue",
                       0, NULL, sizeof **out, pg_read_hold, (void **)out, n);
 }

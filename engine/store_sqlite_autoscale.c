@@ -7,9 +7,9 @@
 #include <string.h>
 
 int sq_autoscale_hold(void *h, const struct store_autoscale_hold *x) {
-    return sq_run(h, NULL, "INSERT INTO autoscale_holds (queue, until_at, held_by, reason, created_at)"
+    return sq_run(h, NULL, "INSERT INTO autoscale_holds (queue, until_ms, held_by, reason, created_at)"
                            " VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (queue) DO UPDATE SET"
-                           " until_at = ?2, held_by = ?3, reason = ?4, created_at = ?5",
+                           " until_ms = ?2, held_by = ?3, reason = ?4, created_at = ?5",
                   "autoscale_hold",
                   SQ_ARGS(SQ_TEXT(x->queue), SQ_INT(x->until_ms), SQ_TEXT(x->by),
                           SQ_TEXT(x->reason), SQ_INT(x->created_ms)));
@@ -25,7 +25,7 @@ static void sq_read_hold(sqlite3_stmt *st, void *elem) {
 }
 
 int sq_autoscale_holds(void *h, struct store_autoscale_hold **out, size_t *n) {
-    return sq_collect(h, NULL, "SELECT queue, until_at, held_by, reason, created_at"
+    return sq_collect(h, NULL, "SELECT queue, until_ms, held_by, reason, created_at"
                                " FROM autoscale_holds ORDER BY queue",
                       "autoscale_holds", sizeof **out, sq_read_hold, (void **)out, n, SQ_NO_ARGS);
 }

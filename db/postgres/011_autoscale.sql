@@ -2,7 +2,7 @@
 -- Same tables as db/sqlite/011_autoscale.sql.
 CREATE TABLE autoscale_holds (
     queue      TEXT PRIMARY KEY,
-    until_at   BIGINT NOT NULL,
+    until_ms   BIGINT NOT NULL,
     held_by    TEXT NOT NULL,
     reason     TEXT NOT NULL,
     created_at BIGINT NOT NULL
