@@ -22,6 +22,7 @@ static const struct {
     {"store_unavailable", 503},    {"store_busy", 503},           {"not_ready", 503},
     {"store_full", 507},           {"unknown_approval", 404},     {"unknown_version", 404},
     {"approval_pending", 409},     {"approval_expired", 409},     {"approval_decided", 409},
+    {"no_autoscaler", 404},
 };
 
 int api_error_status(const char *code) {

@@ -21,6 +21,7 @@ typedef struct events events;
 typedef struct leader leader;
 typedef struct history history;
 struct notify;
+struct autoscale;
 
 struct app {
     const struct config *cfg;
@@ -36,6 +37,7 @@ struct app {
     leader *leader;              /* runs the relay, expiry, alert notices */
     history *history;            /* 24 h of samples per queue */
     struct notify *notify;              /* webhook notifications (leader delivers); may be NULL */
+    struct autoscale *autoscale;        /* the autoscaling rules (leader evaluates); may be NULL */
     int64_t started_ms;
 };
 

@@ -28,6 +28,9 @@ void bind_open_sluice(lua_State *L) {
     lua_newtable(L);
     bind_notify_open(L);                        /* list */
     lua_setfield(L, -2, "notify");
+    lua_newtable(L);
+    bind_autoscale_open(L);                     /* list, get, hold, release */
+    lua_setfield(L, -2, "autoscale");
     lua_setglobal(L, "sluice");
 }
 

@@ -19,6 +19,7 @@ void bind_flags_open(lua_State *L);      /* sluice.flags.* */
 void bind_policy_open(lua_State *L);     /* sluice.policy.* */
 void bind_telemetry_open(lua_State *L);  /* sluice.telemetry.* */
 void bind_notify_open(lua_State *L);     /* sluice.notify.* */
+void bind_autoscale_open(lua_State *L);  /* sluice.autoscale.* */
 
 #include "apierr.h"
 

@@ -342,3 +342,32 @@ struct body *history_render(history *h, const char *queue, const struct history_
     free(pts);
     return body_writer_finish(&w, BODY_JSON);
 }
+
+size_t history_recent(history *h, const char *queue, int64_t since_ms, struct history_sample_at *out,
+                      size_t max) {
+    size_t n = 0;
+    pthread_mutex_lock(&h->lock);
+    struct history_ring *r = history_ring_of(h, queue, 0);
+    const struct history_tier *t = r ? &r->tiers[0] : NULL;
+    if (t && t->newest >= 0) {
+        int64_t first = since_ms / t->step_ms, oldest = t->newest - (int64_t)t->slots + 1;
+        if (first < oldest) first = oldest;
+        for (int64_t slot = first; slot <= t->newest && n < max; slot++) {
+            size_t i = (size_t)(slot % (int64_t)t->slots);
+            struct history_sample s = {
+                t->waiting[i] == HISTORY_I32_NONE ? HISTORY_UNKNOWN : t->waiting[i],
+                t->active[i] == HISTORY_I32_NONE ? HISTORY_UNKNOWN : t->active[i],
+                t->desired[i] == HISTORY_I32_NONE ? HISTORY_UNKNOWN : t->desired[i],
+                t->running[i] == HISTORY_I32_NONE ? HISTORY_UNKNOWN : t->running[i],
+                t->workers[i] == HISTORY_U16_NONE ? HISTORY_UNKNOWN : t->workers[i],
+                t->done[i], t->failed[i]};
+            if (s.waiting == HISTORY_UNKNOWN && s.desired == HISTORY_UNKNOWN &&
+                s.running == HISTORY_UNKNOWN && s.workers == HISTORY_UNKNOWN)
+                continue;                            /* a gap */
+            out[n].at_ms = slot * t->step_ms;
+            out[n++].s = s;
+        }
+    }
+    pthread_mutex_unlock(&h->lock);
+    return n;
+}

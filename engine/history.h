@@ -88,6 +88,18 @@ int64_t history_range_start(const struct history_range *r, int64_t now_ms);
 struct body *history_render(history *h, const char *queue, const struct history_range *r,
                             int64_t now_ms, const struct history_audit *audit);
 
+/* One 10 s sample of a queue with the start of its step. */
+struct history_sample_at {
+    int64_t at_ms;
+    struct history_sample s;
+};
+
+/* The 10 s samples of queue from since_ms on, oldest first, at most max
+ * into out (steps without a sample are left out): what the autoscaler's
+ * rules see as ctx.history. Returns how many. */
+size_t history_recent(history *h, const char *queue, int64_t since_ms, struct history_sample_at *out,
+                      size_t max);
+
 /* Bytes of memory the rings hold (for the docs' figure and the tests). */
 size_t history_memory(history *h);
 

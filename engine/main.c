@@ -20,6 +20,7 @@
 #include "events.h"
 #include "metrics.h"
 #include "notify.h"
+#include "autoscale.h"
 #include "bus.h"
 #include "audit.h"
 #include "bind.h"
@@ -465,6 +466,10 @@ static int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
     }
+    if ((app.autoscale = autoscale_start(&app, err, sizeof err)) == NULL) {
+        fprintf(stderr, "sluiced: %s\n", err);
+        goto done;
+    }
     if ((scripts = script_host_new(cfg.scripts_dir, &lim, &app, bind_open_sluice, err, sizeof err)) == NULL) {
         fprintf(stderr, "sluiced: %s\n", err);
         goto done;
@@ -499,6 +504,7 @@ done:
      * streams, and give those answers a moment to reach their clients. */
     deferred_shutdown(http, app.events, app.fl);
     http_stop(http);
+    autoscale_stop(app.autoscale);  /* its changes announce to streams and the bus */
     events_free(app.events);
     script_host_free(scripts);
     bus_stop(app.bus);              /* after HTTP: the relay drains the last commits */

@@ -1,4 +1,5 @@
-/* policy.c — the policy DSL (defaults, queue, alert, validate), directory
+/* policy.c — the policy DSL (defaults, queue, alert, validate, notify and
+ * autoscale, whose declarations policy_autoscale.c resolves), directory
  * loading with content digests, hot reload and last-good fallback. */
 #include "policy_int.h"
 #include "autoscale_lib.h"
@@ -172,6 +173,9 @@ static int policy_dsl_named(lua_State *L, const char *reg, const char *what) {
 static int policy_dsl_queue(lua_State *L) { return policy_dsl_named(L, POLICY_REG_QUEUES, "queue"); }
 static int policy_dsl_alert(lua_State *L) { return policy_dsl_named(L, POLICY_REG_ALERTS, "alert"); }
 static int policy_dsl_notify(lua_State *L) { return policy_dsl_named(L, POLICY_REG_SINKS, "notify"); }
+static int policy_dsl_autoscale(lua_State *L) {
+    return policy_dsl_named(L, POLICY_REG_AUTOSCALE, "autoscale");
+}
 
 static int policy_dsl_open(lua_State *L) {
     lua_newtable(L);
@@ -182,11 +186,14 @@ static int policy_dsl_open(lua_State *L) {
     lua_setfield(L, LUA_REGISTRYINDEX, POLICY_REG_ALERTS);
     lua_newtable(L);
     lua_setfield(L, LUA_REGISTRYINDEX, POLICY_REG_SINKS);
+    lua_newtable(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, POLICY_REG_AUTOSCALE);
     lua_register(L, "defaults", policy_dsl_defaults);
     lua_register(L, "queue", policy_dsl_queue);
     lua_register(L, "alert", policy_dsl_alert);
     lua_register(L, "notify", policy_dsl_notify);
     autoscale_lib_open(L);                      /* sluice.localtime, cron, schedule, ... */
+    lua_register(L, "autoscale", policy_dsl_autoscale);
     return 0;
 }
 
@@ -197,11 +204,7 @@ static const char *const bound_fields[] = {"default", "min", "max", "max_step", 
                                            "bullmq_prefix", "approve_above", "approval_ttl_s",
                                            NULL};
 
-/* Raise "file:line: what" using the declaration at decl_idx. */
-static int policy_decl_error(lua_State *L, int decl_idx, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int policy_decl_error(lua_State *L, int decl_idx, const char *fmt, ...) {
+int policy_decl_error(lua_State *L, int decl_idx, const char *fmt, ...) {
     char msg[400];
     va_list ap;
     va_start(ap, fmt);
@@ -212,8 +215,7 @@ static int policy_decl_error(lua_State *L, int decl_idx, const char *fmt, ...) {
     return luaL_error(L, "%s:%d: %s", lua_tostring(L, -2), (int)lua_tointeger(L, -1), msg);
 }
 
-/* Reject unknown fields of the spec at spec_idx. */
-static void policy_check_fields(lua_State *L, int decl_idx, int spec_idx,
+void policy_check_fields(lua_State *L, int decl_idx, int spec_idx,
                                 const char *const *allowed, const char *what) {
     lua_pushnil(L);
     while (lua_next(L, spec_idx) != 0) {        /* key, value */
@@ -227,8 +229,7 @@ static void policy_check_fields(lua_State *L, int decl_idx, int spec_idx,
     }
 }
 
-/* Read integer field `key` of the spec into *out when present; 1 if present. */
-static int policy_int_field(lua_State *L, int decl_idx, int spec_idx, const char *key, int64_t lo,
+int policy_int_field(lua_State *L, int decl_idx, int spec_idx, const char *key, int64_t lo,
                             int64_t hi, const char *what, int64_t *out) {
     int present = 0;
     lua_pushstring(L, key);
@@ -560,6 +561,7 @@ static int policy_resolve(lua_State *L) {
     policy_resolve_queues(L, g);
     policy_resolve_alerts(L, g);
     policy_resolve_sinks(L, g);
+    policy_resolve_autoscale(L, g);
     int t = lua_getglobal(L, "validate");
     if (t != LUA_TNIL && t != LUA_TFUNCTION) luaL_error(L, "validate must be a function");
     g->has_validate = t == LUA_TFUNCTION;
@@ -573,7 +575,9 @@ static void policy_gen_free(struct policy_gen *g) {
     if (g == NULL) return;
     sandbox_close(g->L);
     sandbox_close(g->L_tick);
+    sandbox_close(g->L_auto);
     pthread_mutex_destroy(&g->eval_lock);
+    pthread_mutex_destroy(&g->auto_lock);
     pthread_mutex_destroy(&g->tick_lock);
     pthread_mutex_destroy(&g->fail_lock);
     free(g);
@@ -653,8 +657,12 @@ static struct policy_gen *policy_gen_load(const struct policy_files *f,
     pthread_mutex_init(&g->eval_lock, NULL);
     pthread_mutex_init(&g->tick_lock, NULL);
     pthread_mutex_init(&g->fail_lock, NULL);
+    pthread_mutex_init(&g->auto_lock, NULL);
+    /* The autoscaler's rules get a state of their own only when there are
+     * any: a runaway rule then never delays a change or an alert rule. */
     if ((g->L = policy_state_load(f, limits, g, 1, err)) == NULL ||
-        (g->L_tick = policy_state_load(f, limits, g, 0, err)) == NULL) {
+        (g->L_tick = policy_state_load(f, limits, g, 0, err)) == NULL ||
+        (g->nautoscale > 0 && (g->L_auto = policy_state_load(f, limits, g, 0, err)) == NULL)) {
         policy_gen_free(g);
         return NULL;
     }

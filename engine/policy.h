@@ -1,12 +1,12 @@
 /* policy.h — the operators' policies: loading the *.lua files of the policy
  * directory, hot reload with last-good fallback, the bounds of each queue, the
- * custom validate() hook, and the alert rule definitions (evaluated by
- * alerts.c later).
+ * custom validate() hook, the alert rule definitions (evaluated by
+ * alerts.c later), notify sinks and autoscaling rules (run by autoscale.c).
  *
  * A policy generation is the declarations resolved into C structs plus two
  * sandboxed Lua states running the same files: one for validate() (request
- * context), one for the alert rules (tick context), each behind its own
- * lock. A generation never changes once published. A reload builds a
+ * context), one for the alert rules (tick context), and a third for the
+ * autoscaling rules when it declares any, each behind its own lock. A generation never changes once published. A reload builds a
  * complete new generation first and swaps it in only when every file loaded
  * and every declaration was valid; readers hold a reference
  * (policy_acquire/policy_release), so a reload never pulls a generation from
@@ -15,8 +15,9 @@
  *
  * Locks: the host's lock is held only to swap or take a reference, never
  * around Lua; bounds look-ups take no lock at all once a reference is held.
- * validate() runs under its generation's eval lock and alert rules under its
- * tick lock; neither is ever held together with a database lock (scaling.c
+ * validate() runs under its generation's eval lock, alert rules under its
+ * tick lock and autoscaling rules under its auto lock; none is ever held
+ * together with another or with a database lock (scaling.c
  * runs validate before its write transaction). Uses sandbox.h. */
 #ifndef SLUICE_POLICY_H
 #define SLUICE_POLICY_H
@@ -255,5 +256,76 @@ int policy_sink_wants(const struct policy_sink *s, const char *event, const char
  * replaces the previous set. */
 void policy_set_notify_failures(policy *p, const char (*queues)[UTIL_NAME_MAX + 1],
                                 const int64_t *counts, size_t n);
+
+/* ---- autoscaling rules (autoscale "queue" { ... }; autoscale.c runs them) --- */
+
+#define POLICY_AUTOSCALE_REASON_MAX 201   /* 200 bytes of the rule's reason kept */
+#define POLICY_AUTOSCALE_ERROR_MAX 256
+#define POLICY_UNKNOWN INT64_MIN          /* a figure not known: nil in Lua */
+
+struct policy_autoscale {
+    char queue[UTIL_NAME_MAX + 1];
+    int64_t every_s;                      /* 1..3600, default 15 */
+    int64_t hold_after_manual_s;          /* 0..86400, default 900 */
+    int64_t scale_down_window_s;          /* 0..86400, default 300 */
+    int dry_run, allow_above_confirm;     /* default false */
+};
+
+/* Rules of g in declaration order (0 for NULL), the i-th (NULL past the
+ * end) and the one of queue (NULL: none); valid while g is held. */
+size_t policy_gen_autoscale_count(const struct policy_gen *g);
+const struct policy_autoscale *policy_gen_autoscale(const struct policy_gen *g, size_t i);
+const struct policy_autoscale *policy_gen_autoscale_of(const struct policy_gen *g,
+                                                       const char *queue, size_t *index);
+
+/* What a rule sees as q; POLICY_UNKNOWN integers and NaN rates are nil. */
+struct policy_autoscale_q {
+    const char *queue;
+    int64_t waiting, active, delayed, failed;
+    int64_t desired, running, workers;
+    double done_per_s, failed_per_s;
+    int paused;
+    const struct policy_bounds *b;
+};
+
+/* One entry of ctx.history (a sample of history.c) and of ctx.decisions. */
+struct policy_autoscale_point {
+    int64_t at_ms;
+    int64_t waiting, active, desired, running, workers;
+    double done_per_s, failed_per_s;
+};
+
+struct policy_autoscale_past {
+    int64_t at_ms;
+    int has_proposal;
+    int64_t proposal;
+    const char *outcome, *reason;
+};
+
+struct policy_autoscale_ctx {
+    int64_t now_ms;
+    const struct policy_autoscale_point *history;     /* oldest first */
+    size_t nhistory;
+    const struct policy_autoscale_past *decisions;    /* newest last */
+    size_t ndecisions;
+};
+
+/* What the rule returned: desired (has_desired 0: nil, no opinion) and
+ * its reason ("" when none). */
+struct policy_autoscale_result {
+    int has_desired;
+    int64_t desired;
+    char reason[POLICY_AUTOSCALE_REASON_MAX];
+    char error[POLICY_AUTOSCALE_ERROR_MAX];
+};
+
+/* Run rule i of g, rule(q, ctx), in g's autoscale state under its lock and
+ * the sandbox's budget. Returns 0 with *out, or -1 with out->error when the
+ * rule raised, ran out of budget or returned something else than an
+ * integer (or nil) and an optional string. Never call it holding a store
+ * transaction or another policy lock. */
+int policy_gen_autoscale_run(struct policy_gen *g, size_t i, const struct policy_autoscale_q *q,
+                             const struct policy_autoscale_ctx *ctx,
+                             struct policy_autoscale_result *out);
 
 #endif

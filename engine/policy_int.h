@@ -14,6 +14,7 @@
 #define POLICY_REG_QUEUES "sluice.policy.queues"
 #define POLICY_REG_ALERTS "sluice.policy.alerts"
 #define POLICY_REG_SINKS "sluice.policy.notify"
+#define POLICY_REG_AUTOSCALE "sluice.policy.autoscale"
 
 struct policy_queue {
     char name[UTIL_NAME_MAX + 1];
@@ -45,6 +46,14 @@ struct policy_gen {
     int has_validate;
     struct policy_sink sinks[POLICY_MAX_SINKS];
     size_t nsinks;
+    /* autoscale "queue" { ... }: their settings here, their rule functions
+     * in L_auto (the declarations' order in POLICY_REG_AUTOSCALE), a third
+     * state made only when there are rules, used by the autoscaler's thread
+     * under auto_lock. */
+    struct policy_autoscale autoscale[POLICY_MAX_QUEUES];
+    size_t nautoscale;
+    pthread_mutex_t auto_lock;
+    lua_State *L_auto;
     char sha256[65];
     int64_t loaded_at_ms;
     char files[POLICY_MAX_FILES][128];
@@ -84,6 +93,22 @@ struct policy {
 /* policy_alerts.c: the failing notifications of queue in p (0 when none). */
 int64_t policy_notify_failures_of(const struct policy_notify_failing *f, size_t n,
                                   const char *queue);
+
+/* policy.c's helpers of the DSL, for policy_autoscale.c. policy_decl_error
+ * raises "file:line: message" of the declaration at decl_idx;
+ * policy_check_fields rejects fields of the spec not in allowed;
+ * policy_int_field reads an integer field in lo..hi into *out (1 when
+ * present). All raise, in protected mode. */
+int policy_decl_error(lua_State *L, int decl_idx, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void policy_check_fields(lua_State *L, int decl_idx, int spec_idx, const char *const *allowed,
+                         const char *what);
+int policy_int_field(lua_State *L, int decl_idx, int spec_idx, const char *key, int64_t lo,
+                     int64_t hi, const char *what, int64_t *out);
+
+/* policy_autoscale.c: read the autoscale declarations into g (after the
+ * queues). Raises on an invalid one. */
+void policy_resolve_autoscale(lua_State *L, struct policy_gen *g);
 
 /* Set field k of the table on top of the stack (the tables scripts see). */
 void policy_set_int(lua_State *L, const char *k, lua_Integer v);

@@ -320,7 +320,8 @@ int scaling_set(struct app *app, const struct scaling_change *c, struct scaling_
                       app->cfg->env);
         /* Only declared queues are audited: the log must not fill with
          * names anyone can make up. */
-        if (declared && scaling_load(app, c->queue, &j.b, &cur) == STORE_OK) {
+        int quiet = c->quiet_refusal && strcmp(c->quiet_refusal, err->code) == 0;
+        if (declared && !quiet && scaling_load(app, c->queue, &j.b, &cur) == STORE_OK) {
             scaling_audit_refusal(app, c, cur.desired, cur.version, err->code);
             metrics_count_change(app->metrics, c->queue, "rejected");
         }
@@ -344,6 +345,7 @@ int scaling_set(struct app *app, const struct scaling_change *c, struct scaling_
     sc.token_id = c->token_id;
     sc.duration_s = c->duration_s;
     sc.approval_ttl_ms = j.b.approval_ttl_s * 1000;
+    sc.quiet_refusal = c->quiet_refusal;
     for (int tries = 0;; tries++) {
         if (policy_gen_has_validate(j.gen) && (rc = scaling_prevalidate(&j)) != STORE_OK) break;
         sc.now_ms = util_now_ms();

@@ -68,6 +68,9 @@ struct scaling_change {
     int64_t from_version;        /* a revert: the version whose value this is; 0: none */
     const char *approval_id;     /* applying an approved change: it needs no approval again */
     int admitted;                /* 1: the caller already passed scaling_admit_write */
+    /* A refusal with this error code is not audited (store_change's
+     * quiet_refusal: the autoscaler's unchanged repeat); NULL: audited. */
+    const char *quiet_refusal;
 };
 
 /* An accepted change: the queue after it, the value before it, whether

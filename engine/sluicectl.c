@@ -10,6 +10,9 @@
  *   sluicectl approvals [--status pending|approved|rejected|expired|all]
  *   sluicectl approve ID [--reason R]
  *   sluicectl reject ID --reason R
+ *   sluicectl autoscalers
+ *   sluicectl hold QUEUE --duration 1h --reason R
+ *   sluicectl release QUEUE --reason R
  *   sluicectl status
  *   sluicectl whoami
  *   sluicectl help | --help | -h | --version
@@ -45,6 +48,7 @@
 #define CTL_LIMIT_MAX 500               /* the history routes' own limit */
 #define CTL_WAIT_MAX_MS 30000           /* the server refuses a longer wait_ms */
 #define CTL_DURATION_MAX_S (30 * 86400) /* the server refuses a longer duration_s */
+#define CTL_HOLD_MAX_S (7 * 86400)      /* the longest autoscaler hold */
 #define CTL_RETRY_MAX_S 60              /* longer waits are budgets, not cooldowns */
 
 enum { EXIT_OK = 0, EXIT_OTHER = 1, EXIT_REFUSED = 2, EXIT_UNACKED = 3, EXIT_PENDING = 4 };
@@ -484,6 +488,62 @@ static int ctl_decide(const struct ctl *c, const char *verb, const char *id, con
     return rc;
 }
 
+/* One autoscaling rule: its mode, hold, last decision and next run. */
+static void ctl_autoscaler_row(json_t *it) {
+    char held[48], next[48], change[48] = "-";
+    json_t *d = json_object_get(it, "last_decision"), *err = json_object_get(it, "error");
+    const char *mode = json_is_true(json_object_get(it, "dry_run")) ? "dry-run" : "on";
+    if (json_is_object(d) && json_is_integer(json_object_get(d, "to")))
+        snprintf(change, sizeof change, "%lld->%lld", (long long)json_integer_value(json_object_get(d, "from")),
+                 (long long)json_integer_value(json_object_get(d, "to")));
+    const char *why = json_is_object(err) ? ctl_str(json_object_get(err, "message"))
+                      : json_is_object(d) ? ctl_str(json_object_get(d, "reason")) : "";
+    printf("%-16s %-8s %-23s %-12s %-10s %-23s %s\n", ctl_str(json_object_get(it, "queue")), mode,
+           ctl_when(json_object_get(it, "held_until"), held, sizeof held),
+           json_is_object(d) ? ctl_str(json_object_get(d, "outcome")) : "-", change,
+           ctl_when(json_object_get(it, "next_evaluation_at"), next, sizeof next), why);
+}
+
+static int ctl_autoscalers(const struct ctl *c) {
+    struct ctl_answer a;
+    ctl_call(c, "GET", "/api/v1/autoscalers", NULL, &a);
+    int rc = EXIT_OK;
+    if (a.status != 200) rc = ctl_refusal(c, &a);
+    else if (c->json) ctl_print_json(a.json);
+    else {
+        size_t i;
+        json_t *it;
+        printf("%-16s %-8s %-23s %-12s %-10s %-23s %s\n", "QUEUE", "MODE", "HELD UNTIL", "LAST", "CHANGE",
+               "NEXT", "WHY");
+        json_array_foreach(json_object_get(a.json, "items"), i, it) ctl_autoscaler_row(it);
+    }
+    json_decref(a.json);
+    return rc;
+}
+
+/* Hold queue's rule for duration_s, or release it (duration_s 0). */
+static int ctl_hold(const struct ctl *c, const char *queue, int64_t duration_s, const char *reason) {
+    char path[160], until[48];
+    struct ctl_answer a;
+    json_t *body = json_pack("{s:s}", "reason", reason);
+    if (duration_s > 0) json_object_set_new(body, "duration_s", json_integer(duration_s));
+    snprintf(path, sizeof path, "/api/v1/autoscalers/%s/%s", queue, duration_s > 0 ? "hold" : "release");
+    ctl_call(c, "POST", path, body, &a);
+    json_decref(body);
+    int rc = EXIT_OK;
+    if (a.status != 200) rc = ctl_refusal(c, &a);
+    else if (c->json) ctl_print_json(a.json);
+    else if (duration_s > 0)
+        printf("held %s until %s\n", queue, ctl_when(json_object_get(a.json, "held_until"), until, sizeof until));
+    else if (json_is_object(json_object_get(a.json, "hold")))
+        printf("released %s; still held until %s after a manual change\n", queue,
+               ctl_when(json_object_get(a.json, "held_until"), until, sizeof until));
+    else
+        printf("released %s\n", queue);
+    json_decref(a.json);
+    return rc;
+}
+
 static int ctl_status(const struct ctl *c) {
     struct ctl_answer a;
     ctl_call(c, "GET", "/admin/runtime-scaling", NULL, &a);
@@ -558,6 +618,10 @@ static void ctl_usage(FILE *to) {
             "  resume QUEUE --reason R [--wait 5s]\n"
             "  history [QUEUE] [--limit N] [--before ID]\n"
             "                                   who changed what, newest first (20 by default)\n"
+            "  autoscalers                      the autoscaling rules: mode, hold, last decision\n"
+            "  hold QUEUE --duration 1h --reason R\n"
+            "                                   the rule applies nothing until then (at most 7d)\n"
+            "  release QUEUE --reason R         end a hold (and the hold after a manual change)\n"
             "  status                           depth, concurrency, workers, rates, alerts\n"
             "  whoami                           this token's name and scopes\n"
             "  help                             this text (also --help, -h)\n"
@@ -679,7 +743,8 @@ static int ctl_parse(int argc, char **argv, struct ctl_args *o, struct ctl *c) {
 static int ctl_check_command(const struct ctl_args *o, long long *n) {
     static const struct { const char *name; int max; } commands[] = {
         {"get", 2}, {"set", 3}, {"history", 2}, {"status", 1}, {"whoami", 1},
-        {"revert", 3}, {"approvals", 1}, {"approve", 2}, {"reject", 2}, {"pause", 2}, {"resume", 2}};
+        {"revert", 3}, {"approvals", 1}, {"approve", 2}, {"reject", 2}, {"pause", 2}, {"resume", 2},
+        {"autoscalers", 1}, {"hold", 2}, {"release", 2}};
     static const char *const statuses[] = {"pending", "approved", "rejected", "expired", "all"};
     const char *cmd = o->pos[0];
     size_t k = 0;
@@ -726,6 +791,18 @@ static int ctl_check_command(const struct ctl_args *o, long long *n) {
         else return 0;
         return -1;
     }
+    int holding = !strcmp(cmd, "hold") || !strcmp(cmd, "release");
+    if (holding && o->npos < 2) fprintf(stderr, "sluicectl: %s needs QUEUE\n", cmd);
+    else if (holding && o->reason == NULL)
+        fprintf(stderr, "sluicectl: %s needs --reason (operators read it)\n", cmd);
+    else if (!strcmp(cmd, "hold") && !o->has_duration)
+        fprintf(stderr, "sluicectl: hold needs --duration (e.g. 30m, 2h, at most 7d)\n");
+    else if (!strcmp(cmd, "hold") && (o->duration_s < 1 || o->duration_s > CTL_HOLD_MAX_S))
+        fprintf(stderr, "sluicectl: hold: --duration must be 1s..7d\n");
+    else if (!strcmp(cmd, "release") && o->has_duration)
+        fprintf(stderr, "sluicectl: release takes no --duration\n");
+    else if (holding) return 0;
+    if (holding) return -1;
     int pausing = !strcmp(cmd, "pause") || !strcmp(cmd, "resume");
     if (pausing && o->npos < 2) fprintf(stderr, "sluicectl: %s needs QUEUE\n", cmd);
     else if (pausing && o->reason == NULL)
@@ -764,6 +841,9 @@ static int ctl_run(const struct ctl *c, const struct ctl_args *o, long long n) {
         json_decref(pb);
         return prc;
     }
+    if (!strcmp(cmd, "autoscalers")) return ctl_autoscalers(c);
+    if (!strcmp(cmd, "hold")) return ctl_hold(c, queue, o->duration_s, o->reason);
+    if (!strcmp(cmd, "release")) return ctl_hold(c, queue, 0, o->reason);
     if (!strcmp(cmd, "approvals")) return ctl_approvals(c, o->status);
     if (!strcmp(cmd, "approve") || !strcmp(cmd, "reject")) return ctl_decide(c, cmd, queue, o->reason);
     json_t *body = json_pack("{s:I, s:s, s:b}", revert ? "to_version" : "desired_concurrency", (json_int_t)n,

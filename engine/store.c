@@ -352,6 +352,11 @@ static void store_change_entry(struct store_audit *e, const struct store_change 
     util_copy(e->approval_id, sizeof e->approval_id, c->approval_id ? c->approval_id : "");
 }
 
+/* A refusal of c with code that the caller asked not to audit again. */
+static int store_quiet_refusal(const struct store_change *c, const char *code) {
+    return c->quiet_refusal && strcmp(c->quiet_refusal, code) == 0;
+}
+
 /* Inside the transaction: mark a (pending) approval expired and audit it
  * as sluiced's doing. */
 static int store_tx_expire(store *st, void *tx, struct store_approval *a, int64_t version,
@@ -389,6 +394,7 @@ static int store_tx_request(store *st, void *tx, const struct store_change *c,
         if ((rc = store_tx_expire(st, tx, a, cur->version, c->now_ms)) != STORE_OK) return rc;
         rc = STORE_NOT_FOUND;
     }
+    if (rc == STORE_OK && store_quiet_refusal(c, "approval_pending")) return STORE_OK;
     if (rc == STORE_OK) {
         store_change_entry(&entry, c, &o, cur, cur->version, "rejected", "approval_pending");
         util_copy(entry.approval_id, sizeof entry.approval_id, a->id);
@@ -432,6 +438,7 @@ static int store_tx_decide(store *st, void *tx, const struct store_change *c, in
     out->target = *cur;
     if (verdict == STORE_JUDGE_APPROVAL) return store_tx_request(st, tx, c, cur, out);
     if (verdict == 0) {
+        if (store_quiet_refusal(c, code)) return STORE_OK;
         store_change_entry(&entry, c, &o, cur, cur->version, "rejected", code);
         if ((rc = st->be->tx_insert_audit(tx, &entry)) != STORE_OK) return rc;
         out->audit_id = entry.id;
@@ -623,4 +630,21 @@ done:
     if (tx) st->be->end(tx, rc);
     store_gate_leave(&st->gate);
     return rc;
+}
+
+int store_autoscale_hold(store *st, const struct store_autoscale_hold *h) {
+    return st->be->autoscale_hold(st->h, h);
+}
+
+int store_autoscale_holds(store *st, struct store_autoscale_hold **out, size_t *n) {
+    return st->be->autoscale_holds(st->h, out, n);
+}
+
+int store_autoscale_put_state(store *st, const char *queue, const char *state, int64_t now_ms) {
+    if (strlen(state) >= STORE_AUTOSCALE_STATE_MAX) return STORE_FAILED;
+    return st->be->autoscale_put_state(st->h, queue, state, now_ms);
+}
+
+int store_autoscale_states(store *st, struct store_autoscale_state **out, size_t *n) {
+    return st->be->autoscale_states(st->h, out, n);
 }

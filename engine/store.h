@@ -149,6 +149,10 @@ struct store_change {
     int64_t approval_ttl_ms;
     int kind;                    /* enum store_change_kind; 0 (zeroed): scaling */
     int64_t paused_until_ms;     /* STORE_CHANGE_PAUSE: 0 until resumed */
+    /* A refusal with this error code writes no audit entry (audit_id 0):
+     * the autoscaler repeating its last refusal unchanged, which the log
+     * already holds. NULL: every refusal is audited. */
+    const char *quiet_refusal;
 };
 
 /* Called inside the write transaction with the current state. Returns 1 to
@@ -518,5 +522,41 @@ int store_notify_summarize(store *st, struct store_notify_summary **out, size_t 
 /* Delete delivered and failed rows created before before_ms, and beyond
  * the newest keep rows of any status but pending; *deleted gets how many. */
 int store_notify_prune(store *st, int64_t before_ms, int64_t keep, int64_t *deleted);
+
+/* ---- the autoscaler (autoscale.c) ---------------------------------------------
+ * Explicit holds of a queue's rule (any replica writes them) and the
+ * leader's last view of each rule as JSON text (followers answer from it). */
+
+#define STORE_AUTOSCALE_STATE_MAX 32768
+
+struct store_autoscale_hold {
+    char queue[UTIL_NAME_MAX + 1];
+    int64_t until_ms;
+    char by[STORE_ACTOR_MAX];
+    char reason[STORE_REASON_MAX];
+    int64_t created_ms;
+};
+
+struct store_autoscale_state {
+    char queue[UTIL_NAME_MAX + 1];
+    char state[STORE_AUTOSCALE_STATE_MAX];   /* JSON text, "" when none */
+    int64_t updated_ms;
+};
+
+/* Hold queue's rule (replaces a hold it has). A release is a hold that
+ * ends at once: its created_ms also ends the hold after a manual change
+ * made before it. */
+int store_autoscale_hold(store *st, const struct store_autoscale_hold *h);
+
+/* Every hold (ended and released ones too: the caller compares), by queue;
+ * *out malloc'd, owned by the caller. */
+int store_autoscale_holds(store *st, struct store_autoscale_hold **out, size_t *n);
+
+/* Replace queue's state with state (JSON text shorter than
+ * STORE_AUTOSCALE_STATE_MAX). */
+int store_autoscale_put_state(store *st, const char *queue, const char *state, int64_t now_ms);
+
+/* Every stored state, by queue; *out malloc'd, owned by the caller. */
+int store_autoscale_states(store *st, struct store_autoscale_state **out, size_t *n);
 
 #endif

@@ -88,6 +88,11 @@ struct store_backend {
                        struct store_notification **out, size_t *n);
     int (*notify_summarize)(void *h, struct store_notify_summary **out, size_t *n);
     int (*notify_prune)(void *h, int64_t before_ms, int64_t keep, int64_t *deleted);
+    /* the autoscaler (store_<name>_autoscale.c) */
+    int (*autoscale_hold)(void *h, const struct store_autoscale_hold *x);
+    int (*autoscale_holds)(void *h, struct store_autoscale_hold **out, size_t *n);
+    int (*autoscale_put_state)(void *h, const char *queue, const char *state, int64_t now_ms);
+    int (*autoscale_states)(void *h, struct store_autoscale_state **out, size_t *n);
 };
 
 /* The audit entry of a prune that deleted `deleted` entries below before_id. */

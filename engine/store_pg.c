@@ -661,4 +661,8 @@ const struct store_backend store_pg_backend = {
     .notify_list = pg_notify_list,
     .notify_summarize = pg_notify_summarize,
     .notify_prune = pg_notify_prune,
+    .autoscale_hold = pg_autoscale_hold,
+    .autoscale_holds = pg_autoscale_holds,
+    .autoscale_put_state = pg_autoscale_put_state,
+    .autoscale_states = pg_autoscale_states,
 };

@@ -761,4 +761,8 @@ const struct store_backend store_sqlite_backend = {
     .notify_list = sq_notify_list,
     .notify_summarize = sq_notify_summarize,
     .notify_prune = sq_notify_prune,
+    .autoscale_hold = sq_autoscale_hold,
+    .autoscale_holds = sq_autoscale_holds,
+    .autoscale_put_state = sq_autoscale_put_state,
+    .autoscale_states = sq_autoscale_states,
 };

@@ -155,4 +155,10 @@ int sq_notify_list(void *h, const char *sink, const char *status, int limit,
 int sq_notify_summarize(void *h, struct store_notify_summary **out, size_t *n);
 int sq_notify_prune(void *h, int64_t before_ms, int64_t keep, int64_t *deleted);
 
+/* store_sqlite_autoscale.c */
+int sq_autoscale_hold(void *h, const struct store_autoscale_hold *x);
+int sq_autoscale_holds(void *h, struct store_autoscale_hold **out, size_t *n);
+int sq_autoscale_put_state(void *h, const char *queue, const char *state, int64_t now_ms);
+int sq_autoscale_states(void *h, struct store_autoscale_state **out, size_t *n);
+
 #endif

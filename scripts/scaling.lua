@@ -62,7 +62,8 @@ end)
 local one_of = {
   outcome = { applied = true, rejected = true, pending_approval = true, approved = true,
               expired = true },
-  source = { ui = true, api = true, cli = true, expiry = true, policy = true, sluiced = true },
+  source = { ui = true, api = true, cli = true, expiry = true, policy = true, sluiced = true,
+             autoscaler = true },
   kind = { scaling = true, flag = true, audit = true, policy = true, pause = true },
 }
 local history_args = { "limit", "before", "actor", "outcome", "source", "kind", "since", "until" }

@@ -21,6 +21,8 @@ queue "build-b"  { }
 queue "ingest-a" { }
 queue "ingest-b" { }
 queue "shared-x" { }
+autoscale "build-a"  { every_s = 60, dry_run = true, rule = function(q) return nil end }
+autoscale "ingest-a" { every_s = 60, dry_run = true, rule = function(q) return nil end }
 alert "odd_worker" {
   severity = "warning", for_s = 0,
   worker = function(w, q) return w.id:find("-odd$") ~= nil and w.concurrency ~= q.desired end,
@@ -266,6 +268,14 @@ const ROWS = {
       const r = await srv.request('GET', '/api/v1/notifications', c);
       assert.equal(r.status, 200, r.text);
       assertNoForeign(r.text, 'the notifications');
+    },
+  },
+  'GET /api/v1/autoscalers': {
+    async check(c) {
+      const r = await srv.request('GET', '/api/v1/autoscalers', c);
+      assert.equal(r.status, 200, r.text);
+      assert.deepEqual(queuesOf(r.json.items), ['build-a']);
+      assertNoForeign(r.text, 'the autoscalers');
     },
   },
   'GET /admin/runtime-scaling': { snapshot: '/admin/runtime-scaling' },

@@ -69,7 +69,7 @@ static void teardown(void) {
 
 static struct scaling_change change(const char *queue, int64_t to) {
     struct scaling_change c = {queue, to, "test", 0, 0, 0, 0, "alice",
-                               AUTH_SCOPE_WRITE, "api", "rid-s", "tok-alice", 0, NULL, 0};
+                               AUTH_SCOPE_WRITE, "api", "rid-s", "tok-alice", 0, NULL, 0, NULL};
     return c;
 }
 

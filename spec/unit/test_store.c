@@ -428,6 +428,48 @@ static void refused_change_writes_one_rejected_entry_and_nothing_else(store *st)
     EXPECT_INT(audit_count(st, "scaling", "fresh"), 1);
 }
 
+static void a_quiet_refusal_writes_no_audit_entry_but_another_code_does(store *st) {
+    struct store_change_result r;
+    int64_t now = util_now_ms();
+    struct store_change c = change("q", 99, now);
+    c.quiet_refusal = "out_of_bounds";
+    EXPECT_INT(store_apply_change(st, &c, refuse_judge, NULL, &r), STORE_OK);
+    EXPECT(r.applied == 0 && r.audit_id == 0);
+    EXPECT_INT(audit_count(st, "scaling", "q"), 0);
+    c.quiet_refusal = "rate_limited";            /* another code: audited */
+    EXPECT_INT(store_apply_change(st, &c, refuse_judge, NULL, &r), STORE_OK);
+    EXPECT(r.applied == 0 && r.audit_id > 0);
+    EXPECT_INT(audit_count(st, "scaling", "q"), 1);
+}
+
+static void autoscale_holds_and_states_are_kept_per_queue(store *st) {
+    struct store_autoscale_hold h = {.queue = "build", .until_ms = 2000, .by = "alice",
+                                     .reason = "incident", .created_ms = 1000}, *holds = NULL;
+    struct store_autoscale_state *states = NULL;
+    size_t n = 0;
+    EXPECT_INT(store_autoscale_hold(st, &h), STORE_OK);
+    h.until_ms = 5000;                           /* a second hold replaces the first */
+    util_copy(h.reason, sizeof h.reason, "longer");
+    EXPECT_INT(store_autoscale_hold(st, &h), STORE_OK);
+    util_copy(h.queue, sizeof h.queue, "another");
+    EXPECT_INT(store_autoscale_hold(st, &h), STORE_OK);
+    ASSERT(store_autoscale_holds(st, &holds, &n) == STORE_OK);
+    ASSERT(n == 2);
+    EXPECT_STR(holds[0].queue, "another");
+    EXPECT_STR(holds[1].queue, "build");
+    EXPECT(holds[1].until_ms == 5000 && holds[1].created_ms == 1000);
+    EXPECT_STR(holds[1].reason, "longer");
+    EXPECT_STR(holds[1].by, "alice");
+    free(holds);
+    EXPECT_INT(store_autoscale_put_state(st, "build", "{\"decisions\":[]}", 10), STORE_OK);
+    EXPECT_INT(store_autoscale_put_state(st, "build", "{\"decisions\":[1]}", 20), STORE_OK);
+    ASSERT(store_autoscale_states(st, &states, &n) == STORE_OK);
+    ASSERT(n == 1);
+    EXPECT_STR(states[0].state, "{\"decisions\":[1]}");
+    EXPECT_INT(states[0].updated_ms, 20);
+    free(states);
+}
+
 static void abandoned_change_writes_nothing(store *st) {
     struct store_change_result r;
     struct store_target t;
@@ -1470,6 +1512,8 @@ static const struct {
     T(approval_waits_once_per_queue_and_every_step_is_audited, 1),
     T(a_pending_approval_past_its_time_expires_instead_of_being_decided, 1),
     T(changes_carry_their_revert_version_and_approval_id, 1),
+    T(a_quiet_refusal_writes_no_audit_entry_but_another_code_does, 1),
+    T(autoscale_holds_and_states_are_kept_per_queue, 1),
 #undef T
 };
 
