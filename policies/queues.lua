@@ -26,6 +26,15 @@ queue "ingestion" { max = 64, max_step = 16, confirm_above = 48 }
 queue "build"     { max = 16, confirm_above = 12 }
 queue "workflow"  { min = 0, default = 2 }
 
+-- An autoscaling rule, in dry run: it proposes (the card's Autoscaler block,
+-- `sluicectl autoscalers`) and changes nothing until dry_run goes.
+-- docs/autoscaling.md tells the rest.
+autoscale "ingestion" {
+  every_s = 15,
+  dry_run = true,
+  rule = sluice.backlog_target{ per_slot = 50 },
+}
+
 -- validate(change, ctx) runs after the built-in checks pass. Return true to
 -- accept, or false and a message to refuse (the API answers 422
 -- policy_rejected with your message). It must be quick: a call that runs
