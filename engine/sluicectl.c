@@ -235,6 +235,26 @@ static const char *ctl_num(json_t *v, char *buf, size_t size) {
     return buf;
 }
 
+/* GET path and print it: the JSON with --json, else header and one row
+ * per element of "items" (or the one object answered, when there is no
+ * "items"). Returns the exit code (ctl_refusal's for a refusal). */
+static int ctl_list(const struct ctl *c, const char *path, const char *header, void (*row)(json_t *)) {
+    struct ctl_answer a;
+    ctl_call(c, "GET", path, NULL, &a);
+    int rc = EXIT_OK;
+    if (a.status != 200) rc = ctl_refusal(c, &a);
+    else if (c->json) ctl_print_json(a.json);
+    else {
+        size_t i;
+        json_t *it, *items = json_object_get(a.json, "items");
+        fputs(header, stdout);
+        if (!json_is_array(items)) row(a.json);
+        json_array_foreach(items, i, it) row(it);
+    }
+    json_decref(a.json);
+    return rc;
+}
+
 static void ctl_target_row(json_t *t) {
     char d[32], v[32];
     json_t *b = json_object_get(t, "bounds");
@@ -251,23 +271,12 @@ static void ctl_target_row(json_t *t) {
 }
 
 static int ctl_get(const struct ctl *c, const char *queue) {
-    char path[256];
-    struct ctl_answer a;
+    char path[256], header[128];
     if (queue) snprintf(path, sizeof path, "/api/v1/scaling/%s", queue);
     else snprintf(path, sizeof path, "/api/v1/scaling");
-    ctl_call(c, "GET", path, NULL, &a);
-    int rc = EXIT_OK;
-    if (a.status != 200) rc = ctl_refusal(c, &a);
-    else if (c->json) ctl_print_json(a.json);
-    else {
-        printf("%-20s %8s %8s %-10s %-16s %s\n", "QUEUE", "DESIRED", "VERSION", "BOUNDS", "BY", "REASON");
-        if (queue) ctl_target_row(a.json);
-        size_t i;
-        json_t *t;
-        json_array_foreach(json_object_get(a.json, "items"), i, t) ctl_target_row(t);
-    }
-    json_decref(a.json);
-    return rc;
+    snprintf(header, sizeof header, "%-20s %8s %8s %-10s %-16s %s\n", "QUEUE", "DESIRED", "VERSION", "BOUNDS",
+             "BY", "REASON");
+    return ctl_list(c, path, header, ctl_target_row);
 }
 
 /* " until 2026-11-27 01:09:42 UTC, then 2" for a running temporary
@@ -447,22 +456,11 @@ static void ctl_approval_row(json_t *ap) {
 }
 
 static int ctl_approvals(const struct ctl *c, const char *status) {
-    char path[128];
-    struct ctl_answer a;
+    char path[128], header[128];
     snprintf(path, sizeof path, "/api/v1/approvals?status=%s", status ? status : "pending");
-    ctl_call(c, "GET", path, NULL, &a);
-    int rc = EXIT_OK;
-    if (a.status != 200) rc = ctl_refusal(c, &a);
-    else if (c->json) ctl_print_json(a.json);
-    else {
-        size_t i;
-        json_t *ap;
-        printf("%-16s %-10s %-16s %-10s %-16s %-23s %s\n", "ID", "STATUS", "QUEUE", "CHANGE", "ASKED BY",
-               "EXPIRES", "REASON");
-        json_array_foreach(json_object_get(a.json, "items"), i, ap) ctl_approval_row(ap);
-    }
-    json_decref(a.json);
-    return rc;
+    snprintf(header, sizeof header, "%-16s %-10s %-16s %-10s %-16s %-23s %s\n", "ID", "STATUS", "QUEUE",
+             "CHANGE", "ASKED BY", "EXPIRES", "REASON");
+    return ctl_list(c, path, header, ctl_approval_row);
 }
 
 /* approve or reject (verb) the approval id. */
@@ -505,20 +503,10 @@ static void ctl_autoscaler_row(json_t *it) {
 }
 
 static int ctl_autoscalers(const struct ctl *c) {
-    struct ctl_answer a;
-    ctl_call(c, "GET", "/api/v1/autoscalers", NULL, &a);
-    int rc = EXIT_OK;
-    if (a.status != 200) rc = ctl_refusal(c, &a);
-    else if (c->json) ctl_print_json(a.json);
-    else {
-        size_t i;
-        json_t *it;
-        printf("%-16s %-8s %-23s %-12s %-10s %-23s %s\n", "QUEUE", "MODE", "HELD UNTIL", "LAST", "CHANGE",
-               "NEXT", "WHY");
-        json_array_foreach(json_object_get(a.json, "items"), i, it) ctl_autoscaler_row(it);
-    }
-    json_decref(a.json);
-    return rc;
+    char header[128];
+    snprintf(header, sizeof header, "%-16s %-8s %-23s %-12s %-10s %-23s %s\n", "QUEUE", "MODE", "HELD UNTIL",
+             "LAST", "CHANGE", "NEXT", "WHY");
+    return ctl_list(c, "/api/v1/autoscalers", header, ctl_autoscaler_row);
 }
 
 /* Hold queue's rule for duration_s, or release it (duration_s 0). */
