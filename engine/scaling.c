@@ -416,13 +416,39 @@ static int scaling_judge_expiry(void *ud, const struct store_target *cur,
     return cur->version == due->version && cur->expires_at_ms == due->expires_at_ms ? 1 : -1;
 }
 
+/* A request id for what sluiced does by itself when something is due:
+ * "expiry-" and 16 random hex digits ("expiry" without randomness). */
+static void scaling_expiry_rid(char rid[STORE_RID_MAX]) {
+    memcpy(rid, "expiry-", 8);
+    if (util_random_hex(rid + 7, 8) != 0) strcpy(rid, "expiry");
+}
+
+/* Apply sc (queue, kind, to, default_value and reason set by the caller)
+ * as sluiced's own doing when something was due: actor "sluice", source
+ * "expiry", judged by judge on due, announced when it changed something.
+ * 1 when applied, 0 when the judge or the store said no. */
+static int scaling_apply_due(struct app *app, struct store_change *sc, store_judge_fn judge,
+                             const struct store_target *due) {
+    struct store_change_result res;
+    char rid[STORE_RID_MAX];
+    scaling_expiry_rid(rid);
+    sc->actor = "sluice";
+    sc->source = "expiry";
+    sc->request_id = rid;
+    sc->now_ms = util_now_ms();
+    if (store_apply_change(app->st, sc, judge, (void *)due, &res) != STORE_OK || res.applied != 1)
+        return 0;
+    struct store_origin o = {sc->actor, sc->source, sc->reason, sc->request_id, sc->now_ms};
+    if (res.changed) announce_change(app, &res, &o);
+    return 1;
+}
+
 /* Put back the override of due (a row store_list_expired gave). 1 when it
  * was put back. */
 static int scaling_expire_override(struct app *app, const struct store_target *due) {
     struct policy_bounds b;
     struct store_change sc;
-    struct store_change_result res;
-    char reason[STORE_REASON_MAX], rid[STORE_RID_MAX];
+    char reason[STORE_REASON_MAX];
     int64_t to = due->revert_to;
     if (policy_bounds(app->pol, due->queue, &b) == 0) {
         if (to < b.min) to = b.min;
@@ -430,23 +456,12 @@ static int scaling_expire_override(struct app *app, const struct store_target *d
     }
     snprintf(reason, sizeof reason, "temporary override to %lld by %s ended; back to %lld",
              (long long)due->desired, due->updated_by, (long long)to);
-    memcpy(rid, "expiry-", 8);
-    if (util_random_hex(rid + 7, 8) != 0) strcpy(rid, "expiry");
     memset(&sc, 0, sizeof sc);
     sc.queue = due->queue;
     sc.to = to;
     sc.default_value = due->desired;
-    sc.actor = "sluice";
-    sc.source = "expiry";
     sc.reason = reason;
-    sc.request_id = rid;
-    sc.now_ms = util_now_ms();
-    if (store_apply_change(app->st, &sc, scaling_judge_expiry, (void *)due, &res) != STORE_OK ||
-        res.applied != 1)
-        return 0;
-    struct store_origin o = {sc.actor, sc.source, sc.reason, sc.request_id, sc.now_ms};
-    if (res.changed) announce_change(app, &res, &o);
-    return 1;
+    return scaling_apply_due(app, &sc, scaling_judge_expiry, due);
 }
 
 static int scaling_end_pause(struct app *app, const struct store_target *due);
@@ -634,8 +649,7 @@ int scaling_expire_approvals(struct app *app) {
         if (rows[i].expires_at_ms > now) continue;
         snprintf(reason, sizeof reason, "not approved within %llds",
                  (long long)((rows[i].expires_at_ms - rows[i].created_at_ms) / 1000));
-        memcpy(rid, "expiry-", 8);
-        if (util_random_hex(rid + 7, 8) != 0) strcpy(rid, "expiry");
+        scaling_expiry_rid(rid);
         struct store_decision d = {rows[i].id, "expired", NULL, "sluiced", "sluiced", reason, rid, now};
         if (store_decide_approval(app->st, &d, &a, &decided) == STORE_OK && decided) expired++;
     }
@@ -782,24 +796,12 @@ done:
 static int scaling_end_pause(struct app *app, const struct store_target *due) {
     struct policy_bounds b;
     struct store_change sc;
-    struct store_change_result res;
-    char reason[STORE_REASON_MAX], rid[STORE_RID_MAX];
+    char reason[STORE_REASON_MAX];
     snprintf(reason, sizeof reason, "timed pause by %s ended", due->paused_by);
-    memcpy(rid, "expiry-", 8);
-    if (util_random_hex(rid + 7, 8) != 0) strcpy(rid, "expiry");
     memset(&sc, 0, sizeof sc);
     sc.queue = due->queue;
     sc.kind = STORE_CHANGE_RESUME;
     sc.default_value = policy_bounds(app->pol, due->queue, &b) == 0 ? b.def : due->desired;
-    sc.actor = "sluice";
-    sc.source = "expiry";
     sc.reason = reason;
-    sc.request_id = rid;
-    sc.now_ms = util_now_ms();
-    if (store_apply_change(app->st, &sc, scaling_judge_pause_end, (void *)due, &res) != STORE_OK ||
-        res.applied != 1)
-        return 0;
-    struct store_origin o = {sc.actor, sc.source, sc.reason, sc.request_id, sc.now_ms};
-    if (res.changed) announce_change(app, &res, &o);
-    return 1;
+    return scaling_apply_due(app, &sc, scaling_judge_pause_end, due);
 }
