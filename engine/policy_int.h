@@ -106,6 +106,10 @@ void policy_check_fields(lua_State *L, int decl_idx, int spec_idx, const char *c
 int policy_int_field(lua_State *L, int decl_idx, int spec_idx, const char *key, int64_t lo,
                      int64_t hi, const char *what, int64_t *out);
 
+/* policy_notify.c: read the notify declarations into g (in protected mode;
+ * errors name file:line). */
+void policy_resolve_sinks(lua_State *L, struct policy_gen *g);
+
 /* policy_autoscale.c: read the autoscale declarations into g (after the
  * queues). Raises on an invalid one. */
 void policy_resolve_autoscale(lua_State *L, struct policy_gen *g);
