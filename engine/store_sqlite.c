@@ -151,22 +151,6 @@ static void sq_truncate_wal(struct sq_store *s, sqlite3 *db) {
         log_json(LOG_DEBUG, "wal truncation skipped", json_pack("{s:s}", "error", sqlite3_errstr(rc)));
 }
 
-int sq_write_done(struct sq_conn *c, int rc) {
-    struct sq_store *s = c->owner;
-    if (rc == STORE_FULL && !atomic_exchange(&s->full, 1))
-        log_json(LOG_WARN, "database volume full: changes are refused (507 store_full) until "
-                           "there is space again", json_pack("{s:s}", "path", s->path));
-    if (rc == STORE_OK) {
-        if (atomic_exchange(&s->full, 0))
-            log_json(LOG_INFO, "database volume has space again: changes are accepted",
-                     json_pack("{s:s}", "path", s->path));
-        if (atomic_fetch_add(&s->writes, 1) % SQ_TRUNCATE_EVERY == SQ_TRUNCATE_EVERY - 1)
-            sq_truncate_wal(s, c->db);
-    }
-    sq_release(c);
-    return rc;
-}
-
 /* While the store is full: has the volume room again? */
 static int sq_has_room(const struct sq_store *s) {
     char dir[sizeof s->path];
@@ -174,6 +158,25 @@ static int sq_has_room(const struct sq_store *s) {
     util_copy(dir, sizeof dir, s->path);
     if (statvfs(dirname(dir), &v) != 0) return 0;
     return (unsigned long long)v.f_bavail * v.f_frsize >= SQ_FULL_ROOM;
+}
+
+int sq_write_done(struct sq_conn *c, int rc) {
+    struct sq_store *s = c->owner;
+    if (rc == STORE_FULL && !atomic_exchange(&s->full, 1))
+        log_json(LOG_WARN, "database volume full: changes are refused (507 store_full) until "
+                           "there is space again", json_pack("{s:s}", "path", s->path));
+    if (rc == STORE_OK) {
+        /* Hysteresis: a small write that fit into room the log already
+         * owned (the notify or autoscale threads write a few bytes) is not
+         * space again; only SQ_FULL_ROOM free is, as for ping. */
+        if (atomic_load(&s->full) && sq_has_room(s) && atomic_exchange(&s->full, 0))
+            log_json(LOG_INFO, "database volume has space again: changes are accepted",
+                     json_pack("{s:s}", "path", s->path));
+        if (atomic_fetch_add(&s->writes, 1) % SQ_TRUNCATE_EVERY == SQ_TRUNCATE_EVERY - 1)
+            sq_truncate_wal(s, c->db);
+    }
+    sq_release(c);
+    return rc;
 }
 
 /* The database holds the audit log, token hashes and CSRF tokens: owner
