@@ -500,8 +500,9 @@ int scaling_history(struct app *app, const char *queue, const struct store_audit
     }
     if (f) by = *f;
     if (queue) by.subject = queue;
-    /* A queue's history is its scaling entries; a flag may share its name. */
-    if (by.subject && !by.kind) by.kind = "scaling";
+    /* A queue's history is what acted on it: its changes of value, its
+     * pauses and resumes (a flag may share its name). */
+    if (by.subject && !by.kind) by.queue_kinds = 1;
     if (limit < 1 || limit > SCALING_HISTORY_MAX) limit = 50;
     /* One row more than asked tells whether there is a next page. */
     rc = store_find_audit(app->st, &by, limit + 1, rows, n);

@@ -315,6 +315,7 @@ struct store_audit_filter {
     int64_t since_ms, until_ms;
     int64_t before_id;           /* only ids below it: paging from the newest */
     int64_t version;             /* > 0: only entries at this version */
+    int queue_kinds;             /* 1: only what acts on a queue (kinds scaling and pause) */
 };
 
 /* Newest first, the entries f lets through (f NULL: all), at most limit.

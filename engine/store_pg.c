@@ -493,10 +493,10 @@ void pg_read_audit(PGresult *r, int row, void *elem) {
 
 static int pg_list_audit(void *h, const struct store_audit_filter *f, int limit,
                          struct store_audit **out, size_t *n) {
-    char b[24], l[24], since[24], until[24], v[24];
-    const char *pv[10] = {f->kind, f->subject, f->actor, f->outcome, f->source,
+    char b[24], l[24], since[24], until[24], v[24], qk[24];
+    const char *pv[11] = {f->kind, f->subject, f->actor, f->outcome, f->source,
                           I64(since, f->since_ms), I64(until, f->until_ms), I64(b, f->before_id),
-                          I64(l, limit), I64(v, f->version)};
+                          I64(l, limit), I64(v, f->version), I64(qk, f->queue_kinds)};
     return pg_collect(h, NULL, "SELECT " PG_AUDIT_COLS " FROM scaling_audit"
                                " WHERE ($1::text IS NULL OR kind = $1) AND ($2::text IS NULL OR subject = $2)"
                                " AND ($3::text IS NULL OR actor = $3) AND ($4::text IS NULL OR outcome = $4)"
@@ -505,8 +505,9 @@ static int pg_list_audit(void *h, const struct store_audit_filter *f, int limit,
                                " AND ($7::bigint = 0 OR at <= $7::bigint)"
                                " AND ($8::bigint = 0 OR id < $8::bigint)"
                                " AND ($10::bigint = 0 OR version = $10::bigint)"
+                               " AND ($11::bigint = 0 OR kind IN ('scaling', 'pause'))"
                                " ORDER BY id DESC LIMIT $9::int",
-                      10, pv, sizeof **out, pg_read_audit, (void **)out, n);
+                      11, pv, sizeof **out, pg_read_audit, (void **)out, n);
 }
 
 /* ---- the judged change ----------------------------------------------------------------- */

@@ -624,12 +624,13 @@ static int sq_list_audit(void *h, const struct store_audit_filter *f, int limit,
                                " AND (?5 IS NULL OR source = ?5) AND (?6 = 0 OR at >= ?6)"
                                " AND (?7 = 0 OR at <= ?7)"
                                " AND (?8 = 0 OR id < ?8) AND (?10 = 0 OR version = ?10)"
+                               " AND (?11 = 0 OR kind IN ('scaling', 'pause'))"
                                " ORDER BY id DESC LIMIT ?9",
                       "list_audit", sizeof **out, sq_read_audit, (void **)out, n,
                       SQ_ARGS(SQ_TEXT(f->kind), SQ_TEXT(f->subject), SQ_TEXT(f->actor),
                               SQ_TEXT(f->outcome), SQ_TEXT(f->source), SQ_INT(f->since_ms),
                               SQ_INT(f->until_ms), SQ_INT(f->before_id), SQ_INT(limit),
-                              SQ_INT(f->version)));
+                              SQ_INT(f->version), SQ_INT(f->queue_kinds)));
 }
 
 /* ---- transactions (store.c runs the judged writes over these) ----------------- */

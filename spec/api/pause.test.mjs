@@ -199,6 +199,11 @@ test('changes_while_paused_keep_the_pause_and_versions_reach_workers_in_order', 
   assert.deepEqual(msgs.filter((m) => m.queue === 'order').map((m) => [m.version, m.concurrency, m.paused]), [
     [p.json.version, 4, true], [put.json.version, 6, true], [r.json.version, 6, false],
   ]);
+  // The queue's own history tells the whole story, pauses included.
+  const h = await srv.request('GET', '/api/v1/scaling/order/history', { token: srv.tokens.read });
+  assert.deepEqual(h.json.items.map((e) => [e.kind, e.version, e.from, e.to]), [
+    ['pause', r.json.version, 1, 0], ['scaling', put.json.version, 4, 6], ['pause', p.json.version, 0, 1],
+  ]);
 });
 
 test('pause_and_resume_need_scaling_write_a_reason_and_a_known_queue', async () => {

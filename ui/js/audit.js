@@ -21,12 +21,13 @@ const OUTCOMES = { applied: 'applied', pending_approval: 'waits for approval', a
   expired: 'approval expired' };
 
 // onRevert(entry): offered to whoever may write on applied changes of a
-// queue that set another version than the one in force.
+// queue that set another value than the one in force (a pause makes a
+// version of its own, so the version alone does not tell).
 export function historyRow(e, { queue = true, requestId = false, onRevert = null } = {}) {
   const outcome = OUTCOMES[e.outcome] ?? (e.error_code === 'approval_rejected' ? 'approval rejected'
     : `refused${e.error_code ? ` (${e.error_code})` : ''}`);
   const revert = onRevert && e.kind === 'scaling' && e.outcome === 'applied' && e.version > 0 && canWrite() &&
-    queueOf(e.queue) && queueOf(e.queue).version !== e.version
+    queueOf(e.queue) && queueOf(e.queue).desired_concurrency !== e.to
     ? el('button', { type: 'button', class: 'small revert', onclick: () => onRevert(e),
       'aria-label': `Revert to this: ${e.queue} version ${e.version} (${e.to})` }, 'Revert to this') : null;
   return el('tr', { class: `${e.outcome} kind-${e.kind}` },
