@@ -107,7 +107,8 @@ test('policy_reloads_are_audited_and_out_of_bounds_flags_a_stored_value_above_th
   assert.ok(rejected, 'the failed load is audited');
   assert.equal(rejected.action, 'reload');
   assert.match(rejected.reason, /test\.lua/);
-  assert.ok((await snapshot()).policy.last_error);
+  // The snapshot is cached bytes, rebuilt on the next tick: it says so within one.
+  assert.ok(await waitFor(async () => (await snapshot()).policy.last_error, 3000), 'the snapshot shows the error');
   // The same broken content again is not audited twice.
   await new Promise((r) => setTimeout(r, 500));
   assert.equal((await audit('kind=policy&outcome=rejected')).items.length, 1);
