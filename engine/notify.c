@@ -396,6 +396,15 @@ static void *notify_main(void *ud) {
 
 void notify_kick(struct notify *n) {
     if (n == NULL) return;
+    /* No sink declared: nothing to send now. The regular pass still moves
+     * the cursor, so a sink added later starts from then; waking on every
+     * change would cost each one a cursor write and four reads of the
+     * outbox for nobody (`make bench ONLY=propagation:100`: p99 of a
+     * change all 100 workers acknowledge was 2.3x its floor, 1.4x without). */
+    struct policy_gen *g = policy_acquire(n->app->pol);
+    size_t sinks = policy_gen_sink_count(g);
+    policy_release(g);
+    if (sinks == 0) return;
     pthread_mutex_lock(&n->lock);
     n->kicked = 1;
     pthread_cond_signal(&n->wake);

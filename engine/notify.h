@@ -94,7 +94,8 @@ struct notify *notify_start(struct app *app, char *err, size_t errlen);
 void notify_stop(struct notify *n);
 
 /* Wake the thread now (a change was committed): the audit log is read
- * again without waiting for the next second. NULL: no-op. */
+ * again without waiting for the next second — when the policy declares a
+ * sink; without one the next regular pass will do. NULL: no-op. */
 void notify_kick(struct notify *n);
 
 /* Enqueue an alert transition for every sink that takes alerts of its
