@@ -17,6 +17,7 @@
 #include <time.h>
 
 #define NOTIFY_TICK_MS 1000          /* a pass at least this often */
+#define NOTIFY_IDLE_CURSOR_MS 10000  /* no sink declared: the cursor follows the log this often */
 #define NOTIFY_FAILING_RECENT_MS (15 * 60 * 1000LL)   /* failed rows count this long */
 #define NOTIFY_PRUNE_EVERY_MS 60000
 #define NOTIFY_SINK_BATCH 8              /* rows of one sink read per pass */
@@ -28,8 +29,9 @@ struct notify {
     pthread_cond_t wake;
     int stop, kicked;
     atomic_int stopping;             /* read by curl's progress callback */
-    CURL *curl;                      /* the thread's own handle, reused (keep-alive) */
+    CURL *curl;                      /* the thread's own handle, reused (keep-alive); NULL until the first POST */
     int64_t next_prune_ms;
+    int64_t next_idle_cursor_ms;     /* no sink declared: when the cursor next follows the log */
     size_t next_sink;                /* where the next delivery pass starts */
 };
 
@@ -185,6 +187,13 @@ static int notify_post(struct notify *n, const struct policy_sink *s, const stru
     struct curl_slist *h = NULL;
     long status = 0;
     size_t len = strlen(d->payload);
+    /* libcurl (and the TLS library under it) is set up on the first POST:
+     * a sluiced without sinks never pays its memory. */
+    if (n->curl == NULL && (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
+                            (n->curl = curl_easy_init()) == NULL)) {
+        snprintf(err, errlen, "libcurl could not be initialised");
+        return 0;
+    }
     CURL *c = n->curl;
 
     snprintf(ts, sizeof ts, "%lld", (long long)(util_now_ms() / 1000));
@@ -362,9 +371,20 @@ static int notify_pass(struct notify *n) {
         policy_set_notify_failures(n->app->pol, NULL, NULL, 0);
         return 0;
     }
-    int more = notify_enqueue_audit(n->app->st, n->app->pol, now_ms) >= NOTIFY_AUDIT_BATCH;
+    struct policy_gen *g = policy_acquire(n->app->pol);
+    size_t sinks = policy_gen_sink_count(g);
+    policy_release(g);
+    int more = 0;
+    /* Without a sink the cursor only has to keep up (a sink declared later
+     * starts about there): every NOTIFY_IDLE_CURSOR_MS, not every pass, so
+     * an idle feature costs changes no write. */
+    if (sinks > 0 || now_ms >= n->next_idle_cursor_ms) {
+        more = notify_enqueue_audit(n->app->st, n->app->pol, now_ms) >= NOTIFY_AUDIT_BATCH;
+        n->next_idle_cursor_ms = now_ms + NOTIFY_IDLE_CURSOR_MS;
+    }
     more |= notify_deliver(n, now_ms);
-    notify_count_failing(n, util_now_ms());
+    if (sinks > 0) notify_count_failing(n, util_now_ms());
+    else policy_set_notify_failures(n->app->pol, NULL, NULL, 0);
     if (now_ms >= n->next_prune_ms) {
         int64_t deleted = 0;
         store_notify_prune(n->app->st, now_ms - NOTIFY_KEEP_MS, NOTIFY_KEEP_ROWS, &deleted);
@@ -414,11 +434,8 @@ void notify_kick(struct notify *n) {
 struct notify *notify_start(struct app *app, char *err, size_t errlen) {
     pthread_condattr_t attr;
     struct notify *n = calloc(1, sizeof *n);
-    if (n == NULL || curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
-        (n->curl = curl_easy_init()) == NULL) {
+    if (n == NULL) {
         snprintf(err, errlen, "notify: out of memory");
-        if (n) curl_easy_cleanup(n->curl);
-        free(n);
         return NULL;
     }
     n->app = app;
