@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import crypto from 'node:crypto';
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer, putScaling, assertError, cli, tempDir, BACKEND, waitFor, TEST_POLICY } from './harness.mjs';
 
@@ -304,12 +304,15 @@ test('policy_check_reports_bad_sinks_with_file_and_line', () => {
     const line = decl.includes('\n') ? 4 : 3;   // a duplicate is reported where it is declared again
     assert.match(r.stderr + r.stdout, new RegExp(`sinks\\.lua:${line}: notify '[xy]'`), `${decl}: ${r.stderr}`);
     assert.match(r.stderr + r.stdout, re, r.stderr);
+    rmSync(dir, { recursive: true, force: true });
   }
   const dir = tempDir();
-  mkdirSync(join(dir, 'p'));
-  writeFileSync(join(dir, 'p', 'ok.lua'), `queue "q" { default = 1, min = 1, max = 2 }
+  try {
+    mkdirSync(join(dir, 'p'));
+    writeFileSync(join(dir, 'p', 'ok.lua'), `queue "q" { default = 1, min = 1, max = 2 }
 notify "ok" { url = "https://hooks.example.com/x?y=1", events = { "alert", "change" }, format = "slack", queues = { "q", "team-*" } }`);
-  assert.equal(cli(['policy', 'check', join(dir, 'p')]).status, 0);
+    assert.equal(cli(['policy', 'check', join(dir, 'p')]).status, 0);
+  } finally { rmSync(dir, { recursive: true, force: true }); }
 });
 
 test('a_follower_replica_does_not_deliver', { skip: BACKEND !== 'postgres' && 'PostgreSQL only' }, async () => {
