@@ -5,7 +5,7 @@
 // expired by the leader; every step in the audit log with its approval_id.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { writeFileSync, mkdirSync } from 'node:fs';
+import { writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer, putScaling, assertError, createToken, cli, tempDir } from './harness.mjs';
 import { startRedis, startWorker, reports, waitFor } from './fleet_harness.mjs';
@@ -236,8 +236,10 @@ test('validate_may_ask_for_approval', async () => {
   assert.equal(ok.json.change.desired_concurrency, 6);
 });
 
-test('policy_check_knows_approve_above_and_approval_ttl_s', () => {
-  const dir = join(tempDir(), 'p');
+test('policy_check_knows_approve_above_and_approval_ttl_s', (t) => {
+  const top = tempDir();
+  t.after(() => rmSync(top, { recursive: true, force: true }));
+  const dir = join(top, 'p');
   mkdirSync(dir);
   const check = (spec) => {
     writeFileSync(join(dir, 'q.lua'), `defaults { default = 4, min = 1, max = 64 }\nqueue "q" { ${spec} }\n`);
