@@ -288,6 +288,22 @@ int scaling_admit_write(struct app *app, const char *token_id, const char *queue
     return 0;
 }
 
+/* The writes flag, the gate of every write: 0 when it is on; 1 when it is
+ * off (err is writes_disabled, its message ending in also); -1 with err
+ * when the store could not say. */
+static int scaling_writes_gate(struct app *app, const char *also, struct api_error *err) {
+    int enabled, rc = flags_get(app, FLAG_WRITES, &enabled);
+    if (rc != STORE_OK) {
+        scaling_store_fail(err, rc);
+        return -1;
+    }
+    if (enabled) return 0;
+    api_error_set(err, "writes_disabled", json_pack("{s:s}", "environment", app->cfg->env),
+                  "environment '%s' is read-only: an admin must turn the 'writes' flag on%s",
+                  app->cfg->env, also);
+    return 1;
+}
+
 /* How often a change is judged again when another one landed while its
  * validate() ran, before it gives up with 503 store_busy. */
 #define SCALING_VALIDATE_TRIES 3
@@ -298,7 +314,7 @@ int scaling_set(struct app *app, const struct scaling_change *c, struct scaling_
     struct store_change sc;
     struct store_change_result res;
     struct store_target cur;
-    int enabled, rc, ok = -1;
+    int rc, ok = -1;
 
     memset(&j, 0, sizeof j);
     memset(out, 0, sizeof *out);
@@ -310,14 +326,9 @@ int scaling_set(struct app *app, const struct scaling_change *c, struct scaling_
     j.gen = policy_acquire(app->pol);
     /* lua.md's order: the writes flag comes before the queue is known. */
     int declared = policy_gen_bounds(j.gen, c->queue, &j.b) == 0;
-    if ((rc = flags_get(app, FLAG_WRITES, &enabled)) != STORE_OK) {
-        scaling_store_fail(err, rc);
-        goto done;
-    }
-    if (!enabled) {
-        api_error_set(err, "writes_disabled", json_pack("{s:s}", "environment", app->cfg->env),
-                      "environment '%s' is read-only: an admin must turn the 'writes' flag on",
-                      app->cfg->env);
+    int gate = scaling_writes_gate(app, "", err);
+    if (gate < 0) goto done;
+    if (gate > 0) {
         /* Only declared queues are audited: the log must not fill with
          * names anyone can make up. */
         int quiet = c->quiet_refusal && strcmp(c->quiet_refusal, err->code) == 0;
@@ -558,7 +569,7 @@ static void scaling_not_pending(struct api_error *err, const struct store_approv
 static int scaling_decide(struct app *app, const char *id, const struct scaling_decider *d,
                           const char *status, const char *code, struct store_approval *a,
                           struct api_error *err) {
-    int enabled, decided = 0, rc;
+    int decided = 0, rc;
     if (scaling_approval_get(app, id, a, err) != 0) return -1;
     if (strcmp(a->status, "pending") != 0) {
         scaling_not_pending(err, a);
@@ -572,16 +583,9 @@ static int scaling_decide(struct app *app, const char *id, const struct scaling_
                       a->requested_by);
         return -1;
     }
-    if ((rc = flags_get(app, FLAG_WRITES, &enabled)) != STORE_OK) {
-        scaling_store_fail(err, rc);
-        return -1;
-    }
-    if (!enabled) {
-        api_error_set(err, "writes_disabled", json_pack("{s:s}", "environment", app->cfg->env),
-                      "environment '%s' is read-only: an admin must turn the 'writes' flag on; "
-                      "approval %s stays pending", app->cfg->env, a->id);
-        return -1;
-    }
+    char also[STORE_ID_MAX + 32];
+    snprintf(also, sizeof also, "; approval %s stays pending", a->id);
+    if (scaling_writes_gate(app, also, err) != 0) return -1;
     if (!scaling_admit_write(app, d->token_id, a->queue, err)) return -1;
     struct store_decision dec = {id, status, code, d->actor, d->source, d->reason, d->request_id,
                                  util_now_ms()};
@@ -737,20 +741,15 @@ int scaling_pause(struct app *app, const struct scaling_pause *p, struct scaling
     struct store_change sc;
     struct store_change_result res;
     struct store_target cur;
-    int enabled, rc, ok = -1;
+    int rc, ok = -1;
 
     memset(out, 0, sizeof *out);
     if (!scaling_admit_write(app, p->token_id, p->queue, err)) return -1;
     struct policy_gen *gen = policy_acquire(app->pol);
     int declared = policy_gen_bounds(gen, p->queue, &b) == 0;
-    if ((rc = flags_get(app, FLAG_WRITES, &enabled)) != STORE_OK) {
-        scaling_store_fail(err, rc);
-        goto done;
-    }
-    if (!enabled) {
-        api_error_set(err, "writes_disabled", json_pack("{s:s}", "environment", app->cfg->env),
-                      "environment '%s' is read-only: an admin must turn the 'writes' flag on",
-                      app->cfg->env);
+    int gate = scaling_writes_gate(app, "", err);
+    if (gate < 0) goto done;
+    if (gate > 0) {
         if (declared && scaling_load(app, p->queue, &b, &cur) == STORE_OK) {
             scaling_audit_pause_refusal(app, p, &cur, err->code);
             metrics_count_change(app->metrics, p->queue, "rejected");

@@ -319,6 +319,32 @@ static int ctl_pending(const struct ctl *c, const char *queue, json_t *answer) {
     return EXIT_PENDING;
 }
 
+/* The exit code an answer's "acks" make: EXIT_UNACKED when --wait was
+ * given and not every live worker acknowledged, or none was live (a CI job
+ * must not read that as success); EXIT_OK otherwise. */
+static int ctl_acks_rc(json_t *answer, int waiting) {
+    json_t *acks = json_object_get(answer, "acks");
+    int complete = json_is_true(json_object_get(acks, "complete"));
+    json_int_t expected = json_integer_value(json_object_get(acks, "expected"));
+    return waiting && (!complete || expected == 0) ? EXIT_UNACKED : EXIT_OK;
+}
+
+/* After the summary line: who acknowledged (stdout, unless --json) and, for
+ * EXIT_UNACKED, why on stderr. what names the change in that message. */
+static void ctl_acks_report(const struct ctl *c, json_t *answer, const char *queue, const char *what, int rc) {
+    json_t *acks = json_object_get(answer, "acks");
+    int complete = json_is_true(json_object_get(acks, "complete"));
+    json_int_t expected = json_integer_value(json_object_get(acks, "expected"));
+    if (!c->json && acks)
+        printf("acknowledged by %lld of %lld live workers%s\n",
+               (long long)json_integer_value(json_object_get(acks, "acknowledged")), (long long)expected,
+               complete ? "" : " before the wait ended");
+    if (rc == EXIT_UNACKED) {
+        if (expected == 0) fprintf(stderr, "sluicectl: no live worker of %s to acknowledge %s\n", queue, what);
+        else fprintf(stderr, "sluicectl: not every worker acknowledged in time\n");
+    }
+}
+
 static int ctl_set(const struct ctl *c, const char *method, const char *path, const char *queue,
                    json_t *body, int waiting, int asked_duration) {
     char note[128];
@@ -333,12 +359,7 @@ static int ctl_set(const struct ctl *c, const char *method, const char *path, co
         rc = ctl_refusal(c, &a);
         goto done;
     }
-    json_t *acks = json_object_get(a.json, "acks");
-    int complete = json_is_true(json_object_get(acks, "complete"));
-    json_int_t expected = json_integer_value(json_object_get(acks, "expected"));
-    /* With no live worker nothing acknowledged: a CI job must not read that
-     * as success. */
-    if (waiting && (!complete || expected == 0)) rc = EXIT_UNACKED;
+    rc = ctl_acks_rc(a.json, waiting);
     if (c->json) {
         ctl_print_json(a.json);
     } else {
@@ -347,15 +368,8 @@ static int ctl_set(const struct ctl *c, const char *method, const char *path, co
                (long long)json_integer_value(json_object_get(a.json, "previous")),
                (long long)json_integer_value(json_object_get(a.json, "desired_concurrency")),
                (long long)json_integer_value(json_object_get(a.json, "version")), note);
-        if (acks)
-            printf("acknowledged by %lld of %lld live workers%s\n",
-                   (long long)json_integer_value(json_object_get(acks, "acknowledged")),
-                   (long long)json_integer_value(json_object_get(acks, "expected")),
-                   complete ? "" : " before the wait ended");
     }
-    if (rc == EXIT_UNACKED)
-        fprintf(stderr, expected == 0 ? "sluicectl: no live worker of %s to acknowledge the change\n"
-                                      : "sluicectl: not every worker acknowledged in time\n", queue);
+    ctl_acks_report(c, a.json, queue, "the change", rc);
 done:
     json_decref(a.json);
     return rc;
@@ -376,10 +390,7 @@ static int ctl_pause(const struct ctl *c, const char *queue, int pause, json_t *
         rc = ctl_refusal(c, &a);
         goto done;
     }
-    json_t *acks = json_object_get(a.json, "acks");
-    int complete = json_is_true(json_object_get(acks, "complete"));
-    json_int_t expected = json_integer_value(json_object_get(acks, "expected"));
-    if (waiting && (!complete || expected == 0)) rc = EXIT_UNACKED;
+    rc = ctl_acks_rc(a.json, waiting);
     if (c->json) {
         ctl_print_json(a.json);
     } else {
@@ -390,14 +401,8 @@ static int ctl_pause(const struct ctl *c, const char *queue, int pause, json_t *
                (long long)json_integer_value(json_object_get(a.json, "desired_concurrency")),
                json_is_true(json_object_get(a.json, "changed")) ? "" : pause ? ", already paused: nothing changed"
                                                                           : ", was not paused: nothing changed");
-        if (acks)
-            printf("acknowledged by %lld of %lld live workers%s\n",
-                   (long long)json_integer_value(json_object_get(acks, "acknowledged")), (long long)expected,
-                   complete ? "" : " before the wait ended");
     }
-    if (rc == EXIT_UNACKED)
-        fprintf(stderr, expected == 0 ? "sluicectl: no live worker of %s to acknowledge it\n"
-                                      : "sluicectl: not every worker acknowledged in time\n", queue);
+    ctl_acks_report(c, a.json, queue, "it", rc);
 done:
     json_decref(a.json);
     return rc;
